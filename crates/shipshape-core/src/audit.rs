@@ -1,0 +1,380 @@
+//! The audit: an inventory of every artifact with its SHA-256, plus git metadata, written as
+//! `release/audit_<YYYYMMDD_HHMMSS>/bundle.yaml`.
+//!
+//! The inventory walks the workspace once (skipping `.git` and `release/`), matches each file
+//! against every kind's globs, and refuses what cannot be released safely: a file matched by two
+//! kinds, a symlink resolving outside the workspace, something that is not a regular file, and an
+//! `include` glob that matches nothing (reported at its line in `shipshape.toml`). Files are then
+//! hashed in parallel. The bundle directory is assembled under a temporary name and renamed into
+//! place, so a bundle is either complete or absent.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::{create_dir_all_durable, sync_dir, write_new_atomic};
+use crate::clock::Time;
+use crate::config::{ArtifactKind, Config};
+use crate::error::{Error, IoContext, Result};
+use crate::git::{self, GitInfo};
+use crate::hash::{Digest, Progress, hash_files};
+use crate::paths::{RelPath, confine};
+use crate::workspace::{RELEASE_DIR, Workspace};
+
+/// The bundle file's name inside an audit directory.
+pub const BUNDLE_FILE: &str = "bundle.yaml";
+/// Current bundle schema.
+pub const BUNDLE_SCHEMA: u32 = 1;
+
+/// The name and version of the tool that wrote a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolInfo {
+    /// Always `shipshape`.
+    pub name: String,
+    /// The crate version.
+    pub version: String,
+}
+
+impl ToolInfo {
+    /// This build.
+    pub fn current() -> Self {
+        ToolInfo { name: "shipshape".into(), version: env!("CARGO_PKG_VERSION").into() }
+    }
+}
+
+/// One artifact as the audit saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactRecord {
+    /// Its kind (`configs`, `models`, …).
+    pub kind: String,
+    /// Path relative to the workspace.
+    pub path: RelPath,
+    /// Size in bytes.
+    pub size: u64,
+    /// Content hash.
+    pub hash: Digest,
+    /// Version from the kind's `version_file`, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Totals over the inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    /// Number of artifacts.
+    pub artifacts: u64,
+    /// Sum of their sizes.
+    pub bytes: u64,
+}
+
+/// `bundle.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditBundle {
+    /// Schema version of this file.
+    pub schema_version: u32,
+    /// `audit_<YYYYMMDD_HHMMSS>`, the directory's name.
+    pub bundle_id: String,
+    /// When the audit ran.
+    pub created: Time,
+    /// The tool that ran it.
+    pub tool: ToolInfo,
+    /// Git metadata of the workspace; null when it is not a git repository.
+    pub git: Option<GitInfo>,
+    /// Warnings raised while auditing (e.g. no git repository).
+    pub warnings: Vec<String>,
+    /// Totals.
+    pub totals: Totals,
+    /// Every artifact, in kind order then path order.
+    pub artifacts: Vec<ArtifactRecord>,
+}
+
+/// A file the inventory found, before hashing.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Kind name.
+    pub kind: String,
+    /// Path relative to the workspace.
+    pub path: RelPath,
+    /// Real absolute path (symlinks resolved).
+    pub real_path: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Version, when the kind has a `version_file`.
+    pub version: Option<String>,
+}
+
+fn build_glob(pattern: &str) -> std::result::Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).build()
+}
+
+struct KindMatcher<'a> {
+    kind: &'a ArtifactKind,
+    include: GlobSet,
+    exclude: GlobSet,
+    hits: Vec<usize>,
+}
+
+fn matchers<'a>(config: &'a Config) -> Result<Vec<KindMatcher<'a>>> {
+    let mut out = Vec::new();
+    for kind in &config.artifacts {
+        let mut sets = [GlobSetBuilder::new(), GlobSetBuilder::new()];
+        for (set, globs) in sets.iter_mut().zip([&kind.include, &kind.exclude]) {
+            for glob in globs {
+                let compiled = build_glob(glob.get_ref()).map_err(|e| {
+                    let (line, column) = config.position(glob.span());
+                    Error::parse(&config.path, line, column, format!("artifacts.{}: bad glob: {e}", kind.name))
+                })?;
+                set.add(compiled);
+            }
+        }
+        let [include, exclude] = sets.map(|s| s.build());
+        let bad = |e: globset::Error| Error::invalid(&config.path, format!("artifacts.{}: bad glob: {e}", kind.name));
+        out.push(KindMatcher { kind, include: include.map_err(bad)?, exclude: exclude.map_err(bad)?, hits: vec![0; kind.include.len()] });
+    }
+    Ok(out)
+}
+
+/// Walk the workspace and list every artifact, refusing anything unsafe or ambiguous.
+pub fn inventory(workspace: &Workspace) -> Result<Vec<Candidate>> {
+    let config = &workspace.config;
+    let root = &workspace.root;
+    let mut matchers = matchers(config)?;
+    let mut found = Vec::new();
+    let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter().filter_entry(|e| {
+        let relative = e.path().strip_prefix(root).unwrap_or(e.path());
+        !(relative == Path::new(".git") || relative == Path::new(RELEASE_DIR))
+    });
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+            Error::Io { path, action: "walking the workspace", source: e.into() }
+        })?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let Ok(relative) = entry.path().strip_prefix(root) else { continue };
+        let mut matched: Option<usize> = None;
+        for (index, matcher) in matchers.iter_mut().enumerate() {
+            let hits = matcher.include.matches(relative);
+            if hits.is_empty() || matcher.exclude.is_match(relative) {
+                continue;
+            }
+            for hit in hits {
+                matcher.hits[hit] += 1;
+            }
+            if let Some(previous) = matched {
+                return Err(Error::invalid(
+                    &config.path,
+                    format!(
+                        "{} is matched by both [artifacts.{}] and [artifacts.{}]; an artifact has one kind: narrow one of the globs or add an exclude",
+                        relative.display(),
+                        matchers[previous].kind.name,
+                        matchers[index].kind.name
+                    ),
+                ));
+            }
+            matched = Some(index);
+        }
+        let Some(index) = matched else { continue };
+        let path = RelPath::from_walk(root, entry.path()).map_err(|rule| Error::UnsafePath {
+            origin: entry.path().to_path_buf(),
+            path: relative.display().to_string(),
+            reason: rule.to_string(),
+        })?;
+        let real_path = confine(root, &path, &config.path)?;
+        let metadata = fs::metadata(&real_path).at(&real_path, "reading metadata")?;
+        if !metadata.is_file() {
+            return Err(Error::invalid(entry.path(), "is not a regular file; only regular files can be released"));
+        }
+        let kind = matchers[index].kind;
+        let version = match &kind.version_file {
+            Some(pattern) => read_version(workspace, &path, pattern.get_ref())?,
+            None => None,
+        };
+        found.push(Candidate { kind: kind.name.clone(), path, real_path, size: metadata.len(), version });
+    }
+    for matcher in &matchers {
+        for (glob, hits) in matcher.kind.include.iter().zip(&matcher.hits) {
+            if *hits == 0 {
+                let (line, column) = config.position(glob.span());
+                return Err(Error::parse(
+                    &config.path,
+                    line,
+                    column,
+                    format!(
+                        "artifacts.{}.include: glob `{}` matches no file in {}; fix the glob or remove it",
+                        matcher.kind.name,
+                        glob.get_ref(),
+                        root.display()
+                    ),
+                ));
+            }
+        }
+    }
+    let order: Vec<&str> = config.artifacts.iter().map(|k| k.name.as_str()).collect();
+    found.sort_by(|a, b| {
+        let rank = |k: &str| order.iter().position(|o| *o == k);
+        rank(&a.kind).cmp(&rank(&b.kind)).then_with(|| a.path.cmp(&b.path))
+    });
+    Ok(found)
+}
+
+fn read_version(workspace: &Workspace, artifact: &RelPath, pattern: &str) -> Result<Option<String>> {
+    let text = pattern.replace("{path}", artifact.as_str());
+    let version_path = RelPath::new(&text).map_err(|rule| Error::UnsafePath {
+        origin: workspace.config.path.clone(),
+        path: text.clone(),
+        reason: rule.to_string(),
+    })?;
+    let absolute = version_path.under(&workspace.root);
+    if !absolute.exists() {
+        return Ok(None);
+    }
+    let real = confine(&workspace.root, &version_path, &workspace.config.path)?;
+    let content = crate::atomic::read_text(&real)?;
+    let version = content.lines().next().unwrap_or("").trim().to_string();
+    if version.is_empty() || version.len() > 128 || version.chars().any(char::is_control) {
+        return Err(Error::invalid(&absolute, "the first line must hold the version (1 to 128 printable characters)"));
+    }
+    Ok(Some(version))
+}
+
+/// Hash every candidate (in parallel) into artifact records.
+pub fn hash_candidates(candidates: &[Candidate], progress: &dyn Progress) -> Result<Vec<ArtifactRecord>> {
+    let total: u64 = candidates.iter().map(|c| c.size).sum();
+    progress.start("hashing", total);
+    let jobs: Vec<(PathBuf, u64)> = candidates.iter().map(|c| (c.real_path.clone(), c.size)).collect();
+    let digests = hash_files(&jobs, progress);
+    progress.finish();
+    let digests = digests?;
+    Ok(candidates
+        .iter()
+        .zip(digests)
+        .map(|(candidate, (hash, size))| ArtifactRecord {
+            kind: candidate.kind.clone(),
+            path: candidate.path.clone(),
+            size,
+            hash,
+            version: candidate.version.clone(),
+        })
+        .collect())
+}
+
+/// What `audit` produced.
+#[derive(Debug, Clone)]
+pub struct AuditOutcome {
+    /// The bundle directory (absolute).
+    pub bundle_dir: PathBuf,
+    /// The bundle file (absolute).
+    pub bundle_path: PathBuf,
+    /// Its content.
+    pub bundle: AuditBundle,
+    /// The exact bytes written.
+    pub bytes: Vec<u8>,
+}
+
+/// Run the audit and write the bundle. The caller holds the workspace lock.
+pub fn run(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<AuditOutcome> {
+    let candidates = inventory(workspace)?;
+    let artifacts = hash_candidates(&candidates, progress)?;
+    let mut warnings = Vec::new();
+    let git = match git::inspect(&workspace.root) {
+        Ok(info) => {
+            if info.dirty {
+                warnings.push("the git working tree has uncommitted changes to tracked files".to_string());
+            }
+            Some(info)
+        }
+        Err(warning) => {
+            warnings.push(warning);
+            None
+        }
+    };
+    let totals = Totals { artifacts: artifacts.len() as u64, bytes: artifacts.iter().map(|a| a.size).sum() };
+    let release_dir = workspace.release_dir();
+    create_dir_all_durable(&release_dir)?;
+    crate::atomic::remove_stale_temp_files(&release_dir)?;
+    let mut created = now;
+    loop {
+        let bundle_id = format!("audit_{}", created.compact());
+        let bundle_dir = release_dir.join(&bundle_id);
+        if bundle_dir.exists() {
+            // Names are per second; a second audit within the same second takes the next one.
+            created = created.plus(jiff::SignedDuration::from_secs(1));
+            continue;
+        }
+        let bundle = AuditBundle {
+            schema_version: BUNDLE_SCHEMA,
+            bundle_id: bundle_id.clone(),
+            created: now,
+            tool: ToolInfo::current(),
+            git: git.clone(),
+            warnings: warnings.clone(),
+            totals: totals.clone(),
+            artifacts: artifacts.clone(),
+        };
+        let text = format!(
+            "# shipshape audit bundle: the inventory a release manifest is made from. Do not edit:\n# manifests record this file's SHA-256.\n{}",
+            crate::yaml::to_string(&bundle)?
+        );
+        let staging = crate::atomic::temp_path_beside(&bundle_dir);
+        fs::create_dir(&staging).at(&staging, "creating directory")?;
+        let staged = (|| {
+            write_new_atomic(&staging.join(BUNDLE_FILE), text.as_bytes())?;
+            sync_dir(&staging)?;
+            fs::rename(&staging, &bundle_dir).at(&bundle_dir, "renaming into place")?;
+            sync_dir(&release_dir)
+        })();
+        if let Err(e) = staged {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        return Ok(AuditOutcome {
+            bundle_path: bundle_dir.join(BUNDLE_FILE),
+            bundle_dir,
+            bundle,
+            bytes: text.into_bytes(),
+        });
+    }
+}
+
+/// Read and parse a bundle directory's `bundle.yaml`, returning it with its exact bytes.
+pub fn read_bundle(bundle_dir: &Path) -> Result<(AuditBundle, Vec<u8>)> {
+    let path = bundle_dir.join(BUNDLE_FILE);
+    let (bundle, bytes): (AuditBundle, Vec<u8>) = crate::yaml::read(&path)?;
+    if bundle.schema_version != BUNDLE_SCHEMA {
+        return Err(Error::invalid(&path, format!("schema_version {} is not supported (expected {BUNDLE_SCHEMA})", bundle.schema_version)));
+    }
+    Ok((bundle, bytes))
+}
+
+/// The newest audit bundle directory in `release/`, if any.
+pub fn newest_bundle(workspace: &Workspace) -> Result<Option<PathBuf>> {
+    let dir = workspace.release_dir();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at(&dir, "listing"),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.at(&dir, "listing")?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("audit_") && entry.path().join(BUNDLE_FILE).is_file() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names.pop().map(|name| dir.join(name)))
+}
+
+/// Hash of a bundle file's bytes.
+pub fn bundle_digest(bytes: &[u8]) -> Digest {
+    Digest::of(bytes)
+}

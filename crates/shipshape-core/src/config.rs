@@ -1,0 +1,429 @@
+//! `shipshape.toml`: loading, strict checking, and the defaults `init` writes.
+//!
+//! The file is parsed strictly: unknown keys, wrong types and out-of-range values are errors that
+//! name the file, line, column and dotted key (`shipshape.toml:31:28: monitoring.heightened.intraday_hit_ratio_drop: …`).
+//! Range checks live in the value types ([`Fraction`], [`PositiveDuration`], …) so they fail inside
+//! deserialization, where the parser still knows the position. Glob entries keep their spans so a
+//! glob that matches nothing can later be reported at its line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use toml::Spanned;
+
+use crate::clock::Duration;
+use crate::error::{Error, Result, line_column};
+use crate::paths::check_relative;
+
+/// The config file's name.
+pub const CONFIG_FILE: &str = "shipshape.toml";
+
+/// The commented config `shipshape init` writes; its values are the defaults (a test checks that).
+pub const CONFIG_TEMPLATE: &str = include_str!("../templates/shipshape.toml");
+
+/// A loaded, checked `shipshape.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its text, for positions in later errors (globs that match nothing).
+    pub text: String,
+    /// `[release]`.
+    pub release: ReleaseConfig,
+    /// `[artifacts.<kind>]`, in file order.
+    pub artifacts: Vec<ArtifactKind>,
+    /// `[monitoring]`.
+    pub monitoring: MonitoringConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    release: ReleaseConfig,
+    artifacts: Kinds,
+    #[serde(default)]
+    monitoring: MonitoringConfig,
+}
+
+/// `[release]`: how manifests are made.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleaseConfig {
+    /// The environment manifests are made for; each has its own sequence and hash chain.
+    pub environment: Slug,
+    /// How long a manifest stays deployable.
+    pub manifest_expiry: PositiveDuration,
+    /// Recorded as deployer when `--deployer` is not given; empty means the `USER` environment variable.
+    pub deployer: String,
+}
+
+impl Default for ReleaseConfig {
+    fn default() -> Self {
+        ReleaseConfig {
+            environment: Slug("production".into()),
+            manifest_expiry: PositiveDuration(Duration::hours(7 * 24)),
+            deployer: String::new(),
+        }
+    }
+}
+
+/// One artifact kind: the files it covers.
+#[derive(Debug, Clone)]
+pub struct ArtifactKind {
+    /// The kind's name (`configs`, `models`, …).
+    pub name: String,
+    /// Globs of files to include, relative to the workspace, with their positions in the file.
+    pub include: Vec<Spanned<String>>,
+    /// Globs of files to leave out.
+    pub exclude: Vec<Spanned<String>>,
+    /// Where each file's version is written: a path pattern in which `{path}` stands for the
+    /// artifact's path (e.g. `{path}.version`); the first line of that file is the version.
+    pub version_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKind {
+    include: Vec<Spanned<String>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    version_file: Option<Spanned<String>>,
+}
+
+/// The artifact kinds in file order (a map whose order matters: it is the manifest's order).
+#[derive(Debug)]
+struct Kinds(Vec<(String, RawKind)>);
+
+impl<'de> Deserialize<'de> for Kinds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct KindsVisitor;
+        impl<'de> Visitor<'de> for KindsVisitor {
+            type Value = Kinds;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of artifact kinds, e.g. [artifacts.configs]")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Kinds, A::Error> {
+                let mut kinds = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if let Err(reason) = check_slug(&name) {
+                        return Err(de::Error::custom(format!("artifact kind `{name}`: {reason}")));
+                    }
+                    let kind: RawKind = map.next_value()?;
+                    kinds.push((name, kind));
+                }
+                Ok(Kinds(kinds))
+            }
+        }
+        deserializer.deserialize_map(KindsVisitor)
+    }
+}
+
+/// `[monitoring]`: the post-deploy watch. Defaults are the story's.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    /// How long heightened monitoring lasts after a deploy.
+    pub heightened_hours: PositiveInt,
+    /// How often metrics are evaluated.
+    pub eval_interval: PositiveDuration,
+    /// How many consecutive breaching evaluations fire an alert.
+    pub consecutive_breaches: PositiveInt,
+    /// The policy during the heightened period.
+    pub heightened: ModePolicy,
+    /// The policy afterwards.
+    pub normal: ModePolicy,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            heightened_hours: PositiveInt(48),
+            eval_interval: PositiveDuration("10m".parse().unwrap_or(Duration::hours(0))),
+            consecutive_breaches: PositiveInt(3),
+            heightened: ModePolicy::heightened(),
+            normal: ModePolicy::normal(),
+        }
+    }
+}
+
+/// Windows, thresholds and notification cadence for one monitoring mode.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModePolicy {
+    /// Rolling window for the intraday hit ratio.
+    pub intraday_hit_ratio_window: PositiveDuration,
+    /// Rolling window for swing precision.
+    pub swing_precision_window: PositiveDuration,
+    /// Relative drop of the intraday hit ratio that counts as a breach (0.05 = 5 %).
+    pub intraday_hit_ratio_drop: Fraction,
+    /// Relative drop of swing precision that counts as a breach.
+    pub swing_precision_drop: Fraction,
+    /// Absolute drop of the intraday Sharpe ratio that counts as a breach.
+    pub intraday_sharpe_drop: PositiveFloat,
+    /// How often a firing alert is notified again.
+    pub notify_every: PositiveDuration,
+}
+
+impl ModePolicy {
+    /// The story's heightened policy.
+    pub fn heightened() -> Self {
+        ModePolicy {
+            intraday_hit_ratio_window: PositiveDuration(Duration::hours(6)),
+            swing_precision_window: PositiveDuration(Duration::hours(24)),
+            intraday_hit_ratio_drop: Fraction(0.05),
+            swing_precision_drop: Fraction(0.05),
+            intraday_sharpe_drop: PositiveFloat(0.15),
+            notify_every: PositiveDuration(Duration::hours(2)),
+        }
+    }
+
+    /// The story's normal policy.
+    pub fn normal() -> Self {
+        ModePolicy {
+            intraday_hit_ratio_window: PositiveDuration(Duration::hours(24)),
+            swing_precision_window: PositiveDuration(Duration::hours(90 * 24)),
+            intraday_hit_ratio_drop: Fraction(0.10),
+            swing_precision_drop: Fraction(0.10),
+            intraday_sharpe_drop: PositiveFloat(0.25),
+            notify_every: PositiveDuration(Duration::hours(6)),
+        }
+    }
+}
+
+impl Default for ModePolicy {
+    fn default() -> Self {
+        Self::normal()
+    }
+}
+
+macro_rules! checked_value {
+    ($(#[$doc:meta])* $name:ident($inner:ty), $check:expr, $expect:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub $inner);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                let value = <$inner>::deserialize(deserializer)?;
+                let check: fn(&$inner) -> bool = $check;
+                if check(&value) {
+                    Ok($name(value))
+                } else {
+                    Err(de::Error::custom(format!(concat!("{} is out of range: expected ", $expect), value)))
+                }
+            }
+        }
+    };
+}
+
+checked_value!(
+    /// A number strictly between 0 and 1 (a relative threshold).
+    Fraction(f64), |v| v.is_finite() && *v > 0.0 && *v < 1.0, "a fraction between 0 and 1 (0.05 = 5 %)"
+);
+checked_value!(
+    /// A finite number greater than 0.
+    PositiveFloat(f64), |v| v.is_finite() && *v > 0.0, "a number greater than 0"
+);
+checked_value!(
+    /// A whole number greater than 0.
+    PositiveInt(u32), |v| *v > 0, "a whole number greater than 0"
+);
+checked_value!(
+    /// A duration greater than zero.
+    PositiveDuration(Duration), |v| v.seconds() > 0, "a duration greater than zero"
+);
+
+/// A name of lowercase letters, digits, `-` and `_` (environments, artifact kinds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Slug(pub String);
+
+fn check_slug(s: &str) -> std::result::Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err("use 1 to 64 lowercase letters, digits, `-` or `_`".into()) }
+}
+
+impl<'de> Deserialize<'de> for Slug {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        check_slug(&s).map_err(|reason| de::Error::custom(format!("`{s}`: {reason}")))?;
+        Ok(Slug(s))
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    /// Read and check the config at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = crate::atomic::read_text(path)?;
+        Self::parse(path, text)
+    }
+
+    /// Check config `text` that was read from `path`.
+    pub fn parse(path: &Path, text: String) -> Result<Config> {
+        let raw: RawConfig = parse_toml(path, &text)?;
+        let mut artifacts = Vec::with_capacity(raw.artifacts.0.len());
+        for (name, kind) in raw.artifacts.0 {
+            let key = |field: &str| format!("artifacts.{name}.{field}");
+            if kind.include.is_empty() {
+                return Err(Error::invalid(path, format!("{}: list at least one glob", key("include"))));
+            }
+            for glob in kind.include.iter().chain(&kind.exclude) {
+                check_pattern(path, &text, glob, &key("include/exclude"))?;
+            }
+            if let Some(pattern) = &kind.version_file {
+                check_pattern(path, &text, pattern, &key("version_file"))?;
+                if !pattern.get_ref().contains("{path}") {
+                    let (line, column) = line_column(&text, pattern.span().start);
+                    return Err(Error::parse(
+                        path,
+                        line,
+                        column,
+                        format!("{}: the pattern must contain `{{path}}`, e.g. \"{{path}}.version\"", key("version_file")),
+                    ));
+                }
+            }
+            artifacts.push(ArtifactKind { name, include: kind.include, exclude: kind.exclude, version_file: kind.version_file });
+        }
+        if artifacts.is_empty() {
+            return Err(Error::invalid(path, "[artifacts]: define at least one artifact kind, e.g. [artifacts.configs]"));
+        }
+        Ok(Config { path: path.to_path_buf(), text, release: raw.release, artifacts, monitoring: raw.monitoring })
+    }
+
+    /// The 1-based line and column of a span in this file.
+    pub fn position(&self, span: std::ops::Range<usize>) -> (usize, usize) {
+        line_column(&self.text, span.start)
+    }
+}
+
+fn check_pattern(path: &Path, text: &str, pattern: &Spanned<String>, key: &str) -> Result<()> {
+    let value = pattern.get_ref();
+    let without_placeholder = value.replace("{path}", "p");
+    if let Err(rule) = check_relative(&without_placeholder) {
+        let (line, column) = line_column(text, pattern.span().start);
+        return Err(Error::parse(path, line, column, format!("{key}: unsafe path `{value}`: {rule}")));
+    }
+    Ok(())
+}
+
+/// Parse TOML strictly, turning any error into one line with the file, position and dotted key.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    let deserializer = toml::de::Deserializer::parse(text).map_err(|e| toml_error(path, text, &e, None))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        toml_error(path, text, e.inner(), Some(key))
+    })
+}
+
+fn toml_error(path: &Path, text: &str, error: &toml::de::Error, key: Option<String>) -> Error {
+    let message = error.message().trim().replace('\n', " ");
+    let message = match key.filter(|k| !k.is_empty() && k != ".") {
+        Some(key) => format!("{key}: {message}"),
+        None => message,
+    };
+    match error.span() {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            Error::parse(path, line, column, message)
+        }
+        None => Error::invalid(path, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(Path::new("shipshape.toml"), text.to_string())
+    }
+
+    const MINIMAL: &str = "[artifacts.configs]\ninclude = [\"a.yaml\"]\n";
+
+    #[test]
+    fn template_parses_to_the_defaults() {
+        let config = parse(CONFIG_TEMPLATE).unwrap();
+        let names: Vec<_> = config.artifacts.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["configs", "models", "notebooks"]);
+        assert_eq!(config.monitoring.heightened, ModePolicy::heightened());
+        assert_eq!(config.monitoring.normal, ModePolicy::normal());
+        assert_eq!(config.monitoring.heightened_hours.0, 48);
+        assert_eq!(config.monitoring.consecutive_breaches.0, 3);
+        assert_eq!(config.monitoring.eval_interval.0.seconds(), 600);
+        assert_eq!(config.release.environment.0, "production");
+        assert_eq!(config.release.manifest_expiry.0, Duration::hours(168));
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.monitoring.normal, ModePolicy::normal());
+        assert_eq!(config.artifacts[0].include[0].get_ref(), "a.yaml");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = parse(&format!("{MINIMAL}colour = \"blue\"\n")).unwrap_err().to_string();
+        assert!(err.starts_with("shipshape.toml:3:1:"), "{err}");
+        assert!(err.contains("colour"), "{err}");
+        let err = parse("[artifacts.configs]\ninclude = [\"a\"]\nincludes = [\"b\"]\n").unwrap_err().to_string();
+        assert!(err.starts_with("shipshape.toml:3:"), "{err}");
+        assert!(err.contains("includes"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let err = parse(&format!("{MINIMAL}[monitoring]\nheightened_hours = \"two days\"\n")).unwrap_err().to_string();
+        assert!(err.starts_with("shipshape.toml:4:"), "{err}");
+        assert!(err.contains("monitoring.heightened_hours"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_policy_values_name_the_key() {
+        let mut text = CONFIG_TEMPLATE.replace("intraday_hit_ratio_drop = 0.05", "intraday_hit_ratio_drop = 1.5");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("monitoring.heightened.intraday_hit_ratio_drop"), "{err}");
+        assert!(err.contains("between 0 and 1"), "{err}");
+        text = CONFIG_TEMPLATE.replace("intraday_hit_ratio_window = \"6h\"", "intraday_hit_ratio_window = \"0m\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("monitoring.heightened.intraday_hit_ratio_window"), "{err}");
+        text = CONFIG_TEMPLATE.replace("intraday_hit_ratio_window = \"6h\"", "intraday_hit_ratio_window = \"-6h\"");
+        assert!(parse(&text).unwrap_err().to_string().contains("not a duration"));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = parse("[artifacts.configs\ninclude = 1").unwrap_err().to_string();
+        assert!(err.starts_with("shipshape.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn unsafe_globs_are_refused_at_their_line() {
+        for glob in ["../outside/*", "/etc/*", "a/../../b"] {
+            let err = parse(&format!("[artifacts.configs]\ninclude = [\n  \"ok\",\n  \"{glob}\",\n]\n")).unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("shipshape.toml:4:3:"), "{text}");
+            assert!(text.contains("unsafe path"), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_kind_name_and_empty_include() {
+        assert!(parse("[artifacts.Configs]\ninclude = [\"a\"]\n").unwrap_err().to_string().contains("artifact kind"));
+        assert!(parse("[artifacts.configs]\ninclude = []\n").unwrap_err().to_string().contains("at least one glob"));
+        assert!(parse("[release]\nenvironment = \"prod\"\n").unwrap_err().to_string().contains("artifacts"));
+    }
+}

@@ -1,0 +1,238 @@
+//! SHA-256 digests, streaming file hashing, and hashing many files on all cores.
+//!
+//! Files are read in fixed-size chunks, so memory stays constant whatever the file size. Many files
+//! are hashed by one worker per core pulling from a queue sorted largest first (longest-processing-time
+//! scheduling), which keeps both cores busy to the end when one file is much larger than the rest.
+//! `sha2` picks the SHA-NI instructions at run time where the CPU has them.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Chunk size for streaming reads: large enough that syscalls cost little next to hashing.
+pub const CHUNK: usize = 256 * 1024;
+
+/// A SHA-256 digest, written `sha256:<64 lowercase hex>` everywhere a person or a file sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// Digest of a byte slice.
+    pub fn of(bytes: &[u8]) -> Self {
+        Digest(Sha256::digest(bytes).into())
+    }
+
+    /// The 64 hex digits without the `sha256:` prefix.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why a string is not a digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a digest: expected `sha256:` followed by 64 lowercase hex digits")]
+pub struct DigestParseError(String);
+
+impl FromStr for Digest {
+    type Err = DigestParseError;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let bad = || DigestParseError(s.chars().take(80).collect());
+        let hex_part = s.strip_prefix("sha256:").ok_or_else(bad)?;
+        if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut out).map_err(|_| bad())?;
+        Ok(Digest(out))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reports progress of long hashing or copying work. The library calls it; the binary draws it.
+pub trait Progress: Sync {
+    /// Work of `total_bytes` begins.
+    fn start(&self, _label: &str, _total_bytes: u64) {}
+    /// `bytes` more were processed.
+    fn advance(&self, _bytes: u64) {}
+    /// The work is done.
+    fn finish(&self) {}
+}
+
+/// A [`Progress`] that shows nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Hash everything `reader` yields, optionally copying it to `sink`; returns the digest and length.
+pub fn hash_stream(
+    mut reader: impl Read,
+    mut sink: Option<&mut dyn Write>,
+    progress: &dyn Progress,
+) -> io::Result<(Digest, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buffer[..n]);
+        if let Some(sink) = sink.as_deref_mut() {
+            sink.write_all(&buffer[..n])?;
+        }
+        total += n as u64;
+        progress.advance(n as u64);
+    }
+    Ok((Digest(hasher.finalize().into()), total))
+}
+
+/// Hash a file, streaming.
+pub fn hash_file(path: &Path, progress: &dyn Progress) -> Result<(Digest, u64)> {
+    let file = File::open(path).at(path, "opening")?;
+    hash_stream(file, None, progress).at(path, "reading")
+}
+
+/// Hash many files on all cores. Results come back in the order of `paths`; the first error (in
+/// that order) is returned.
+pub fn hash_files(paths: &[(PathBuf, u64)], progress: &dyn Progress) -> Result<Vec<(Digest, u64)>> {
+    let results = parallel_map(paths, |(path, _)| hash_file(path, progress));
+    results.into_iter().collect()
+}
+
+/// Run `work` over `items` on one worker per core, largest item first (by the `u64` weight beside
+/// each item), returning results in the items' order.
+pub fn parallel_map<T: Sync, R: Send>(items: &[(T, u64)], work: impl Fn(&(T, u64)) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| items[b].1.cmp(&items[a].1));
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&index) = order.get(i) else { break };
+                    let result = work(&items[index]);
+                    if let Ok(mut slot) = slots[index].lock() {
+                        *slot = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| unreachable_worker_panicked())
+        })
+        .collect()
+}
+
+fn unreachable_worker_panicked() -> ! {
+    // A worker only leaves a slot empty if it panicked, and `thread::scope` re-raises that panic
+    // before we get here.
+    panic!("hash worker finished without a result")
+}
+
+/// Check that `path` hashes to `expected`; `Err(Check)` naming the file otherwise.
+pub fn verify_file(path: &Path, expected: &Digest, progress: &dyn Progress) -> Result<u64> {
+    let (actual, size) = hash_file(path, progress)?;
+    if &actual != expected {
+        return Err(Error::Check(format!(
+            "{}: content hash {actual} does not match the expected {expected}",
+            path.display()
+        )));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // FIPS 180-2 test vectors.
+    #[test]
+    fn known_vectors() {
+        assert_eq!(
+            Digest::of(b"").hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            Digest::of(b"abc").hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn streaming_equals_one_shot_across_chunk_boundaries() {
+        let data: Vec<u8> = (0..(CHUNK * 2 + 17)).map(|i| (i * 31 % 251) as u8).collect();
+        let (digest, len) = hash_stream(&data[..], None, &NoProgress).unwrap();
+        assert_eq!(digest, Digest::of(&data));
+        assert_eq!(len, data.len() as u64);
+    }
+
+    #[test]
+    fn copy_while_hashing_writes_identical_bytes() {
+        let data = b"hello world".repeat(1000);
+        let mut out = Vec::new();
+        let (digest, _) = hash_stream(&data[..], Some(&mut out), &NoProgress).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(digest, Digest::of(&data));
+    }
+
+    #[test]
+    fn digest_text_round_trip_and_rejections() {
+        let d = Digest::of(b"x");
+        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+        for bad in ["", "sha256:", "sha1:abc", &d.to_string().to_uppercase(), &format!("{d}0"), &d.hex()] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parallel_map_keeps_order() {
+        let items: Vec<(u32, u64)> = (0..50).map(|i| (i, (i % 7) as u64)).collect();
+        let out = parallel_map(&items, |(i, _)| i * 2);
+        assert_eq!(out, (0..50).map(|i| i * 2).collect::<Vec<_>>());
+    }
+}

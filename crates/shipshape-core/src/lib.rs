@@ -1,0 +1,28 @@
+//! shipshape's release engine.
+//!
+//! Everything here is plain library code: no command-line parsing, no HTTP. The binary and the
+//! web server are thin shells that resolve their arguments into calls on these modules.
+//!
+//! - [`config`]: `shipshape.toml`, strictly checked.
+//! - [`workspace`]: finding the workspace and its `release/` layout.
+//! - [`paths`]: relative paths that cannot leave their root.
+//! - [`hash`], [`store`]: SHA-256 and the content-addressed object store.
+//! - [`audit`], [`manifest`], [`verify`]: the release pipeline's first steps.
+//! - [`atomic`], [`lock`], [`clock`], [`git`], [`yaml`]: the plumbing they share.
+
+pub mod atomic;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod git;
+pub mod hash;
+pub mod lock;
+pub mod manifest;
+pub mod paths;
+pub mod store;
+pub mod verify;
+pub mod workspace;
+pub mod yaml;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,87 @@
+//! One mutating operation at a time per workspace.
+//!
+//! An advisory `flock` on `release/.lock`, taken without waiting: a second mutating command fails at
+//! once and names the holder (pid, host, command, start time), which the holder writes into the lock
+//! file after taking it. The kernel drops the lock when its process dies, however it dies, so a lock
+//! file left behind by a killed process is never "stale" in a way that blocks anyone: the next command
+//! simply takes it and overwrites the holder record.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::clock::Time;
+use crate::error::{Error, IoContext, Result};
+
+/// A held workspace lock; released on drop.
+#[derive(Debug)]
+pub struct WorkspaceLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl WorkspaceLock {
+    /// Take the lock at `path` for `command`, or fail naming whoever holds it.
+    pub fn acquire(path: &Path, command: &str, now: Time) -> Result<WorkspaceLock> {
+        if let Some(parent) = path.parent() {
+            crate::atomic::create_dir_all_durable(parent)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .at(path, "opening lock file")?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let holder = if holder.is_empty() { "another shipshape process".to_string() } else { holder.to_string() };
+                return Err(Error::Locked { path: path.to_path_buf(), holder });
+            }
+            Err(TryLockError::Error(e)) => return Err(e).at(path, "locking"),
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let record = format!("pid {} on {} running `{command}` since {now}\n", std::process::id(), host.trim());
+        file.set_len(0).at(path, "writing lock holder")?;
+        file.seek(SeekFrom::Start(0)).at(path, "writing lock holder")?;
+        file.write_all(record.as_bytes()).at(path, "writing lock holder")?;
+        let _ = file.sync_data();
+        Ok(WorkspaceLock { file, path: path.to_path_buf() })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkspaceLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_is_refused_with_the_first_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let now: Time = "2026-01-01T00:00:00Z".parse().unwrap();
+        let first = WorkspaceLock::acquire(&path, "manifest", now).unwrap();
+        let err = WorkspaceLock::acquire(&path, "audit", now).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+        assert!(text.contains("`manifest`"), "{text}");
+        assert_eq!(err.kind(), crate::ErrorKind::Locked);
+        drop(first);
+        assert!(WorkspaceLock::acquire(&path, "audit", now).is_ok());
+    }
+}

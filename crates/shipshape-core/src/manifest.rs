@@ -1,0 +1,736 @@
+//! Release manifests: `release/manifests/<release_id>.yaml`.
+//!
+//! A manifest names every artifact of a release with its path, size, SHA-256, version and backup,
+//! the audit bundle it was made from (and that file's hash), a per-environment `sequence`, an expiry,
+//! the previous manifest's hash (so the manifests of an environment form a hash chain), a rollback
+//! plan and the monitoring policy. It is written once, never rewritten: approvals (a later step) are
+//! signatures over its exact bytes.
+//!
+//! Making one copies every artifact into the object store *from the workspace* while re-hashing it,
+//! and refuses — before anything becomes visible — if any file no longer matches what the audit
+//! recorded. Objects are staged first and committed only when all of them match.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::audit::{self, ArtifactRecord, AuditBundle};
+use crate::atomic::{create_dir_all_durable, sync_dir, write_new_atomic};
+use crate::clock::Time;
+use crate::config::{ModePolicy, Slug};
+use crate::error::{Error, IoContext, Result};
+use crate::hash::{Digest, Progress, hash_file, parallel_map};
+use crate::paths::{RelPath, confine};
+use crate::store::{StagedObject, link_or_copy};
+use crate::workspace::Workspace;
+
+/// Current manifest schema.
+pub const MANIFEST_SCHEMA: u32 = 1;
+
+/// How big a change a release is; the approval policy (a later step) asks more of bigger ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseType {
+    /// A large change.
+    Major,
+    /// The usual release.
+    Minor,
+    /// An urgent fix.
+    Hotfix,
+}
+
+impl fmt::Display for ReleaseType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReleaseType::Major => "major",
+            ReleaseType::Minor => "minor",
+            ReleaseType::Hotfix => "hotfix",
+        })
+    }
+}
+
+/// `release_YYYYMMDD_HHMMSS`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ReleaseId(String);
+
+impl ReleaseId {
+    /// Validate a release id.
+    pub fn new(s: &str) -> std::result::Result<Self, String> {
+        let digits = |part: &str| part.len() == 8 || part.len() == 6;
+        let ok = s
+            .strip_prefix("release_")
+            .and_then(|rest| rest.split_once('_'))
+            .is_some_and(|(date, time)| {
+                date.len() == 8 && time.len() == 6 && digits(date) && (date.bytes().chain(time.bytes())).all(|b| b.is_ascii_digit())
+            });
+        if ok { Ok(ReleaseId(s.to_owned())) } else { Err(format!("`{s}` is not a release id (release_YYYYMMDD_HHMMSS)")) }
+    }
+
+    /// From a time, in its display offset.
+    pub fn at(time: &Time) -> Self {
+        ReleaseId(format!("release_{}", time.compact()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The next id after this one (one second later).
+    fn successor(&self) -> ReleaseId {
+        let stamp = &self.0["release_".len()..];
+        let next = jiff::civil::DateTime::strptime("%Y%m%d_%H%M%S", stamp)
+            .ok()
+            .and_then(|dt| dt.checked_add(jiff::SignedDuration::from_secs(1)).ok())
+            .map(|dt| dt.strftime("%Y%m%d_%H%M%S").to_string());
+        ReleaseId(format!("release_{}", next.unwrap_or_else(|| stamp.to_string())))
+    }
+}
+
+impl fmt::Display for ReleaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ReleaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReleaseId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        ReleaseId::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The manifest file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Schema version of this file.
+    pub schema_version: u32,
+    /// The release's id; also the file's name.
+    pub release_id: ReleaseId,
+    /// major, minor or hotfix.
+    pub release_type: ReleaseType,
+    /// Strictly increasing per environment.
+    pub sequence: u64,
+    /// When the manifest was made.
+    pub created: Time,
+    /// After this, it may not be deployed.
+    pub expires: Time,
+    /// The audit bundle directory it was made from.
+    pub audit_bundle: RelPath,
+    /// SHA-256 of that bundle's `bundle.yaml`.
+    pub audit_bundle_sha256: Digest,
+    /// The previous manifest of this environment (null for the first).
+    pub previous_manifest: Option<RelPath>,
+    /// Its SHA-256: the hash chain.
+    pub previous_manifest_sha256: Option<Digest>,
+    /// Who, for where.
+    pub deployment: Deployment,
+    /// Artifacts by kind, in the config's kind order.
+    pub artifacts: ArtifactsByKind,
+    /// How to go back.
+    pub rollback_plan: RollbackPlan,
+    /// The monitoring policy approved with this release.
+    pub monitoring: MonitoringPlan,
+    /// Provenance.
+    pub metadata: Metadata,
+}
+
+/// The story's `deployment` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// When the manifest was made (the deploy time itself is recorded by the deploy, in the registry).
+    pub timestamp: Time,
+    /// Who prepared the release.
+    pub deployer: String,
+    /// The environment it is for.
+    pub environment: Slug,
+}
+
+/// One artifact in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestArtifact {
+    /// Path relative to the workspace (and, at deploy, to the target).
+    pub path: RelPath,
+    /// Content hash; also the store object's name.
+    pub hash: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// The per-release backup view of the store object.
+    pub backup: RelPath,
+    /// Version, if the kind records one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Artifacts grouped by kind, keeping the config's kind order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArtifactsByKind(pub Vec<(String, Vec<ManifestArtifact>)>);
+
+impl ArtifactsByKind {
+    /// Every artifact with its kind.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ManifestArtifact)> {
+        self.0.iter().flat_map(|(kind, list)| list.iter().map(move |a| (kind.as_str(), a)))
+    }
+
+    /// Number of artifacts.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|(_, list)| list.len()).sum()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Serialize for ArtifactsByKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (kind, list) in &self.0 {
+            map.serialize_entry(kind, list)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ArtifactsByKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ArtifactsByKind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map from artifact kind to a list of artifacts")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(kind) = map.next_key::<String>()? {
+                    out.push((kind, map.next_value()?));
+                }
+                Ok(ArtifactsByKind(out))
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+/// The story's `rollback_plan`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackPlan {
+    /// The release before this one in its environment (null for the first).
+    pub previous_release_id: Option<ReleaseId>,
+    /// Its manifest.
+    pub previous_manifest: Option<RelPath>,
+    /// Shell commands, run from the workspace root, that restore the previous release's files.
+    pub restore_commands: Vec<String>,
+    /// Commands that check the restore worked.
+    pub verification_steps: Vec<String>,
+}
+
+/// Thresholds of one monitoring mode, as the story's manifest lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Relative drop of the intraday hit ratio that alerts.
+    pub intraday_hit_ratio_drop: f64,
+    /// Relative drop of swing precision that alerts.
+    pub swing_precision_drop: f64,
+    /// Absolute drop of the intraday Sharpe ratio that alerts.
+    pub intraday_sharpe_drop: f64,
+}
+
+impl From<&ModePolicy> for Thresholds {
+    fn from(policy: &ModePolicy) -> Self {
+        Thresholds {
+            intraday_hit_ratio_drop: policy.intraday_hit_ratio_drop.0,
+            swing_precision_drop: policy.swing_precision_drop.0,
+            intraday_sharpe_drop: policy.intraday_sharpe_drop.0,
+        }
+    }
+}
+
+/// The story's `monitoring` block. The heightened window's start and end are fixed by the deploy
+/// (its registry record), since a manifest is made before anyone knows when it will be deployed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringPlan {
+    /// Length of the heightened period after deploy.
+    pub heightened_period_hours: u32,
+    /// Heightened thresholds.
+    pub alert_thresholds: Thresholds,
+    /// Heightened re-notification interval.
+    pub alert_frequency_hours: f64,
+    /// Thresholds after the heightened period.
+    pub normal_alert_thresholds: Thresholds,
+    /// Re-notification interval after the heightened period.
+    pub normal_alert_frequency_hours: f64,
+}
+
+/// The story's `metadata` block.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Commit the audit saw.
+    pub git_commit: Option<String>,
+    /// Branch the audit saw.
+    pub git_branch: Option<String>,
+    /// Tag at that commit.
+    pub git_tag: Option<String>,
+    /// Whether tracked files had uncommitted changes.
+    pub git_dirty: Option<bool>,
+    /// CI build id, if given.
+    pub build_id: Option<String>,
+    /// Tickets this release closes.
+    pub jira_tickets: Vec<String>,
+    /// The shipshape version that made the manifest.
+    pub tool_version: String,
+}
+
+/// A manifest read from disk, with its exact bytes.
+#[derive(Debug, Clone)]
+pub struct LoadedManifest {
+    /// The file (absolute).
+    pub path: PathBuf,
+    /// Its content.
+    pub manifest: Manifest,
+    /// Its exact bytes.
+    pub bytes: Vec<u8>,
+    /// Their SHA-256.
+    pub digest: Digest,
+}
+
+/// Read and strictly parse one manifest; also checks its file name against its release id.
+pub fn load(path: &Path) -> Result<LoadedManifest> {
+    let (manifest, bytes): (Manifest, Vec<u8>) = crate::yaml::read(path)?;
+    if manifest.schema_version != MANIFEST_SCHEMA {
+        return Err(Error::invalid(
+            path,
+            format!("schema_version {} is not supported (expected {MANIFEST_SCHEMA})", manifest.schema_version),
+        ));
+    }
+    let expected_name = format!("{}.yaml", manifest.release_id);
+    if path.file_name().and_then(|n| n.to_str()) != Some(expected_name.as_str()) {
+        return Err(Error::invalid(path, format!("release_id is {} but the file is not named {expected_name}", manifest.release_id)));
+    }
+    let digest = Digest::of(&bytes);
+    Ok(LoadedManifest { path: path.to_path_buf(), manifest, bytes, digest })
+}
+
+/// Paths of every manifest file in `release/manifests`, in release id order.
+pub fn manifest_paths(workspace: &Workspace) -> Result<Vec<PathBuf>> {
+    let dir = workspace.manifests_dir();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).at(&dir, "listing"),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.at(&dir, "listing")?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".yaml")
+            && ReleaseId::new(stem).is_ok()
+        {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// Every manifest, parsed (any malformed one is an error: a broken history must be looked at).
+pub fn load_all(workspace: &Workspace) -> Result<Vec<LoadedManifest>> {
+    manifest_paths(workspace)?.iter().map(|p| load(p)).collect()
+}
+
+/// The newest manifest's path, or a message saying what to do when there is none.
+pub fn newest_path(workspace: &Workspace) -> Result<PathBuf> {
+    manifest_paths(workspace)?.pop().ok_or_else(|| {
+        Error::Usage(format!(
+            "no manifest in {} yet: run `shipshape audit` and then `shipshape manifest`",
+            workspace.display(&workspace.manifests_dir())
+        ))
+    })
+}
+
+/// Problems with the hash chain of `environment` among `manifests` (empty when intact).
+pub fn chain_problems(workspace: &Workspace, manifests: &[LoadedManifest], environment: &str) -> Vec<String> {
+    let mut chain: Vec<&LoadedManifest> =
+        manifests.iter().filter(|m| m.manifest.deployment.environment.0 == environment).collect();
+    chain.sort_by_key(|m| m.manifest.sequence);
+    let mut problems = Vec::new();
+    for pair in chain.windows(2) {
+        let (before, after) = (pair[0], pair[1]);
+        if before.manifest.sequence == after.manifest.sequence {
+            problems.push(format!(
+                "{} and {} both claim sequence {} in {environment}",
+                before.manifest.release_id, after.manifest.release_id, after.manifest.sequence
+            ));
+        }
+    }
+    for loaded in &chain {
+        problems.extend(link_problem(workspace, loaded));
+    }
+    problems
+}
+
+/// The chain link from `loaded` to its previous manifest, checked: `Some(problem)` if broken.
+pub fn link_problem(workspace: &Workspace, loaded: &LoadedManifest) -> Option<String> {
+    let manifest = &loaded.manifest;
+    let name = workspace.display(&loaded.path).into_owned();
+    match (&manifest.previous_manifest, &manifest.previous_manifest_sha256) {
+        (None, None) => {
+            (manifest.sequence != 1).then(|| format!("{name}: sequence {} but no previous_manifest", manifest.sequence))
+        }
+        (Some(previous), Some(expected)) => {
+            let previous_path = previous.under(&workspace.root);
+            match crate::atomic::read(&previous_path) {
+                Err(_) => Some(format!("{name}: previous manifest {previous} is missing")),
+                Ok(bytes) => {
+                    let actual = Digest::of(&bytes);
+                    if &actual != expected {
+                        return Some(format!(
+                            "{name}: chain broken: {previous} hashes to {actual}, but {} recorded {expected} — {previous} was changed after {} was made",
+                            manifest.release_id, manifest.release_id
+                        ));
+                    }
+                    match crate::yaml::parse::<Manifest>(&previous_path, &String::from_utf8_lossy(&bytes)) {
+                        Ok(before) if before.sequence >= manifest.sequence => Some(format!(
+                            "{name}: sequence {} is not above its previous manifest's {}",
+                            manifest.sequence, before.sequence
+                        )),
+                        Ok(before) if before.deployment.environment != manifest.deployment.environment => {
+                            Some(format!("{name}: previous manifest {previous} is for another environment"))
+                        }
+                        Ok(_) => None,
+                        Err(e) => Some(e.to_string()),
+                    }
+                }
+            }
+        }
+        _ => Some(format!("{name}: previous_manifest and previous_manifest_sha256 must both be set or both be null")),
+    }
+}
+
+/// What the user asked of `manifest`.
+#[derive(Debug, Clone)]
+pub struct ManifestRequest {
+    /// Release type.
+    pub release_type: ReleaseType,
+    /// The audit bundle directory; the newest when `None`.
+    pub bundle: Option<PathBuf>,
+    /// Deployer; config, then `$USER`, when `None`.
+    pub deployer: Option<String>,
+    /// Environment; the config's when `None`.
+    pub environment: Option<String>,
+    /// CI build id.
+    pub build_id: Option<String>,
+    /// Tickets.
+    pub tickets: Vec<String>,
+}
+
+/// What `manifest` produced.
+#[derive(Debug, Clone)]
+pub struct ManifestOutcome {
+    /// The manifest as written.
+    pub loaded: LoadedManifest,
+    /// Objects newly written to the store.
+    pub new_objects: usize,
+    /// Objects already in the store (deduplicated).
+    pub reused_objects: usize,
+    /// Store objects found corrupt and rewritten from the workspace.
+    pub repaired_objects: Vec<Digest>,
+}
+
+enum Prepared {
+    New(StagedObject),
+    Reused,
+    Repair(StagedObject),
+}
+
+/// Make a manifest from an audit bundle. The caller holds the workspace lock.
+pub fn create(workspace: &Workspace, request: &ManifestRequest, now: Time, progress: &dyn Progress) -> Result<ManifestOutcome> {
+    let bundle_dir = match &request.bundle {
+        Some(path) => workspace.resolve_user_path(path)?,
+        None => audit::newest_bundle(workspace)?
+            .ok_or_else(|| Error::Usage("no audit bundle in release/ yet: run `shipshape audit` first".into()))?,
+    };
+    let bundle_dir = if bundle_dir.is_file() { bundle_dir.parent().map(Path::to_path_buf).unwrap_or(bundle_dir) } else { bundle_dir };
+    let bundle_rel = RelPath::from_walk(&workspace.root, &bundle_dir).map_err(|rule| Error::UnsafePath {
+        origin: PathBuf::from("--bundle"),
+        path: bundle_dir.display().to_string(),
+        reason: rule.to_string(),
+    })?;
+    let (bundle, bundle_bytes) = audit::read_bundle(&bundle_dir)?;
+    let environment = match &request.environment {
+        Some(name) => Slug(name.clone()),
+        None => workspace.config.release.environment.clone(),
+    };
+    if environment.0.is_empty() || !environment.0.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        return Err(Error::Usage(format!("--environment `{environment}`: use lowercase letters, digits, `-` or `_`")));
+    }
+
+    let existing = load_all(workspace)?;
+    let problems = chain_problems(workspace, &existing, &environment.0);
+    if !problems.is_empty() {
+        return Err(Error::Check(format!(
+            "the manifest history of {environment} is not intact; refusing to extend it:\n  {}",
+            problems.join("\n  ")
+        )));
+    }
+    let previous = existing
+        .iter()
+        .filter(|m| m.manifest.deployment.environment == environment)
+        .max_by_key(|m| m.manifest.sequence);
+
+    let store = workspace.store();
+    store.sweep_staging()?;
+    let prepared = stage_artifacts(workspace, &bundle, progress)?;
+
+    let mut release_id = ReleaseId::at(&now);
+    if let Some(newest) = existing.iter().map(|m| &m.manifest.release_id).max()
+        && release_id <= *newest
+    {
+        release_id = newest.successor();
+    }
+    let artifacts = group_artifacts(workspace, &bundle, &release_id);
+    let previous_rel = previous.map(|p| RelPath::from_walk(&workspace.root, &p.path)).transpose().map_err(|rule| {
+        Error::invalid(workspace.manifests_dir(), format!("manifest path is not usable: {rule}"))
+    })?;
+    let rollback_plan = rollback_plan(previous, previous_rel.as_ref());
+    let deployer = request
+        .deployer
+        .clone()
+        .filter(|d| !d.trim().is_empty())
+        .or_else(|| Some(workspace.config.release.deployer.clone()).filter(|d| !d.trim().is_empty()))
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    let monitoring_config = &workspace.config.monitoring;
+    let manifest = Manifest {
+        schema_version: MANIFEST_SCHEMA,
+        release_id: release_id.clone(),
+        release_type: request.release_type,
+        sequence: previous.map_or(1, |p| p.manifest.sequence + 1),
+        created: now,
+        expires: now.plus(workspace.config.release.manifest_expiry.0.0),
+        audit_bundle: bundle_rel,
+        audit_bundle_sha256: Digest::of(&bundle_bytes),
+        previous_manifest: previous_rel,
+        previous_manifest_sha256: previous.map(|p| p.digest),
+        deployment: Deployment { timestamp: now, deployer, environment },
+        artifacts,
+        rollback_plan,
+        monitoring: MonitoringPlan {
+            heightened_period_hours: monitoring_config.heightened_hours.0,
+            alert_thresholds: (&monitoring_config.heightened).into(),
+            alert_frequency_hours: monitoring_config.heightened.notify_every.0.as_hours_f64(),
+            normal_alert_thresholds: (&monitoring_config.normal).into(),
+            normal_alert_frequency_hours: monitoring_config.normal.notify_every.0.as_hours_f64(),
+        },
+        metadata: Metadata {
+            git_commit: bundle.git.as_ref().map(|g| g.commit.clone()),
+            git_branch: bundle.git.as_ref().and_then(|g| g.branch.clone()),
+            git_tag: bundle.git.as_ref().and_then(|g| g.tag.clone()),
+            git_dirty: bundle.git.as_ref().map(|g| g.dirty),
+            build_id: request.build_id.clone(),
+            jira_tickets: request.tickets.clone(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+        },
+    };
+    let text = format!(
+        "# shipshape release manifest. Approvers sign these exact bytes: do not edit.\n{}",
+        crate::yaml::to_string(&manifest)?
+    );
+
+    // Commit point 1: objects become visible (harmless on their own: content-addressed).
+    let (mut new_objects, mut reused_objects, mut repaired_objects) = (0, 0, Vec::new());
+    for item in prepared {
+        match item {
+            Prepared::New(staged) => {
+                staged.commit()?;
+                new_objects += 1;
+            }
+            Prepared::Reused => reused_objects += 1,
+            Prepared::Repair(staged) => {
+                repaired_objects.push(staged.digest);
+                store.repair(staged)?;
+            }
+        }
+    }
+    // The backup view, assembled aside and renamed into place.
+    let backups_dir = workspace.backups_dir();
+    create_dir_all_durable(&backups_dir)?;
+    crate::atomic::remove_stale_temp_files(&backups_dir)?;
+    let backup_dir = backups_dir.join(release_id.as_str());
+    let staging = crate::atomic::temp_path_beside(&backup_dir);
+    let result = (|| {
+        fs::create_dir(&staging).at(&staging, "creating directory")?;
+        for (_, artifact) in manifest.artifacts.iter() {
+            link_or_copy(&store.object_path(&artifact.hash), &staging.join(artifact.path.as_str()))?;
+        }
+        fs::rename(&staging, &backup_dir).at(&backup_dir, "renaming into place")?;
+        sync_dir(&backups_dir)?;
+        // Commit point 2: the manifest itself, never clobbering another.
+        let manifests_dir = workspace.manifests_dir();
+        create_dir_all_durable(&manifests_dir)?;
+        let path = manifests_dir.join(format!("{release_id}.yaml"));
+        if !write_new_atomic(&path, text.as_bytes())? {
+            return Err(Error::Usage(format!("{} already exists; run the command again", path.display())));
+        }
+        Ok(path)
+    })();
+    let path = match result {
+        Ok(path) => path,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            if !workspace.manifests_dir().join(format!("{release_id}.yaml")).exists() {
+                let _ = fs::remove_dir_all(&backup_dir);
+            }
+            return Err(e);
+        }
+    };
+    let bytes = text.into_bytes();
+    let digest = Digest::of(&bytes);
+    Ok(ManifestOutcome {
+        loaded: LoadedManifest { path, manifest, bytes, digest },
+        new_objects,
+        reused_objects,
+        repaired_objects,
+    })
+}
+
+/// Copy every bundle artifact into the store's staging area (or confirm it is already stored),
+/// re-hashing the workspace file; refuse, naming every file, if any differs from the audit.
+fn stage_artifacts(workspace: &Workspace, bundle: &AuditBundle, progress: &dyn Progress) -> Result<Vec<Prepared>> {
+    let store = workspace.store();
+    let mut jobs = Vec::with_capacity(bundle.artifacts.len());
+    for record in &bundle.artifacts {
+        let real = confine(&workspace.root, &record.path, &workspace.config.path)?;
+        jobs.push(((record, real), record.size));
+    }
+    let total: u64 = jobs.iter().map(|(_, size)| size * 2).sum();
+    progress.start("copying into the store", total);
+    let results = parallel_map(&jobs, |((record, real), _)| -> Result<(Prepared, Digest)> {
+        if store.contains(&record.hash) {
+            let (digest, _) = hash_file(real, progress)?;
+            if digest != record.hash {
+                return Ok((Prepared::Reused, digest));
+            }
+            if store.verify(&record.hash, Some(record.size), progress).is_ok() {
+                return Ok((Prepared::Reused, digest));
+            }
+            let staged = store.stage(real, progress)?;
+            let digest = staged.digest;
+            Ok((Prepared::Repair(staged), digest))
+        } else {
+            let staged = store.stage(real, progress)?;
+            let digest = staged.digest;
+            progress.advance(record.size);
+            Ok((Prepared::New(staged), digest))
+        }
+    });
+    progress.finish();
+    let mut prepared = Vec::with_capacity(results.len());
+    let mut changed = Vec::new();
+    for (((record, _), _), result) in jobs.iter().zip(results) {
+        let (item, digest) = result?;
+        if digest != record.hash {
+            changed.push(format!("{} (audit recorded {}, now {digest})", record.path, record.hash));
+        }
+        prepared.push(item);
+    }
+    if !changed.is_empty() {
+        return Err(Error::Check(format!(
+            "{} changed since the audit ({}); run `shipshape audit` again to release the current files",
+            changed.join(", "),
+            bundle.bundle_id
+        )));
+    }
+    Ok(prepared)
+}
+
+fn group_artifacts(workspace: &Workspace, bundle: &AuditBundle, release_id: &ReleaseId) -> ArtifactsByKind {
+    let mut by_kind: BTreeMap<usize, (String, Vec<ManifestArtifact>)> = BTreeMap::new();
+    let rank = |kind: &str| workspace.config.artifacts.iter().position(|k| k.name == kind).unwrap_or(usize::MAX);
+    for record in &bundle.artifacts {
+        let ArtifactRecord { kind, path, size, hash, version } = record;
+        let backup = RelPath::new(&format!("release/backups/{release_id}/{path}")).unwrap_or_else(|_| path.clone());
+        by_kind
+            .entry(rank(kind))
+            .or_insert_with(|| (kind.clone(), Vec::new()))
+            .1
+            .push(ManifestArtifact { path: path.clone(), hash: *hash, size: *size, backup, version: version.clone() });
+    }
+    ArtifactsByKind(by_kind.into_values().collect())
+}
+
+/// Quote a word for a POSIX shell, only where needed.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./-=:@+".contains(&b)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+fn rollback_plan(previous: Option<&LoadedManifest>, previous_rel: Option<&RelPath>) -> RollbackPlan {
+    let (Some(previous), Some(previous_rel)) = (previous, previous_rel) else {
+        return RollbackPlan {
+            previous_release_id: None,
+            previous_manifest: None,
+            restore_commands: Vec::new(),
+            verification_steps: Vec::new(),
+        };
+    };
+    let mut restore_commands = vec![format!("shipshape verify {}", shell_quote(previous_rel.as_str()))];
+    for (_, artifact) in previous.manifest.artifacts.iter() {
+        restore_commands.push(format!(
+            "cp {} {}",
+            shell_quote(artifact.backup.as_str()),
+            shell_quote(artifact.path.as_str())
+        ));
+    }
+    RollbackPlan {
+        previous_release_id: Some(previous.manifest.release_id.clone()),
+        previous_manifest: Some(previous_rel.clone()),
+        restore_commands,
+        verification_steps: vec![format!("shipshape verify {} --artifacts", shell_quote(previous_rel.as_str()))],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_ids() {
+        assert!(ReleaseId::new("release_20251012_190000").is_ok());
+        for bad in ["release_2025101_190000", "release_20251012-190000", "rel_20251012_190000", "release_20251012_19000a", "../x"] {
+            assert!(ReleaseId::new(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ReleaseId::new("release_20251231_235959").unwrap().successor().as_str(), "release_20260101_000000");
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("src/app/config.py"), "src/app/config.py");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+}

@@ -1,0 +1,206 @@
+//! The content-addressed object store: `release/store/sha256/<2 hex>/<62 hex>`.
+//!
+//! Objects are written once: copied from their source into `store/tmp/` while being hashed, fsynced,
+//! made read-only, then linked to their final name (no-clobber) and the directory fsynced. Identical
+//! bytes are stored once. Nothing read from the store is trusted: [`Store::verify`] re-hashes an
+//! object against the digest that names it. Writing is split into [`Store::stage`] and
+//! [`StagedObject::commit`] so that a caller can stage a whole release and commit nothing if any
+//! file turns out to differ from what was audited.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::atomic::{TempFile, create_dir_all_durable};
+use crate::error::{Error, IoContext, Result};
+use crate::hash::{Digest, Progress, hash_stream, verify_file};
+
+/// The object store rooted at `release/store`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// An object copied into the store's staging area but not yet visible under its name.
+#[derive(Debug)]
+pub struct StagedObject {
+    temp: TempFile,
+    /// The digest of the bytes that were copied.
+    pub digest: Digest,
+    /// Their length.
+    pub size: u64,
+    destination: PathBuf,
+}
+
+impl Store {
+    /// The store rooted at `root`.
+    pub fn new(root: PathBuf) -> Store {
+        Store { root }
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the object named `digest` lives.
+    pub fn object_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("sha256").join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// True when an object with this name exists (its content is not checked).
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.object_path(digest).is_file()
+    }
+
+    fn staging_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Copy `source` into the staging area, hashing as it goes.
+    pub fn stage(&self, source: &Path, progress: &dyn Progress) -> Result<StagedObject> {
+        let staging = self.staging_dir();
+        create_dir_all_durable(&staging)?;
+        let input = File::open(source).at(source, "opening")?;
+        let mut temp = TempFile::in_dir(&staging)?;
+        let temp_path = temp.path().to_path_buf();
+        let (digest, size) = hash_stream(input, Some(temp.file() as &mut dyn io::Write), progress)
+            .map_err(|e| {
+                // A read error belongs to the source, a write error to the store.
+                let path = if e.kind() == io::ErrorKind::StorageFull { temp_path.clone() } else { source.to_path_buf() };
+                Error::Io { path, action: "copying into the object store", source: e }
+            })?;
+        let destination = self.object_path(&digest);
+        Ok(StagedObject { temp, digest, size, destination })
+    }
+
+    /// Re-hash the object named `digest` and check its size; `Err(Check)` on any difference.
+    pub fn verify(&self, digest: &Digest, size: Option<u64>, progress: &dyn Progress) -> Result<()> {
+        let path = self.object_path(digest);
+        if !path.is_file() {
+            return Err(Error::Check(format!("store object {} is missing ({})", digest, path.display())));
+        }
+        let actual = verify_file(&path, digest, progress)
+            .map_err(|e| Error::Check(format!("store object {digest} is corrupt: {e}")))?;
+        if let Some(expected) = size.filter(|&s| s != actual) {
+            return Err(Error::Check(format!("store object {digest} is {actual} bytes, expected {expected}")));
+        }
+        Ok(())
+    }
+
+    /// Remove leftovers a crash may have left in the staging area.
+    pub fn sweep_staging(&self) -> Result<usize> {
+        crate::atomic::remove_stale_temp_files(&self.staging_dir())
+    }
+
+    /// Replace a corrupt object with freshly staged bytes of the right digest.
+    pub fn repair(&self, staged: StagedObject) -> Result<PathBuf> {
+        let destination = staged.destination.clone();
+        if destination.exists() {
+            fs::remove_file(&destination).at(&destination, "removing corrupt object")?;
+        }
+        staged.commit()
+    }
+}
+
+impl StagedObject {
+    /// Make the object visible under its name (read-only). If it already exists, the staged copy
+    /// is dropped: identical bytes are stored once.
+    pub fn commit(self) -> Result<PathBuf> {
+        if let Some(parent) = self.destination.parent() {
+            create_dir_all_durable(parent)?;
+        }
+        let destination = self.destination.clone();
+        self.temp.persist_new(&destination, true)?;
+        Ok(destination)
+    }
+
+    /// Where the object will live.
+    pub fn destination(&self) -> &Path {
+        &self.destination
+    }
+}
+
+/// Link (or, where links are impossible, copy) the store object at `object` to `backup`.
+pub fn link_or_copy(object: &Path, backup: &Path) -> Result<()> {
+    if let Some(parent) = backup.parent() {
+        fs::create_dir_all(parent).at(parent, "creating directory")?;
+    }
+    match fs::hard_link(object, backup) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e).at(backup, "creating backup"),
+        Err(_) => {
+            fs::copy(object, backup).at(backup, "copying backup")?;
+            let file = File::open(backup).at(backup, "opening backup")?;
+            crate::atomic::set_read_only(&file).at(backup, "making read-only")?;
+            file.sync_all().at(backup, "syncing backup")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::NoProgress;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("store"));
+        (dir, store)
+    }
+
+    #[test]
+    fn stage_commit_names_object_by_content_and_makes_it_read_only() {
+        let (dir, store) = store();
+        let source = dir.path().join("model.pkl");
+        fs::write(&source, b"weights").unwrap();
+        let staged = store.stage(&source, &NoProgress).unwrap();
+        assert_eq!(staged.digest, Digest::of(b"weights"));
+        let path = staged.commit().unwrap();
+        let hex = Digest::of(b"weights").hex();
+        assert!(path.ends_with(format!("sha256/{}/{}", &hex[..2], &hex[2..])));
+        assert_eq!(fs::read(&path).unwrap(), b"weights");
+        assert!(fs::metadata(&path).unwrap().permissions().readonly());
+        store.verify(&Digest::of(b"weights"), Some(7), &NoProgress).unwrap();
+        assert_eq!(fs::read_dir(store.staging_dir()).unwrap().count(), 0, "no temp left");
+    }
+
+    #[test]
+    fn identical_bytes_are_stored_once() {
+        let (dir, store) = store();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        fs::write(&a, b"same").unwrap();
+        fs::write(&b, b"same").unwrap();
+        let first = store.stage(&a, &NoProgress).unwrap().commit().unwrap();
+        let second = store.stage(&b, &NoProgress).unwrap().commit().unwrap();
+        assert_eq!(first, second);
+        let objects: Vec<_> = walkdir::WalkDir::new(store.root().join("sha256"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .collect();
+        assert_eq!(objects.len(), 1);
+    }
+
+    #[test]
+    fn verify_detects_tampering_size_and_absence() {
+        let (dir, store) = store();
+        let source = dir.path().join("c");
+        fs::write(&source, b"config").unwrap();
+        let path = store.stage(&source, &NoProgress).unwrap().commit().unwrap();
+        let digest = Digest::of(b"config");
+        assert!(store.verify(&digest, Some(99), &NoProgress).unwrap_err().to_string().contains("bytes"));
+        let mut permissions = fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        permissions.set_readonly(false);
+        fs::set_permissions(&path, permissions).unwrap();
+        fs::write(&path, b"c0nfig").unwrap();
+        let err = store.verify(&digest, None, &NoProgress).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::CheckFailed);
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        fs::remove_file(&path).unwrap();
+        assert!(store.verify(&digest, None, &NoProgress).unwrap_err().to_string().contains("missing"));
+    }
+}

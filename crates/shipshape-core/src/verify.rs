@@ -1,0 +1,226 @@
+//! `verify`: every check a manifest's claims can be held to, each reported on its own line.
+//!
+//! A manifest that does not parse strictly is an error (bad input). One that parses is checked for:
+//! its audit bundle's hash and contents, its link in the hash chain, every store object and every
+//! backup re-hashed, and — when asked — the workspace files themselves. Every mismatch is listed;
+//! the report passes only when all hold. All hashing runs in parallel, and a backup that is a hard
+//! link to its (just verified) store object is not hashed twice.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::audit;
+use crate::clock::Time;
+use crate::error::Result;
+use crate::hash::{Digest, Progress, hash_file, parallel_map};
+use crate::manifest::{self, LoadedManifest};
+use crate::paths::confine;
+use crate::workspace::Workspace;
+
+/// One check and its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    /// What was checked (`store object`, `backup`, `chain`, …).
+    pub check: String,
+    /// The thing checked (a path or an id).
+    pub subject: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// What was found when it did not (or a note when it did).
+    pub detail: String,
+}
+
+/// The outcome of verifying one manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// The manifest, relative to the workspace.
+    pub manifest: String,
+    /// Its release id.
+    pub release_id: String,
+    /// SHA-256 of its bytes.
+    pub manifest_sha256: Digest,
+    /// Every check.
+    pub checks: Vec<CheckResult>,
+    /// Notes that do not fail verification (e.g. an expired manifest).
+    pub warnings: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when every check held.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+
+    /// The failed checks.
+    pub fn failures(&self) -> impl Iterator<Item = &CheckResult> {
+        self.checks.iter().filter(|c| !c.ok)
+    }
+
+    fn push(&mut self, check: &str, subject: impl Into<String>, outcome: std::result::Result<String, String>) {
+        let (ok, detail) = match outcome {
+            Ok(detail) => (true, detail),
+            Err(detail) => (false, detail),
+        };
+        self.checks.push(CheckResult { check: check.into(), subject: subject.into(), ok, detail });
+    }
+}
+
+/// What to verify beyond the manifest's own claims.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions {
+    /// Also hash the workspace files and compare them with the manifest.
+    pub artifacts: bool,
+}
+
+enum Job {
+    Object(Digest, u64),
+    Backup(PathBuf, Digest),
+    Workspace(PathBuf, Digest),
+}
+
+/// Verify the manifest at `path`. `Err` only when it cannot be read or parsed.
+pub fn verify(workspace: &Workspace, path: &Path, options: VerifyOptions, now: Time, progress: &dyn Progress) -> Result<VerifyReport> {
+    let loaded = manifest::load(path)?;
+    Ok(verify_loaded(workspace, &loaded, options, now, progress))
+}
+
+/// Verify a manifest already loaded.
+pub fn verify_loaded(
+    workspace: &Workspace,
+    loaded: &LoadedManifest,
+    options: VerifyOptions,
+    now: Time,
+    progress: &dyn Progress,
+) -> VerifyReport {
+    let manifest = &loaded.manifest;
+    let mut report = VerifyReport {
+        manifest: workspace.display(&loaded.path).into_owned(),
+        release_id: manifest.release_id.to_string(),
+        manifest_sha256: loaded.digest,
+        checks: Vec::new(),
+        warnings: Vec::new(),
+    };
+    report.push("manifest", &report.manifest.clone(), Ok(format!("parses strictly; {}", loaded.digest)));
+    if manifest.expires <= now {
+        report.warnings.push(format!("the manifest expired at {} and can no longer be deployed", manifest.expires));
+    }
+
+    // The audit bundle: its bytes, and that the manifest describes exactly what it recorded.
+    let bundle_dir = manifest.audit_bundle.under(&workspace.root);
+    let bundle_subject = manifest.audit_bundle.to_string();
+    match audit::read_bundle(&bundle_dir) {
+        Err(e) => report.push("audit bundle", bundle_subject, Err(e.to_string())),
+        Ok((bundle, bytes)) => {
+            let actual = Digest::of(&bytes);
+            if actual != manifest.audit_bundle_sha256 {
+                report.push(
+                    "audit bundle",
+                    bundle_subject,
+                    Err(format!("bundle.yaml hashes to {actual}, the manifest recorded {}", manifest.audit_bundle_sha256)),
+                );
+            } else {
+                let recorded: Vec<_> = bundle.artifacts.iter().map(|a| (a.kind.as_str(), &a.path, a.hash, a.size)).collect();
+                let listed: Vec<_> = manifest.artifacts.iter().map(|(k, a)| (k, &a.path, a.hash, a.size)).collect();
+                let outcome = if recorded.len() == listed.len() && recorded.iter().all(|r| listed.contains(r)) {
+                    Ok(format!("{actual}; {} artifacts match the inventory", recorded.len()))
+                } else {
+                    Err("the manifest's artifacts differ from the audit bundle's inventory".to_string())
+                };
+                report.push("audit bundle", bundle_subject, outcome);
+            }
+        }
+    }
+
+    // The hash chain.
+    let chain_subject = manifest.previous_manifest.as_ref().map_or_else(|| "(first manifest)".to_string(), |p| p.to_string());
+    let chain = match manifest::link_problem(workspace, loaded) {
+        Some(problem) => Err(problem),
+        None => Ok(manifest.previous_manifest_sha256.map_or_else(|| "first in its environment".into(), |d| d.to_string())),
+    };
+    report.push("chain", chain_subject, chain);
+
+    // Paths recorded in the manifest must stay inside the workspace.
+    let mut jobs = Vec::new();
+    let mut seen_objects = HashSet::new();
+    let store = workspace.store();
+    for (_, artifact) in manifest.artifacts.iter() {
+        if seen_objects.insert(artifact.hash) {
+            jobs.push((Job::Object(artifact.hash, artifact.size), artifact.size));
+        }
+    }
+    for (_, artifact) in manifest.artifacts.iter() {
+        let backup = artifact.backup.under(&workspace.root);
+        let expected_prefix = format!("release/backups/{}/", manifest.release_id);
+        if !artifact.backup.as_str().starts_with(&expected_prefix) {
+            report.push("backup", artifact.backup.to_string(), Err(format!("backups must live under {expected_prefix}")));
+            continue;
+        }
+        let same_inode = match (fs::metadata(&backup), fs::metadata(store.object_path(&artifact.hash))) {
+            (Ok(b), Ok(o)) => b.ino() == o.ino() && b.dev() == o.dev(),
+            _ => false,
+        };
+        if same_inode {
+            // Verified with its object below: a hard link is the same bytes.
+            jobs.push((Job::Backup(PathBuf::new(), artifact.hash), 0));
+        } else {
+            jobs.push((Job::Backup(backup, artifact.hash), artifact.size));
+        }
+    }
+    if options.artifacts {
+        for (_, artifact) in manifest.artifacts.iter() {
+            match confine(&workspace.root, &artifact.path, &loaded.path) {
+                Ok(real) => jobs.push((Job::Workspace(real, artifact.hash), artifact.size)),
+                Err(e) => report.push("workspace file", artifact.path.to_string(), Err(e.to_string())),
+            }
+        }
+    }
+    let total: u64 = jobs.iter().map(|(_, size)| size).sum();
+    progress.start("verifying", total);
+    let results = parallel_map(&jobs, |(job, _)| -> std::result::Result<String, String> {
+        match job {
+            Job::Object(digest, size) => store.verify(digest, Some(*size), progress).map(|()| "re-hashed".into()).map_err(|e| e.to_string()),
+            Job::Backup(path, _) if path.as_os_str().is_empty() => Ok("hard link to its store object".into()),
+            Job::Backup(path, digest) | Job::Workspace(path, digest) => match hash_file(path, progress) {
+                Ok((actual, _)) if actual == *digest => Ok("re-hashed".into()),
+                Ok((actual, _)) => Err(format!("content hash {actual} does not match the manifest's {digest}")),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    });
+    progress.finish();
+    let mut failed_objects = HashSet::new();
+    for ((job, _), outcome) in jobs.iter().zip(&results) {
+        if let (Job::Object(digest, _), Err(_)) = (job, outcome) {
+            failed_objects.insert(*digest);
+        }
+    }
+    let path_of = |digest: &Digest| {
+        manifest.artifacts.iter().find(|(_, a)| a.hash == *digest).map(|(_, a)| a.path.to_string()).unwrap_or_default()
+    };
+    for ((job, _), outcome) in jobs.iter().zip(results) {
+        match job {
+            Job::Object(digest, _) => report.push("store object", format!("{} ({digest})", path_of(digest)), outcome),
+            Job::Backup(path, digest) => {
+                let subject = manifest
+                    .artifacts
+                    .iter()
+                    .find(|(_, a)| a.hash == *digest && (path.as_os_str().is_empty() || a.backup.under(&workspace.root) == *path))
+                    .map(|(_, a)| a.backup.to_string())
+                    .unwrap_or_else(|| path.display().to_string());
+                let outcome = match outcome {
+                    Ok(_) if failed_objects.contains(digest) && path.as_os_str().is_empty() => {
+                        Err("hard link to a corrupt store object".to_string())
+                    }
+                    other => other,
+                };
+                report.push("backup", subject, outcome);
+            }
+            Job::Workspace(_, digest) => report.push("workspace file", path_of(digest), outcome),
+        }
+    }
+    report
+}

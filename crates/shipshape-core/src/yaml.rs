@@ -1,0 +1,123 @@
+//! Strict YAML in and deterministic YAML out.
+//!
+//! Reading: duplicate keys are errors (serde-saphyr's default, pinned here so an upgrade cannot
+//! loosen it), unknown fields are refused by `deny_unknown_fields` on every type we read, and any
+//! error becomes one line naming the file, line, column and the dotted key. Writing: field order is
+//! the struct's, so the same value always yields the same bytes — what approvers sign.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Parse `text` (read from `path`) strictly into `T`.
+pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+    };
+    let mut track = serde_path_to_error::Track::new();
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |deserializer| {
+        let deserializer = serde_path_to_error::Deserializer::new(deserializer, &mut track);
+        T::deserialize(deserializer)
+    });
+    result.map_err(|error| {
+        let key = track.path().to_string();
+        let inner = error.without_snippet();
+        let mut message = first_line_without_location(&inner.to_string());
+        if !key.is_empty() && key != "." && !message.contains(&key) {
+            message = format!("{key}: {message}");
+        }
+        match inner.location() {
+            Some(location) if location.line() > 0 => {
+                Error::parse(path, location.line() as usize, location.column() as usize, message)
+            }
+            _ => Error::invalid(path, message),
+        }
+    })
+}
+
+/// Read and parse a YAML file strictly.
+pub fn read<T: DeserializeOwned>(path: &Path) -> Result<(T, Vec<u8>)> {
+    let bytes = crate::atomic::read(path)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        Error::invalid(path, format!("not valid UTF-8 (first bad byte at offset {})", e.valid_up_to()))
+    })?;
+    let value = parse(path, text)?;
+    Ok((value, bytes))
+}
+
+/// Serialize `value` to YAML text.
+pub fn to_string<T: Serialize>(value: &T) -> Result<String> {
+    serde_saphyr::to_string(value).map_err(|e| Error::Usage(format!("internal error serializing YAML: {e}")))
+}
+
+fn first_line_without_location(text: &str) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or(text).trim();
+    // saphyr appends " at line L column C"; we report the position ourselves.
+    match line.rfind(" at line ") {
+        Some(index) => line[..index].to_string(),
+        None => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        size: u64,
+    }
+
+    #[derive(Debug, Deserialize, Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        name: String,
+        inner: Inner,
+    }
+
+    fn parse_doc(text: &str) -> Result<Doc> {
+        parse(Path::new("m.yaml"), text)
+    }
+
+    #[test]
+    fn round_trip() {
+        let doc = Doc { name: "a".into(), inner: Inner { size: 3 } };
+        let text = to_string(&doc).unwrap();
+        assert_eq!(parse_doc(&text).unwrap(), doc);
+        assert_eq!(to_string(&doc).unwrap(), text, "serialization is deterministic");
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_position() {
+        let err = parse_doc("name: a\ninner:\n  size: 3\n  colour: red\n").unwrap_err().to_string();
+        assert!(err.starts_with("m.yaml:4:"), "{err}");
+        assert!(err.contains("colour"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn duplicate_key_is_refused() {
+        let err = parse_doc("name: a\nname: b\ninner:\n  size: 3\n").unwrap_err().to_string();
+        assert!(err.starts_with("m.yaml:2:"), "{err}");
+        assert!(err.to_lowercase().contains("duplicate"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = parse_doc("name: a\ninner:\n  size: lots\n").unwrap_err().to_string();
+        assert!(err.starts_with("m.yaml:3:"), "{err}");
+        assert!(err.contains("inner.size"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for text in ["", ":", "[", "name: [a", "\t\t- x", "*anchor", "name: !!binary zz"] {
+            assert!(parse_doc(text).is_err(), "{text:?}");
+        }
+    }
+}
