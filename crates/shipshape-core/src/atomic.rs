@@ -19,10 +19,8 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub fn temp_path_beside(path: &Path) -> PathBuf {
     let parent = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     parent.join(format!(".{name}.tmp-{}-{count}-{nanos:08x}", std::process::id()))
 }
@@ -64,11 +62,7 @@ impl TempFile {
     /// Create a new temporary file beside `destination`.
     pub fn beside(destination: &Path) -> Result<Self> {
         let path = temp_path_beside(destination);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .at(&path, "creating temporary file")?;
+        let file = OpenOptions::new().write(true).create_new(true).open(&path).at(&path, "creating temporary file")?;
         Ok(TempFile { path, file, persisted: false })
     }
 

@@ -135,7 +135,12 @@ fn matchers<'a>(config: &'a Config) -> Result<Vec<KindMatcher<'a>>> {
         }
         let [include, exclude] = sets.map(|s| s.build());
         let bad = |e: globset::Error| Error::invalid(&config.path, format!("artifacts.{}: bad glob: {e}", kind.name));
-        out.push(KindMatcher { kind, include: include.map_err(bad)?, exclude: exclude.map_err(bad)?, hits: vec![0; kind.include.len()] });
+        out.push(KindMatcher {
+            kind,
+            include: include.map_err(bad)?,
+            exclude: exclude.map_err(bad)?,
+            hits: vec![0; kind.include.len()],
+        });
     }
     Ok(out)
 }
@@ -349,7 +354,10 @@ pub fn read_bundle(bundle_dir: &Path) -> Result<(AuditBundle, Vec<u8>)> {
     let path = bundle_dir.join(BUNDLE_FILE);
     let (bundle, bytes): (AuditBundle, Vec<u8>) = crate::yaml::read(&path)?;
     if bundle.schema_version != BUNDLE_SCHEMA {
-        return Err(Error::invalid(&path, format!("schema_version {} is not supported (expected {BUNDLE_SCHEMA})", bundle.schema_version)));
+        return Err(Error::invalid(
+            &path,
+            format!("schema_version {} is not supported (expected {BUNDLE_SCHEMA})", bundle.schema_version),
+        ));
     }
     Ok((bundle, bytes))
 }

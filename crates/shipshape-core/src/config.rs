@@ -291,14 +291,25 @@ impl Config {
                         path,
                         line,
                         column,
-                        format!("{}: the pattern must contain `{{path}}`, e.g. \"{{path}}.version\"", key("version_file")),
+                        format!(
+                            "{}: the pattern must contain `{{path}}`, e.g. \"{{path}}.version\"",
+                            key("version_file")
+                        ),
                     ));
                 }
             }
-            artifacts.push(ArtifactKind { name, include: kind.include, exclude: kind.exclude, version_file: kind.version_file });
+            artifacts.push(ArtifactKind {
+                name,
+                include: kind.include,
+                exclude: kind.exclude,
+                version_file: kind.version_file,
+            });
         }
         if artifacts.is_empty() {
-            return Err(Error::invalid(path, "[artifacts]: define at least one artifact kind, e.g. [artifacts.configs]"));
+            return Err(Error::invalid(
+                path,
+                "[artifacts]: define at least one artifact kind, e.g. [artifacts.configs]",
+            ));
         }
         Ok(Config { path: path.to_path_buf(), text, release: raw.release, artifacts, monitoring: raw.monitoring })
     }

@@ -159,12 +159,7 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[(T, u64)], work: impl Fn(&(T, u64
     });
     slots
         .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| unreachable_worker_panicked())
-        })
+        .map(|slot| slot.into_inner().ok().flatten().unwrap_or_else(|| unreachable_worker_panicked()))
         .collect()
 }
 
@@ -193,14 +188,8 @@ mod tests {
     // FIPS 180-2 test vectors.
     #[test]
     fn known_vectors() {
-        assert_eq!(
-            Digest::of(b"").hex(),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(
-            Digest::of(b"abc").hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(Digest::of(b"").hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(Digest::of(b"abc").hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod hash;
 pub mod lock;
 pub mod manifest;
 pub mod paths;
+pub mod scaffold;
 pub mod store;
 pub mod verify;
 pub mod workspace;

@@ -39,7 +39,8 @@ impl WorkspaceLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let holder = if holder.is_empty() { "another shipshape process".to_string() } else { holder.to_string() };
+                let holder =
+                    if holder.is_empty() { "another shipshape process".to_string() } else { holder.to_string() };
                 return Err(Error::Locked { path: path.to_path_buf(), holder });
             }
             Err(TryLockError::Error(e)) => return Err(e).at(path, "locking"),

@@ -19,8 +19,8 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::audit::{self, ArtifactRecord, AuditBundle};
 use crate::atomic::{create_dir_all_durable, sync_dir, write_new_atomic};
+use crate::audit::{self, ArtifactRecord, AuditBundle};
 use crate::clock::Time;
 use crate::config::{ModePolicy, Slug};
 use crate::error::{Error, IoContext, Result};
@@ -63,13 +63,17 @@ impl ReleaseId {
     /// Validate a release id.
     pub fn new(s: &str) -> std::result::Result<Self, String> {
         let digits = |part: &str| part.len() == 8 || part.len() == 6;
-        let ok = s
-            .strip_prefix("release_")
-            .and_then(|rest| rest.split_once('_'))
-            .is_some_and(|(date, time)| {
-                date.len() == 8 && time.len() == 6 && digits(date) && (date.bytes().chain(time.bytes())).all(|b| b.is_ascii_digit())
-            });
-        if ok { Ok(ReleaseId(s.to_owned())) } else { Err(format!("`{s}` is not a release id (release_YYYYMMDD_HHMMSS)")) }
+        let ok = s.strip_prefix("release_").and_then(|rest| rest.split_once('_')).is_some_and(|(date, time)| {
+            date.len() == 8
+                && time.len() == 6
+                && digits(date)
+                && (date.bytes().chain(time.bytes())).all(|b| b.is_ascii_digit())
+        });
+        if ok {
+            Ok(ReleaseId(s.to_owned()))
+        } else {
+            Err(format!("`{s}` is not a release id (release_YYYYMMDD_HHMMSS)"))
+        }
     }
 
     /// From a time, in its display offset.
@@ -325,7 +329,10 @@ pub fn load(path: &Path) -> Result<LoadedManifest> {
     }
     let expected_name = format!("{}.yaml", manifest.release_id);
     if path.file_name().and_then(|n| n.to_str()) != Some(expected_name.as_str()) {
-        return Err(Error::invalid(path, format!("release_id is {} but the file is not named {expected_name}", manifest.release_id)));
+        return Err(Error::invalid(
+            path,
+            format!("release_id is {} but the file is not named {expected_name}", manifest.release_id),
+        ));
     }
     let digest = Digest::of(&bytes);
     Ok(LoadedManifest { path: path.to_path_buf(), manifest, bytes, digest })
@@ -464,13 +471,22 @@ enum Prepared {
 }
 
 /// Make a manifest from an audit bundle. The caller holds the workspace lock.
-pub fn create(workspace: &Workspace, request: &ManifestRequest, now: Time, progress: &dyn Progress) -> Result<ManifestOutcome> {
+pub fn create(
+    workspace: &Workspace,
+    request: &ManifestRequest,
+    now: Time,
+    progress: &dyn Progress,
+) -> Result<ManifestOutcome> {
     let bundle_dir = match &request.bundle {
         Some(path) => workspace.resolve_user_path(path)?,
         None => audit::newest_bundle(workspace)?
             .ok_or_else(|| Error::Usage("no audit bundle in release/ yet: run `shipshape audit` first".into()))?,
     };
-    let bundle_dir = if bundle_dir.is_file() { bundle_dir.parent().map(Path::to_path_buf).unwrap_or(bundle_dir) } else { bundle_dir };
+    let bundle_dir = if bundle_dir.is_file() {
+        bundle_dir.parent().map(Path::to_path_buf).unwrap_or(bundle_dir)
+    } else {
+        bundle_dir
+    };
     let bundle_rel = RelPath::from_walk(&workspace.root, &bundle_dir).map_err(|rule| Error::UnsafePath {
         origin: PathBuf::from("--bundle"),
         path: bundle_dir.display().to_string(),
@@ -481,7 +497,9 @@ pub fn create(workspace: &Workspace, request: &ManifestRequest, now: Time, progr
         Some(name) => Slug(name.clone()),
         None => workspace.config.release.environment.clone(),
     };
-    if environment.0.is_empty() || !environment.0.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+    if environment.0.is_empty()
+        || !environment.0.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
         return Err(Error::Usage(format!("--environment `{environment}`: use lowercase letters, digits, `-` or `_`")));
     }
 
@@ -509,9 +527,10 @@ pub fn create(workspace: &Workspace, request: &ManifestRequest, now: Time, progr
         release_id = newest.successor();
     }
     let artifacts = group_artifacts(workspace, &bundle, &release_id);
-    let previous_rel = previous.map(|p| RelPath::from_walk(&workspace.root, &p.path)).transpose().map_err(|rule| {
-        Error::invalid(workspace.manifests_dir(), format!("manifest path is not usable: {rule}"))
-    })?;
+    let previous_rel = previous
+        .map(|p| RelPath::from_walk(&workspace.root, &p.path))
+        .transpose()
+        .map_err(|rule| Error::invalid(workspace.manifests_dir(), format!("manifest path is not usable: {rule}")))?;
     let rollback_plan = rollback_plan(previous, previous_rel.as_ref());
     let deployer = request
         .deployer
@@ -670,11 +689,13 @@ fn group_artifacts(workspace: &Workspace, bundle: &AuditBundle, release_id: &Rel
     for record in &bundle.artifacts {
         let ArtifactRecord { kind, path, size, hash, version } = record;
         let backup = RelPath::new(&format!("release/backups/{release_id}/{path}")).unwrap_or_else(|_| path.clone());
-        by_kind
-            .entry(rank(kind))
-            .or_insert_with(|| (kind.clone(), Vec::new()))
-            .1
-            .push(ManifestArtifact { path: path.clone(), hash: *hash, size: *size, backup, version: version.clone() });
+        by_kind.entry(rank(kind)).or_insert_with(|| (kind.clone(), Vec::new())).1.push(ManifestArtifact {
+            path: path.clone(),
+            hash: *hash,
+            size: *size,
+            backup,
+            version: version.clone(),
+        });
     }
     ArtifactsByKind(by_kind.into_values().collect())
 }
@@ -720,7 +741,13 @@ mod tests {
     #[test]
     fn release_ids() {
         assert!(ReleaseId::new("release_20251012_190000").is_ok());
-        for bad in ["release_2025101_190000", "release_20251012-190000", "rel_20251012_190000", "release_20251012_19000a", "../x"] {
+        for bad in [
+            "release_2025101_190000",
+            "release_20251012-190000",
+            "rel_20251012_190000",
+            "release_20251012_19000a",
+            "../x",
+        ] {
             assert!(ReleaseId::new(bad).is_err(), "{bad}");
         }
         assert_eq!(ReleaseId::new("release_20251231_235959").unwrap().successor().as_str(), "release_20260101_000000");

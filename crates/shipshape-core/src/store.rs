@@ -65,12 +65,11 @@ impl Store {
         let input = File::open(source).at(source, "opening")?;
         let mut temp = TempFile::in_dir(&staging)?;
         let temp_path = temp.path().to_path_buf();
-        let (digest, size) = hash_stream(input, Some(temp.file() as &mut dyn io::Write), progress)
-            .map_err(|e| {
-                // A read error belongs to the source, a write error to the store.
-                let path = if e.kind() == io::ErrorKind::StorageFull { temp_path.clone() } else { source.to_path_buf() };
-                Error::Io { path, action: "copying into the object store", source: e }
-            })?;
+        let (digest, size) = hash_stream(input, Some(temp.file() as &mut dyn io::Write), progress).map_err(|e| {
+            // A read error belongs to the source, a write error to the store.
+            let path = if e.kind() == io::ErrorKind::StorageFull { temp_path.clone() } else { source.to_path_buf() };
+            Error::Io { path, action: "copying into the object store", source: e }
+        })?;
         let destination = self.object_path(&digest);
         Ok(StagedObject { temp, digest, size, destination })
     }

@@ -83,7 +83,13 @@ enum Job {
 }
 
 /// Verify the manifest at `path`. `Err` only when it cannot be read or parsed.
-pub fn verify(workspace: &Workspace, path: &Path, options: VerifyOptions, now: Time, progress: &dyn Progress) -> Result<VerifyReport> {
+pub fn verify(
+    workspace: &Workspace,
+    path: &Path,
+    options: VerifyOptions,
+    now: Time,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
     let loaded = manifest::load(path)?;
     Ok(verify_loaded(workspace, &loaded, options, now, progress))
 }
@@ -120,10 +126,14 @@ pub fn verify_loaded(
                 report.push(
                     "audit bundle",
                     bundle_subject,
-                    Err(format!("bundle.yaml hashes to {actual}, the manifest recorded {}", manifest.audit_bundle_sha256)),
+                    Err(format!(
+                        "bundle.yaml hashes to {actual}, the manifest recorded {}",
+                        manifest.audit_bundle_sha256
+                    )),
                 );
             } else {
-                let recorded: Vec<_> = bundle.artifacts.iter().map(|a| (a.kind.as_str(), &a.path, a.hash, a.size)).collect();
+                let recorded: Vec<_> =
+                    bundle.artifacts.iter().map(|a| (a.kind.as_str(), &a.path, a.hash, a.size)).collect();
                 let listed: Vec<_> = manifest.artifacts.iter().map(|(k, a)| (k, &a.path, a.hash, a.size)).collect();
                 let outcome = if recorded.len() == listed.len() && recorded.iter().all(|r| listed.contains(r)) {
                     Ok(format!("{actual}; {} artifacts match the inventory", recorded.len()))
@@ -136,10 +146,13 @@ pub fn verify_loaded(
     }
 
     // The hash chain.
-    let chain_subject = manifest.previous_manifest.as_ref().map_or_else(|| "(first manifest)".to_string(), |p| p.to_string());
+    let chain_subject =
+        manifest.previous_manifest.as_ref().map_or_else(|| "(first manifest)".to_string(), |p| p.to_string());
     let chain = match manifest::link_problem(workspace, loaded) {
         Some(problem) => Err(problem),
-        None => Ok(manifest.previous_manifest_sha256.map_or_else(|| "first in its environment".into(), |d| d.to_string())),
+        None => {
+            Ok(manifest.previous_manifest_sha256.map_or_else(|| "first in its environment".into(), |d| d.to_string()))
+        }
     };
     report.push("chain", chain_subject, chain);
 
@@ -156,7 +169,11 @@ pub fn verify_loaded(
         let backup = artifact.backup.under(&workspace.root);
         let expected_prefix = format!("release/backups/{}/", manifest.release_id);
         if !artifact.backup.as_str().starts_with(&expected_prefix) {
-            report.push("backup", artifact.backup.to_string(), Err(format!("backups must live under {expected_prefix}")));
+            report.push(
+                "backup",
+                artifact.backup.to_string(),
+                Err(format!("backups must live under {expected_prefix}")),
+            );
             continue;
         }
         let same_inode = match (fs::metadata(&backup), fs::metadata(store.object_path(&artifact.hash))) {
@@ -182,7 +199,9 @@ pub fn verify_loaded(
     progress.start("verifying", total);
     let results = parallel_map(&jobs, |(job, _)| -> std::result::Result<String, String> {
         match job {
-            Job::Object(digest, size) => store.verify(digest, Some(*size), progress).map(|()| "re-hashed".into()).map_err(|e| e.to_string()),
+            Job::Object(digest, size) => {
+                store.verify(digest, Some(*size), progress).map(|()| "re-hashed".into()).map_err(|e| e.to_string())
+            }
             Job::Backup(path, _) if path.as_os_str().is_empty() => Ok("hard link to its store object".into()),
             Job::Backup(path, digest) | Job::Workspace(path, digest) => match hash_file(path, progress) {
                 Ok((actual, _)) if actual == *digest => Ok("re-hashed".into()),
@@ -208,7 +227,9 @@ pub fn verify_loaded(
                 let subject = manifest
                     .artifacts
                     .iter()
-                    .find(|(_, a)| a.hash == *digest && (path.as_os_str().is_empty() || a.backup.under(&workspace.root) == *path))
+                    .find(|(_, a)| {
+                        a.hash == *digest && (path.as_os_str().is_empty() || a.backup.under(&workspace.root) == *path)
+                    })
                     .map(|(_, a)| a.backup.to_string())
                     .unwrap_or_else(|| path.display().to_string());
                 let outcome = match outcome {

@@ -41,16 +41,19 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
 /// Read and parse a YAML file strictly.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<(T, Vec<u8>)> {
     let bytes = crate::atomic::read(path)?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        Error::invalid(path, format!("not valid UTF-8 (first bad byte at offset {})", e.valid_up_to()))
-    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| Error::invalid(path, format!("not valid UTF-8 (first bad byte at offset {})", e.valid_up_to())))?;
     let value = parse(path, text)?;
     Ok((value, bytes))
 }
 
 /// Serialize `value` to YAML text.
 pub fn to_string<T: Serialize>(value: &T) -> Result<String> {
-    serde_saphyr::to_string(value).map_err(|e| Error::Usage(format!("internal error serializing YAML: {e}")))
+    // Plain scalars only: a folded block would split a restore command across lines, which is
+    // unpleasant to copy into a terminal at 3 a.m.
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    serde_saphyr::to_string_with_options(value, options)
+        .map_err(|e| Error::Usage(format!("internal error serializing YAML: {e}")))
 }
 
 fn first_line_without_location(text: &str) -> String {
@@ -90,6 +93,10 @@ mod tests {
         let text = to_string(&doc).unwrap();
         assert_eq!(parse_doc(&text).unwrap(), doc);
         assert_eq!(to_string(&doc).unwrap(), text, "serialization is deterministic");
+        let long = Doc { name: format!("cp {} {}", "a/".repeat(40), "b/".repeat(40)), inner: Inner { size: 1 } };
+        let text = to_string(&long).unwrap();
+        assert_eq!(text.lines().count(), 3, "long strings stay on one line: {text}");
+        assert_eq!(parse_doc(&text).unwrap(), long);
     }
 
     #[test]

@@ -1,1 +1,66 @@
-fn main(){}
+//! The `shipshape` binary: parse flags, resolve them into calls on `shipshape-core`, map errors to
+//! documented exit codes. Nothing here knows how a release works; that is the library's job.
+
+mod cli;
+mod commands;
+mod context;
+mod progress;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use shipshape_core::ErrorKind;
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+
+/// Exit code for a failed check.
+pub const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit code for bad input.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when the workspace lock is held.
+pub const EXIT_LOCKED: u8 = 3;
+/// Exit code for operating-system errors (sysexits' EX_IOERR).
+pub const EXIT_IO: u8 = 74;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => report(&error),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let context = Context::new(cli.directory.clone(), cli.quiet)?;
+    match cli.command {
+        Command::Init(args) => commands::init::run(&context, &args),
+        Command::Audit(args) => commands::audit::run(&context, &args),
+        Command::Manifest(args) => commands::manifest::run(&context, &args),
+        Command::Verify(args) => commands::verify::run(&context, &args),
+        Command::Demo(args) => commands::demo::run(&context, &args),
+    }
+}
+
+/// Print an error on one line (plus its causes) and choose the exit code from its kind.
+fn report(error: &anyhow::Error) -> ExitCode {
+    if let Some(io_error) = error.downcast_ref::<io::Error>()
+        && io_error.kind() == io::ErrorKind::BrokenPipe
+    {
+        return ExitCode::SUCCESS;
+    }
+    let mut stderr = io::stderr().lock();
+    let _ = writeln!(stderr, "error: {error}");
+    for cause in error.chain().skip(1) {
+        let _ = writeln!(stderr, "  caused by: {cause}");
+    }
+    let code = match error.downcast_ref::<shipshape_core::Error>().map(|e| e.kind()) {
+        Some(ErrorKind::CheckFailed) => EXIT_CHECK_FAILED,
+        Some(ErrorKind::Locked) => EXIT_LOCKED,
+        Some(ErrorKind::Io) => EXIT_IO,
+        Some(ErrorKind::BadInput) | None => EXIT_BAD_INPUT,
+        Some(_) => EXIT_BAD_INPUT,
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,129 @@
+//! The command line: clap types only. Each subcommand's `run` lives in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit codes, documented in `--help` and the README.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   a check failed (verification mismatch, tampering, changed artifact)
+  2   bad input (malformed or unsafe file, unknown key, bad flag) or nothing to work on yet
+  3   another shipshape process holds the workspace lock
+  74  an operating-system error (disk full, I/O error)";
+
+/// Signed, atomic, reversible releases of configs and models, with a 48-hour watch after every deploy.
+#[derive(Debug, Parser)]
+#[command(name = "shipshape", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Run as if started in DIR: shipshape.toml is searched for from there upwards.
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    pub directory: Option<PathBuf>,
+
+    /// Print only results and errors: no progress bars, no notes.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create shipshape.toml, the release/ folders and a Makefile in DIR (never overwriting a file).
+    #[command(after_help = "Example:\n  shipshape init my-workspace")]
+    Init(InitArgs),
+    /// Inventory every artifact with its SHA-256 and git metadata into release/audit_<time>/bundle.yaml.
+    #[command(after_help = "Example:\n  shipshape audit\n  shipshape audit --json")]
+    Audit(AuditArgs),
+    /// Make a release manifest from an audit bundle, copying every artifact into the object store.
+    #[command(
+        after_help = "Example:\n  shipshape manifest --type minor --deployer alice --ticket SQNT-123 --ticket SQNT-124"
+    )]
+    Manifest(ManifestArgs),
+    /// Check a manifest: strict parse, audit bundle, hash chain, store objects, backups (and the workspace files).
+    #[command(
+        after_help = "Example:\n  shipshape verify\n  shipshape verify release/manifests/release_20251012_190000.yaml --artifacts --json"
+    )]
+    Verify(VerifyArgs),
+    /// Run the pipeline on a fresh copy of the bundled example workspace, printing each step.
+    #[command(after_help = "Example:\n  shipshape demo\n  shipshape demo --dir /tmp/sensequant-demo")]
+    Demo(DemoArgs),
+}
+
+/// `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The workspace directory (created if missing).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+/// `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How big a change a release is.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReleaseTypeArg {
+    /// A large change.
+    Major,
+    /// The usual release.
+    Minor,
+    /// An urgent fix.
+    Hotfix,
+}
+
+/// `manifest`.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// Release type.
+    #[arg(long = "type", value_enum, default_value = "minor")]
+    pub release_type: ReleaseTypeArg,
+    /// Audit bundle directory (default: the newest release/audit_*).
+    #[arg(long, value_name = "PATH")]
+    pub bundle: Option<PathBuf>,
+    /// Who prepares the release (default: [release] deployer, then $USER).
+    #[arg(long, value_name = "NAME")]
+    pub deployer: Option<String>,
+    /// Environment (default: [release] environment).
+    #[arg(long, value_name = "NAME")]
+    pub environment: Option<String>,
+    /// CI build id to record.
+    #[arg(long, value_name = "ID")]
+    pub build_id: Option<String>,
+    /// A ticket this release addresses (repeatable).
+    #[arg(long = "ticket", value_name = "ID")]
+    pub tickets: Vec<String>,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The manifest (default: the newest in release/manifests).
+    pub manifest: Option<PathBuf>,
+    /// Also hash the workspace files and compare them with the manifest.
+    #[arg(long)]
+    pub artifacts: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to create the demo workspace (must not exist or be empty; default: a new temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}

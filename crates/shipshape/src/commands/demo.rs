@@ -1,0 +1,194 @@
+//! `shipshape demo [--dir DIR]`: the story on the bundled example, one step at a time.
+//!
+//! The example workspace is compiled into the binary. The demo writes it to a fresh directory,
+//! makes it a git repository (so the audit records a commit and a tag), and runs the pipeline in
+//! this process, printing each command before its output, exactly as a person would type it.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, bail};
+
+use crate::cli::{AuditArgs, DemoArgs, ManifestArgs, ReleaseTypeArg, VerifyArgs};
+use crate::context::Context;
+
+include!(concat!(env!("OUT_DIR"), "/example_files.rs"));
+
+/// Write the example workspace into `dir` (which must be missing or empty).
+pub fn write_example(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.next().is_some() {
+        bail!("{} is not empty; give --dir a new or empty directory", dir.display());
+    }
+    for (relative, executable, bytes) in EXAMPLE_FILES {
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        if *executable {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok(())
+}
+
+fn step(title: &str) {
+    println!("\n==== {title} ====");
+}
+
+fn command_line(line: &str) {
+    println!("$ {line}");
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=Demo Release Manager",
+            "-c",
+            "user.email=release@sensequant.example",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "tag.gpgsign=false",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("running git")?;
+    if !status.success() {
+        bail!("git {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn expect_success(code: ExitCode, what: &str) -> anyhow::Result<()> {
+    if code != ExitCode::SUCCESS {
+        bail!("demo step `{what}` did not succeed");
+    }
+    Ok(())
+}
+
+fn default_dir() -> PathBuf {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    std::env::temp_dir().join(format!("shipshape-demo-{}-{stamp}", std::process::id()))
+}
+
+fn manifest_args(release_type: ReleaseTypeArg, ticket: &str) -> ManifestArgs {
+    ManifestArgs {
+        release_type,
+        bundle: None,
+        deployer: Some("demo-release-manager".into()),
+        environment: None,
+        build_id: Some("demo-build-1".into()),
+        tickets: vec![ticket.into()],
+        json: false,
+    }
+}
+
+/// Run the demo.
+pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let dir = match &args.dir {
+        Some(dir) => context.start_dir.join(dir),
+        None => default_dir(),
+    };
+    step("Setup: a fresh copy of the SenseQuant example workspace");
+    write_example(&dir)?;
+    let dir = dir.canonicalize()?;
+    println!("workspace: {}", dir.display());
+    let has_git = git(&dir, &["init", "-q", "-b", "main"]).is_ok()
+        && git(&dir, &["add", "-A"]).is_ok()
+        && git(&dir, &["commit", "-q", "-m", "SenseQuant v1.0: student model v1.0_20251010"]).is_ok()
+        && git(&dir, &["tag", "v1.0.0"]).is_ok();
+    if has_git {
+        println!("git repository initialised, commit tagged v1.0.0");
+    } else {
+        context.warn("git is not available: the audit will record null git metadata");
+    }
+    let ws = context.at(dir.clone());
+
+    step("Phase 1: Release Audit (make release-audit)");
+    command_line("shipshape audit");
+    expect_success(super::audit::run(&ws, &AuditArgs { json: false })?, "audit")?;
+
+    step("Phase 3: Release Manifest (make release-manifest)");
+    command_line(
+        "shipshape manifest --type minor --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-123",
+    );
+    expect_success(super::manifest::run(&ws, &manifest_args(ReleaseTypeArg::Minor, "SQNT-123"))?, "manifest")?;
+    command_line("shipshape verify");
+    expect_success(super::verify::run(&ws, &VerifyArgs { manifest: None, artifacts: true, json: false })?, "verify")?;
+
+    step("A second release: a tuned search space, as a hotfix");
+    let search_space = dir.join("search_space.yaml");
+    let text = fs::read_to_string(&search_space)?.replace("[0.55, 0.60, 0.62, 0.65]", "[0.58, 0.60, 0.62, 0.65]");
+    fs::write(&search_space, text)?;
+    println!("edited search_space.yaml (intraday_confidence grid)");
+    if has_git {
+        git(&dir, &["commit", "-q", "-am", "Tune intraday confidence grid"])?;
+        git(&dir, &["tag", "v1.0.1"])?;
+    }
+    command_line("shipshape audit");
+    expect_success(super::audit::run(&ws, &AuditArgs { json: false })?, "audit")?;
+    command_line(
+        "shipshape manifest --type hotfix --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-124",
+    );
+    expect_success(super::manifest::run(&ws, &manifest_args(ReleaseTypeArg::Hotfix, "SQNT-124"))?, "manifest")?;
+    command_line("shipshape verify --artifacts");
+    expect_success(super::verify::run(&ws, &VerifyArgs { manifest: None, artifacts: true, json: false })?, "verify")?;
+    let workspace = ws.workspace()?;
+    let newest = shipshape_core::manifest::newest_path(&workspace)?;
+    let loaded = shipshape_core::manifest::load(&newest)?;
+    println!(
+        "\nrollback plan of {} (back to {}):",
+        loaded.manifest.release_id,
+        loaded.manifest.rollback_plan.previous_release_id.as_ref().map_or("nothing".to_string(), |id| id.to_string())
+    );
+    for command in &loaded.manifest.rollback_plan.restore_commands {
+        println!("  {command}");
+    }
+
+    step("Tamper drill: one byte of the first manifest changed, in a copy of the workspace");
+    let tampered =
+        dir.with_file_name(format!("{}-tampered", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
+    copy_tree(&dir, &tampered)?;
+    let first = shipshape_core::manifest::manifest_paths(&workspace)?.into_iter().next().context("first manifest")?;
+    let first_in_copy = tampered.join(first.strip_prefix(&dir)?);
+    let mut bytes = fs::read(&first_in_copy)?;
+    if let Some(position) = bytes.windows(8).position(|w| w == b"deployer") {
+        bytes[position + 10] ^= 0x01;
+    }
+    fs::write(&first_in_copy, bytes)?;
+    println!("changed one byte of {} in {}", first.strip_prefix(&dir)?.display(), tampered.display());
+    command_line(&format!("shipshape -C {} verify", tampered.display()));
+    let code = super::verify::run(
+        &context.at(tampered.clone()),
+        &VerifyArgs { manifest: None, artifacts: false, json: false },
+    )?;
+    if code == ExitCode::SUCCESS {
+        bail!("verify accepted a tampered manifest chain");
+    }
+    println!("(refused, as it must be: exit code 1)");
+
+    step("Done");
+    println!("demo workspace:  {}", dir.display());
+    println!("tampered copy:   {}", tampered.display());
+    println!("next steps:      cd {} && shipshape verify --artifacts   (or: make release-manifest)", dir.display());
+    println!(
+        "still to come:   validate, approve, deploy, rollback, monitoring and the dashboard (see the open issues)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let status = Command::new("cp").arg("-a").arg(from).arg(to).status().context("running cp")?;
+    if !status.success() {
+        bail!("copying {} to {} failed", from.display(), to.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! `shipshape manifest`.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+use shipshape_core::manifest::{self, ManifestRequest, ReleaseType};
+
+use crate::cli::{ManifestArgs, ReleaseTypeArg};
+use crate::context::Context;
+
+/// Make a manifest from the newest (or the given) audit bundle.
+pub fn run(context: &Context, args: &ManifestArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let now = context.now();
+    let _lock = super::lock(&workspace, "manifest", now)?;
+    let request = ManifestRequest {
+        release_type: match args.release_type {
+            ReleaseTypeArg::Major => ReleaseType::Major,
+            ReleaseTypeArg::Minor => ReleaseType::Minor,
+            ReleaseTypeArg::Hotfix => ReleaseType::Hotfix,
+        },
+        bundle: args.bundle.as_ref().map(|b| context.start_dir.join(b)),
+        deployer: args.deployer.clone(),
+        environment: args.environment.clone(),
+        build_id: args.build_id.clone(),
+        tickets: args.tickets.clone(),
+    };
+    let progress = context.progress();
+    let outcome = manifest::create(&workspace, &request, now, progress.as_ref())?;
+    for digest in &outcome.repaired_objects {
+        context.warn(format!("store object {digest} was corrupt and has been rewritten from the workspace"));
+    }
+    let loaded = &outcome.loaded;
+    let m = &loaded.manifest;
+    let path = workspace.display(&loaded.path).into_owned();
+    if args.json {
+        super::print_json(&json!({
+            "manifest": path,
+            "manifest_sha256": loaded.digest,
+            "release_id": m.release_id,
+            "release_type": m.release_type,
+            "sequence": m.sequence,
+            "environment": m.deployment.environment,
+            "artifacts": m.artifacts.len(),
+            "new_objects": outcome.new_objects,
+            "reused_objects": outcome.reused_objects,
+            "previous_release_id": m.rollback_plan.previous_release_id,
+            "expires": m.expires,
+        }))?;
+    } else {
+        context.note(format!(
+            "{} ({}, sequence {} in {}): {} artifacts, {} new store objects, {} already stored; expires {}",
+            m.release_id,
+            m.release_type,
+            m.sequence,
+            m.deployment.environment,
+            m.artifacts.len(),
+            outcome.new_objects,
+            outcome.reused_objects,
+            m.expires
+        ));
+        println!("{path}");
+    }
+    super::ok()
+}

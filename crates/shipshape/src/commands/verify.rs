@@ -1,0 +1,46 @@
+//! `shipshape verify [MANIFEST] [--artifacts] [--json]`.
+
+use std::process::ExitCode;
+
+use shipshape_core::manifest;
+use shipshape_core::verify::{self, VerifyOptions};
+
+use crate::cli::VerifyArgs;
+use crate::context::Context;
+
+/// Verify a manifest; exit 0 only when every check holds, 1 listing every mismatch otherwise.
+pub fn run(context: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let path = match &args.manifest {
+        Some(path) => workspace.resolve_user_path(&context.start_dir.join(path))?,
+        None => manifest::newest_path(&workspace)?,
+    };
+    let progress = context.progress();
+    let options = VerifyOptions { artifacts: args.artifacts };
+    let report = verify::verify(&workspace, &path, options, context.now(), progress.as_ref())?;
+    if args.json {
+        super::print_json(&serde_json::json!({
+            "passed": report.passed(),
+            "report": report,
+        }))?;
+    } else {
+        for check in &report.checks {
+            let mark = if check.ok { "ok  " } else { "FAIL" };
+            println!("{mark} {:<15} {}  {}", check.check, check.subject, check.detail);
+        }
+        for warning in &report.warnings {
+            context.warn(warning);
+        }
+        let failed = report.failures().count();
+        if failed == 0 {
+            println!("verified {} ({} checks passed)", report.release_id, report.checks.len());
+        } else {
+            eprintln!(
+                "error: {} failed verification: {failed} of {} checks failed",
+                report.manifest,
+                report.checks.len()
+            );
+        }
+    }
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(crate::EXIT_CHECK_FAILED) })
+}

@@ -1,0 +1,67 @@
+//! What every command needs: where it was started, the clock, whether to be quiet.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use shipshape_core::clock::{Clock, Time, clock_from_env};
+use shipshape_core::hash::{NoProgress, Progress};
+use shipshape_core::workspace::Workspace;
+
+use crate::progress::Bar;
+
+/// Resolved global settings.
+pub struct Context {
+    /// Where to search for `shipshape.toml` from.
+    pub start_dir: PathBuf,
+    /// No progress bars or notes.
+    pub quiet: bool,
+    clock: Arc<dyn Clock>,
+}
+
+impl Context {
+    /// Resolve `-C`, `--quiet` and `SHIPSHAPE_NOW`.
+    pub fn new(directory: Option<PathBuf>, quiet: bool) -> anyhow::Result<Context> {
+        let current = std::env::current_dir().context("reading the current directory")?;
+        let start_dir = match directory {
+            Some(dir) if dir.is_absolute() => dir,
+            Some(dir) => current.join(dir),
+            None => current,
+        };
+        let clock = clock_from_env().map_err(|e| shipshape_core::Error::Usage(format!("SHIPSHAPE_NOW: {e}")))?;
+        Ok(Context { start_dir, quiet, clock: Arc::from(clock) })
+    }
+
+    /// The same settings, started in `dir` (the demo runs its steps through this).
+    pub fn at(&self, dir: PathBuf) -> Context {
+        Context { start_dir: dir, quiet: self.quiet, clock: Arc::clone(&self.clock) }
+    }
+
+    /// Now.
+    pub fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    /// The workspace holding `start_dir`.
+    pub fn workspace(&self) -> anyhow::Result<Workspace> {
+        Ok(Workspace::discover(&self.start_dir)?)
+    }
+
+    /// A progress display on stderr when it is a terminal and not `--quiet`.
+    pub fn progress(&self) -> Box<dyn Progress> {
+        if !self.quiet && std::io::stderr().is_terminal() { Box::new(Bar::new()) } else { Box::new(NoProgress) }
+    }
+
+    /// A note for the person at the terminal (stderr), unless `--quiet`.
+    pub fn note(&self, message: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", message.as_ref());
+        }
+    }
+
+    /// A warning (stderr), always shown.
+    pub fn warn(&self, message: impl AsRef<str>) {
+        eprintln!("warning: {}", message.as_ref());
+    }
+}
