@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-fn collect(dir: &Path, root: &Path, out: &mut Vec<PathBuf>) {
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut entries: Vec<_> = std::fs::read_dir(dir).expect("example dir").map(|e| e.expect("entry").path()).collect();
     entries.sort();
@@ -14,7 +14,7 @@ fn collect(dir: &Path, root: &Path, out: &mut Vec<PathBuf>) {
             continue;
         }
         if path.is_dir() {
-            collect(&path, root, out);
+            collect(&path, out);
         } else {
             println!("cargo:rerun-if-changed={}", path.display());
             out.push(path);
@@ -26,7 +26,7 @@ fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.join("../../examples/sensequant").canonicalize().expect("examples/sensequant exists");
     let mut files = Vec::new();
-    collect(&root, &root, &mut files);
+    collect(&root, &mut files);
     let mut code = String::from(
         "/// The example workspace's files: (relative path, executable, bytes).\npub const EXAMPLE_FILES: &[(&str, bool, &[u8])] = &[\n",
     );

@@ -129,14 +129,14 @@ pub fn set_read_only(file: &File) -> io::Result<()> {
 /// Atomically replace `path` with `bytes`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut temp = TempFile::beside(path)?;
-    temp.file().write_all(bytes).at(temp.path().to_path_buf(), "writing")?;
+    temp.file().write_all(bytes).at(temp.path(), "writing")?;
     temp.persist(path, false)
 }
 
 /// Atomically create `path` with `bytes`; `Ok(false)` if it already exists (nothing written).
 pub fn write_new_atomic(path: &Path, bytes: &[u8]) -> Result<bool> {
     let mut temp = TempFile::beside(path)?;
-    temp.file().write_all(bytes).at(temp.path().to_path_buf(), "writing")?;
+    temp.file().write_all(bytes).at(temp.path(), "writing")?;
     temp.persist_new(path, false)
 }
 

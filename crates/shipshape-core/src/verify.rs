@@ -110,7 +110,7 @@ pub fn verify_loaded(
         checks: Vec::new(),
         warnings: Vec::new(),
     };
-    report.push("manifest", &report.manifest.clone(), Ok(format!("parses strictly; {}", loaded.digest)));
+    report.push("manifest", report.manifest.clone(), Ok(format!("parses strictly; {}", loaded.digest)));
     if manifest.expires <= now {
         report.warnings.push(format!("the manifest expired at {} and can no longer be deployed", manifest.expires));
     }
