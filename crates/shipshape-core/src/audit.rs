@@ -284,7 +284,8 @@ pub struct AuditOutcome {
     pub bytes: Vec<u8>,
 }
 
-/// Run the audit and write the bundle. The caller holds the workspace lock.
+/// Run the audit and write the bundle. Everything that can fail on bad input runs before the
+/// workspace lock is taken and before anything is written.
 pub fn run(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<AuditOutcome> {
     let candidates = inventory(workspace)?;
     let artifacts = hash_candidates(&candidates, progress)?;
@@ -302,6 +303,7 @@ pub fn run(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<
         }
     };
     let totals = Totals { artifacts: artifacts.len() as u64, bytes: artifacts.iter().map(|a| a.size).sum() };
+    let _lock = crate::lock::WorkspaceLock::acquire(&workspace.lock_path(), "audit", now)?;
     let release_dir = workspace.release_dir();
     create_dir_all_durable(&release_dir)?;
     crate::atomic::remove_stale_temp_files(&release_dir)?;

@@ -470,7 +470,7 @@ enum Prepared {
     Repair(StagedObject),
 }
 
-/// Make a manifest from an audit bundle. The caller holds the workspace lock.
+/// Make a manifest from an audit bundle, taking the workspace lock once the read-only checks pass.
 pub fn create(
     workspace: &Workspace,
     request: &ManifestRequest,
@@ -503,14 +503,23 @@ pub fn create(
         return Err(Error::Usage(format!("--environment `{environment}`: use lowercase letters, digits, `-` or `_`")));
     }
 
-    let existing = load_all(workspace)?;
-    let problems = chain_problems(workspace, &existing, &environment.0);
-    if !problems.is_empty() {
-        return Err(Error::Check(format!(
-            "the manifest history of {environment} is not intact; refusing to extend it:\n  {}",
-            problems.join("\n  ")
-        )));
-    }
+    let check_history = || -> Result<Vec<LoadedManifest>> {
+        let existing = load_all(workspace)?;
+        let problems = chain_problems(workspace, &existing, &environment.0);
+        if !problems.is_empty() {
+            return Err(Error::Check(format!(
+                "the manifest history of {environment} is not intact; refusing to extend it:\n  {}",
+                problems.join("\n  ")
+            )));
+        }
+        Ok(existing)
+    };
+    check_history()?;
+
+    // Everything above only read. From here on we write, so serialise with other commands, and
+    // look at the history again in case another manifest landed meanwhile.
+    let _lock = crate::lock::WorkspaceLock::acquire(&workspace.lock_path(), "manifest", now)?;
+    let existing = check_history()?;
     let previous = existing
         .iter()
         .filter(|m| m.manifest.deployment.environment == environment)
@@ -518,7 +527,17 @@ pub fn create(
 
     let store = workspace.store();
     store.sweep_staging()?;
-    let prepared = stage_artifacts(workspace, &bundle, progress)?;
+    let store_existed = store.root().exists();
+    let prepared = match stage_artifacts(workspace, &bundle, progress) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            if !store_existed {
+                let _ = fs::remove_dir(store.root().join("tmp"));
+                let _ = fs::remove_dir(store.root());
+            }
+            return Err(e);
+        }
+    };
 
     let mut release_id = ReleaseId::at(&now);
     if let Some(newest) = existing.iter().map(|m| &m.manifest.release_id).max()

@@ -25,8 +25,9 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
     result.map_err(|error| {
         let key = track.path().to_string();
         let inner = error.without_snippet();
-        let mut message = first_line_without_location(&inner.to_string());
-        if !key.is_empty() && key != "." && !message.contains(&key) {
+        let mut message = first_line_without_location(&inner.to_string())
+            .replace(", set DuplicateKeyPolicy in Options if acceptable", " (each key may appear once)");
+        if !key.is_empty() && key != "." && !key.contains('?') && !message.contains(&key) {
             message = format!("{key}: {message}");
         }
         match inner.location() {

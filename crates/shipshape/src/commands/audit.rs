@@ -12,7 +12,6 @@ use crate::context::Context;
 pub fn run(context: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
     let now = context.now();
-    let _lock = super::lock(&workspace, "audit", now)?;
     let progress = context.progress();
     let outcome = audit::run(&workspace, now, progress.as_ref())?;
     for warning in &outcome.bundle.warnings {

@@ -12,7 +12,6 @@ use crate::context::Context;
 pub fn run(context: &Context, args: &ManifestArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
     let now = context.now();
-    let _lock = super::lock(&workspace, "manifest", now)?;
     let request = ManifestRequest {
         release_type: match args.release_type {
             ReleaseTypeArg::Major => ReleaseType::Major,
