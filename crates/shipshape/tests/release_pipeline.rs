@@ -1,5 +1,7 @@
 //! The story's pipeline run through the real binary on a copy of the example workspace.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
 mod util;
 
 use std::fs;

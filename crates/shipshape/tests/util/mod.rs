@@ -2,7 +2,7 @@
 //! an independent SHA-256 (coreutils' `sha256sum`), and whole-tree snapshots to prove that a refused
 //! command changed nothing on disk.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,0 +1,172 @@
+//! `init`, workspace discovery (`-C`, searching upwards), the Makefile, `--help`, and the demo.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod util;
+
+use std::fs;
+use std::process::Command;
+
+use util::{Workspace, assert_one_line_error, example_dir};
+
+fn shipshape() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("shipshape").unwrap()
+}
+
+#[test]
+fn init_scaffolds_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = shipshape().current_dir(dir.path()).args(["init", "ws"]).assert().success();
+    let stdout = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    let ws = dir.path().join("ws");
+    for file in ["shipshape.toml", "Makefile", "release/.gitignore"] {
+        assert!(stdout.contains(&format!("created  {}", ws.join(file).display())), "{stdout}");
+    }
+    assert!(ws.join("release/manifests").is_dir());
+    // The config is the documented default (the example workspace's, with the story's kinds).
+    let config = fs::read_to_string(ws.join("shipshape.toml")).unwrap();
+    assert_eq!(config, fs::read_to_string(example_dir().join("shipshape.toml")).unwrap());
+    for kind in ["[artifacts.configs]", "[artifacts.models]", "[artifacts.notebooks]", "heightened_hours = 48"] {
+        assert!(config.contains(kind), "{kind}");
+    }
+    fs::write(ws.join("shipshape.toml"), "# mine\n").unwrap();
+    let output = shipshape().current_dir(dir.path()).args(["init", "ws"]).assert().success();
+    let stdout = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    assert!(stdout.contains("kept") && !stdout.contains("created"), "{stdout}");
+    assert_eq!(fs::read_to_string(ws.join("shipshape.toml")).unwrap(), "# mine\n");
+}
+
+#[test]
+fn example_makefile_is_the_one_init_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    shipshape().current_dir(dir.path()).arg("init").assert().success();
+    assert_eq!(
+        fs::read_to_string(dir.path().join("Makefile")).unwrap(),
+        fs::read_to_string(example_dir().join("Makefile")).unwrap()
+    );
+}
+
+fn make(ws: &Workspace, target: &str) -> std::process::Output {
+    Command::new("make")
+        .arg("-s")
+        .arg(target)
+        .arg(format!("SHIPSHAPE={}", assert_cmd::cargo::cargo_bin("shipshape").display()))
+        .current_dir(&ws.root)
+        .env("SHIPSHAPE_NOW", "2025-10-12T19:00:00+05:30")
+        .output()
+        .expect("make runs")
+}
+
+#[test]
+fn makefile_targets_run_shipshape_or_say_plainly_they_cannot() {
+    let ws = Workspace::example();
+    let help = make(&ws, "help");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for target in [
+        "release-audit",
+        "release-validate",
+        "release-manifest",
+        "release-deploy",
+        "release-rollback",
+        "release-status",
+    ] {
+        assert!(text.contains(target), "{target} in {text}");
+    }
+    let manifest = make(&ws, "release-manifest");
+    assert!(manifest.status.success(), "{}", String::from_utf8_lossy(&manifest.stderr));
+    assert_eq!(ws.manifests().len(), 1);
+    assert!(String::from_utf8_lossy(&manifest.stdout).contains("verified release_20251012_190000"));
+    for (target, command) in [
+        ("release-validate", "validate"),
+        ("release-deploy", "deploy"),
+        ("release-rollback", "rollback"),
+        ("release-status", "status"),
+    ] {
+        let output = make(&ws, target);
+        assert!(!output.status.success(), "{target} must fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("'shipshape {command}' is not available")), "{target}: {stderr}");
+    }
+}
+
+#[test]
+fn workspace_is_found_from_a_subdirectory_and_with_dash_c() {
+    let ws = Workspace::example();
+    let output = ws.cmd().current_dir(ws.path("src/app")).arg("audit").assert().success();
+    assert_eq!(
+        String::from_utf8_lossy(&output.get_output().stdout).trim(),
+        "release/audit_20251012_190000/bundle.yaml"
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    ws.cmd_at("2025-10-12T19:00:05+05:30")
+        .current_dir(elsewhere.path())
+        .args(["-C", ws.path("data/models").to_str().unwrap(), "manifest"])
+        .assert()
+        .success();
+    assert_eq!(ws.manifests().len(), 1);
+    let output = shipshape().current_dir(elsewhere.path()).args(["-C", "nowhere", "verify"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "nowhere");
+}
+
+#[test]
+fn help_lists_every_command_and_the_exit_codes() {
+    let output = shipshape().arg("--help").assert().success();
+    let text = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    for command in ["init", "audit", "manifest", "verify", "demo", "Exit codes", "-C <DIR>"] {
+        assert!(text.contains(command), "{command} missing from --help:\n{text}");
+    }
+    for command in ["init", "audit", "manifest", "verify", "demo"] {
+        let output = shipshape().args([command, "--help"]).assert().success();
+        assert!(
+            String::from_utf8_lossy(&output.get_output().stdout).contains("Example:"),
+            "{command} --help has an example"
+        );
+    }
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    let output = shipshape().args(["manifest", "--type", "huge"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = shipshape().args(["frobnicate"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn bad_clock_override_is_refused() {
+    let ws = Workspace::example();
+    let output = ws.cmd_at("yesterday").arg("audit").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "SHIPSHAPE_NOW");
+    assert!(!ws.path("release").exists());
+}
+
+#[test]
+fn demo_runs_the_pipeline_and_the_tamper_drill() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("demo");
+    let output =
+        shipshape().args(["demo", "--dir", target.to_str().unwrap()]).env_remove("SHIPSHAPE_NOW").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for step in [
+        "$ shipshape audit",
+        "$ shipshape manifest",
+        "$ shipshape verify",
+        "verified release_",
+        "FAIL chain",
+        "refused, as it must be",
+    ] {
+        assert!(stdout.contains(step), "{step} missing from:\n{stdout}");
+    }
+    let manifests: Vec<_> = fs::read_dir(target.join("release/manifests")).unwrap().collect();
+    assert_eq!(manifests.len(), 2);
+    // The demo workspace verifies on its own afterwards.
+    shipshape().current_dir(&target).args(["verify", "--artifacts"]).assert().success();
+    // A non-empty --dir is refused.
+    let output = shipshape().args(["demo", "--dir", target.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "not empty");
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every test, as CI runs it (.ci/run calls this script): installs what the tests need from Debian's
+# packages when it is missing, then checks formatting, lints with warnings as errors, builds the docs
+# with warnings as errors, and runs every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tools the tests call: git (audit metadata), make (the Makefile targets), sha256sum (an independent
+# SHA-256), setpriv (running the binary as an unprivileged user to test unreadable files).
+declare -A package_for=([git]=git [make]=make [sha256sum]=coreutils [setpriv]=util-linux)
+missing=()
+for tool in "${!package_for[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${package_for[$tool]}")
+done
+if ((${#missing[@]})); then
+  echo "==> installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+echo "==> tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  # nextest does not run doc tests; run them first so nextest's summary is the closing line.
+  cargo test --workspace --doc --locked --quiet
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
