@@ -122,16 +122,78 @@ pub fn hash_stream(
     Ok((Digest(hasher.finalize().into()), total))
 }
 
-/// Hash a file, streaming.
+/// Files at least this large are read on a second thread while the first hashes, so that the
+/// kernel's copy into user space overlaps with hashing instead of adding to it.
+pub const PIPELINE_THRESHOLD: u64 = 8 * 1024 * 1024;
+
+/// Hash a file, streaming (read-ahead on a second thread for large files).
 pub fn hash_file(path: &Path, progress: &dyn Progress) -> Result<(Digest, u64)> {
+    hash_file_with(path, progress, true)
+}
+
+/// Whether a read-ahead thread pays off when `jobs` files are hashed at once: only while cores
+/// would otherwise sit idle; with every core hashing, the extra threads just compete.
+pub fn read_ahead_helps(jobs: usize) -> bool {
+    jobs < std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Hash a file, streaming; `read_ahead` allows a second thread for large files.
+pub fn hash_file_with(path: &Path, progress: &dyn Progress, read_ahead: bool) -> Result<(Digest, u64)> {
     let file = File::open(path).at(path, "opening")?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if read_ahead && size >= PIPELINE_THRESHOLD {
+        return hash_pipelined(file, progress).at(path, "reading");
+    }
     hash_stream(file, None, progress).at(path, "reading")
+}
+
+/// Hash with one thread reading ahead into a small ring of buffers and this thread hashing.
+fn hash_pipelined(mut reader: impl Read + Send, progress: &dyn Progress) -> io::Result<(Digest, u64)> {
+    const BUFFERS: usize = 4;
+    const PIPE_CHUNK: usize = 1024 * 1024;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(BUFFERS);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        let _ = empty_tx.send(vec![0u8; PIPE_CHUNK]);
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Ok(mut buffer) = empty_rx.recv() {
+                let result = loop {
+                    match reader.read(&mut buffer) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        other => break other,
+                    }
+                };
+                let done = !matches!(result, Ok(n) if n > 0);
+                if full_tx.send(result.map(|n| (buffer, n))).is_err() || done {
+                    break;
+                }
+            }
+        });
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        loop {
+            let Ok(message) = full_rx.recv() else { break };
+            let (buffer, n) = message?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            total += n as u64;
+            progress.advance(n as u64);
+            let _ = empty_tx.send(buffer);
+        }
+        drop(empty_tx);
+        Ok((Digest(hasher.finalize().into()), total))
+    })
 }
 
 /// Hash many files on all cores. Results come back in the order of `paths`; the first error (in
 /// that order) is returned.
 pub fn hash_files(paths: &[(PathBuf, u64)], progress: &dyn Progress) -> Result<Vec<(Digest, u64)>> {
-    let results = parallel_map(paths, |(path, _)| hash_file(path, progress));
+    let read_ahead = read_ahead_helps(paths.len());
+    let results = parallel_map(paths, |(path, _)| hash_file_with(path, progress, read_ahead));
     results.into_iter().collect()
 }
 
@@ -170,8 +232,8 @@ fn unreachable_worker_panicked() -> ! {
 }
 
 /// Check that `path` hashes to `expected`; `Err(Check)` naming the file otherwise.
-pub fn verify_file(path: &Path, expected: &Digest, progress: &dyn Progress) -> Result<u64> {
-    let (actual, size) = hash_file(path, progress)?;
+pub fn verify_file(path: &Path, expected: &Digest, progress: &dyn Progress, read_ahead: bool) -> Result<u64> {
+    let (actual, size) = hash_file_with(path, progress, read_ahead)?;
     if &actual != expected {
         return Err(Error::Check(format!(
             "{}: content hash {actual} does not match the expected {expected}",
@@ -198,6 +260,32 @@ mod tests {
         let (digest, len) = hash_stream(&data[..], None, &NoProgress).unwrap();
         assert_eq!(digest, Digest::of(&data));
         assert_eq!(len, data.len() as u64);
+    }
+
+    #[test]
+    fn pipelined_hash_equals_one_shot() {
+        for len in [0, 1, 1024 * 1024 - 1, 1024 * 1024, 3 * 1024 * 1024 + 7] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 253) as u8).collect();
+            let (digest, n) = hash_pipelined(&data[..], &NoProgress).unwrap();
+            assert_eq!((digest, n), (Digest::of(&data), len as u64), "{len}");
+        }
+    }
+
+    #[test]
+    fn pipelined_hash_reports_read_errors() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("disk on fire"));
+                }
+                self.0 -= 1;
+                buffer[0] = 1;
+                Ok(1)
+            }
+        }
+        let err = hash_pipelined(Failing(3), &NoProgress).unwrap_err();
+        assert_eq!(err.to_string(), "disk on fire");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::audit::{self, ArtifactRecord, AuditBundle};
 use crate::clock::Time;
 use crate::config::{ModePolicy, Slug};
 use crate::error::{Error, IoContext, Result};
-use crate::hash::{Digest, Progress, hash_file, parallel_map};
+use crate::hash::{Digest, Progress, hash_file_with, parallel_map, read_ahead_helps};
 use crate::paths::{RelPath, confine};
 use crate::store::{StagedObject, link_or_copy};
 use crate::workspace::Workspace;
@@ -663,13 +663,14 @@ fn stage_artifacts(workspace: &Workspace, bundle: &AuditBundle, progress: &dyn P
     }
     let total: u64 = jobs.iter().map(|(_, size)| size * 2).sum();
     progress.start("copying into the store", total);
+    let read_ahead = read_ahead_helps(jobs.len());
     let results = parallel_map(&jobs, |((record, real), _)| -> Result<(Prepared, Digest)> {
         if store.contains(&record.hash) {
-            let (digest, _) = hash_file(real, progress)?;
+            let (digest, _) = hash_file_with(real, progress, read_ahead)?;
             if digest != record.hash {
                 return Ok((Prepared::Reused, digest));
             }
-            if store.verify(&record.hash, Some(record.size), progress).is_ok() {
+            if store.verify(&record.hash, Some(record.size), progress, read_ahead).is_ok() {
                 return Ok((Prepared::Reused, digest));
             }
             let staged = store.stage(real, progress)?;

@@ -75,12 +75,13 @@ impl Store {
     }
 
     /// Re-hash the object named `digest` and check its size; `Err(Check)` on any difference.
-    pub fn verify(&self, digest: &Digest, size: Option<u64>, progress: &dyn Progress) -> Result<()> {
+    /// `read_ahead`: see [`crate::hash::read_ahead_helps`].
+    pub fn verify(&self, digest: &Digest, size: Option<u64>, progress: &dyn Progress, read_ahead: bool) -> Result<()> {
         let path = self.object_path(digest);
         if !path.is_file() {
             return Err(Error::Check(format!("store object {} is missing ({})", digest, path.display())));
         }
-        let actual = verify_file(&path, digest, progress)
+        let actual = verify_file(&path, digest, progress, read_ahead)
             .map_err(|e| Error::Check(format!("store object {digest} is corrupt: {e}")))?;
         if let Some(expected) = size.filter(|&s| s != actual) {
             return Err(Error::Check(format!("store object {digest} is {actual} bytes, expected {expected}")));
@@ -161,7 +162,7 @@ mod tests {
         assert!(path.ends_with(format!("sha256/{}/{}", &hex[..2], &hex[2..])));
         assert_eq!(fs::read(&path).unwrap(), b"weights");
         assert!(fs::metadata(&path).unwrap().permissions().readonly());
-        store.verify(&Digest::of(b"weights"), Some(7), &NoProgress).unwrap();
+        store.verify(&Digest::of(b"weights"), Some(7), &NoProgress, true).unwrap();
         assert_eq!(fs::read_dir(store.staging_dir()).unwrap().count(), 0, "no temp left");
     }
 
@@ -190,16 +191,16 @@ mod tests {
         fs::write(&source, b"config").unwrap();
         let path = store.stage(&source, &NoProgress).unwrap().commit().unwrap();
         let digest = Digest::of(b"config");
-        assert!(store.verify(&digest, Some(99), &NoProgress).unwrap_err().to_string().contains("bytes"));
+        assert!(store.verify(&digest, Some(99), &NoProgress, true).unwrap_err().to_string().contains("bytes"));
         let mut permissions = fs::metadata(&path).unwrap().permissions();
         #[allow(clippy::permissions_set_readonly_false)]
         permissions.set_readonly(false);
         fs::set_permissions(&path, permissions).unwrap();
         fs::write(&path, b"c0nfig").unwrap();
-        let err = store.verify(&digest, None, &NoProgress).unwrap_err();
+        let err = store.verify(&digest, None, &NoProgress, true).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::CheckFailed);
         assert!(err.to_string().contains("corrupt"), "{err}");
         fs::remove_file(&path).unwrap();
-        assert!(store.verify(&digest, None, &NoProgress).unwrap_err().to_string().contains("missing"));
+        assert!(store.verify(&digest, None, &NoProgress, true).unwrap_err().to_string().contains("missing"));
     }
 }

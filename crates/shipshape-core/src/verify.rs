@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::audit;
 use crate::clock::Time;
 use crate::error::Result;
-use crate::hash::{Digest, Progress, hash_file, parallel_map};
+use crate::hash::{Digest, Progress, hash_file_with, parallel_map, read_ahead_helps};
 use crate::manifest::{self, LoadedManifest};
 use crate::paths::confine;
 use crate::workspace::Workspace;
@@ -197,13 +197,14 @@ pub fn verify_loaded(
     }
     let total: u64 = jobs.iter().map(|(_, size)| size).sum();
     progress.start("verifying", total);
+    let read_ahead = read_ahead_helps(jobs.len());
     let results = parallel_map(&jobs, |(job, _)| -> std::result::Result<String, String> {
         match job {
             Job::Object(digest, size) => {
-                store.verify(digest, Some(*size), progress).map(|()| "re-hashed".into()).map_err(|e| e.to_string())
+                store.verify(digest, Some(*size), progress, read_ahead).map(|()| "re-hashed".into()).map_err(|e| e.to_string())
             }
             Job::Backup(path, _) if path.as_os_str().is_empty() => Ok("hard link to its store object".into()),
-            Job::Backup(path, digest) | Job::Workspace(path, digest) => match hash_file(path, progress) {
+            Job::Backup(path, digest) | Job::Workspace(path, digest) => match hash_file_with(path, progress, read_ahead) {
                 Ok((actual, _)) if actual == *digest => Ok("re-hashed".into()),
                 Ok((actual, _)) => Err(format!("content hash {actual} does not match the manifest's {digest}")),
                 Err(e) => Err(e.to_string()),

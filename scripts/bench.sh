@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Benchmarks against reference tools on the same files, in the same run, reported as ratios
+# (this machine is shared and noisy: ratios travel, absolute times do not).
+#
+#   scripts/bench.sh [audit]      (default: all benchmarks)
+#
+# audit: `shipshape audit` over 1 x 1 GiB + 8 x 128 MiB files vs `openssl dgst -sha256` and
+#        `sha256sum` over the same files: the single large file, and the whole set.
+# Each command runs RUNS times (default 5) after one warm-up; the median is reported. Files are
+# generated once under BENCH_DIR (default /tmp/shipshape-bench) and reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-5}
+BENCH_DIR=${BENCH_DIR:-/tmp/shipshape-bench}
+which=${1:-all}
+
+command -v openssl >/dev/null || { echo "bench needs openssl (apt-get install openssl)"; exit 2; }
+cargo build --release --locked --quiet
+BIN=$PWD/target/release/shipshape
+
+# median wall time in seconds of a command, over RUNS runs after one warm-up
+median() {
+  "$@" >/dev/null 2>&1
+  local times=()
+  for _ in $(seq "$RUNS"); do
+    local start end
+    start=$(date +%s.%N)
+    "$@" >/dev/null 2>&1
+    end=$(date +%s.%N)
+    times+=("$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.4f", b - a }')")
+  done
+  printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+make_workspace() { # dir, files...
+  local dir=$1
+  shift
+  mkdir -p "$dir/data"
+  cat >"$dir/shipshape.toml" <<TOML
+[artifacts.models]
+include = ["data/*.bin"]
+TOML
+  for f in "$@"; do ln -f "$BENCH_DIR/files/$f" "$dir/data/$f"; done
+}
+
+bench_audit() {
+  mkdir -p "$BENCH_DIR/files"
+  if [ ! -f "$BENCH_DIR/files/big.bin" ]; then
+    echo "generating 1 x 1 GiB + 8 x 128 MiB in $BENCH_DIR/files ..."
+    head -c $((1024 * 1024 * 1024)) /dev/urandom >"$BENCH_DIR/files/big.bin"
+    for i in 1 2 3 4 5 6 7 8; do head -c $((128 * 1024 * 1024)) /dev/urandom >"$BENCH_DIR/files/part$i.bin"; done
+  fi
+  rm -rf "$BENCH_DIR/one" "$BENCH_DIR/set"
+  make_workspace "$BENCH_DIR/one" big.bin
+  make_workspace "$BENCH_DIR/set" big.bin part1.bin part2.bin part3.bin part4.bin part5.bin part6.bin part7.bin part8.bin
+  local files=("$BENCH_DIR/files/big.bin")
+  local set=("$BENCH_DIR"/files/big.bin "$BENCH_DIR"/files/part*.bin)
+
+  local s_one o_one c_one s_set o_set c_set
+  s_one=$(median "$BIN" -q -C "$BENCH_DIR/one" audit)
+  o_one=$(median openssl dgst -sha256 "${files[@]}")
+  c_one=$(median sha256sum "${files[@]}")
+  s_set=$(median "$BIN" -q -C "$BENCH_DIR/set" audit)
+  o_set=$(median openssl dgst -sha256 "${set[@]}")
+  c_set=$(median sha256sum "${set[@]}")
+  rm -rf "$BENCH_DIR/one/release" "$BENCH_DIR/set/release"
+
+  echo
+  echo "audit, median of $RUNS runs (seconds; ratio = reference time / shipshape time, >1 means shipshape is faster)"
+  printf '%-28s %10s %10s %10s %16s %16s\n' "files" "shipshape" "openssl" "sha256sum" "vs openssl" "vs sha256sum"
+  printf '%-28s %10.3f %10.3f %10.3f %15sx %15sx\n' "1 x 1 GiB" "$s_one" "$o_one" "$c_one" "$(ratio "$o_one" "$s_one")" "$(ratio "$c_one" "$s_one")"
+  printf '%-28s %10.3f %10.3f %10.3f %15sx %15sx\n' "1 x 1 GiB + 8 x 128 MiB" "$s_set" "$o_set" "$c_set" "$(ratio "$o_set" "$s_set")" "$(ratio "$c_set" "$s_set")"
+  echo "cores: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); sha_ni: $(grep -q sha_ni /proc/cpuinfo && echo yes || echo no)"
+}
+
+case "$which" in
+  audit | all) bench_audit ;;
+  *) echo "unknown benchmark: $which (audit)"; exit 2 ;;
+esac
