@@ -173,8 +173,7 @@ fn hash_pipelined(mut reader: impl Read + Send, progress: &dyn Progress) -> io::
         });
         let mut hasher = Sha256::new();
         let mut total = 0u64;
-        loop {
-            let Ok(message) = full_rx.recv() else { break };
+        while let Ok(message) = full_rx.recv() {
             let (buffer, n) = message?;
             if n == 0 {
                 break;

@@ -200,15 +200,18 @@ pub fn verify_loaded(
     let read_ahead = read_ahead_helps(jobs.len());
     let results = parallel_map(&jobs, |(job, _)| -> std::result::Result<String, String> {
         match job {
-            Job::Object(digest, size) => {
-                store.verify(digest, Some(*size), progress, read_ahead).map(|()| "re-hashed".into()).map_err(|e| e.to_string())
-            }
+            Job::Object(digest, size) => store
+                .verify(digest, Some(*size), progress, read_ahead)
+                .map(|()| "re-hashed".into())
+                .map_err(|e| e.to_string()),
             Job::Backup(path, _) if path.as_os_str().is_empty() => Ok("hard link to its store object".into()),
-            Job::Backup(path, digest) | Job::Workspace(path, digest) => match hash_file_with(path, progress, read_ahead) {
-                Ok((actual, _)) if actual == *digest => Ok("re-hashed".into()),
-                Ok((actual, _)) => Err(format!("content hash {actual} does not match the manifest's {digest}")),
-                Err(e) => Err(e.to_string()),
-            },
+            Job::Backup(path, digest) | Job::Workspace(path, digest) => {
+                match hash_file_with(path, progress, read_ahead) {
+                    Ok((actual, _)) if actual == *digest => Ok("re-hashed".into()),
+                    Ok((actual, _)) => Err(format!("content hash {actual} does not match the manifest's {digest}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
         }
     });
     progress.finish();

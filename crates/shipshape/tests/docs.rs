@@ -18,10 +18,7 @@ fn sh_blocks(markdown: &str) -> Vec<(usize, String)> {
     for (number, line) in markdown.lines().enumerate() {
         match &mut current {
             None if line.trim_start() == "```sh" => current = Some((number + 1, String::new())),
-            Some((_, body)) if line.trim_start().starts_with("```") => {
-                let (start, body) = (current.take().unwrap().0, std::mem::take(body));
-                blocks.push((start, body));
-            }
+            Some(_) if line.trim_start().starts_with("```") => blocks.extend(current.take()),
             Some((_, body)) => {
                 body.push_str(line);
                 body.push('\n');
