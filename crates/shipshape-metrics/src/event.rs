@@ -1,0 +1,383 @@
+//! The outcome event: one resolved prediction or trade, the single input format of the validation
+//! backtest and of post-deploy monitoring. Documented for producers in `docs/events.md`.
+//!
+//! Two encodings: JSON lines (one object per line) and CSV with a header row naming the columns
+//! (in any order). Parsing is strict about what it needs — a bad timestamp, a missing column, a
+//! signal of 2, a NaN return are errors naming the field — and ignores JSON fields it does not know,
+//! so producers can add their own.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A direction: predicted (signal) or realised (outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Signal {
+    /// −1: down / sell.
+    Short,
+    /// 0: no trade (as a signal) or no move (as an outcome).
+    Flat,
+    /// 1: up / buy.
+    Long,
+}
+
+impl Signal {
+    /// From −1, 0 or 1.
+    pub fn from_i64(value: i64) -> Option<Signal> {
+        match value {
+            -1 => Some(Signal::Short),
+            0 => Some(Signal::Flat),
+            1 => Some(Signal::Long),
+            _ => None,
+        }
+    }
+
+    /// As −1, 0 or 1.
+    pub fn as_i64(self) -> i64 {
+        match self {
+            Signal::Short => -1,
+            Signal::Flat => 0,
+            Signal::Long => 1,
+        }
+    }
+}
+
+impl Serialize for Signal {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i64(self.as_i64())
+    }
+}
+
+/// One outcome event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Producer's id, for de-duplication.
+    pub id: Option<String>,
+    /// When the outcome was known.
+    pub ts: Timestamp,
+    /// Strategy (`intraday`, `swing`, …).
+    pub strategy: String,
+    /// Instrument.
+    pub symbol: String,
+    /// Predicted direction; 0 = no trade.
+    pub signal: Signal,
+    /// Realised direction.
+    pub outcome: Signal,
+    /// Realised return of the trade, as a fraction.
+    #[serde(rename = "return")]
+    pub ret: f64,
+    /// The release that made the prediction, when the producer knows it.
+    pub release_id: Option<String>,
+}
+
+/// An event borrowing from its line: the fast path for scoring millions of lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRef<'a> {
+    /// See [`Event::id`].
+    pub id: Option<Cow<'a, str>>,
+    /// See [`Event::ts`].
+    pub ts: Timestamp,
+    /// See [`Event::strategy`].
+    pub strategy: Cow<'a, str>,
+    /// See [`Event::symbol`].
+    pub symbol: Cow<'a, str>,
+    /// See [`Event::signal`].
+    pub signal: Signal,
+    /// See [`Event::outcome`].
+    pub outcome: Signal,
+    /// See [`Event::ret`].
+    pub ret: f64,
+    /// See [`Event::release_id`].
+    pub release_id: Option<Cow<'a, str>>,
+}
+
+impl EventRef<'_> {
+    /// An owned copy.
+    pub fn to_owned(&self) -> Event {
+        Event {
+            id: self.id.as_ref().map(|s| s.to_string()),
+            ts: self.ts,
+            strategy: self.strategy.to_string(),
+            symbol: self.symbol.to_string(),
+            signal: self.signal,
+            outcome: self.outcome,
+            ret: self.ret,
+            release_id: self.release_id.as_ref().map(|s| s.to_string()),
+        }
+    }
+}
+
+/// What is wrong with one event (the caller adds the file and line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct EventError {
+    /// The field concerned, when one is.
+    pub field: Option<&'static str>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.field {
+            Some(field) => write!(f, "`{field}`: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+fn field_error(field: &'static str, message: impl Into<String>) -> EventError {
+    EventError { field: Some(field), message: message.into() }
+}
+
+#[derive(Deserialize)]
+struct JsonEvent<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ts: Cow<'a, str>,
+    #[serde(borrow)]
+    strategy: Cow<'a, str>,
+    #[serde(borrow)]
+    symbol: Cow<'a, str>,
+    signal: i64,
+    outcome: i64,
+    #[serde(rename = "return")]
+    ret: f64,
+    #[serde(borrow, default)]
+    release_id: Option<Cow<'a, str>>,
+}
+
+fn parse_ts(text: &str) -> Result<Timestamp, EventError> {
+    text.parse::<Timestamp>().map_err(|_| {
+        field_error("ts", format!("`{}` is not an RFC 3339 timestamp with an offset (e.g. 2025-10-13T09:15:00+05:30)", truncate(text)))
+    })
+}
+
+fn parse_signal(field: &'static str, value: i64) -> Result<Signal, EventError> {
+    Signal::from_i64(value).ok_or_else(|| field_error(field, format!("{value} is not -1, 0 or 1")))
+}
+
+fn check_return(value: f64) -> Result<f64, EventError> {
+    if value.is_finite() { Ok(value) } else { Err(field_error("return", format!("{value} is not a finite number"))) }
+}
+
+fn check_name(field: &'static str, value: &str) -> Result<(), EventError> {
+    if value.trim().is_empty() {
+        return Err(field_error(field, "must not be empty"));
+    }
+    if value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(field_error(field, "must be at most 256 printable characters"));
+    }
+    Ok(())
+}
+
+fn truncate(text: &str) -> String {
+    if text.len() <= 60 { text.to_string() } else { format!("{}…", text.chars().take(60).collect::<String>()) }
+}
+
+/// Parse one JSON line.
+pub fn parse_json_line(line: &str) -> Result<EventRef<'_>, EventError> {
+    let raw: JsonEvent<'_> = serde_json::from_str(line).map_err(|e| {
+        let message = e.to_string();
+        // serde_json appends " at line 1 column N"; the caller reports the file's line.
+        let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m).to_string();
+        EventError { field: None, message: format!("not a valid event: {message}") }
+    })?;
+    check_name("strategy", &raw.strategy)?;
+    check_name("symbol", &raw.symbol)?;
+    Ok(EventRef {
+        ts: parse_ts(&raw.ts)?,
+        signal: parse_signal("signal", raw.signal)?,
+        outcome: parse_signal("outcome", raw.outcome)?,
+        ret: check_return(raw.ret)?,
+        id: raw.id.filter(|s| !s.is_empty()),
+        strategy: raw.strategy,
+        symbol: raw.symbol,
+        release_id: raw.release_id.filter(|s| !s.is_empty()),
+    })
+}
+
+/// Column positions of a CSV header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvHeader {
+    id: Option<usize>,
+    ts: usize,
+    strategy: usize,
+    symbol: usize,
+    signal: usize,
+    outcome: usize,
+    ret: usize,
+    release_id: Option<usize>,
+    width: usize,
+}
+
+/// The columns an events file must have.
+pub const REQUIRED_COLUMNS: [&str; 6] = ["ts", "strategy", "symbol", "signal", "outcome", "return"];
+
+impl CsvHeader {
+    /// Parse the header row.
+    pub fn parse(line: &str) -> Result<CsvHeader, EventError> {
+        let names = split_csv(line)?;
+        let find = |name: &str| names.iter().position(|n| n.trim() == name);
+        let require = |name: &'static str| {
+            find(name).ok_or_else(|| EventError {
+                field: Some(name),
+                message: format!("missing column (the header must name {})", REQUIRED_COLUMNS.join(", ")),
+            })
+        };
+        Ok(CsvHeader {
+            id: find("id"),
+            ts: require("ts")?,
+            strategy: require("strategy")?,
+            symbol: require("symbol")?,
+            signal: require("signal")?,
+            outcome: require("outcome")?,
+            ret: require("return")?,
+            release_id: find("release_id"),
+            width: names.len(),
+        })
+    }
+
+    /// Parse one data row.
+    pub fn parse_row<'a>(&self, line: &'a str) -> Result<EventRef<'a>, EventError> {
+        let cells = split_csv(line)?;
+        if cells.len() != self.width {
+            return Err(EventError {
+                field: None,
+                message: format!("{} cells, but the header has {} columns", cells.len(), self.width),
+            });
+        }
+        let int = |field: &'static str, index: usize| {
+            cells[index].trim().parse::<i64>().map_err(|_| field_error(field, format!("`{}` is not -1, 0 or 1", truncate(&cells[index]))))
+        };
+        let ret: f64 = cells[self.ret]
+            .trim()
+            .parse()
+            .map_err(|_| field_error("return", format!("`{}` is not a number", truncate(&cells[self.ret]))))?;
+        let optional = |index: Option<usize>| index.map(|i| cells[i].clone()).filter(|s| !s.is_empty());
+        check_name("strategy", &cells[self.strategy])?;
+        check_name("symbol", &cells[self.symbol])?;
+        Ok(EventRef {
+            id: optional(self.id),
+            ts: parse_ts(cells[self.ts].trim())?,
+            strategy: cells[self.strategy].clone(),
+            symbol: cells[self.symbol].clone(),
+            signal: parse_signal("signal", int("signal", self.signal)?)?,
+            outcome: parse_signal("outcome", int("outcome", self.outcome)?)?,
+            ret: check_return(ret)?,
+            release_id: optional(self.release_id),
+        })
+    }
+}
+
+/// Split one CSV line (RFC 4180 quoting, no embedded newlines).
+pub fn split_csv(line: &str) -> Result<Vec<Cow<'_, str>>, EventError> {
+    let mut cells = Vec::with_capacity(8);
+    let bytes = line.as_bytes();
+    let mut start = 0;
+    while start <= bytes.len() {
+        if bytes.get(start) == Some(&b'"') {
+            let mut value = String::new();
+            let mut i = start + 1;
+            loop {
+                match bytes.get(i) {
+                    None => return Err(EventError { field: None, message: "unterminated quoted cell".into() }),
+                    Some(b'"') if bytes.get(i + 1) == Some(&b'"') => {
+                        value.push('"');
+                        i += 2;
+                    }
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(_) => {
+                        let next = line[i..].find(['"']).map_or(bytes.len(), |p| i + p);
+                        value.push_str(&line[i..next]);
+                        i = next;
+                    }
+                }
+            }
+            cells.push(Cow::Owned(value));
+            match bytes.get(i) {
+                None => break,
+                Some(b',') => start = i + 1,
+                Some(_) => return Err(EventError { field: None, message: "text after a closing quote".into() }),
+            }
+        } else {
+            let end = line[start..].find(',').map_or(bytes.len(), |p| start + p);
+            cells.push(Cow::Borrowed(&line[start..end]));
+            if end == bytes.len() {
+                break;
+            }
+            start = end + 1;
+        }
+    }
+    Ok(cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"id":"e1","ts":"2025-10-13T09:15:00+05:30","strategy":"intraday","symbol":"TCS","signal":1,"outcome":-1,"return":-0.0042}"#;
+
+    #[test]
+    fn json_line_parses() {
+        let event = parse_json_line(GOOD).unwrap();
+        assert_eq!(event.ts, "2025-10-13T03:45:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!((event.signal, event.outcome, event.ret), (Signal::Long, Signal::Short, -0.0042));
+        assert_eq!(event.id.as_deref(), Some("e1"));
+        assert_eq!(event.release_id, None);
+    }
+
+    #[test]
+    fn json_line_rejections_name_the_field() {
+        let cases = [
+            (GOOD.replace("+05:30", ""), "`ts`"),
+            (GOOD.replace("\"signal\":1", "\"signal\":2"), "`signal`: 2 is not -1, 0 or 1"),
+            (GOOD.replace("-0.0042", "NaN"), "not a valid event"),
+            (GOOD.replace("\"symbol\":\"TCS\",", ""), "missing field `symbol`"),
+            (GOOD.replace("\"intraday\"", "\"\""), "`strategy`: must not be empty"),
+            ("[1,2]".to_string(), "not a valid event"),
+        ];
+        for (line, expected) in cases {
+            let err = parse_json_line(&line).unwrap_err().to_string();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+        let huge = GOOD.replace("-0.0042", "1e400");
+        assert!(parse_json_line(&huge).is_err());
+    }
+
+    #[test]
+    fn unknown_json_fields_are_ignored() {
+        let line = GOOD.replace("}", r#","confidence":0.7,"venue":"NSE"}"#);
+        assert!(parse_json_line(&line).is_ok());
+    }
+
+    #[test]
+    fn csv_with_columns_in_any_order_and_quotes() {
+        let header = CsvHeader::parse("symbol,ts,strategy,signal,outcome,return,release_id").unwrap();
+        let row = header.parse_row("\"TCS, Ltd\",2025-10-13T09:15:00Z,swing,-1,-1,0.01,").unwrap();
+        assert_eq!(row.symbol, "TCS, Ltd");
+        assert_eq!((row.signal, row.outcome), (Signal::Short, Signal::Short));
+        assert_eq!(row.release_id, None);
+        assert!(header.parse_row("TCS,2025-10-13T09:15:00Z,swing,1,1,inf,").unwrap_err().to_string().contains("finite"));
+        assert!(header.parse_row("TCS,2025-10-13T09:15:00Z,swing,1,1").unwrap_err().to_string().contains("cells"));
+    }
+
+    #[test]
+    fn csv_missing_column_is_named() {
+        let err = CsvHeader::parse("ts,strategy,symbol,signal,outcome").unwrap_err();
+        assert_eq!(err.field, Some("return"));
+    }
+
+    #[test]
+    fn csv_splitting() {
+        assert_eq!(split_csv("a,,\"b\"\"c\",d").unwrap(), vec!["a", "", "b\"c", "d"]);
+        assert_eq!(split_csv("").unwrap(), vec![""]);
+        assert!(split_csv("\"open").is_err());
+        assert!(split_csv("\"a\"b,c").is_err());
+    }
+}
