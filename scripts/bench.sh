@@ -2,10 +2,12 @@
 # Benchmarks against reference tools on the same files, in the same run, reported as ratios
 # (this machine is shared and noisy: ratios travel, absolute times do not).
 #
-#   scripts/bench.sh [audit]      (default: all benchmarks)
+#   scripts/bench.sh [audit|score]      (default: all benchmarks)
 #
 # audit: `shipshape audit` over 1 x 1 GiB + 8 x 128 MiB files vs `openssl dgst -sha256` and
 #        `sha256sum` over the same files: the single large file, and the whole set.
+# score: `shipshape score` over 10 million JSON-lines events (parsing included) vs `wc -l` (reading
+#        only, the floor) and Python's json module (parsing only, on the first million lines).
 # Each command runs RUNS times (default 5) after one warm-up; the median is reported. Files are
 # generated once under BENCH_DIR (default /tmp/shipshape-bench) and reused.
 set -euo pipefail
@@ -75,7 +77,43 @@ bench_audit() {
   echo "cores: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); sha_ni: $(grep -q sha_ni /proc/cpuinfo && echo yes || echo no)"
 }
 
+bench_score() {
+  local events="$BENCH_DIR/events-10m.jsonl"
+  if [ ! -f "$events" ]; then
+    echo "generating 10 million events in $events ..."
+    python3 - "$events" <<'PY'
+import sys
+lines = open("examples/sensequant/data/backtest/events.jsonl", "rb").read().splitlines(keepends=True)
+with open(sys.argv[1], "wb") as out:
+    written = 0
+    while written < 10_000_000:
+        chunk = lines[: 10_000_000 - written]
+        out.writelines(chunk)
+        written += len(chunk)
+PY
+  fi
+  head -n 1000000 "$events" >"$BENCH_DIR/events-1m.jsonl"
+  local s w p
+  s=$(median "$BIN" -q score "$events")
+  w=$(median wc -l "$events")
+  p=$(median python3 -c 'import json,sys
+n=0
+for line in open(sys.argv[1], "rb"):
+    json.loads(line); n+=1' "$BENCH_DIR/events-1m.jsonl")
+  local size
+  size=$(stat -c %s "$events")
+  echo
+  echo "score, median of $RUNS runs: 10,000,000 events ($((size / 1024 / 1024)) MiB of JSON lines)"
+  printf '%-40s %10s %16s\n' "command" "seconds" "events/s"
+  printf '%-40s %10.3f %16.0f\n' "shipshape score (parse + score)" "$s" "$(awk -v s="$s" 'BEGIN { print 10000000 / s }')"
+  printf '%-40s %10.3f %16.0f\n' "wc -l (read only)" "$w" "$(awk -v s="$w" 'BEGIN { print 10000000 / s }')"
+  printf '%-40s %10.3f %16.0f\n' "python3 json.loads (1M lines, parse only)" "$p" "$(awk -v s="$p" 'BEGIN { print 1000000 / s }')"
+  echo "shipshape vs python json: $(awk -v a="$p" -v b="$s" 'BEGIN { printf "%.1f", (a * 10) / b }')x faster per event"
+}
+
 case "$which" in
-  audit | all) bench_audit ;;
-  *) echo "unknown benchmark: $which (audit)"; exit 2 ;;
+  audit) bench_audit ;;
+  score) bench_score ;;
+  all) bench_audit; bench_score ;;
+  *) echo "unknown benchmark: $which (audit, score)"; exit 2 ;;
 esac

@@ -36,6 +36,12 @@ pub struct Config {
     pub artifacts: Vec<ArtifactKind>,
     /// `[monitoring]`.
     pub monitoring: MonitoringConfig,
+    /// `[backtest]`: the dry-run backtest `validate` runs.
+    pub backtest: Option<BacktestConfig>,
+    /// `[validate]`.
+    pub validate: ValidateConfig,
+    /// `[[checklist]]`: the promotion checklist (or `[validate] checklist_file`).
+    pub checklist: Vec<ChecklistItem>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +52,211 @@ struct RawConfig {
     artifacts: Kinds,
     #[serde(default)]
     monitoring: MonitoringConfig,
+    #[serde(default)]
+    backtest: Option<BacktestConfig>,
+    #[serde(default)]
+    validate: ValidateConfig,
+    #[serde(default)]
+    checklist: Vec<ChecklistItem>,
+}
+
+/// `[backtest]`: either score an events file of the candidate's predictions (`events`) or run an
+/// external command that prints `{"metrics": {"<name>": <number>, ...}}` (`command`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestConfig {
+    /// Events file (JSON lines or CSV) relative to the workspace.
+    #[serde(default)]
+    pub events: Option<Spanned<String>>,
+    /// External backtest command, run with `sh -c` in the workspace.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Time limit for the external command.
+    #[serde(default = "default_backtest_timeout")]
+    pub timeout: PositiveDuration,
+    /// Two-sided confidence of the reported intervals.
+    #[serde(default = "default_confidence")]
+    pub confidence: Fraction,
+    /// Annualise Sharpe by √periods (e.g. 252); absent means per trade.
+    #[serde(default)]
+    pub sharpe_periods: Option<PositiveFloat>,
+    /// Skip malformed event lines (counted and reported) instead of failing.
+    #[serde(default)]
+    pub skip_bad: bool,
+}
+
+fn default_backtest_timeout() -> PositiveDuration {
+    PositiveDuration(Duration(jiff::SignedDuration::from_mins(10)))
+}
+
+fn default_confidence() -> Fraction {
+    Fraction(0.95)
+}
+
+/// `[validate]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateConfig {
+    /// A TOML file holding the `[[checklist]]` items instead of this file.
+    #[serde(default)]
+    pub checklist_file: Option<String>,
+}
+
+/// One promotion-checklist item.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChecklistItem {
+    /// A command that must exit 0 within its timeout.
+    Command {
+        /// What the item checks, for people.
+        name: String,
+        /// Run with `sh -c` in the workspace.
+        command: String,
+        /// Time limit (default 5 minutes).
+        #[serde(default)]
+        timeout: Option<PositiveDuration>,
+    },
+    /// A file that must exist (and, optionally, not be empty).
+    File {
+        /// What the item checks.
+        name: String,
+        /// Path relative to the workspace.
+        path: String,
+        /// Also require at least one byte.
+        #[serde(default)]
+        non_empty: bool,
+    },
+    /// A backtest metric compared with `min` and/or `max`.
+    Gate {
+        /// What the item checks.
+        name: String,
+        /// Metric name: `hit_ratio`, `precision`, `sharpe`, or one prefixed by a strategy
+        /// (`intraday_hit_ratio`); with an external backtest, any name it reports.
+        metric: String,
+        /// Lowest acceptable value.
+        #[serde(default)]
+        min: Option<f64>,
+        /// Highest acceptable value.
+        #[serde(default)]
+        max: Option<f64>,
+    },
+}
+
+impl ChecklistItem {
+    /// The item's name.
+    pub fn name(&self) -> &str {
+        match self {
+            ChecklistItem::Command { name, .. }
+            | ChecklistItem::File { name, .. }
+            | ChecklistItem::Gate { name, .. } => name,
+        }
+    }
+
+    /// `command`, `file` or `gate`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChecklistItem::Command { .. } => "command",
+            ChecklistItem::File { .. } => "file",
+            ChecklistItem::Gate { .. } => "gate",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChecklistFile {
+    checklist: Vec<ChecklistItem>,
+}
+
+/// Read a checklist file (`[[checklist]]` items) strictly, and check its items.
+pub fn load_checklist(path: &Path, backtest: Option<&BacktestConfig>) -> Result<Vec<ChecklistItem>> {
+    let text = crate::atomic::read_text(path)?;
+    let file: ChecklistFile = parse_toml(path, &text)?;
+    check_checklist(path, &text, &file.checklist, backtest)?;
+    Ok(file.checklist)
+}
+
+fn line_of(text: &str, needle: &str) -> (usize, usize) {
+    text.find(needle).map_or((1, 1), |offset| line_column(text, offset))
+}
+
+/// Check checklist items beyond their syntax: gates name a metric the backtest can produce and
+/// have a bound, paths are safe, names are unique.
+pub fn check_checklist(
+    path: &Path,
+    text: &str,
+    items: &[ChecklistItem],
+    backtest: Option<&BacktestConfig>,
+) -> Result<()> {
+    let mut names = std::collections::HashSet::new();
+    for (index, item) in items.iter().enumerate() {
+        let key = format!("checklist[{index}] ({:?})", item.name());
+        if item.name().trim().is_empty() {
+            return Err(Error::invalid(path, format!("checklist[{index}]: `name` must not be empty")));
+        }
+        if !names.insert(item.name().to_string()) {
+            let (line, column) = line_of(text, &format!("\"{}\"", item.name()));
+            return Err(Error::parse(
+                path,
+                line,
+                column,
+                format!("{key}: two checklist items are named {:?}", item.name()),
+            ));
+        }
+        match item {
+            ChecklistItem::Command { command, .. } if command.trim().is_empty() => {
+                return Err(Error::invalid(path, format!("{key}: `command` must not be empty")));
+            }
+            ChecklistItem::File { path: file, .. } => {
+                if let Err(rule) = check_relative(file) {
+                    let (line, column) = line_of(text, file);
+                    return Err(Error::parse(path, line, column, format!("{key}: unsafe path `{file}`: {rule}")));
+                }
+            }
+            ChecklistItem::Gate { metric, min, max, .. } => {
+                let (line, column) = line_of(text, &format!("\"{metric}\""));
+                if min.is_none() && max.is_none() {
+                    return Err(Error::parse(path, line, column, format!("{key}: a gate needs `min`, `max` or both")));
+                }
+                if [min, max].into_iter().flatten().any(|v| !v.is_finite()) {
+                    return Err(Error::parse(
+                        path,
+                        line,
+                        column,
+                        format!("{key}: `min` and `max` must be finite numbers"),
+                    ));
+                }
+                match backtest {
+                    None => {
+                        return Err(Error::parse(
+                            path,
+                            line,
+                            column,
+                            format!(
+                                "{key}: a gate needs a [backtest] section (events = \"...\" or command = \"...\") in shipshape.toml"
+                            ),
+                        ));
+                    }
+                    Some(backtest)
+                        if backtest.events.is_some() && shipshape_metrics::MetricKind::split_name(metric).is_none() =>
+                    {
+                        return Err(Error::parse(
+                            path,
+                            line,
+                            column,
+                            format!(
+                                "{key}: unknown metric `{metric}`: the built-in backtest reports hit_ratio, precision and sharpe, \
+                                 each alone or prefixed by a strategy (e.g. intraday_hit_ratio)"
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            ChecklistItem::Command { .. } => {}
+        }
+    }
+    Ok(())
 }
 
 /// `[release]`: how manifests are made.
@@ -142,7 +353,7 @@ impl Default for MonitoringConfig {
     fn default() -> Self {
         MonitoringConfig {
             heightened_hours: PositiveInt(48),
-            eval_interval: PositiveDuration("10m".parse().unwrap_or(Duration::hours(0))),
+            eval_interval: PositiveDuration(Duration(jiff::SignedDuration::from_mins(10))),
             consecutive_breaches: PositiveInt(3),
             heightened: ModePolicy::heightened(),
             normal: ModePolicy::normal(),
@@ -311,7 +522,49 @@ impl Config {
                 "[artifacts]: define at least one artifact kind, e.g. [artifacts.configs]",
             ));
         }
-        Ok(Config { path: path.to_path_buf(), text, release: raw.release, artifacts, monitoring: raw.monitoring })
+        if let Some(backtest) = &raw.backtest {
+            match (&backtest.events, &backtest.command) {
+                (Some(_), Some(_)) | (None, None) => {
+                    let (line, column) = line_of(&text, "[backtest]");
+                    return Err(Error::parse(
+                        path,
+                        line,
+                        column,
+                        "backtest: set exactly one of `events` (built-in) or `command` (external)",
+                    ));
+                }
+                (Some(events), None) => check_pattern(path, &text, events, "backtest.events")?,
+                (None, Some(_)) => {}
+            }
+        }
+        if let Some(file) = &raw.validate.checklist_file {
+            if let Err(rule) = check_relative(file) {
+                let (line, column) = line_of(&text, file);
+                return Err(Error::parse(
+                    path,
+                    line,
+                    column,
+                    format!("validate.checklist_file: unsafe path `{file}`: {rule}"),
+                ));
+            }
+            if !raw.checklist.is_empty() {
+                return Err(Error::invalid(
+                    path,
+                    "use either [[checklist]] items here or [validate] checklist_file, not both",
+                ));
+            }
+        }
+        check_checklist(path, &text, &raw.checklist, raw.backtest.as_ref())?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            text,
+            release: raw.release,
+            artifacts,
+            monitoring: raw.monitoring,
+            backtest: raw.backtest,
+            validate: raw.validate,
+            checklist: raw.checklist,
+        })
     }
 
     /// The 1-based line and column of a span in this file.
@@ -428,6 +681,55 @@ mod tests {
             let text = err.to_string();
             assert!(text.starts_with("shipshape.toml:4:3:"), "{text}");
             assert!(text.contains("unsafe path"), "{text}");
+        }
+    }
+
+    const BACKTEST: &str = "[backtest]\nevents = \"events.jsonl\"\n";
+
+    #[test]
+    fn checklist_items_parse() {
+        let text = format!(
+            "{MINIMAL}{BACKTEST}[[checklist]]\nname = \"tests\"\nkind = \"command\"\ncommand = \"make test\"\ntimeout = \"2m\"\n\
+             [[checklist]]\nname = \"report\"\nkind = \"file\"\npath = \"r.ipynb\"\nnon_empty = true\n\
+             [[checklist]]\nname = \"hit\"\nkind = \"gate\"\nmetric = \"intraday_hit_ratio\"\nmin = 0.5\n"
+        );
+        let config = parse(&text).unwrap();
+        let kinds: Vec<_> = config.checklist.iter().map(|i| i.kind()).collect();
+        assert_eq!(kinds, ["command", "file", "gate"]);
+    }
+
+    #[test]
+    fn checklist_rejections() {
+        let cases = [
+            (
+                format!("{MINIMAL}[[checklist]]\nname = \"x\"\nkind = \"shell\"\ncommand = \"true\"\n"),
+                "unknown variant `shell`",
+            ),
+            (
+                format!(
+                    "{MINIMAL}{BACKTEST}[[checklist]]\nname = \"x\"\nkind = \"gate\"\nmetric = \"intraday_sortino\"\nmin = 1\n"
+                ),
+                "unknown metric `intraday_sortino`",
+            ),
+            (
+                format!("{MINIMAL}{BACKTEST}[[checklist]]\nname = \"x\"\nkind = \"gate\"\nmetric = \"sharpe\"\n"),
+                "needs `min`, `max`",
+            ),
+            (
+                format!("{MINIMAL}[[checklist]]\nname = \"x\"\nkind = \"gate\"\nmetric = \"sharpe\"\nmin = 0\n"),
+                "needs a [backtest]",
+            ),
+            (format!("{MINIMAL}[[checklist]]\nname = \"x\"\nkind = \"file\"\npath = \"../etc\"\n"), "unsafe path"),
+            (
+                format!("{MINIMAL}[[checklist]]\nname = \"x\"\nkind = \"command\"\ncommand = \"true\"\ncolour = 1\n"),
+                "colour",
+            ),
+            (format!("{MINIMAL}[backtest]\nevents = \"a\"\ncommand = \"b\"\n"), "exactly one of"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+            assert!(err.starts_with("shipshape.toml"), "{err}");
         }
     }
 

@@ -13,8 +13,10 @@
 pub mod atomic;
 pub mod audit;
 pub mod clock;
+pub mod command;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod git;
 pub mod hash;
 pub mod lock;
@@ -22,6 +24,7 @@ pub mod manifest;
 pub mod paths;
 pub mod scaffold;
 pub mod store;
+pub mod validate;
 pub mod verify;
 pub mod workspace;
 pub mod yaml;

@@ -136,6 +136,8 @@ pub struct Manifest {
     pub audit_bundle: RelPath,
     /// SHA-256 of that bundle's `bundle.yaml`.
     pub audit_bundle_sha256: Digest,
+    /// The validation the release passed (or the visible override that skipped it).
+    pub validation: ValidationRecord,
     /// The previous manifest of this environment (null for the first).
     pub previous_manifest: Option<RelPath>,
     /// Its SHA-256: the hash chain.
@@ -150,6 +152,20 @@ pub struct Manifest {
     pub monitoring: MonitoringPlan,
     /// Provenance.
     pub metadata: Metadata,
+}
+
+/// What the manifest records of the bundle's validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationRecord {
+    /// `passed`, `failed` or `missing`.
+    pub status: String,
+    /// SHA-256 of `validation.yaml` (null when missing).
+    pub sha256: Option<Digest>,
+    /// Items that failed.
+    pub failed_items: Vec<String>,
+    /// True when `--allow-unvalidated` let a missing or failed validation through.
+    pub overridden: bool,
 }
 
 /// The story's `deployment` block.
@@ -449,6 +465,8 @@ pub struct ManifestRequest {
     pub build_id: Option<String>,
     /// Tickets.
     pub tickets: Vec<String>,
+    /// Make the manifest even though validation is missing or failed (recorded in it).
+    pub allow_unvalidated: bool,
 }
 
 /// What `manifest` produced.
@@ -493,6 +511,7 @@ pub fn create(
         reason: rule.to_string(),
     })?;
     let (bundle, bundle_bytes) = audit::read_bundle(&bundle_dir)?;
+    let validation = validation_record(workspace, &bundle_dir, &bundle_bytes, request.allow_unvalidated)?;
     let environment = match &request.environment {
         Some(name) => Slug(name.clone()),
         None => workspace.config.release.environment.clone(),
@@ -568,6 +587,7 @@ pub fn create(
         expires: now.plus(workspace.config.release.manifest_expiry.0.0),
         audit_bundle: bundle_rel,
         audit_bundle_sha256: Digest::of(&bundle_bytes),
+        validation,
         previous_manifest: previous_rel,
         previous_manifest_sha256: previous.map(|p| p.digest),
         deployment: Deployment { timestamp: now, deployer, environment },
@@ -650,6 +670,47 @@ pub fn create(
         reused_objects,
         repaired_objects,
     })
+}
+
+/// The bundle's validation, as the manifest records it; refuses a missing or failed one unless
+/// `allow_unvalidated`.
+fn validation_record(
+    workspace: &Workspace,
+    bundle_dir: &Path,
+    bundle_bytes: &[u8],
+    allow_unvalidated: bool,
+) -> Result<ValidationRecord> {
+    let name = workspace.display(bundle_dir).into_owned();
+    let record = match crate::validate::read(bundle_dir)? {
+        None => {
+            ValidationRecord { status: "missing".into(), sha256: None, failed_items: Vec::new(), overridden: false }
+        }
+        Some((validation, bytes)) => {
+            if validation.bundle_sha256 != Digest::of(bundle_bytes) {
+                return Err(Error::Check(format!(
+                    "{name}/validation.yaml was made for different bundle contents; run `shipshape validate` again"
+                )));
+            }
+            let status = if validation.passed { "passed" } else { "failed" };
+            ValidationRecord {
+                status: status.into(),
+                sha256: Some(Digest::of(&bytes)),
+                failed_items: validation.failed_items(),
+                overridden: false,
+            }
+        }
+    };
+    match record.status.as_str() {
+        "passed" => Ok(record),
+        _ if allow_unvalidated => Ok(ValidationRecord { overridden: true, ..record }),
+        "missing" => Err(Error::Check(format!(
+            "{name} has not been validated: run `shipshape validate` (or pass --allow-unvalidated, which the manifest records)"
+        ))),
+        _ => Err(Error::Check(format!(
+            "{name} failed validation ({}): fix them and run `shipshape validate` again (or pass --allow-unvalidated, which the manifest records)",
+            record.failed_items.join(", ")
+        ))),
+    }
 }
 
 /// Copy every bundle artifact into the store's staging area (or confirm it is already stored),

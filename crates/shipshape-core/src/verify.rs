@@ -145,6 +145,34 @@ pub fn verify_loaded(
         }
     }
 
+    // The validation the manifest recorded.
+    let validation = &manifest.validation;
+    let validation_subject = format!("{}/validation.yaml", manifest.audit_bundle);
+    let outcome = match (crate::validate::read(&bundle_dir), &validation.sha256) {
+        (Err(e), _) => Err(e.to_string()),
+        (Ok(None), None) => Ok("none recorded (made with --allow-unvalidated)".to_string()),
+        (Ok(None), Some(_)) => Err("validation.yaml is missing".to_string()),
+        (Ok(Some(_)), None) => Ok("none recorded at manifest time (made with --allow-unvalidated)".to_string()),
+        (Ok(Some((_, bytes))), Some(expected)) => {
+            let actual = Digest::of(&bytes);
+            if actual == *expected {
+                Ok(format!(
+                    "{actual}; {}{}",
+                    validation.status,
+                    if validation.overridden { " (overridden)" } else { "" }
+                ))
+            } else {
+                Err(format!("validation.yaml hashes to {actual}, the manifest recorded {expected}"))
+            }
+        }
+    };
+    report.push("validation", validation_subject, outcome);
+    if validation.overridden {
+        report
+            .warnings
+            .push(format!("this release was made with --allow-unvalidated: validation was {}", validation.status));
+    }
+
     // The hash chain.
     let chain_subject =
         manifest.previous_manifest.as_ref().map_or_else(|| "(first manifest)".to_string(), |p| p.to_string());

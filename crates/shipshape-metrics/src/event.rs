@@ -151,7 +151,13 @@ struct JsonEvent<'a> {
 
 fn parse_ts(text: &str) -> Result<Timestamp, EventError> {
     text.parse::<Timestamp>().map_err(|_| {
-        field_error("ts", format!("`{}` is not an RFC 3339 timestamp with an offset (e.g. 2025-10-13T09:15:00+05:30)", truncate(text)))
+        field_error(
+            "ts",
+            format!(
+                "`{}` is not an RFC 3339 timestamp with an offset (e.g. 2025-10-13T09:15:00+05:30)",
+                truncate(text)
+            ),
+        )
     })
 }
 
@@ -250,7 +256,10 @@ impl CsvHeader {
             });
         }
         let int = |field: &'static str, index: usize| {
-            cells[index].trim().parse::<i64>().map_err(|_| field_error(field, format!("`{}` is not -1, 0 or 1", truncate(&cells[index]))))
+            cells[index]
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| field_error(field, format!("`{}` is not -1, 0 or 1", truncate(&cells[index]))))
         };
         let ret: f64 = cells[self.ret]
             .trim()
@@ -363,7 +372,9 @@ mod tests {
         assert_eq!(row.symbol, "TCS, Ltd");
         assert_eq!((row.signal, row.outcome), (Signal::Short, Signal::Short));
         assert_eq!(row.release_id, None);
-        assert!(header.parse_row("TCS,2025-10-13T09:15:00Z,swing,1,1,inf,").unwrap_err().to_string().contains("finite"));
+        assert!(
+            header.parse_row("TCS,2025-10-13T09:15:00Z,swing,1,1,inf,").unwrap_err().to_string().contains("finite")
+        );
         assert!(header.parse_row("TCS,2025-10-13T09:15:00Z,swing,1,1").unwrap_err().to_string().contains("cells"));
     }
 

@@ -39,6 +39,16 @@ pub enum Command {
     /// Inventory every artifact with its SHA-256 and git metadata into release/audit_<time>/bundle.yaml.
     #[command(after_help = "Example:\n  shipshape audit\n  shipshape audit --json")]
     Audit(AuditArgs),
+    /// Run the promotion checklist and the dry-run backtest on an audit bundle; writes its validation.yaml.
+    #[command(
+        after_help = "Example:\n  shipshape validate\n  shipshape validate --dry-run\n  shipshape validate --checklist release/strict-checklist.toml --json"
+    )]
+    Validate(ValidateArgs),
+    /// Score an outcome-events file (JSON lines or CSV): hit ratio, precision and Sharpe per strategy.
+    #[command(
+        after_help = "Example:\n  shipshape score data/backtest/events.jsonl\n  shipshape score events.csv --skip-bad --json"
+    )]
+    Score(ScoreArgs),
     /// Make a release manifest from an audit bundle, copying every artifact into the object store.
     #[command(
         after_help = "Example:\n  shipshape manifest --type minor --deployer alice --ticket SQNT-123 --ticket SQNT-124"
@@ -102,7 +112,46 @@ pub struct ManifestArgs {
     /// A ticket this release addresses (repeatable).
     #[arg(long = "ticket", value_name = "ID")]
     pub tickets: Vec<String>,
+    /// Make the manifest even if the bundle's validation is missing or failed (recorded in the manifest).
+    #[arg(long)]
+    pub allow_unvalidated: bool,
     /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Audit bundle directory (default: the newest release/audit_*).
+    #[arg(long, value_name = "PATH")]
+    pub bundle: Option<PathBuf>,
+    /// A TOML file of [[checklist]] items to use instead of the configured checklist.
+    #[arg(long, value_name = "FILE")]
+    pub checklist: Option<PathBuf>,
+    /// List what would run, run nothing, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// The events file (.csv for CSV, anything else JSON lines).
+    pub events: PathBuf,
+    /// Skip malformed lines (counted and reported) instead of failing on the first.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Confidence of the intervals.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Annualise Sharpe by the square root of this many periods (e.g. 252); default per trade.
+    #[arg(long, value_name = "N")]
+    pub sharpe_periods: Option<f64>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

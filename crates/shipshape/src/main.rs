@@ -40,6 +40,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init(args) => commands::init::run(&context, &args),
         Command::Audit(args) => commands::audit::run(&context, &args),
+        Command::Validate(args) => commands::validate::run(&context, &args),
+        Command::Score(args) => commands::score::run(&context, &args),
         Command::Manifest(args) => commands::manifest::run(&context, &args),
         Command::Verify(args) => commands::verify::run(&context, &args),
         Command::Demo(args) => commands::demo::run(&context, &args),

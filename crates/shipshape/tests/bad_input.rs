@@ -156,6 +156,7 @@ fn walk(dir: &std::path::PathBuf) -> Vec<std::path::PathBuf> {
 fn artifact_changed_between_audit_and_manifest_is_named() {
     let ws = Workspace::example();
     ws.cmd().arg("audit").assert().success();
+    ws.cmd().arg("validate").assert().success();
     ws.write("data/models/student_model.pkl", b"retrained in a hurry");
     let stderr =
         refused(&ws, &["manifest"], CHECK_FAILED, &["data/models/student_model.pkl", "changed since the audit"]);
@@ -181,6 +182,7 @@ fn earlier_manifest_changed_by_one_byte_breaks_the_chain() {
     util::assert_same_tree(&before, &ws.snapshot(), "the command");
     // And no new manifest may extend a broken chain.
     ws.cmd().arg("audit").assert().success();
+    ws.cmd().arg("validate").assert().success();
     refused(&ws, &["manifest"], CHECK_FAILED, &["not intact"]);
 }
 
@@ -308,6 +310,7 @@ fn nothing_to_verify_or_manifest_yet_says_what_to_do() {
 fn held_lock_is_refused_at_once() {
     let ws = Workspace::example();
     ws.cmd().arg("audit").assert().success();
+    ws.cmd().arg("validate").assert().success();
     let lock = fs::OpenOptions::new().read(true).write(true).open(ws.path("release/.lock")).unwrap();
     lock.try_lock().unwrap();
     let before = ws.snapshot();

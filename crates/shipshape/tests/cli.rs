@@ -23,9 +23,13 @@ fn init_scaffolds_and_never_overwrites() {
         assert!(stdout.contains(&format!("created  {}", ws.join(file).display())), "{stdout}");
     }
     assert!(ws.join("release/manifests").is_dir());
-    // The config is the documented default (the example workspace's, with the story's kinds).
+    // The config is the documented default: the example workspace's, up to its validation section
+    // (which the example fills in and the template shows commented out).
     let config = fs::read_to_string(ws.join("shipshape.toml")).unwrap();
-    assert_eq!(config, fs::read_to_string(example_dir().join("shipshape.toml")).unwrap());
+    let example = fs::read_to_string(example_dir().join("shipshape.toml")).unwrap();
+    let marker = "# Validation: `shipshape validate`";
+    assert_eq!(config.split(marker).next().unwrap(), example.split(marker).next().unwrap());
+    assert!(config.contains(marker) && example.contains(marker));
     for kind in ["[artifacts.configs]", "[artifacts.models]", "[artifacts.notebooks]", "heightened_hours = 48"] {
         assert!(config.contains(kind), "{kind}");
     }
@@ -76,13 +80,14 @@ fn makefile_targets_run_shipshape_or_say_plainly_they_cannot() {
     let manifest = make(&ws, "release-manifest");
     assert!(manifest.status.success(), "{}", String::from_utf8_lossy(&manifest.stderr));
     assert_eq!(ws.manifests().len(), 1);
+    assert!(
+        String::from_utf8_lossy(&manifest.stdout).contains("ok   gate     intraday hit ratio"),
+        "release-manifest runs validation first"
+    );
     assert!(String::from_utf8_lossy(&manifest.stdout).contains("verified release_20251012_190000"));
-    for (target, command) in [
-        ("release-validate", "validate"),
-        ("release-deploy", "deploy"),
-        ("release-rollback", "rollback"),
-        ("release-status", "status"),
-    ] {
+    for (target, command) in
+        [("release-deploy", "deploy"), ("release-rollback", "rollback"), ("release-status", "status")]
+    {
         let output = make(&ws, target);
         assert!(!output.status.success(), "{target} must fail");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -98,6 +103,7 @@ fn workspace_is_found_from_a_subdirectory_and_with_dash_c() {
         String::from_utf8_lossy(&output.get_output().stdout).trim(),
         "release/audit_20251012_190000/bundle.yaml"
     );
+    ws.cmd().current_dir(ws.path("notebooks")).arg("validate").assert().success();
     let elsewhere = tempfile::tempdir().unwrap();
     ws.cmd_at("2025-10-12T19:00:05+05:30")
         .current_dir(elsewhere.path())

@@ -45,6 +45,9 @@ fn test_release_manifest_generation() {
         assert_eq!(artifact["size"], fs::metadata(&file).unwrap().len());
     }
 
+    ws.cmd_at("2025-10-12T18:45:00+05:30").arg("validate").assert().success();
+    let validation_path = ws.path("release/audit_20251012_183000/validation.yaml");
+
     let output = ws
         .cmd_at(NOW)
         .args(["manifest", "--type", "minor", "--deployer", "engineering_lead", "--build-id", "build_12345"])
@@ -67,6 +70,7 @@ fn test_release_manifest_generation() {
         "expires",
         "audit_bundle",
         "audit_bundle_sha256",
+        "validation",
         "previous_manifest",
         "previous_manifest_sha256",
         "deployment",
@@ -87,6 +91,10 @@ fn test_release_manifest_generation() {
     assert_eq!(m["expires"], "2025-10-19T19:00:00+05:30");
     assert_eq!(m["audit_bundle"], "release/audit_20251012_183000");
     assert_eq!(m["audit_bundle_sha256"], sha256sum(&bundle_path));
+    assert_eq!(
+        m["validation"],
+        json!({"status": "passed", "sha256": sha256sum(&validation_path), "failed_items": [], "overridden": false})
+    );
     assert_eq!(m["previous_manifest"], Value::Null);
     assert_eq!(m["previous_manifest_sha256"], Value::Null);
     assert_eq!(m["deployment"], json!({"timestamp": NOW, "deployer": "engineering_lead", "environment": "production"}));
@@ -154,7 +162,8 @@ fn second_manifest_chains_and_its_rollback_plan_works() {
     let ws = Workspace::example_git();
     let first = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let original_config = fs::read(ws.path("src/app/config.py")).unwrap();
-    ws.write("src/app/config.py", b"SETTINGS = None  # broken release\n");
+    let tuned = String::from_utf8(original_config.clone()).unwrap().replace("0.62", "0.64");
+    ws.write("src/app/config.py", tuned.as_bytes());
     ws.write("search_space.yaml", b"student_model: {}\n");
     let second = ws.release("2025-10-13T09:00:00+05:30", &["--type", "hotfix"]);
     let m = yaml_value(&second);

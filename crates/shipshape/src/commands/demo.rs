@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, bail};
 
-use crate::cli::{AuditArgs, DemoArgs, ManifestArgs, ReleaseTypeArg, VerifyArgs};
+use crate::cli::{AuditArgs, DemoArgs, ManifestArgs, ReleaseTypeArg, ValidateArgs, VerifyArgs};
 use crate::context::Context;
 
 include!(concat!(env!("OUT_DIR"), "/example_files.rs"));
@@ -87,8 +87,13 @@ fn manifest_args(release_type: ReleaseTypeArg, ticket: &str) -> ManifestArgs {
         environment: None,
         build_id: Some("demo-build-1".into()),
         tickets: vec![ticket.into()],
+        allow_unvalidated: false,
         json: false,
     }
+}
+
+fn validate_args(checklist: Option<&str>, dry_run: bool) -> ValidateArgs {
+    ValidateArgs { bundle: None, checklist: checklist.map(PathBuf::from), dry_run, json: false }
 }
 
 /// Run the demo.
@@ -116,6 +121,23 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     command_line("shipshape audit");
     expect_success(super::audit::run(&ws, &AuditArgs { json: false })?, "audit")?;
 
+    step("Phase 2: Release Validation (make release-validate)");
+    command_line("shipshape validate --dry-run");
+    expect_success(super::validate::run(&ws, &validate_args(None, true))?, "validate --dry-run")?;
+    command_line("shipshape validate --checklist checklists/strict.toml   # a deliberately strict gate");
+    let strict = super::validate::run(&ws, &validate_args(Some("checklists/strict.toml"), false))?;
+    if strict == ExitCode::SUCCESS {
+        bail!("the strict gate passed; the demo expected it to fail");
+    }
+    println!("(failed, as intended: exit code 1)");
+    command_line("shipshape manifest --type minor");
+    match super::manifest::run(&ws, &manifest_args(ReleaseTypeArg::Minor, "SQNT-123")) {
+        Err(error) => println!("error: {error}\n(refused, as it must be: the bundle's validation failed)"),
+        Ok(_) => bail!("manifest accepted a bundle whose validation failed"),
+    }
+    command_line("shipshape validate");
+    expect_success(super::validate::run(&ws, &validate_args(None, false))?, "validate")?;
+
     step("Phase 3: Release Manifest (make release-manifest)");
     command_line(
         "shipshape manifest --type minor --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-123",
@@ -135,6 +157,8 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     command_line("shipshape audit");
     expect_success(super::audit::run(&ws, &AuditArgs { json: false })?, "audit")?;
+    command_line("shipshape validate");
+    expect_success(super::validate::run(&ws, &validate_args(None, false))?, "validate")?;
     command_line(
         "shipshape manifest --type hotfix --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-124",
     );

@@ -23,6 +23,7 @@ pub fn run(context: &Context, args: &ManifestArgs) -> anyhow::Result<ExitCode> {
         environment: args.environment.clone(),
         build_id: args.build_id.clone(),
         tickets: args.tickets.clone(),
+        allow_unvalidated: args.allow_unvalidated,
     };
     let progress = context.progress();
     let outcome = manifest::create(&workspace, &request, now, progress.as_ref())?;
@@ -30,6 +31,12 @@ pub fn run(context: &Context, args: &ManifestArgs) -> anyhow::Result<ExitCode> {
         context.warn(format!("store object {digest} was corrupt and has been rewritten from the workspace"));
     }
     let loaded = &outcome.loaded;
+    if loaded.manifest.validation.overridden {
+        context.warn(format!(
+            "validation was {} and --allow-unvalidated overrode it; the manifest records this",
+            loaded.manifest.validation.status
+        ));
+    }
     let m = &loaded.manifest;
     let path = workspace.display(&loaded.path).into_owned();
     if args.json {

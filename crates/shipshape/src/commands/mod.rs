@@ -4,6 +4,8 @@ pub mod audit;
 pub mod demo;
 pub mod init;
 pub mod manifest;
+pub mod score;
+pub mod validate;
 pub mod verify;
 
 use std::process::ExitCode;

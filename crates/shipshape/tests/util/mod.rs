@@ -119,9 +119,10 @@ impl Workspace {
         out
     }
 
-    /// audit + manifest, returning the manifest path.
+    /// audit + validate + manifest, returning the manifest path.
     pub fn release(&self, now: &str, extra: &[&str]) -> PathBuf {
         self.cmd_at(now).arg("audit").assert().success();
+        self.cmd_at(now).args(["--quiet", "validate"]).assert().success();
         let output = self.cmd_at(now).arg("manifest").args(extra).assert().success().get_output().stdout.clone();
         self.path(String::from_utf8(output).unwrap().trim())
     }
