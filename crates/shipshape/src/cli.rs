@@ -129,6 +129,9 @@ pub struct ValidateArgs {
     /// A TOML file of [[checklist]] items to use instead of the configured checklist.
     #[arg(long, value_name = "FILE")]
     pub checklist: Option<PathBuf>,
+    /// Skip malformed backtest event lines (counted and reported) instead of failing (overrides [backtest] skip_bad).
+    #[arg(long)]
+    pub skip_bad: bool,
     /// List what would run, run nothing, write nothing.
     #[arg(long)]
     pub dry_run: bool,

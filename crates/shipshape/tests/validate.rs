@@ -207,11 +207,21 @@ fn bad_events_are_named_by_file_and_line() {
     ];
     for (what, second_line, needle) in cases {
         let ws = audited();
+        fs::write(ws.path("checklists/none.toml"), "checklist = []\n").unwrap();
         let mut content = good_line(1).into_bytes();
         content.extend_from_slice(&second_line);
         content.extend_from_slice(good_line(3).as_bytes());
         ws.write("data/backtest/events.jsonl", &content);
         refused_without_validation(&ws, &["validate"], BAD_INPUT, &["data/backtest/events.jsonl:2:1:", needle]);
+        // validate --skip-bad goes on, and records the skipped line.
+        ws.cmd().args(["--quiet", "validate", "--skip-bad", "--checklist", "checklists/none.toml"]).assert().success();
+        let validation = yaml_value(&ws.path(&format!("{BUNDLE}/validation.yaml")));
+        assert_eq!(
+            (validation["backtest"]["events"].as_u64(), validation["backtest"]["skipped_lines"].as_u64()),
+            (Some(2), Some(1)),
+            "{what}"
+        );
+        fs::remove_file(ws.path(&format!("{BUNDLE}/validation.yaml"))).unwrap();
         let output = ws.cmd().args(["score", "data/backtest/events.jsonl"]).output().unwrap();
         assert_eq!(output.status.code(), Some(BAD_INPUT), "{what}");
         assert_one_line_error(&output, "data/backtest/events.jsonl:2:1:");

@@ -93,7 +93,7 @@ fn manifest_args(release_type: ReleaseTypeArg, ticket: &str) -> ManifestArgs {
 }
 
 fn validate_args(checklist: Option<&str>, dry_run: bool) -> ValidateArgs {
-    ValidateArgs { bundle: None, checklist: checklist.map(PathBuf::from), dry_run, json: false }
+    ValidateArgs { bundle: None, checklist: checklist.map(PathBuf::from), skip_bad: false, dry_run, json: false }
 }
 
 /// Run the demo.

@@ -14,7 +14,12 @@ pub fn run(context: &Context, args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         bundle: args.bundle.as_ref().map(|b| context.start_dir.join(b)),
         checklist_file: args.checklist.as_ref().map(|c| context.start_dir.join(c)),
     };
-    let plan = validate::plan(&workspace, &request)?;
+    let mut plan = validate::plan(&workspace, &request)?;
+    if args.skip_bad
+        && let Some(backtest) = plan.backtest.as_mut()
+    {
+        backtest.skip_bad = true;
+    }
     if args.dry_run {
         for line in plan.describe(&workspace) {
             println!("{line}");
