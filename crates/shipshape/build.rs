@@ -10,7 +10,12 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
     entries.sort();
     for path in entries {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name == "release" || name == "__pycache__" || name.starts_with(".#") {
+        if name == "__pycache__" || name.starts_with(".#") {
+            continue;
+        }
+        // release/ is generated, except the files a team writes by hand.
+        let in_release = path.parent().and_then(|p| p.file_name()).is_some_and(|n| n == "release");
+        if in_release && !matches!(name, "policy.yaml" | "allowed_signers" | ".gitignore") {
             continue;
         }
         if path.is_dir() {

@@ -42,6 +42,24 @@ pub struct Config {
     pub validate: ValidateConfig,
     /// `[[checklist]]`: the promotion checklist (or `[validate] checklist_file`).
     pub checklist: Vec<ChecklistItem>,
+    /// `[approvals]`.
+    pub approvals: ApprovalsConfig,
+}
+
+/// `[approvals]`: where the approval policy and the signers live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// The policy file, relative to the workspace.
+    pub policy: String,
+    /// The OpenSSH allowed_signers file, relative to the workspace.
+    pub allowed_signers: String,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig { policy: "release/policy.yaml".into(), allowed_signers: "release/allowed_signers".into() }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +76,8 @@ struct RawConfig {
     validate: ValidateConfig,
     #[serde(default)]
     checklist: Vec<ChecklistItem>,
+    #[serde(default)]
+    approvals: ApprovalsConfig,
 }
 
 /// `[backtest]`: either score an events file of the candidate's predictions (`events`) or run an
@@ -555,6 +575,14 @@ impl Config {
             }
         }
         check_checklist(path, &text, &raw.checklist, raw.backtest.as_ref())?;
+        for (key, value) in
+            [("approvals.policy", &raw.approvals.policy), ("approvals.allowed_signers", &raw.approvals.allowed_signers)]
+        {
+            if let Err(rule) = check_relative(value) {
+                let (line, column) = line_of(&text, value);
+                return Err(Error::parse(path, line, column, format!("{key}: unsafe path `{value}`: {rule}")));
+            }
+        }
         Ok(Config {
             path: path.to_path_buf(),
             text,
@@ -564,6 +592,7 @@ impl Config {
             backtest: raw.backtest,
             validate: raw.validate,
             checklist: raw.checklist,
+            approvals: raw.approvals,
         })
     }
 

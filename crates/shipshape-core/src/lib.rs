@@ -10,6 +10,9 @@
 //! - [`audit`], [`manifest`], [`verify`]: the release pipeline's first steps.
 //! - [`atomic`], [`lock`], [`clock`], [`git`], [`yaml`]: the plumbing they share.
 
+pub mod allowed_signers;
+pub mod anti_rollback;
+pub mod approvals;
 pub mod atomic;
 pub mod audit;
 pub mod clock;
@@ -22,6 +25,7 @@ pub mod hash;
 pub mod lock;
 pub mod manifest;
 pub mod paths;
+pub mod policy;
 pub mod scaffold;
 pub mod store;
 pub mod validate;

@@ -138,6 +138,8 @@ pub struct Manifest {
     pub audit_bundle_sha256: Digest,
     /// The validation the release passed (or the visible override that skipped it).
     pub validation: ValidationRecord,
+    /// The approval policy approvals are judged by, pinned by hash (null when there was none).
+    pub approval_policy: Option<PolicyRef>,
     /// The previous manifest of this environment (null for the first).
     pub previous_manifest: Option<RelPath>,
     /// Its SHA-256: the hash chain.
@@ -152,6 +154,16 @@ pub struct Manifest {
     pub monitoring: MonitoringPlan,
     /// Provenance.
     pub metadata: Metadata,
+}
+
+/// The approval policy a manifest is judged by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRef {
+    /// The policy file.
+    pub path: RelPath,
+    /// SHA-256 of its bytes when the manifest was made.
+    pub sha256: Digest,
 }
 
 /// What the manifest records of the bundle's validation.
@@ -512,6 +524,7 @@ pub fn create(
     })?;
     let (bundle, bundle_bytes) = audit::read_bundle(&bundle_dir)?;
     let validation = validation_record(workspace, &bundle_dir, &bundle_bytes, request.allow_unvalidated)?;
+    let approval_policy = policy_ref(workspace)?;
     let environment = match &request.environment {
         Some(name) => Slug(name.clone()),
         None => workspace.config.release.environment.clone(),
@@ -588,6 +601,7 @@ pub fn create(
         audit_bundle: bundle_rel,
         audit_bundle_sha256: Digest::of(&bundle_bytes),
         validation,
+        approval_policy,
         previous_manifest: previous_rel,
         previous_manifest_sha256: previous.map(|p| p.digest),
         deployment: Deployment { timestamp: now, deployer, environment },
@@ -670,6 +684,20 @@ pub fn create(
         reused_objects,
         repaired_objects,
     })
+}
+
+/// The approval policy to pin, checked: a malformed policy is refused now, not at approval time.
+fn policy_ref(workspace: &Workspace) -> Result<Option<PolicyRef>> {
+    let text = &workspace.config.approvals.policy;
+    let path = RelPath::new(text)
+        .map_err(|rule| Error::invalid(&workspace.config.path, format!("approvals.policy: {rule}")))?;
+    let absolute = path.under(&workspace.root);
+    if !absolute.exists() {
+        return Ok(None);
+    }
+    confine(&workspace.root, &path, &workspace.config.path)?;
+    let (_, bytes) = crate::policy::Policy::load(&absolute)?;
+    Ok(Some(PolicyRef { path, sha256: Digest::of(&bytes) }))
 }
 
 /// The bundle's validation, as the manifest records it; refuses a missing or failed one unless
@@ -799,7 +827,8 @@ fn rollback_plan(previous: Option<&LoadedManifest>, previous_rel: Option<&RelPat
             verification_steps: Vec::new(),
         };
     };
-    let mut restore_commands = vec![format!("shipshape verify {}", shell_quote(previous_rel.as_str()))];
+    let mut restore_commands =
+        vec![format!("shipshape verify --integrity-only {}", shell_quote(previous_rel.as_str()))];
     for (_, artifact) in previous.manifest.artifacts.iter() {
         restore_commands.push(format!(
             "cp {} {}",
@@ -811,7 +840,10 @@ fn rollback_plan(previous: Option<&LoadedManifest>, previous_rel: Option<&RelPat
         previous_release_id: Some(previous.manifest.release_id.clone()),
         previous_manifest: Some(previous_rel.clone()),
         restore_commands,
-        verification_steps: vec![format!("shipshape verify {} --artifacts", shell_quote(previous_rel.as_str()))],
+        verification_steps: vec![format!(
+            "shipshape verify --integrity-only --artifacts {}",
+            shell_quote(previous_rel.as_str())
+        )],
     }
 }
 

@@ -12,6 +12,10 @@ use crate::error::Result;
 
 /// The Makefile `init` writes, with the story's targets.
 pub const MAKEFILE_TEMPLATE: &str = include_str!("../templates/Makefile");
+/// `release/policy.yaml`: the story's two roles.
+pub const POLICY_TEMPLATE: &str = include_str!("../templates/policy.yaml");
+/// `release/allowed_signers`: comments only; approvers add their public keys.
+pub const ALLOWED_SIGNERS_TEMPLATE: &str = include_str!("../templates/allowed_signers");
 /// `release/.gitignore`: the store and backups are not for version control.
 pub const RELEASE_GITIGNORE: &str = include_str!("../templates/release.gitignore");
 
@@ -37,8 +41,13 @@ pub fn init(dir: &Path) -> Result<Vec<Scaffolded>> {
             outcome.push(Scaffolded::Created(path));
         }
     }
-    let files: [(&str, &str); 3] =
-        [(CONFIG_FILE, CONFIG_TEMPLATE), ("Makefile", MAKEFILE_TEMPLATE), ("release/.gitignore", RELEASE_GITIGNORE)];
+    let files: [(&str, &str); 5] = [
+        (CONFIG_FILE, CONFIG_TEMPLATE),
+        ("Makefile", MAKEFILE_TEMPLATE),
+        ("release/.gitignore", RELEASE_GITIGNORE),
+        ("release/policy.yaml", POLICY_TEMPLATE),
+        ("release/allowed_signers", ALLOWED_SIGNERS_TEMPLATE),
+    ];
     for (name, content) in files {
         let path = dir.join(name);
         if path.exists() || path.symlink_metadata().is_ok() {

@@ -45,8 +45,10 @@ pub struct VerifyReport {
     pub manifest_sha256: Digest,
     /// Every check.
     pub checks: Vec<CheckResult>,
-    /// Notes that do not fail verification (e.g. an expired manifest).
+    /// Notes that do not fail verification.
     pub warnings: Vec<String>,
+    /// The approvals and their verdicts (absent with `integrity_only`).
+    pub approvals: Option<crate::approvals::ApprovalReport>,
 }
 
 impl VerifyReport {
@@ -74,6 +76,9 @@ impl VerifyReport {
 pub struct VerifyOptions {
     /// Also hash the workspace files and compare them with the manifest.
     pub artifacts: bool,
+    /// Check only integrity (hashes, chain, validation record): not approvals, expiry or
+    /// anti-rollback — for the step between `manifest` and `approve`, and for auditing old releases.
+    pub integrity_only: bool,
 }
 
 enum Job {
@@ -94,6 +99,25 @@ pub fn verify(
     Ok(verify_loaded(workspace, &loaded, options, now, progress))
 }
 
+/// The one way later steps (deploy, rollback, status, the dashboard) read a manifest: fully
+/// verified — integrity, approvals against the recorded policy, expiry, anti-rollback — or refused
+/// with every failure listed.
+pub fn trusted(
+    workspace: &Workspace,
+    path: &Path,
+    now: Time,
+    progress: &dyn Progress,
+) -> Result<(LoadedManifest, VerifyReport)> {
+    let loaded = manifest::load(path)?;
+    let report = verify_loaded(workspace, &loaded, VerifyOptions::default(), now, progress);
+    if !report.passed() {
+        let failures: Vec<String> =
+            report.failures().map(|c| format!("{} {}: {}", c.check, c.subject, c.detail)).collect();
+        return Err(crate::Error::Check(format!("{} is not trusted:\n  {}", report.manifest, failures.join("\n  "))));
+    }
+    Ok((loaded, report))
+}
+
 /// Verify a manifest already loaded.
 pub fn verify_loaded(
     workspace: &Workspace,
@@ -109,10 +133,45 @@ pub fn verify_loaded(
         manifest_sha256: loaded.digest,
         checks: Vec::new(),
         warnings: Vec::new(),
+        approvals: None,
     };
     report.push("manifest", report.manifest.clone(), Ok(format!("parses strictly; {}", loaded.digest)));
-    if manifest.expires <= now {
-        report.warnings.push(format!("the manifest expired at {} and can no longer be deployed", manifest.expires));
+    if options.integrity_only {
+        if manifest.expires <= now {
+            report.warnings.push(format!("the manifest expired at {} and can no longer be deployed", manifest.expires));
+        }
+    } else {
+        let expiry = if manifest.expires > now {
+            Ok(format!("expires {}", manifest.expires))
+        } else {
+            Err(format!("expired at {}: make a new manifest (an expired one is never deployed)", manifest.expires))
+        };
+        report.push("expiry", report.release_id.clone(), expiry);
+        match crate::approvals::verify_approvals(workspace, loaded, now) {
+            Err(e) => report.push("approvals", "threshold", Err(e.to_string())),
+            Ok(approvals) => {
+                let summary: Vec<String> = approvals
+                    .requirements
+                    .iter()
+                    .map(|r| format!("{} of {} needed from {}", r.approvers.len(), r.needed, r.roles.join("/")))
+                    .collect();
+                let outcome = if approvals.threshold_met {
+                    Ok(format!("{} release: {}", approvals.release_type, summary.join("; ")))
+                } else {
+                    Err(format!("{} release needs more approvals: {}", approvals.release_type, summary.join("; ")))
+                };
+                report.push("approvals", "threshold", outcome);
+                report.approvals = Some(approvals);
+            }
+        }
+        match crate::anti_rollback::load(workspace) {
+            Err(e) => report.push("anti-rollback", "release/state", Err(e.to_string())),
+            Ok(state) => report.push(
+                "anti-rollback",
+                manifest.deployment.environment.to_string(),
+                crate::anti_rollback::check(&state, loaded),
+            ),
+        }
     }
 
     // The audit bundle: its bytes, and that the manifest describes exactly what it recorded.

@@ -54,7 +54,12 @@ pub enum Command {
         after_help = "Example:\n  shipshape manifest --type minor --deployer alice --ticket SQNT-123 --ticket SQNT-124"
     )]
     Manifest(ManifestArgs),
-    /// Check a manifest: strict parse, audit bundle, hash chain, store objects, backups (and the workspace files).
+    /// Sign a manifest for a role with an SSH key, or import a signature made with `ssh-keygen -Y sign`.
+    #[command(
+        after_help = "Examples:\n  shipshape approve release/manifests/release_20251012_190000.yaml --role risk-manager --key ~/.ssh/id_ed25519\n  ssh-keygen -Y sign -n risk-manager@shipshape -f ~/.ssh/id_ed25519 release/manifests/release_20251012_190000.yaml\n  shipshape approve release/manifests/release_20251012_190000.yaml --role risk-manager --signature release/manifests/release_20251012_190000.yaml.sig"
+    )]
+    Approve(ApproveArgs),
+    /// Check a manifest: strict parse, audit bundle, validation, hash chain, store objects, backups, approvals, expiry.
     #[command(
         after_help = "Example:\n  shipshape verify\n  shipshape verify release/manifests/release_20251012_190000.yaml --artifacts --json"
     )]
@@ -112,6 +117,12 @@ pub struct ManifestArgs {
     /// A ticket this release addresses (repeatable).
     #[arg(long = "ticket", value_name = "ID")]
     pub tickets: Vec<String>,
+    /// Add your own approval in the same step: sign with this SSH private key (needs --sign-role).
+    #[arg(long, value_name = "KEY", requires = "sign_role")]
+    pub sign: Option<PathBuf>,
+    /// The role you approve for with --sign.
+    #[arg(long, value_name = "ROLE", requires = "sign")]
+    pub sign_role: Option<String>,
     /// Make the manifest even if the bundle's validation is missing or failed (recorded in the manifest).
     #[arg(long)]
     pub allow_unvalidated: bool,
@@ -167,9 +178,34 @@ pub struct VerifyArgs {
     /// Also hash the workspace files and compare them with the manifest.
     #[arg(long)]
     pub artifacts: bool,
+    /// Check integrity only (hashes, chain, validation record), not approvals, expiry or anti-rollback.
+    #[arg(long)]
+    pub integrity_only: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `approve`.
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The manifest to approve.
+    pub manifest: PathBuf,
+    /// The role you approve for (a role in the policy, e.g. risk-manager).
+    #[arg(long)]
+    pub role: String,
+    /// Sign here with this OpenSSH private key (unencrypted; for a passphrase-protected key use ssh-keygen and --signature).
+    #[arg(long, value_name = "PATH", conflicts_with = "signature")]
+    pub key: Option<PathBuf>,
+    /// Import a signature made elsewhere with `ssh-keygen -Y sign -n <role>@shipshape -f KEY MANIFEST`.
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+    /// Your name (default: the key's comment).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Your email: the principal of your key in allowed_signers (default: looked up there).
+    #[arg(long)]
+    pub email: Option<String>,
 }
 
 /// `demo`.

@@ -43,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => commands::validate::run(&context, &args),
         Command::Score(args) => commands::score::run(&context, &args),
         Command::Manifest(args) => commands::manifest::run(&context, &args),
+        Command::Approve(args) => commands::approve::run(&context, &args),
         Command::Verify(args) => commands::verify::run(&context, &args),
         Command::Demo(args) => commands::demo::run(&context, &args),
     }

@@ -169,12 +169,15 @@ fn earlier_manifest_changed_by_one_byte_breaks_the_chain() {
     let ws = Workspace::example();
     let first = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let second = ws.release("2025-10-12T20:00:00+05:30", &[]);
+    // One byte of a value: the first hex digit of the recorded bundle hash ('a' <-> 'b', '0' <-> '1', ...).
     let mut bytes = fs::read(&first).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x01;
+    let at = String::from_utf8_lossy(&bytes).find("audit_bundle_sha256: sha256:").unwrap()
+        + "audit_bundle_sha256: sha256:".len();
+    bytes[at] =
+        if bytes[at].is_ascii_digit() { b'0' + (bytes[at] - b'0' + 1) % 10 } else { b'a' + (bytes[at] - b'a' + 1) % 6 };
     fs::write(&first, bytes).unwrap();
     let before = ws.snapshot();
-    let output = ws.cmd().args(["verify", second.to_str().unwrap()]).output().unwrap();
+    let output = ws.cmd().args(["verify", "--integrity-only", second.to_str().unwrap()]).output().unwrap();
     assert_eq!(output.status.code(), Some(CHECK_FAILED));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("FAIL chain") && stdout.contains("release_20251012_190000.yaml was changed"), "{stdout}");
@@ -198,7 +201,7 @@ fn tampered_store_object_is_reported() {
     bytes[100] ^= 0xff;
     fs::write(&object, bytes).unwrap();
     let before = ws.snapshot();
-    let output = ws.cmd().arg("verify").output().unwrap();
+    let output = ws.cmd().args(["verify", "--integrity-only"]).output().unwrap();
     assert_eq!(output.status.code(), Some(CHECK_FAILED));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -222,7 +225,7 @@ fn tampered_backup_is_reported() {
     let backup = ws.path("release/backups/release_20251012_190000/src/app/config.py");
     fs::remove_file(&backup).unwrap();
     fs::write(&backup, b"SETTINGS = 'tampered'\n").unwrap();
-    let output = ws.cmd().arg("verify").output().unwrap();
+    let output = ws.cmd().args(["verify", "--integrity-only"]).output().unwrap();
     assert_eq!(output.status.code(), Some(CHECK_FAILED));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let failures: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
@@ -242,7 +245,7 @@ fn deleted_store_object_is_reported() {
     let hash = util::yaml_value(&manifest)["artifacts"]["configs"][0]["hash"].as_str().unwrap().to_string();
     let hex = &hash["sha256:".len()..];
     fs::remove_file(ws.path(&format!("release/store/sha256/{}/{}", &hex[..2], &hex[2..]))).unwrap();
-    let output = ws.cmd().arg("verify").output().unwrap();
+    let output = ws.cmd().args(["verify", "--integrity-only"]).output().unwrap();
     assert_eq!(output.status.code(), Some(CHECK_FAILED));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.lines().any(|l| l.starts_with("FAIL store object") && l.contains("missing")), "{stdout}");
@@ -256,7 +259,7 @@ fn manifest_with_unknown_field_is_refused() {
     fs::write(&manifest, text.replace("sequence: 1\n", "sequence: 1\napproved_by_everyone: true\n")).unwrap();
     refused(
         &ws,
-        &["verify"],
+        &["verify", "--integrity-only"],
         BAD_INPUT,
         &["release_20251012_190000.yaml:6:1:", "unknown field `approved_by_everyone`"],
     );
@@ -268,7 +271,12 @@ fn manifest_with_duplicate_key_is_refused() {
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let text = fs::read_to_string(&manifest).unwrap();
     fs::write(&manifest, text.replace("release_type: minor\n", "release_type: minor\nrelease_type: hotfix\n")).unwrap();
-    refused(&ws, &["verify"], BAD_INPUT, &["release_20251012_190000.yaml:5:1:", "duplicate mapping key: release_type"]);
+    refused(
+        &ws,
+        &["verify", "--integrity-only"],
+        BAD_INPUT,
+        &["release_20251012_190000.yaml:5:1:", "duplicate mapping key: release_type"],
+    );
 }
 
 #[test]
@@ -277,7 +285,7 @@ fn manifest_with_traversal_path_is_refused() {
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let text = fs::read_to_string(&manifest).unwrap();
     fs::write(&manifest, text.replace("- path: src/app/config.py", "- path: ../../etc/passwd")).unwrap();
-    refused(&ws, &["verify"], BAD_INPUT, &["release_20251012_190000.yaml:", "unsafe path"]);
+    refused(&ws, &["verify", "--integrity-only"], BAD_INPUT, &["release_20251012_190000.yaml:", "unsafe path"]);
 }
 
 #[test]
@@ -286,7 +294,12 @@ fn manifest_with_wrong_type_is_refused() {
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let text = fs::read_to_string(&manifest).unwrap();
     fs::write(&manifest, text.replace("sequence: 1\n", "sequence: first\n")).unwrap();
-    refused(&ws, &["verify"], BAD_INPUT, &["release_20251012_190000.yaml:5:11:", "sequence: invalid"]);
+    refused(
+        &ws,
+        &["verify", "--integrity-only"],
+        BAD_INPUT,
+        &["release_20251012_190000.yaml:5:11:", "sequence: invalid"],
+    );
 }
 
 #[test]
@@ -296,13 +309,13 @@ fn non_utf8_manifest_is_refused() {
     let mut bytes = fs::read(&manifest).unwrap();
     bytes.extend_from_slice(b"\xff\xfe\n");
     fs::write(&manifest, bytes).unwrap();
-    refused(&ws, &["verify"], BAD_INPUT, &["release_20251012_190000.yaml", "UTF-8"]);
+    refused(&ws, &["verify", "--integrity-only"], BAD_INPUT, &["release_20251012_190000.yaml", "UTF-8"]);
 }
 
 #[test]
 fn nothing_to_verify_or_manifest_yet_says_what_to_do() {
     let ws = Workspace::example();
-    refused(&ws, &["verify"], BAD_INPUT, &["no manifest", "shipshape audit"]);
+    refused(&ws, &["verify", "--integrity-only"], BAD_INPUT, &["no manifest", "shipshape audit"]);
     refused(&ws, &["manifest"], BAD_INPUT, &["no audit bundle", "shipshape audit"]);
 }
 
@@ -328,5 +341,5 @@ fn verify_refuses_a_manifest_outside_the_workspace() {
     ws.release("2025-10-12T19:00:00+05:30", &[]);
     let elsewhere = ws.temp.path().join("release_20251012_190000.yaml");
     fs::copy(ws.manifests()[0].clone(), &elsewhere).unwrap();
-    refused(&ws, &["verify", elsewhere.to_str().unwrap()], BAD_INPUT, &["outside the workspace"]);
+    refused(&ws, &["verify", "--integrity-only", elsewhere.to_str().unwrap()], BAD_INPUT, &["outside the workspace"]);
 }

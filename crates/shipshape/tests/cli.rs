@@ -143,10 +143,11 @@ fn bad_flags_exit_2() {
 #[test]
 fn bad_clock_override_is_refused() {
     let ws = Workspace::example();
+    let before = ws.snapshot();
     let output = ws.cmd_at("yesterday").arg("audit").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_one_line_error(&output, "SHIPSHAPE_NOW");
-    assert!(!ws.path("release").exists());
+    util::assert_same_tree(&before, &ws.snapshot(), "audit with a bad clock");
 }
 
 #[test]
@@ -167,10 +168,18 @@ fn demo_runs_the_pipeline_and_the_tamper_drill() {
     ] {
         assert!(stdout.contains(step), "{step} missing from:\n{stdout}");
     }
-    let manifests: Vec<_> = fs::read_dir(target.join("release/manifests")).unwrap().collect();
-    assert_eq!(manifests.len(), 2);
+    let names: Vec<String> = fs::read_dir(target.join("release/manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.iter().filter(|n| !n.ends_with(".approvals.yaml")).count(), 2, "{names:?}");
     // The demo workspace verifies on its own afterwards.
     shipshape().current_dir(&target).args(["verify", "--artifacts"]).assert().success();
+    let approvals = fs::read_dir(target.join("release/manifests"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".approvals.yaml"))
+        .count();
+    assert_eq!(approvals, 2, "both releases were approved by the demo's two roles");
     // A non-empty --dir is refused.
     let output = shipshape().args(["demo", "--dir", target.to_str().unwrap()]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));

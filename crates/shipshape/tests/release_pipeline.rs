@@ -71,6 +71,7 @@ fn test_release_manifest_generation() {
         "audit_bundle",
         "audit_bundle_sha256",
         "validation",
+        "approval_policy",
         "previous_manifest",
         "previous_manifest_sha256",
         "deployment",
@@ -94,6 +95,10 @@ fn test_release_manifest_generation() {
     assert_eq!(
         m["validation"],
         json!({"status": "passed", "sha256": sha256sum(&validation_path), "failed_items": [], "overridden": false})
+    );
+    assert_eq!(
+        m["approval_policy"],
+        json!({"path": "release/policy.yaml", "sha256": sha256sum(&ws.path("release/policy.yaml"))})
     );
     assert_eq!(m["previous_manifest"], Value::Null);
     assert_eq!(m["previous_manifest_sha256"], Value::Null);
@@ -152,7 +157,7 @@ fn test_release_manifest_generation() {
         })
     );
 
-    ws.cmd().args(["verify", "--artifacts"]).assert().success();
+    ws.cmd().args(["verify", "--integrity-only", "--artifacts"]).assert().success();
 }
 
 /// The second manifest chains to the first; its rollback plan, run as written, restores the first
@@ -172,7 +177,7 @@ fn second_manifest_chains_and_its_rollback_plan_works() {
     assert_eq!(m["previous_manifest_sha256"], sha256sum(&first));
     assert_eq!(m["rollback_plan"]["previous_release_id"], "release_20251012_190000");
     assert_eq!(m["metadata"]["git_dirty"], true, "tracked files were edited");
-    ws.cmd().arg("verify").assert().success();
+    ws.cmd().args(["verify", "--integrity-only"]).assert().success();
 
     for command in m["rollback_plan"]["restore_commands"].as_array().unwrap() {
         let command = command.as_str().unwrap();

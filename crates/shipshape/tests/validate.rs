@@ -108,7 +108,7 @@ fn failing_gate_fails_validation_and_blocks_the_manifest() {
     assert_eq!(m["validation"]["status"], "failed");
     assert_eq!(m["validation"]["overridden"], true);
     assert_eq!(m["validation"]["failed_items"], serde_json::json!(["intraday hit ratio"]));
-    let output = ws.cmd().arg("verify").output().unwrap();
+    let output = ws.cmd().args(["verify", "--integrity-only"]).output().unwrap();
     assert!(output.status.success());
     assert!(stderr_of(&output).contains("--allow-unvalidated"), "verify warns: {}", stderr_of(&output));
 }
@@ -136,7 +136,7 @@ fn tampered_validation_is_caught_by_verify() {
     let path = ws.path(&format!("{BUNDLE}/validation.yaml"));
     let text = fs::read_to_string(&path).unwrap();
     fs::write(&path, format!("{text}# edited\n")).unwrap();
-    let output = ws.cmd().args(["verify", manifest.to_str().unwrap()]).output().unwrap();
+    let output = ws.cmd().args(["verify", "--integrity-only", manifest.to_str().unwrap()]).output().unwrap();
     assert_eq!(output.status.code(), Some(CHECK_FAILED));
     assert!(String::from_utf8_lossy(&output.stdout).contains("FAIL validation"));
 }

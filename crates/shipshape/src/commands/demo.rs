@@ -88,7 +88,20 @@ fn manifest_args(release_type: ReleaseTypeArg, ticket: &str) -> ManifestArgs {
         build_id: Some("demo-build-1".into()),
         tickets: vec![ticket.into()],
         allow_unvalidated: false,
+        sign: None,
+        sign_role: None,
         json: false,
+    }
+}
+
+fn approve_args(manifest: &Path, role: &str, key: &Path) -> crate::cli::ApproveArgs {
+    crate::cli::ApproveArgs {
+        manifest: manifest.to_path_buf(),
+        role: role.into(),
+        key: Some(key.to_path_buf()),
+        signature: None,
+        name: None,
+        email: None,
     }
 }
 
@@ -143,8 +156,42 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "shipshape manifest --type minor --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-123",
     );
     expect_success(super::manifest::run(&ws, &manifest_args(ReleaseTypeArg::Minor, "SQNT-123"))?, "manifest")?;
+    command_line("shipshape verify --integrity-only");
+    expect_success(
+        super::verify::run(&ws, &VerifyArgs { manifest: None, artifacts: true, integrity_only: true, json: false })?,
+        "verify",
+    )?;
+
+    step("Approvals: the story's two roles sign the manifest's exact bytes");
+    let keys = dir.with_file_name(format!("{}-keys", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
+    fs::create_dir_all(&keys)?;
+    let mut signers = fs::read_to_string(dir.join("release/allowed_signers"))?;
+    for (who, email, role) in
+        [("jane", "jane@sensequant.example", "risk-manager"), ("john", "john@sensequant.example", "engineering-lead")]
+    {
+        let public = shipshape_core::approvals::generate_ed25519(&keys.join(who), &format!("{who} (demo key)"))?;
+        signers.push_str(&format!("{email} namespaces=\"{role}@shipshape\" {public}\n"));
+    }
+    fs::write(dir.join("release/allowed_signers"), signers)?;
+    println!(
+        "generated two demo keys in {} (outside the workspace) and added their public keys to release/allowed_signers",
+        keys.display()
+    );
+    let first_manifest = shipshape_core::manifest::newest_path(&ws.workspace()?)?;
+    let first_rel = first_manifest.strip_prefix(&dir)?.to_path_buf();
+    for (who, role) in [("jane", "risk-manager"), ("john", "engineering-lead")] {
+        command_line(&format!(
+            "shipshape approve {} --role {role} --key {}",
+            first_rel.display(),
+            keys.join(who).display()
+        ));
+        expect_success(super::approve::run(&ws, &approve_args(&first_rel, role, &keys.join(who)))?, "approve")?;
+    }
     command_line("shipshape verify");
-    expect_success(super::verify::run(&ws, &VerifyArgs { manifest: None, artifacts: true, json: false })?, "verify")?;
+    expect_success(
+        super::verify::run(&ws, &VerifyArgs { manifest: None, artifacts: false, integrity_only: false, json: false })?,
+        "verify",
+    )?;
 
     step("A second release: a tuned search space, as a hotfix");
     let search_space = dir.join("search_space.yaml");
@@ -163,8 +210,21 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "shipshape manifest --type hotfix --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-124",
     );
     expect_success(super::manifest::run(&ws, &manifest_args(ReleaseTypeArg::Hotfix, "SQNT-124"))?, "manifest")?;
+    let second_rel = shipshape_core::manifest::newest_path(&ws.workspace()?)?.strip_prefix(&dir)?.to_path_buf();
+    command_line(&format!(
+        "shipshape approve {} --role engineering-lead --key {}   # a hotfix needs one approval",
+        second_rel.display(),
+        keys.join("john").display()
+    ));
+    expect_success(
+        super::approve::run(&ws, &approve_args(&second_rel, "engineering-lead", &keys.join("john")))?,
+        "approve",
+    )?;
     command_line("shipshape verify --artifacts");
-    expect_success(super::verify::run(&ws, &VerifyArgs { manifest: None, artifacts: true, json: false })?, "verify")?;
+    expect_success(
+        super::verify::run(&ws, &VerifyArgs { manifest: None, artifacts: true, integrity_only: false, json: false })?,
+        "verify",
+    )?;
     let workspace = ws.workspace()?;
     let newest = shipshape_core::manifest::newest_path(&workspace)?;
     let loaded = shipshape_core::manifest::load(&newest)?;
@@ -192,20 +252,28 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     command_line(&format!("shipshape -C {} verify", tampered.display()));
     let code = super::verify::run(
         &context.at(tampered.clone()),
-        &VerifyArgs { manifest: None, artifacts: false, json: false },
+        &VerifyArgs { manifest: None, artifacts: false, integrity_only: false, json: false },
     )?;
     if code == ExitCode::SUCCESS {
         bail!("verify accepted a tampered manifest chain");
     }
     println!("(refused, as it must be: exit code 1)");
+    command_line(&format!("shipshape -C {} verify {}", tampered.display(), first_rel.display()));
+    let code = super::verify::run(
+        &context.at(tampered.clone()),
+        &VerifyArgs { manifest: Some(tampered.join(&first_rel)), artifacts: false, integrity_only: false, json: false },
+    )?;
+    if code == ExitCode::SUCCESS {
+        bail!("verify accepted approvals of a tampered manifest");
+    }
+    println!("(refused, as it must be: the approvals no longer match the manifest's bytes)");
 
     step("Done");
     println!("demo workspace:  {}", dir.display());
     println!("tampered copy:   {}", tampered.display());
+    println!("demo keys:       {} (made for this demo only; never commit private keys)", keys.display());
     println!("next steps:      cd {} && shipshape verify --artifacts   (or: make release-manifest)", dir.display());
-    println!(
-        "still to come:   validate, approve, deploy, rollback, monitoring and the dashboard (see the open issues)"
-    );
+    println!("still to come:   deploy, rollback, monitoring and the dashboard (see the open issues)");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -31,6 +31,17 @@ pub fn run(context: &Context, args: &ManifestArgs) -> anyhow::Result<ExitCode> {
         context.warn(format!("store object {digest} was corrupt and has been rewritten from the workspace"));
     }
     let loaded = &outcome.loaded;
+    if let (Some(key), Some(role)) = (&args.sign, &args.sign_role) {
+        let request = shipshape_core::approvals::ApproveRequest {
+            role: role.clone(),
+            key: Some(context.start_dir.join(key)),
+            signature: None,
+            name: args.deployer.clone(),
+            email: None,
+        };
+        let check = shipshape_core::approvals::approve(&workspace, loaded, &request, now)?;
+        context.note(format!("approved as {} by {} <{}>", check.role, check.name, check.email));
+    }
     if loaded.manifest.validation.overridden {
         context.warn(format!(
             "validation was {} and --allow-unvalidated overrode it; the manifest records this",

@@ -1,5 +1,6 @@
 //! One module per subcommand, each with a `run` that resolves its flags and calls the library.
 
+pub mod approve;
 pub mod audit;
 pub mod demo;
 pub mod init;

@@ -16,7 +16,7 @@ pub fn run(context: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         None => manifest::newest_path(&workspace)?,
     };
     let progress = context.progress();
-    let options = VerifyOptions { artifacts: args.artifacts };
+    let options = VerifyOptions { artifacts: args.artifacts, integrity_only: args.integrity_only };
     let report = verify::verify(&workspace, &path, options, context.now(), progress.as_ref())?;
     if args.json {
         super::print_json(&serde_json::json!({
@@ -27,6 +27,22 @@ pub fn run(context: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         for check in &report.checks {
             let mark = if check.ok { "ok  " } else { "FAIL" };
             println!("{mark} {:<15} {}  {}", check.check, check.subject, check.detail);
+        }
+        if let Some(approvals) = &report.approvals {
+            println!("approvals ({} release):", approvals.release_type);
+            if approvals.checks.is_empty() {
+                println!(
+                    "  none yet: each approver runs `shipshape approve {} --role ROLE --key KEY`",
+                    report.manifest
+                );
+            }
+            for check in &approvals.checks {
+                let who = format!("{:<18} {} <{}>", check.role, check.name, check.email);
+                match &check.reason {
+                    None => println!("  counted  {who}  {}", check.key_fingerprint),
+                    Some(reason) => println!("  REFUSED  {who}: {reason}"),
+                }
+            }
         }
         for warning in &report.warnings {
             context.warn(warning);

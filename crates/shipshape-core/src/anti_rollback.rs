@@ -1,0 +1,112 @@
+//! Anti-rollback state: per environment, the highest manifest `sequence` accepted for deployment and
+//! that manifest's digest, kept in `release/state/anti_rollback.yaml` — outside `release/manifests/`,
+//! so replacing the manifests directory cannot reset it.
+//!
+//! A manifest with a lower sequence than the accepted one, or the same sequence with different bytes,
+//! is refused: going back to an earlier release is an explicit `rollback`, never a re-deploy of an
+//! old (validly signed) manifest. The deploy step records each manifest it accepts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Time;
+use crate::error::{Error, Result};
+use crate::hash::Digest;
+use crate::manifest::{LoadedManifest, ReleaseId};
+use crate::workspace::Workspace;
+
+/// Current schema.
+pub const STATE_SCHEMA: u32 = 1;
+
+/// The accepted manifest of one environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Accepted {
+    /// Its sequence.
+    pub sequence: u64,
+    /// Its release.
+    pub release_id: ReleaseId,
+    /// Its bytes' SHA-256.
+    pub manifest_sha256: Digest,
+    /// When it was accepted.
+    pub accepted: Time,
+}
+
+/// The state file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// Schema version.
+    pub schema_version: u32,
+    /// By environment.
+    pub environments: BTreeMap<String, Accepted>,
+}
+
+/// Where the state lives.
+pub fn state_path(workspace: &Workspace) -> PathBuf {
+    workspace.release_dir().join("state").join("anti_rollback.yaml")
+}
+
+/// Read the state (empty when there is none yet).
+pub fn load(workspace: &Workspace) -> Result<State> {
+    let path = state_path(workspace);
+    if !path.exists() {
+        return Ok(State { schema_version: STATE_SCHEMA, environments: BTreeMap::new() });
+    }
+    let (state, _): (State, Vec<u8>) = crate::yaml::read(&path)?;
+    if state.schema_version != STATE_SCHEMA {
+        return Err(Error::invalid(&path, format!("schema_version {} is not supported", state.schema_version)));
+    }
+    Ok(state)
+}
+
+/// `Err(reason)` when `loaded` may not be accepted in its environment.
+pub fn check(state: &State, loaded: &LoadedManifest) -> std::result::Result<String, String> {
+    let manifest = &loaded.manifest;
+    let environment = &manifest.deployment.environment.0;
+    let Some(accepted) = state.environments.get(environment) else {
+        return Ok(format!("nothing accepted in {environment} yet"));
+    };
+    if manifest.sequence < accepted.sequence {
+        return Err(format!(
+            "sequence {} is below {}'s {} already accepted in {environment}: go back with `shipshape rollback`, never by re-deploying an old manifest",
+            manifest.sequence, accepted.release_id, accepted.sequence
+        ));
+    }
+    if manifest.sequence == accepted.sequence && loaded.digest != accepted.manifest_sha256 {
+        return Err(format!(
+            "sequence {} was already accepted in {environment} with different bytes ({}, {}): two manifests may not share a sequence",
+            manifest.sequence, accepted.release_id, accepted.manifest_sha256
+        ));
+    }
+    Ok(format!("sequence {} >= accepted {} in {environment}", manifest.sequence, accepted.sequence))
+}
+
+/// Record `loaded` as accepted (the caller holds the workspace lock and has checked it).
+pub fn record(workspace: &Workspace, loaded: &LoadedManifest, now: Time) -> Result<()> {
+    let mut state = load(workspace)?;
+    if let Err(reason) = check(&state, loaded) {
+        return Err(Error::Check(reason));
+    }
+    state.schema_version = STATE_SCHEMA;
+    state.environments.insert(
+        loaded.manifest.deployment.environment.0.clone(),
+        Accepted {
+            sequence: loaded.manifest.sequence,
+            release_id: loaded.manifest.release_id.clone(),
+            manifest_sha256: loaded.digest,
+            accepted: now,
+        },
+    );
+    let path = state_path(workspace);
+    if let Some(parent) = path.parent() {
+        crate::atomic::create_dir_all_durable(parent)?;
+    }
+    let text = format!(
+        "# Highest manifest accepted per environment. Written by deploy; do not edit.\n{}",
+        crate::yaml::to_string(&state)?
+    );
+    crate::atomic::write_atomic(&path, text.as_bytes())
+}
