@@ -161,7 +161,7 @@ fn ssh_keygen_signatures_count() {
     assert_eq!(s.verify(&s.manifest).0, 0);
 }
 
-fn threat(s: &Setup, output: std::process::Output, rule: &str) {
+fn threat(output: std::process::Output, rule: &str) {
     assert_eq!(output.status.code(), Some(CHECK_FAILED), "{}", stderr_of(&output));
     assert_one_line_error(&output, rule);
 }
@@ -194,7 +194,7 @@ fn one_byte_changed_or_a_trailing_newline_voids_the_approvals() {
 fn wrong_key_and_unknown_key_are_refused() {
     let s = Setup::new();
     // john's key is listed, but only for engineering-lead.
-    threat(&s, s.approve(&s.manifest, "risk-manager", "john"), "namespaces= does not include risk-manager@shipshape");
+    threat(s.approve(&s.manifest, "risk-manager", "john"), "namespaces= does not include risk-manager@shipshape");
     // mallory's key is not listed at all.
     keygen(&s.keys, "mallory", "ed25519");
     let output =
@@ -205,7 +205,7 @@ fn wrong_key_and_unknown_key_are_refused() {
             .arg(s.key("mallory"))
             .output()
             .unwrap();
-    threat(&s, output, "is not in allowed_signers");
+    threat(output, "is not in allowed_signers");
     // Nothing was recorded.
     assert!(!s.approvals_file(&s.manifest).exists());
 }
@@ -223,8 +223,8 @@ fn keys_outside_their_validity_are_refused() {
         &s.ws,
         &format!("new@example.com namespaces=\"risk-manager@shipshape\",valid-after=\"20300101Z\" {}", public(&new)),
     );
-    threat(&s, s.approve(&s.manifest, "risk-manager", "old"), "valid-before");
-    threat(&s, s.approve(&s.manifest, "risk-manager", "new"), "valid-after");
+    threat(s.approve(&s.manifest, "risk-manager", "old"), "valid-before");
+    threat(s.approve(&s.manifest, "risk-manager", "new"), "valid-after");
 }
 
 #[test]
@@ -246,7 +246,7 @@ fn an_approval_made_for_another_role_is_refused() {
             .arg(s.manifest.with_extension("yaml.sig"))
             .output()
             .unwrap();
-    threat(&s, output, "was made for namespace `engineering-lead@shipshape`");
+    threat(output, "was made for namespace `engineering-lead@shipshape`");
 }
 
 #[test]
@@ -314,7 +314,7 @@ fn a_changed_policy_is_refused() {
     let s = Setup::new();
     let policy = fs::read_to_string(s.ws.path("release/policy.yaml")).unwrap();
     fs::write(s.ws.path("release/policy.yaml"), format!("{policy}# loosened by someone\n")).unwrap();
-    threat(&s, s.approve(&s.manifest, "risk-manager", "jane"), "the policy file changed since");
+    threat(s.approve(&s.manifest, "risk-manager", "jane"), "the policy file changed since");
     let (code, stdout) = s.verify(&s.manifest);
     assert_eq!(code, CHECK_FAILED);
     assert!(stdout.contains("FAIL approvals") && stdout.contains("the policy file changed since"), "{stdout}");
@@ -391,7 +391,7 @@ fn unknown_role_and_rsa_keys_are_refused() {
             .arg(s.manifest.with_extension("yaml.sig"))
             .output()
             .unwrap();
-    threat(&s, output, "key type ssh-rsa is not in the policy's allowed_key_types");
+    threat(output, "key type ssh-rsa is not in the policy's allowed_key_types");
 }
 
 #[test]
