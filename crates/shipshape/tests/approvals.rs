@@ -256,7 +256,6 @@ fn the_same_key_twice_does_not_pad_a_threshold() {
     let major = s.ws.release("2025-10-12T20:00:00+05:30", &["--type", "major"]);
     assert!(s.approve(&major, "engineering-lead", "john").status.success());
     threat(
-        &s,
         s.approve(&major, "engineering-lead", "john"),
         "already approved this release as engineering-lead: one key counts once",
     );
@@ -279,7 +278,6 @@ fn one_person_does_not_count_for_two_roles() {
     add_signer(&s.ws, &format!("jane@example.com namespaces=\"engineering-lead@shipshape\" {}", public(&second)));
     assert!(s.approve(&s.manifest, "risk-manager", "jane").status.success());
     threat(
-        &s,
         s.approve(&s.manifest, "engineering-lead", "jane2"),
         "the policy does not let one person count for two roles",
     );
