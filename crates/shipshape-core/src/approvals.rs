@@ -32,6 +32,8 @@ pub const APPROVALS_SCHEMA: u32 = 1;
 pub enum Backend {
     /// An SSHSIG signature.
     Ssh,
+    /// An OpenPGP detached signature.
+    Openpgp,
 }
 
 /// One approval.
@@ -109,6 +111,8 @@ pub struct Judge {
     pub policy_path: PathBuf,
     /// The allowed signers.
     pub signers: Vec<AllowedSigner>,
+    /// OpenPGP public keys.
+    pub pgp_keys: Vec<crate::openpgp::PublicKeyFile>,
 }
 
 /// Load the policy the manifest recorded (refusing one whose bytes changed) and the signers file.
@@ -132,7 +136,8 @@ pub fn judge_for(workspace: &Workspace, loaded: &LoadedManifest) -> Result<Judge
     }
     let signers_path = workspace.root.join(&workspace.config.approvals.allowed_signers);
     let signers = if signers_path.exists() { allowed_signers::load(&signers_path)? } else { Vec::new() };
-    Ok(Judge { policy, policy_path, signers })
+    let pgp_keys = crate::openpgp::load_keys(&workspace.root.join(&workspace.config.approvals.pgp_keys))?;
+    Ok(Judge { policy, policy_path, signers, pgp_keys })
 }
 
 /// Why one approval does or does not count.
@@ -179,6 +184,58 @@ pub struct ApprovalReport {
 }
 
 impl Judge {
+    /// Check one approval of `manifest_bytes` by its backend; `Ok` carries the key's fingerprint.
+    pub fn check(&self, approval: &Approval, manifest_bytes: &[u8], now: Time) -> std::result::Result<String, String> {
+        match approval.backend {
+            Backend::Ssh => self.check_ssh(approval, manifest_bytes, now),
+            Backend::Openpgp => self.check_openpgp(approval, manifest_bytes, now),
+        }
+    }
+
+    /// Check one OpenPGP approval.
+    pub fn check_openpgp(
+        &self,
+        approval: &Approval,
+        manifest_bytes: &[u8],
+        now: Time,
+    ) -> std::result::Result<String, String> {
+        let role = &approval.role;
+        let Some(role_def) = self.policy.roles.get(role) else {
+            return Err(format!(
+                "unknown role `{role}`: the policy's roles are {}",
+                self.policy.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        };
+        if !self.policy.allowed_key_types.iter().any(|t| t == "openpgp") {
+            return Err("OpenPGP keys are not in the policy's allowed_key_types".into());
+        }
+        let (fingerprint, key) = crate::openpgp::check(&approval.signature, manifest_bytes, &self.pgp_keys, now)?;
+        if !role_def.pgp_fingerprints.iter().any(|f| f.eq_ignore_ascii_case(&fingerprint)) {
+            return Err(format!(
+                "OpenPGP key {fingerprint} is not listed for role {role} (pgp_fingerprints in the policy)"
+            ));
+        }
+        if !fingerprint.eq_ignore_ascii_case(&approval.key_fingerprint) {
+            return Err(format!(
+                "the recorded key fingerprint {} is not the signing key's {fingerprint}",
+                approval.key_fingerprint
+            ));
+        }
+        let emails: Vec<String> = key
+            .details
+            .users
+            .iter()
+            .filter_map(|u| {
+                let text = String::from_utf8_lossy(u.id.id()).into_owned();
+                text.rfind('<').and_then(|open| text[open + 1..].strip_suffix('>').map(str::to_lowercase))
+            })
+            .collect();
+        if !emails.contains(&approval.email.to_lowercase()) {
+            return Err(format!("{} is not a user id of OpenPGP key {fingerprint}", approval.email));
+        }
+        Ok(fingerprint)
+    }
+
     /// Check one SSH approval of `manifest_bytes`; `Ok` carries the signing key's fingerprint.
     pub fn check_ssh(
         &self,
@@ -254,7 +311,7 @@ impl Judge {
         let mut by_key: HashMap<String, String> = HashMap::new(); // fingerprint -> role
         let mut by_person: HashMap<String, String> = HashMap::new(); // email -> role
         for approval in approvals {
-            let verdict = self.check_ssh(approval, &loaded.bytes, now).and_then(|fingerprint| {
+            let verdict = self.check(approval, &loaded.bytes, now).and_then(|fingerprint| {
                 let person = approval.email.to_lowercase();
                 if let Some(role) = by_key.get(&fingerprint) {
                     return Err(format!(
@@ -356,6 +413,68 @@ pub fn sign_ssh(key_path: &Path, namespace: &str, bytes: &[u8]) -> Result<(Strin
     Ok((armored, fingerprint, key))
 }
 
+fn ssh_approval(
+    judge: &Judge,
+    request: &ApproveRequest,
+    signature: String,
+    fingerprint: String,
+    comment: String,
+    key_data: &ssh_key::public::KeyData,
+    now: Time,
+) -> Result<Approval> {
+    let email = match &request.email {
+        Some(email) => email.clone(),
+        None => judge
+            .signers
+            .iter()
+            .filter(|s| s.key.key_data() == key_data)
+            .flat_map(|s| s.principals.iter())
+            .find(|p| !p.contains(['*', '?', '!']))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Check(format!("key {fingerprint} is not in allowed_signers; add it there, or pass --email"))
+            })?,
+    };
+    let name = request
+        .name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .or(Some(comment).filter(|c| !c.trim().is_empty()))
+        .unwrap_or_else(|| email.clone());
+    Ok(Approval {
+        role: request.role.clone(),
+        name,
+        email,
+        timestamp: now,
+        backend: Backend::Ssh,
+        key_fingerprint: fingerprint,
+        signature,
+    })
+}
+
+fn pgp_approval(
+    judge: &Judge,
+    request: &ApproveRequest,
+    signature: String,
+    bytes: &[u8],
+    now: Time,
+) -> Result<Approval> {
+    let (fingerprint, key) = crate::openpgp::check(&signature, bytes, &judge.pgp_keys, now)
+        .map_err(|reason| Error::Check(format!("this approval would not count, so it was not recorded: {reason}")))?;
+    let (key_name, key_email) = crate::openpgp::user_identity(key).unwrap_or_default();
+    let email = request.email.clone().unwrap_or(key_email);
+    let name = request.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or(key_name);
+    Ok(Approval {
+        role: request.role.clone(),
+        name,
+        email,
+        timestamp: now,
+        backend: Backend::Openpgp,
+        key_fingerprint: fingerprint,
+        signature,
+    })
+}
+
 /// Generate an unencrypted ed25519 key pair for drills and the demo: the private key at `path`
 /// (mode 0600), the public key at `path.pub`. Returns the public key line (`ssh-ed25519 AAAA… comment`).
 pub fn generate_ed25519(path: &Path, comment: &str) -> Result<String> {
@@ -388,9 +507,11 @@ pub fn generate_ed25519(path: &Path, comment: &str) -> Result<String> {
 pub struct ApproveRequest {
     /// The role.
     pub role: String,
-    /// Sign with this private key ...
+    /// Sign with this SSH private key ...
     pub key: Option<PathBuf>,
-    /// ... or import this signature made elsewhere.
+    /// ... or through the user's gpg with this key id ...
+    pub gpg: Option<String>,
+    /// ... or import this signature made elsewhere (SSH or OpenPGP, by its armor).
     pub signature: Option<PathBuf>,
     /// Name (default: from the key's comment, or the email).
     pub name: Option<String>,
@@ -414,53 +535,52 @@ pub fn approve(
             judge.policy.roles.keys().cloned().collect::<Vec<_>>().join(", ")
         )));
     };
-    let (signature, fingerprint, comment, key_data) = match (&request.key, &request.signature) {
-        (Some(key_path), None) => {
+    let approval = match (&request.key, &request.gpg, &request.signature) {
+        (Some(key_path), None, None) => {
             let (signature, fingerprint, key) = sign_ssh(key_path, &namespace, &loaded.bytes)?;
-            (signature, fingerprint, key.comment().to_string(), key.public_key().key_data().clone())
+            ssh_approval(
+                &judge,
+                request,
+                signature,
+                fingerprint,
+                key.comment().to_string(),
+                key.public_key().key_data(),
+                now,
+            )?
         }
-        (None, Some(signature_path)) => {
+        (None, Some(key_id), None) => {
+            let signature = crate::openpgp::sign_with_gpg(key_id, &loaded.path)?;
+            pgp_approval(&judge, request, signature, &loaded.bytes, now)?
+        }
+        (None, None, Some(signature_path)) => {
             let text = crate::atomic::read_text(signature_path)?;
-            let parsed = SshSig::from_pem(text.trim().as_bytes()).map_err(|e| {
-                Error::invalid(signature_path, format!("not an SSH signature (-----BEGIN SSH SIGNATURE-----): {e}"))
-            })?;
-            let key = PublicKey::from(parsed.public_key().clone());
-            (
-                text.trim().to_string() + "\n",
-                key.fingerprint(HashAlg::Sha256).to_string(),
-                String::new(),
-                parsed.public_key().clone(),
-            )
+            if text.trim_start().starts_with(crate::openpgp::ARMOR_HEADER) {
+                pgp_approval(&judge, request, text.trim().to_string() + "\n", &loaded.bytes, now)?
+            } else {
+                let parsed = SshSig::from_pem(text.trim().as_bytes()).map_err(|e| {
+                    Error::invalid(
+                        signature_path,
+                        format!("not an SSH signature (-----BEGIN SSH SIGNATURE-----) or an OpenPGP one: {e}"),
+                    )
+                })?;
+                let key = PublicKey::from(parsed.public_key().clone());
+                let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+                ssh_approval(
+                    &judge,
+                    request,
+                    text.trim().to_string() + "\n",
+                    fingerprint,
+                    String::new(),
+                    parsed.public_key(),
+                    now,
+                )?
+            }
         }
-        _ => return Err(Error::Usage("give exactly one of --key (sign here) or --signature (import)".into())),
-    };
-    let email = match &request.email {
-        Some(email) => email.clone(),
-        None => judge
-            .signers
-            .iter()
-            .filter(|s| s.key.key_data() == &key_data)
-            .flat_map(|s| s.principals.iter())
-            .find(|p| !p.contains(['*', '?', '!']))
-            .cloned()
-            .ok_or_else(|| {
-                Error::Usage(format!("key {fingerprint} is not in allowed_signers; add it there, or pass --email"))
-            })?,
-    };
-    let name = request
-        .name
-        .clone()
-        .filter(|n| !n.trim().is_empty())
-        .or_else(|| Some(comment).filter(|c| !c.trim().is_empty()))
-        .unwrap_or_else(|| email.clone());
-    let approval = Approval {
-        role: request.role.clone(),
-        name,
-        email,
-        timestamp: now,
-        backend: Backend::Ssh,
-        key_fingerprint: fingerprint,
-        signature,
+        _ => {
+            return Err(Error::Usage(
+                "give exactly one of --key (SSH, sign here), --gpg (sign with gpg) or --signature (import)".into(),
+            ));
+        }
     };
     let _lock = crate::lock::WorkspaceLock::acquire(&workspace.lock_path(), "approve", now)?;
     let mut file = load(loaded)?;

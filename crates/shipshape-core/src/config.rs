@@ -54,11 +54,17 @@ pub struct ApprovalsConfig {
     pub policy: String,
     /// The OpenSSH allowed_signers file, relative to the workspace.
     pub allowed_signers: String,
+    /// A directory of armored OpenPGP public keys (`*.asc`), relative to the workspace.
+    pub pgp_keys: String,
 }
 
 impl Default for ApprovalsConfig {
     fn default() -> Self {
-        ApprovalsConfig { policy: "release/policy.yaml".into(), allowed_signers: "release/allowed_signers".into() }
+        ApprovalsConfig {
+            policy: "release/policy.yaml".into(),
+            allowed_signers: "release/allowed_signers".into(),
+            pgp_keys: "release/pgp_keys".into(),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod git;
 pub mod hash;
 pub mod lock;
 pub mod manifest;
+pub mod openpgp;
 pub mod paths;
 pub mod policy;
 pub mod scaffold;

@@ -11,7 +11,7 @@
 //!   minor:  [{roles: [engineering-lead], count: 1}, {roles: [risk-manager], count: 1}]
 //!   hotfix: [{roles: [engineering-lead, risk-manager], count: 1}]
 //! allow_one_person_multiple_roles: false
-//! allowed_key_types: [ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384]
+//! allowed_key_types: [ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, openpgp]
 //! ```
 //!
 //! Each requirement is "`count` distinct approvers from these roles". Every manifest records the
@@ -71,7 +71,9 @@ pub struct Policy {
 }
 
 fn default_key_types() -> Vec<String> {
-    ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"].map(String::from).to_vec()
+    ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "openpgp"]
+        .map(String::from)
+        .to_vec()
 }
 
 impl Policy {

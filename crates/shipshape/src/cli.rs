@@ -197,7 +197,10 @@ pub struct ApproveArgs {
     /// Sign here with this OpenSSH private key (unencrypted; for a passphrase-protected key use ssh-keygen and --signature).
     #[arg(long, value_name = "PATH", conflicts_with = "signature")]
     pub key: Option<PathBuf>,
-    /// Import a signature made elsewhere with `ssh-keygen -Y sign -n <role>@shipshape -f KEY MANIFEST`.
+    /// Sign through your gpg with this OpenPGP key (id or fingerprint; listed for the role in the policy).
+    #[arg(long, value_name = "KEYID", conflicts_with_all = ["key", "signature"])]
+    pub gpg: Option<String>,
+    /// Import a signature made elsewhere: `ssh-keygen -Y sign -n <role>@shipshape -f KEY MANIFEST`, or `gpg --armor --detach-sign MANIFEST`.
     #[arg(long, value_name = "FILE")]
     pub signature: Option<PathBuf>,
     /// Your name (default: the key's comment).

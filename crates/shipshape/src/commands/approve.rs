@@ -16,6 +16,7 @@ pub fn run(context: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     let request = ApproveRequest {
         role: args.role.clone(),
         key: args.key.as_ref().map(|k| context.start_dir.join(k)),
+        gpg: args.gpg.clone(),
         signature: args.signature.as_ref().map(|s| context.start_dir.join(s)),
         name: args.name.clone(),
         email: args.email.clone(),

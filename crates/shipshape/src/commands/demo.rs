@@ -99,6 +99,7 @@ fn approve_args(manifest: &Path, role: &str, key: &Path) -> crate::cli::ApproveA
         manifest: manifest.to_path_buf(),
         role: role.into(),
         key: Some(key.to_path_buf()),
+        gpg: None,
         signature: None,
         name: None,
         email: None,

@@ -35,6 +35,7 @@ pub fn run(context: &Context, args: &ManifestArgs) -> anyhow::Result<ExitCode> {
         let request = shipshape_core::approvals::ApproveRequest {
             role: role.clone(),
             key: Some(context.start_dir.join(key)),
+            gpg: None,
             signature: None,
             name: args.deployer.clone(),
             email: None,
