@@ -526,6 +526,29 @@ pub fn approve(
     request: &ApproveRequest,
     now: Time,
 ) -> Result<ApprovalCheck> {
+    if loaded.manifest.expires <= now {
+        return Err(Error::Check(format!(
+            "{} expired at {}: an expired manifest is never deployed, so it is not approved either; make a new one",
+            loaded.manifest.release_id, loaded.manifest.expires
+        )));
+    }
+    // Approve only what is intact: the bundle, validation, chain, store objects and backups.
+    let integrity = crate::verify::verify_loaded(
+        workspace,
+        loaded,
+        crate::verify::VerifyOptions { artifacts: false, integrity_only: true },
+        now,
+        &crate::hash::NoProgress,
+    );
+    if !integrity.passed() {
+        let failures: Vec<String> =
+            integrity.failures().map(|c| format!("{} {}: {}", c.check, c.subject, c.detail)).collect();
+        return Err(Error::Check(format!(
+            "{} fails verification, so it cannot be approved: {}",
+            loaded.manifest.release_id,
+            failures.join("; ")
+        )));
+    }
     let judge = judge_for(workspace, loaded)?;
     let Some(namespace) = judge.policy.namespace(&request.role) else {
         return Err(Error::Usage(format!(

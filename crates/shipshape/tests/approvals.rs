@@ -493,3 +493,22 @@ fn anti_rollback_refuses_older_and_conflicting_manifests() {
         "{stdout}"
     );
 }
+
+#[test]
+fn expired_or_broken_manifests_are_not_approved() {
+    let s = Setup::new();
+    let output =
+        s.ws.cmd_at("2025-10-20T19:00:00+05:30")
+            .arg("approve")
+            .arg(&s.manifest)
+            .args(["--role", "risk-manager", "--key"])
+            .arg(s.key("jane"))
+            .output()
+            .unwrap();
+    threat(output, "expired at 2025-10-19T19:00:00+05:30");
+    let backup = s.ws.path("release/backups/release_20251012_190000/search_space.yaml");
+    fs::remove_file(&backup).unwrap();
+    fs::write(&backup, "tampered\n").unwrap();
+    threat(s.approve(&s.manifest, "risk-manager", "jane"), "fails verification, so it cannot be approved: backup");
+    assert!(!s.approvals_file(&s.manifest).exists());
+}
