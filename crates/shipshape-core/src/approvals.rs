@@ -536,7 +536,7 @@ pub fn approve(
     let integrity = crate::verify::verify_loaded(
         workspace,
         loaded,
-        crate::verify::VerifyOptions { artifacts: false, integrity_only: true },
+        crate::verify::VerifyOptions { artifacts: false, integrity_only: true, for_rollback: false },
         now,
         &crate::hash::NoProgress,
     );

@@ -44,6 +44,49 @@ pub struct Config {
     pub checklist: Vec<ChecklistItem>,
     /// `[approvals]`.
     pub approvals: ApprovalsConfig,
+    /// `[deploy]`, when the workspace deploys somewhere.
+    pub deploy: Option<DeployConfig>,
+}
+
+/// How files reach production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployMode {
+    /// Files at their paths in the target, each renamed over atomically.
+    Copy,
+    /// Each release materialised once under `.shipshape/releases/<id>/`, `current` switched by rename.
+    Symlink,
+}
+
+/// A post-deploy check: a command that must exit 0 after the switch, or the deploy is rolled back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostDeployCheck {
+    /// What it checks.
+    pub name: String,
+    /// Run with `sh -c` in the workspace; `SHIPSHAPE_TARGET` and `SHIPSHAPE_RELEASE_ID` are set.
+    pub command: String,
+    /// Time limit (default 5 minutes).
+    #[serde(default)]
+    pub timeout: Option<PositiveDuration>,
+}
+
+/// `[deploy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// The directory production reads (absolute, or relative to the workspace).
+    pub target: String,
+    /// `copy` (default) or `symlink`.
+    #[serde(default = "default_mode")]
+    pub mode: DeployMode,
+    /// Commands run after the switch; any failure rolls the deploy back.
+    #[serde(default)]
+    pub post_deploy_checks: Vec<PostDeployCheck>,
+}
+
+fn default_mode() -> DeployMode {
+    DeployMode::Copy
 }
 
 /// `[approvals]`: where the approval policy and the signers live.
@@ -84,6 +127,8 @@ struct RawConfig {
     checklist: Vec<ChecklistItem>,
     #[serde(default)]
     approvals: ApprovalsConfig,
+    #[serde(default)]
+    deploy: Option<DeployConfig>,
 }
 
 /// `[backtest]`: either score an events file of the candidate's predictions (`events`) or run an
@@ -599,6 +644,7 @@ impl Config {
             validate: raw.validate,
             checklist: raw.checklist,
             approvals: raw.approvals,
+            deploy: raw.deploy,
         })
     }
 

@@ -79,6 +79,9 @@ pub struct VerifyOptions {
     /// Check only integrity (hashes, chain, validation record): not approvals, expiry or
     /// anti-rollback — for the step between `manifest` and `approve`, and for auditing old releases.
     pub integrity_only: bool,
+    /// Judging an earlier release to roll back to: integrity and approvals, but not expiry or
+    /// anti-rollback (going back is exactly what those refuse for a deploy).
+    pub for_rollback: bool,
 }
 
 enum Job {
@@ -108,8 +111,28 @@ pub fn trusted(
     now: Time,
     progress: &dyn Progress,
 ) -> Result<(LoadedManifest, VerifyReport)> {
+    trusted_with(workspace, path, VerifyOptions::default(), now, progress)
+}
+
+/// [`trusted`] for a release being rolled back to (no expiry or anti-rollback checks).
+pub fn trusted_for_rollback(
+    workspace: &Workspace,
+    path: &Path,
+    now: Time,
+    progress: &dyn Progress,
+) -> Result<(LoadedManifest, VerifyReport)> {
+    trusted_with(workspace, path, VerifyOptions { for_rollback: true, ..VerifyOptions::default() }, now, progress)
+}
+
+fn trusted_with(
+    workspace: &Workspace,
+    path: &Path,
+    options: VerifyOptions,
+    now: Time,
+    progress: &dyn Progress,
+) -> Result<(LoadedManifest, VerifyReport)> {
     let loaded = manifest::load(path)?;
-    let report = verify_loaded(workspace, &loaded, VerifyOptions::default(), now, progress);
+    let report = verify_loaded(workspace, &loaded, options, now, progress);
     if !report.passed() {
         let failures: Vec<String> =
             report.failures().map(|c| format!("{} {}: {}", c.check, c.subject, c.detail)).collect();
@@ -141,12 +164,14 @@ pub fn verify_loaded(
             report.warnings.push(format!("the manifest expired at {} and can no longer be deployed", manifest.expires));
         }
     } else {
-        let expiry = if manifest.expires > now {
-            Ok(format!("expires {}", manifest.expires))
-        } else {
-            Err(format!("expired at {}: make a new manifest (an expired one is never deployed)", manifest.expires))
-        };
-        report.push("expiry", report.release_id.clone(), expiry);
+        if !options.for_rollback {
+            let expiry = if manifest.expires > now {
+                Ok(format!("expires {}", manifest.expires))
+            } else {
+                Err(format!("expired at {}: make a new manifest (an expired one is never deployed)", manifest.expires))
+            };
+            report.push("expiry", report.release_id.clone(), expiry);
+        }
         match crate::approvals::verify_approvals(workspace, loaded, now) {
             Err(e) => report.push("approvals", "threshold", Err(e.to_string())),
             Ok(approvals) => {
@@ -164,13 +189,15 @@ pub fn verify_loaded(
                 report.approvals = Some(approvals);
             }
         }
-        match crate::anti_rollback::load(workspace) {
-            Err(e) => report.push("anti-rollback", "release/state", Err(e.to_string())),
-            Ok(state) => report.push(
-                "anti-rollback",
-                manifest.deployment.environment.to_string(),
-                crate::anti_rollback::check(&state, loaded),
-            ),
+        if !options.for_rollback {
+            match crate::anti_rollback::load(workspace) {
+                Err(e) => report.push("anti-rollback", "release/state", Err(e.to_string())),
+                Ok(state) => report.push(
+                    "anti-rollback",
+                    manifest.deployment.environment.to_string(),
+                    crate::anti_rollback::check(&state, loaded),
+                ),
+            }
         }
     }
 

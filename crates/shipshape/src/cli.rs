@@ -10,7 +10,8 @@ Exit codes:
   0   success
   1   a check failed (verification mismatch, tampering, changed artifact)
   2   bad input (malformed or unsafe file, unknown key, bad flag) or nothing to work on yet
-  3   another shipshape process holds the workspace lock
+  3   another shipshape process holds the workspace or target lock
+  4   a deploy failed its post-deploy checks and was rolled back
   74  an operating-system error (disk full, I/O error)";
 
 /// Signed, atomic, reversible releases of configs and models, with a 48-hour watch after every deploy.
@@ -64,6 +65,25 @@ pub enum Command {
         after_help = "Example:\n  shipshape verify\n  shipshape verify release/manifests/release_20251012_190000.yaml --artifacts --json"
     )]
     Verify(VerifyArgs),
+    /// Deploy a verified, approved manifest into the [deploy] target: atomic, journaled, checked.
+    #[command(
+        after_help = "Example:\n  shipshape deploy --dry-run\n  shipshape deploy release/manifests/release_20251012_190000.yaml --yes"
+    )]
+    Deploy(DeployArgs),
+    /// Roll the target back to the previous release (or any earlier one with --to).
+    #[command(
+        after_help = "Example:\n  shipshape rollback --reason \"hit ratio regression\"\n  shipshape rollback --to release_20251005_180000 --yes"
+    )]
+    Rollback(RollbackArgs),
+    /// Finish or undo a deploy or rollback that was interrupted (crash, kill, power loss).
+    #[command(after_help = "Example:\n  shipshape recover")]
+    Recover,
+    /// Show the active release, its monitoring window, and whether the target matches it.
+    #[command(after_help = "Example:\n  shipshape status\n  shipshape status --deep --json")]
+    Status(StatusArgs),
+    /// List every deploy, rollback and failure, with who, when and why.
+    #[command(after_help = "Example:\n  shipshape history\n  shipshape history --json")]
+    History(HistoryArgs),
     /// Run the pipeline on a fresh copy of the bundled example workspace, printing each step.
     #[command(after_help = "Example:\n  shipshape demo\n  shipshape demo --dir /tmp/sensequant-demo")]
     Demo(DemoArgs),
@@ -209,6 +229,55 @@ pub struct ApproveArgs {
     /// Your email: the principal of your key in allowed_signers (default: looked up there).
     #[arg(long)]
     pub email: Option<String>,
+}
+
+/// `deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The manifest (default: the newest in release/manifests).
+    pub manifest: Option<PathBuf>,
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Show the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The release to return to (default: the release before the active one).
+    #[arg(long, value_name = "RELEASE_ID")]
+    pub to: Option<String>,
+    /// Why, for the history.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Show the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Re-hash every target file instead of trusting unchanged file metadata.
+    #[arg(long)]
+    pub deep: bool,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `demo`.

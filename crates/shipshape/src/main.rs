@@ -24,6 +24,8 @@ pub const EXIT_CHECK_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code when the workspace lock is held.
 pub const EXIT_LOCKED: u8 = 3;
+/// Exit code when a deploy failed its post-deploy checks and was rolled back.
+pub const EXIT_ROLLED_BACK: u8 = 4;
 /// Exit code for operating-system errors (sysexits' EX_IOERR).
 pub const EXIT_IO: u8 = 74;
 
@@ -45,6 +47,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Manifest(args) => commands::manifest::run(&context, &args),
         Command::Approve(args) => commands::approve::run(&context, &args),
         Command::Verify(args) => commands::verify::run(&context, &args),
+        Command::Deploy(args) => commands::deploy::deploy(&context, &args),
+        Command::Rollback(args) => commands::deploy::rollback(&context, &args),
+        Command::Recover => commands::deploy::recover(&context),
+        Command::Status(args) => commands::status::status(&context, &args),
+        Command::History(args) => commands::status::history(&context, &args),
         Command::Demo(args) => commands::demo::run(&context, &args),
     }
 }

@@ -3,9 +3,11 @@
 pub mod approve;
 pub mod audit;
 pub mod demo;
+pub mod deploy;
 pub mod init;
 pub mod manifest;
 pub mod score;
+pub mod status;
 pub mod validate;
 pub mod verify;
 

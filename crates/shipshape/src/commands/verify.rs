@@ -16,7 +16,7 @@ pub fn run(context: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         None => manifest::newest_path(&workspace)?,
     };
     let progress = context.progress();
-    let options = VerifyOptions { artifacts: args.artifacts, integrity_only: args.integrity_only };
+    let options = VerifyOptions { artifacts: args.artifacts, integrity_only: args.integrity_only, for_rollback: false };
     let report = verify::verify(&workspace, &path, options, context.now(), progress.as_ref())?;
     if args.json {
         super::print_json(&serde_json::json!({

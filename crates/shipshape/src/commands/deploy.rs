@@ -1,0 +1,203 @@
+//! `shipshape deploy`, `shipshape rollback`, `shipshape recover`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::bail;
+use shipshape_core::deploy::{self, Kind, Outcome, Plan, ReleaseFiles, Target};
+use shipshape_core::manifest::{self, ReleaseId};
+use shipshape_core::workspace::Workspace;
+use shipshape_core::{Error, registry, verify};
+
+use crate::cli::{DeployArgs, RollbackArgs};
+use crate::context::Context;
+
+/// Ask on a terminal for the word `yes`, as the story's Makefile does; refuse without a terminal.
+fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "there is no terminal to confirm on: pass --yes to proceed (or --dry-run to see the plan)".into(),
+        )
+        .into());
+    }
+    eprint!("{question} (type 'yes' to continue): ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+fn print_plan(plan: &Plan) {
+    for line in plan.describe() {
+        println!("{line}");
+    }
+}
+
+/// The active release's files, if anything is deployed.
+fn active_files(
+    workspace: &Workspace,
+    context: &Context,
+) -> anyhow::Result<Option<(registry::ReleaseInfo, ReleaseFiles)>> {
+    let Some(info) = registry::get_active_release(workspace, context.now())? else { return Ok(None) };
+    let loaded = manifest::load(&info.manifest_path.under(&workspace.root))?;
+    let files = ReleaseFiles::of(workspace, &loaded)?;
+    Ok(Some((info, files)))
+}
+
+fn run_recovery(workspace: &Workspace, target: &Target, context: &Context) -> anyhow::Result<()> {
+    for recovered in deploy::recover(workspace, target, context.now())? {
+        context.warn(format!(
+            "recovered interrupted transaction {}: rolled {} to {}",
+            recovered.txid,
+            recovered.direction,
+            recovered.release.map_or_else(|| "nothing deployed".to_string(), |r| r.to_string())
+        ));
+    }
+    Ok(())
+}
+
+fn deployer() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "unknown".into())
+}
+
+/// `shipshape deploy [MANIFEST] [--yes] [--dry-run]`.
+pub fn deploy(context: &Context, args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let target = Target::of(&workspace)?;
+    let path = match &args.manifest {
+        Some(path) => workspace.resolve_user_path(&context.start_dir.join(path))?,
+        None => manifest::newest_path(&workspace)?,
+    };
+    let now = context.now();
+    let progress = context.progress();
+    // The one read path: integrity, approvals, expiry, anti-rollback.
+    let (loaded, _) = verify::trusted(&workspace, &path, now, progress.as_ref())?;
+    let to = ReleaseFiles::of(&workspace, &loaded)?;
+    let checks = workspace.config.deploy.as_ref().map(|d| d.post_deploy_checks.clone()).unwrap_or_default();
+    let environment = loaded.manifest.deployment.environment.to_string();
+    let make_plan = |workspace: &Workspace| -> anyhow::Result<Plan> {
+        let from = active_files(workspace, context)?.map(|(_, files)| files);
+        Ok(deploy::plan(workspace, &target, Kind::Deploy, from, to.clone(), &deployer(), None, &environment, now)?)
+    };
+    if args.dry_run {
+        let plan = make_plan(&workspace)?;
+        print_plan(&plan);
+        deploy::check_space(&target, &plan)?;
+        context.note("dry run: nothing was changed");
+        return super::ok();
+    }
+    let _locks = deploy::lock(&workspace, &target, "deploy", now)?;
+    run_recovery(&workspace, &target, context)?;
+    let plan = make_plan(&workspace)?;
+    print_plan(&plan);
+    deploy::check_space(&target, &plan)?;
+    if !confirm(&format!("Deploy {} to {}?", loaded.manifest.release_id, target.root.display()), args.yes)? {
+        bail!("not confirmed: nothing was deployed");
+    }
+    match deploy::apply(&workspace, &target, &plan, &checks, Some(&loaded), now, progress.as_ref())? {
+        Outcome::Committed => {
+            let info = registry::get_active_release(&workspace, now)?;
+            println!("deployed {} to {}", plan.to.release_id, target.root.display());
+            if let Some(info) = info {
+                context.note(format!(
+                    "heightened monitoring until {} ({} h); roll back with `shipshape rollback`",
+                    info.heightened_monitoring_end, info.heightened_hours
+                ));
+            }
+            super::ok()
+        }
+        Outcome::RolledBack(reason) => {
+            eprintln!(
+                "error: {} failed its post-deploy check and was rolled back to {}: {reason}",
+                plan.to.release_id,
+                plan.from.as_ref().map_or_else(|| "nothing deployed".to_string(), |f| f.release_id.to_string())
+            );
+            Ok(ExitCode::from(crate::EXIT_ROLLED_BACK))
+        }
+    }
+}
+
+/// `shipshape rollback [--to RELEASE_ID] [--reason R] [--yes] [--dry-run]`.
+pub fn rollback(context: &Context, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let target = Target::of(&workspace)?;
+    let now = context.now();
+    let Some((active, from)) = active_files(&workspace, context)? else {
+        return Err(Error::Usage(
+            "nothing is deployed yet, so there is nothing to roll back: deploy with `shipshape deploy`".into(),
+        )
+        .into());
+    };
+    let to_id = match &args.to {
+        Some(id) => ReleaseId::new(id).map_err(Error::Usage)?,
+        None => {
+            let loaded = manifest::load(&active.manifest_path.under(&workspace.root))?;
+            loaded.manifest.rollback_plan.previous_release_id.clone().ok_or_else(|| {
+                Error::Usage(format!(
+                    "{} is the first release: there is no earlier release to roll back to",
+                    active.release_id
+                ))
+            })?
+        }
+    };
+    if to_id == active.release_id {
+        return Err(Error::Usage(format!("{to_id} is already the active release")).into());
+    }
+    let path = workspace.manifests_dir().join(format!("{to_id}.yaml"));
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "there is no manifest for {to_id} in {}",
+            workspace.display(&workspace.manifests_dir())
+        ))
+        .into());
+    }
+    let progress = context.progress();
+    // Backup verification before restore: every store object of the release re-hashed, approvals checked.
+    let (loaded, _) = verify::trusted_for_rollback(&workspace, &path, now, progress.as_ref())?;
+    let to = ReleaseFiles::of(&workspace, &loaded)?;
+    let reason = args.reason.clone().or_else(|| Some("manual rollback".into()));
+    let environment = loaded.manifest.deployment.environment.to_string();
+    if args.dry_run {
+        let plan =
+            deploy::plan(&workspace, &target, Kind::Rollback, Some(from), to, &deployer(), reason, &environment, now)?;
+        print_plan(&plan);
+        context.note("dry run: nothing was changed");
+        return super::ok();
+    }
+    let _locks = deploy::lock(&workspace, &target, "rollback", now)?;
+    run_recovery(&workspace, &target, context)?;
+    let from = active_files(&workspace, context)?.map(|(_, files)| files);
+    let plan = deploy::plan(&workspace, &target, Kind::Rollback, from, to, &deployer(), reason, &environment, now)?;
+    print_plan(&plan);
+    deploy::check_space(&target, &plan)?;
+    if !confirm(&format!("Roll {} back to {to_id}?", target.root.display()), args.yes)? {
+        bail!("not confirmed: nothing was rolled back");
+    }
+    deploy::apply(&workspace, &target, &plan, &[], None, now, progress.as_ref())?;
+    println!("rolled back to {to_id} in {}", target.root.display());
+    super::ok()
+}
+
+/// `shipshape recover`.
+pub fn recover(context: &Context) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let target = Target::of(&workspace)?;
+    let now = context.now();
+    let _locks = deploy::lock(&workspace, &target, "recover", now)?;
+    let recovered = deploy::recover(&workspace, &target, now)?;
+    if recovered.is_empty() {
+        println!("nothing to recover: no interrupted deploy or rollback");
+    }
+    for r in recovered {
+        println!(
+            "{}: rolled {} to {}",
+            r.txid,
+            r.direction,
+            r.release.map_or_else(|| "nothing deployed".to_string(), |id| id.to_string())
+        );
+    }
+    super::ok()
+}

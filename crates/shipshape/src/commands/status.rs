@@ -1,0 +1,88 @@
+//! `shipshape status` and `shipshape history`.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+use shipshape_core::clock::humanize;
+use shipshape_core::deploy::{self, ReleaseFiles, Target};
+use shipshape_core::{manifest, registry};
+
+use crate::cli::{HistoryArgs, StatusArgs};
+use crate::context::Context;
+
+/// The active release, its monitoring mode, and whether the target matches it.
+pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let now = context.now();
+    let Some(info) = registry::get_active_release(&workspace, now)? else {
+        if args.json {
+            super::print_json(&json!({"active_release": null}))?;
+        } else {
+            println!("nothing deployed yet: run `shipshape deploy` (after audit, validate, manifest, approve)");
+        }
+        return super::ok();
+    };
+    let target = Target::of(&workspace)?;
+    let loaded = manifest::load(&info.manifest_path.under(&workspace.root))?;
+    let files = ReleaseFiles::of(&workspace, &loaded)?;
+    let drift = deploy::drift(&target, &files, args.deep)?;
+    let ago = now.since(&info.deployment_timestamp);
+    let remaining = info.heightened_monitoring_end.since(&now);
+    let mode = if info.heightened_monitoring_active { "heightened" } else { "normal" };
+    if args.json {
+        super::print_json(&json!({
+            "active_release": info,
+            "release_type": loaded.manifest.release_type,
+            "deployed_ago_seconds": ago.as_secs(),
+            "monitoring_mode": mode,
+            "heightened_remaining_seconds": if info.heightened_monitoring_active { remaining.as_secs() } else { 0 },
+            "target": target.root,
+            "in_sync": drift.is_empty(),
+            "drifted": drift,
+        }))?;
+    } else {
+        println!("active release:  {} ({})", info.release_id, loaded.manifest.release_type);
+        println!(
+            "deployed:        {} ({} ago) by {} via {}",
+            info.deployment_timestamp,
+            humanize(ago),
+            info.deployer,
+            info.activated_by
+        );
+        if info.heightened_monitoring_active {
+            println!(
+                "monitoring:      heightened, {} left (until {})",
+                humanize(remaining),
+                info.heightened_monitoring_end
+            );
+        } else {
+            println!("monitoring:      normal (heightened ended {})", info.heightened_monitoring_end);
+        }
+        println!("manifest:        {}", info.manifest_path);
+        if drift.is_empty() {
+            println!("target:          {} in sync", target.root.display());
+        } else {
+            println!("target:          {} DRIFTED: {}", target.root.display(), drift.join(", "));
+        }
+    }
+    Ok(if drift.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(crate::EXIT_CHECK_FAILED) })
+}
+
+/// Every deploy, rollback and failure.
+pub fn history(context: &Context, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let entries = registry::history(&workspace)?;
+    if args.json {
+        super::print_json(&entries)?;
+        return super::ok();
+    }
+    if entries.is_empty() {
+        println!("no deploys yet");
+    }
+    for entry in entries {
+        let from = entry.previous_release_id.map(|p| format!(" (from {p})")).unwrap_or_default();
+        let reason = entry.reason.map(|r| format!(": {r}")).unwrap_or_default();
+        println!("{}  {:<14} {}{from}  by {}{reason}", entry.at, entry.action, entry.release_id, entry.by);
+    }
+    super::ok()
+}
