@@ -582,7 +582,7 @@ pub fn create(
         .map(|p| RelPath::from_walk(&workspace.root, &p.path))
         .transpose()
         .map_err(|rule| Error::invalid(workspace.manifests_dir(), format!("manifest path is not usable: {rule}")))?;
-    let rollback_plan = rollback_plan(previous, previous_rel.as_ref());
+    let rollback_plan = rollback_plan(workspace, previous, previous_rel.as_ref());
     let deployer = request
         .deployer
         .clone()
@@ -818,7 +818,11 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
-fn rollback_plan(previous: Option<&LoadedManifest>, previous_rel: Option<&RelPath>) -> RollbackPlan {
+fn rollback_plan(
+    workspace: &Workspace,
+    previous: Option<&LoadedManifest>,
+    previous_rel: Option<&RelPath>,
+) -> RollbackPlan {
     let (Some(previous), Some(previous_rel)) = (previous, previous_rel) else {
         return RollbackPlan {
             previous_release_id: None,
@@ -827,23 +831,39 @@ fn rollback_plan(previous: Option<&LoadedManifest>, previous_rel: Option<&RelPat
             verification_steps: Vec::new(),
         };
     };
-    let mut restore_commands =
-        vec![format!("shipshape verify --integrity-only {}", shell_quote(previous_rel.as_str()))];
-    for (_, artifact) in previous.manifest.artifacts.iter() {
-        restore_commands.push(format!(
-            "cp {} {}",
-            shell_quote(artifact.backup.as_str()),
-            shell_quote(artifact.path.as_str())
-        ));
-    }
+    let id = &previous.manifest.release_id;
+    let (restore_commands, verification_steps) = if workspace.config.deploy.is_some() {
+        // The deploy engine's rollback: verified objects, journaled, atomic, recorded in the history.
+        (
+            vec![format!(
+                "shipshape rollback --to {id} --yes --reason {}",
+                shell_quote(&format!("rollback plan: back to {id}"))
+            )],
+            vec![
+                "shipshape status".to_string(),
+                format!("shipshape verify --integrity-only {}", shell_quote(previous_rel.as_str())),
+            ],
+        )
+    } else {
+        // No [deploy] target: restore the previous release's files into the workspace from its backups.
+        let mut commands = vec![format!("shipshape verify --integrity-only {}", shell_quote(previous_rel.as_str()))];
+        for (_, artifact) in previous.manifest.artifacts.iter() {
+            commands.push(format!(
+                "cp {} {}",
+                shell_quote(artifact.backup.as_str()),
+                shell_quote(artifact.path.as_str())
+            ));
+        }
+        (
+            commands,
+            vec![format!("shipshape verify --integrity-only --artifacts {}", shell_quote(previous_rel.as_str()))],
+        )
+    };
     RollbackPlan {
-        previous_release_id: Some(previous.manifest.release_id.clone()),
+        previous_release_id: Some(id.clone()),
         previous_manifest: Some(previous_rel.clone()),
         restore_commands,
-        verification_steps: vec![format!(
-            "shipshape verify --integrity-only --artifacts {}",
-            shell_quote(previous_rel.as_str())
-        )],
+        verification_steps,
     }
 }
 

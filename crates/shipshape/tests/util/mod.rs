@@ -205,3 +205,12 @@ pub fn assert_same_tree(before: &BTreeMap<PathBuf, Vec<u8>>, after: &BTreeMap<Pa
     }
     assert!(differences.is_empty(), "{what} changed the disk: {differences:?}");
 }
+
+impl Workspace {
+    /// The binary as a plain `std::process::Command` (for spawning in the background).
+    pub fn std_cmd(&self, now: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("shipshape"));
+        command.current_dir(&self.root).env("SHIPSHAPE_NOW", now);
+        command
+    }
+}

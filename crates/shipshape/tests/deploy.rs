@@ -1,0 +1,494 @@
+//! The deploy engine through the real binary: the story's rollback test, crash safety at every
+//! step (failpoints and a real kill -9) in both modes, a full disk, post-deploy check failure with
+//! automatic rollback, concurrent deploys, tampered objects and paths escaping the target.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use util::{Workspace, assert_one_line_error, sha256sum, stderr_of, yaml_value};
+
+const CHECK_FAILED: i32 = 1;
+const BAD_INPUT: i32 = 2;
+const LOCKED: i32 = 3;
+const ROLLED_BACK: i32 = 4;
+
+struct Setup {
+    ws: Workspace,
+    target: PathBuf,
+    key: PathBuf,
+    mode: &'static str,
+}
+
+impl Setup {
+    fn new(mode: &'static str) -> Setup {
+        Self::with_checks(mode, "")
+    }
+
+    fn with_checks(mode: &'static str, checks: &str) -> Setup {
+        let ws = Workspace::example();
+        let target = ws.temp.path().join("prod");
+        let key = ws.temp.path().join("jane");
+        assert!(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "jane", "-f"])
+                .arg(&key)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+        let mut signers = fs::read_to_string(ws.path("release/allowed_signers")).unwrap();
+        signers.push_str(&format!("jane@example.com namespaces=\"risk-manager@shipshape\" {public}"));
+        fs::write(ws.path("release/allowed_signers"), signers).unwrap();
+        let mut config = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
+        config.push_str(&format!("\n[deploy]\ntarget = \"../prod\"\nmode = \"{mode}\"\n{checks}"));
+        fs::write(ws.path("shipshape.toml"), config).unwrap();
+        Setup { ws, target, key, mode }
+    }
+
+    /// audit + validate + manifest (hotfix) + approve, at `now`; returns the manifest.
+    fn release(&self, now: &str) -> PathBuf {
+        let manifest = self.ws.release(now, &["--type", "hotfix"]);
+        let output = self
+            .ws
+            .cmd_at(now)
+            .arg("approve")
+            .arg(&manifest)
+            .args(["--role", "risk-manager", "--key"])
+            .arg(&self.key)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        manifest
+    }
+
+    fn shipshape(&self, now: &str, args: &[&str]) -> Output {
+        self.ws.cmd_at(now).args(args).output().unwrap()
+    }
+
+    fn deploy(&self, now: &str, manifest: &Path) -> Output {
+        self.ws.cmd_at(now).arg("deploy").arg(manifest).arg("--yes").output().unwrap()
+    }
+
+    /// Where production reads a path.
+    fn live(&self, path: &str) -> PathBuf {
+        if self.mode == "symlink" { self.target.join("current").join(path) } else { self.target.join(path) }
+    }
+
+    /// Assert the target holds exactly the release of `manifest`: every file with its hash, and no
+    /// file of `other` that is not in it. No temporary files anywhere.
+    fn assert_holds(&self, manifest: &Path, other: &Path) {
+        let files = files_of(manifest);
+        for (path, hash) in &files {
+            assert_eq!(&sha256sum(&self.live(path)), hash, "{path} in {}", self.target.display());
+        }
+        for path in files_of(other).keys().filter(|p| !files.contains_key(*p)) {
+            assert!(!self.live(path).exists(), "{path} of the other release is still in the target");
+        }
+        let leftovers: Vec<String> = walk(&self.target).into_iter().filter(|p| p.contains(".shipshape-tx_")).collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+}
+
+fn files_of(manifest: &Path) -> BTreeMap<String, String> {
+    let value = yaml_value(manifest);
+    let mut files = BTreeMap::new();
+    for list in value["artifacts"].as_object().unwrap().values() {
+        for artifact in list.as_array().unwrap() {
+            files
+                .insert(artifact["path"].as_str().unwrap().to_string(), artifact["hash"].as_str().unwrap().to_string());
+        }
+    }
+    files
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries {
+            let path = entry.unwrap().path();
+            out.push(path.to_string_lossy().into_owned());
+            if path.is_dir() && !path.is_symlink() {
+                out.extend(walk(&path));
+            }
+        }
+    }
+    out
+}
+
+const A: &str = "2025-10-12T19:00:00+05:30";
+const B: &str = "2025-10-12T20:00:00+05:30";
+const LATER: &str = "2025-10-12T21:00:00+05:30";
+
+/// Releases A and B: B changes two configs and adds a notebook.
+fn two_releases(s: &Setup) -> (PathBuf, PathBuf) {
+    let a = s.release(A);
+    let config = fs::read_to_string(s.ws.path("src/app/config.py")).unwrap();
+    s.ws.write("src/app/config.py", config.replace("0.62", "0.64").as_bytes());
+    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    fs::write(
+        s.ws.path("notebooks/drift_report.ipynb"),
+        "{\"cells\": [], \"nbformat\": 4, \"nbformat_minor\": 5, \"metadata\": {}}\n",
+    )
+    .unwrap();
+    let b = s.release(B);
+    (a, b)
+}
+
+/// Story test: deploy A, deploy B, roll back: the target equals A byte for byte; and B's rollback
+/// plan, run as written, does the same.
+#[test]
+fn test_rollback_plan_execution() {
+    for mode in ["copy", "symlink"] {
+        let s = Setup::new(mode);
+        let (a, b) = two_releases(&s);
+        assert!(s.deploy(A, &a).status.success());
+        s.assert_holds(&a, &b);
+        let output = s.deploy(B, &b);
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        s.assert_holds(&b, &a);
+        let output = s.shipshape(LATER, &["rollback", "--yes", "--reason", "hit ratio regression"]);
+        assert!(output.status.success(), "{mode}: {}", stderr_of(&output));
+        s.assert_holds(&a, &b);
+        let history = String::from_utf8(s.shipshape(LATER, &["history"]).stdout).unwrap();
+        assert!(
+            history.contains("rollback       release_20251012_190000 (from release_20251012_200000)")
+                && history.contains("hit ratio regression"),
+            "{history}"
+        );
+
+        // Forward again, then B's rollback plan exactly as written in its manifest.
+        assert!(s.deploy("2025-10-12T22:00:00+05:30", &b).status.success());
+        s.assert_holds(&b, &a);
+        let plan = &yaml_value(&b)["rollback_plan"];
+        let binary = assert_cmd::cargo::cargo_bin("shipshape");
+        for key in ["restore_commands", "verification_steps"] {
+            for command in plan[key].as_array().unwrap() {
+                let command = command.as_str().unwrap();
+                assert!(command.starts_with("shipshape "), "{command}");
+                let status = Command::new("sh")
+                    .arg("-c")
+                    .arg(command.replacen("shipshape", binary.to_str().unwrap(), 1))
+                    .current_dir(&s.ws.root)
+                    .env("SHIPSHAPE_NOW", "2025-10-12T23:00:00+05:30")
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "{mode}: {command}");
+            }
+        }
+        s.assert_holds(&a, &b);
+        let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+        assert_eq!(active["release_id"], "release_20251012_190000");
+        assert_eq!(active["activated_by"], "rollback");
+    }
+}
+
+fn deploy_with_failpoint(s: &Setup, manifest: &Path, failpoint: &str) -> Output {
+    s.ws.cmd_at(B).env("SHIPSHAPE_FAILPOINT", failpoint).arg("deploy").arg(manifest).arg("--yes").output().unwrap()
+}
+
+const STEPS: [&str; 13] = [
+    "after-plan",
+    "after-verified",
+    "staging:1",
+    "staging:2",
+    "after-staged",
+    "after-switching",
+    "switching:1",
+    "switching:2",
+    "after-switched",
+    "after-checked",
+    "after-committed",
+    "after-registry",
+    "none",
+];
+
+/// A crash at every step of a deploy leaves, after `recover`, exactly the old or exactly the new
+/// release: the old before the commit point, the new after it.
+#[test]
+fn crash_at_every_deploy_step_recovers_to_old_or_new() {
+    for mode in ["copy", "symlink"] {
+        for step in STEPS {
+            let s = Setup::new(mode);
+            let (a, b) = two_releases(&s);
+            assert!(s.deploy(A, &a).status.success());
+            let output = deploy_with_failpoint(&s, &b, step);
+            let crashed = !output.status.success();
+            if crashed {
+                assert!(
+                    output.status.code().is_none(),
+                    "{mode} {step}: aborted by a signal, not an error: {}",
+                    stderr_of(&output)
+                );
+            }
+            // Any mutating command recovers first; `recover` does only that.
+            let output = s.shipshape(LATER, &["recover"]);
+            assert!(output.status.success(), "{mode} {step}: {}", stderr_of(&output));
+            let forward = !crashed || ["after-committed", "after-registry"].contains(&step);
+            if forward {
+                s.assert_holds(&b, &a);
+            } else {
+                s.assert_holds(&a, &b);
+            }
+            let status = s.shipshape(LATER, &["status"]);
+            assert!(
+                status.status.success(),
+                "{mode} {step}: status after recovery: {}",
+                String::from_utf8_lossy(&status.stdout)
+            );
+            let expected = if forward { "release_20251012_200000" } else { "release_20251012_190000" };
+            assert!(
+                String::from_utf8_lossy(&status.stdout).contains(&format!("active release:  {expected}")),
+                "{mode} {step}"
+            );
+            // Recovery is idempotent.
+            let again = String::from_utf8(s.shipshape(LATER, &["recover"]).stdout).unwrap();
+            assert!(again.contains("nothing to recover"), "{mode} {step}: {again}");
+        }
+    }
+}
+
+/// The same for a rollback interrupted at every step.
+#[test]
+fn crash_at_every_rollback_step_recovers_to_old_or_new() {
+    for mode in ["copy", "symlink"] {
+        for step in STEPS {
+            let s = Setup::new(mode);
+            let (a, b) = two_releases(&s);
+            assert!(s.deploy(A, &a).status.success());
+            assert!(s.deploy(B, &b).status.success());
+            let output =
+                s.ws.cmd_at(LATER).env("SHIPSHAPE_FAILPOINT", step).args(["rollback", "--yes"]).output().unwrap();
+            let crashed = !output.status.success();
+            // The next mutating command recovers first: here, a dry run is not one, so recover.
+            assert!(s.shipshape(LATER, &["recover"]).status.success());
+            let back = !crashed || ["after-committed", "after-registry"].contains(&step);
+            if back {
+                s.assert_holds(&a, &b);
+            } else {
+                s.assert_holds(&b, &a);
+            }
+        }
+    }
+}
+
+/// A real `kill -9` in the middle of copying a large model.
+#[test]
+fn kill_9_during_deploy_recovers() {
+    for mode in ["copy", "symlink"] {
+        let s = Setup::new(mode);
+        let a = s.release(A);
+        let big: Vec<u8> = (0..64 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        s.ws.write("data/models/student_model.pkl", &big);
+        let b = s.release(B);
+        assert!(s.deploy(A, &a).status.success());
+        let mut child =
+            s.ws.std_cmd(B)
+                .arg("deploy")
+                .arg(&b)
+                .arg("--yes")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let _ = Command::new("kill").args(["-9", &child.id().to_string()]).status();
+        let _ = child.wait();
+        assert!(s.shipshape(LATER, &["recover"]).status.success());
+        let status = String::from_utf8(s.shipshape(LATER, &["status"]).stdout).unwrap();
+        if status.contains("release_20251012_200000") {
+            s.assert_holds(&b, &a);
+        } else {
+            s.assert_holds(&a, &b);
+        }
+    }
+}
+
+/// A full disk: the deploy is refused (or fails) cleanly and the target is unchanged.
+#[test]
+fn full_disk_leaves_the_target_unchanged() {
+    let s = Setup::new("copy");
+    let a = s.release(A);
+    fs::create_dir_all(&s.target).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&s.target)
+        .status()
+        .map(|st| st.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("SKIPPED full_disk_leaves_the_target_unchanged: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(s.target.clone());
+    assert!(s.deploy(A, &a).status.success());
+    let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    s.ws.write("data/models/student_model.pkl", &big);
+    let b = s.release(B);
+    let before = util::snapshot(&s.target);
+    let output = s.deploy(B, &b);
+    assert_eq!(output.status.code(), Some(CHECK_FAILED), "{}", stderr_of(&output));
+    assert_one_line_error(&output, "bytes free, the deploy needs");
+    util::assert_same_tree(&before, &util::snapshot(&s.target), "a deploy onto a full disk");
+    s.assert_holds(&a, &b);
+    // Past the free-space check (debug builds can skip it), the write itself hits ENOSPC: the
+    // staged files are removed and the old release stays, exactly.
+    let output =
+        s.ws.cmd_at(B)
+            .env("SHIPSHAPE_FAILPOINT", "skip-space-check")
+            .arg("deploy")
+            .arg(&b)
+            .arg("--yes")
+            .output()
+            .unwrap();
+    assert_eq!(output.status.code(), Some(74), "{}", stderr_of(&output));
+    assert_one_line_error(&output, "No space left on device");
+    s.assert_holds(&a, &b);
+    let journal = fs::read_dir(s.ws.path("release/journal"))
+        .unwrap()
+        .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(journal.contains("\"outcome\":\"failed\""), "{journal}");
+}
+
+#[test]
+fn failing_post_deploy_check_rolls_back_automatically() {
+    for mode in ["copy", "symlink"] {
+        let checks = "[[deploy.post_deploy_checks]]\nname = \"config loads\"\ncommand = \"grep -q 0.62 \\\"$SHIPSHAPE_TARGET\\\"/$(test -L \\\"$SHIPSHAPE_TARGET/current\\\" && echo current/)src/app/config.py\"\ntimeout = \"30s\"\n";
+        let s = Setup::with_checks(mode, checks);
+        let (a, b) = two_releases(&s); // B changes 0.62 to 0.64: the check fails
+        assert!(s.deploy(A, &a).status.success(), "A passes its check");
+        let output = s.deploy(B, &b);
+        assert_eq!(output.status.code(), Some(ROLLED_BACK), "{mode}: {}", stderr_of(&output));
+        assert_one_line_error(
+            &output,
+            "failed its post-deploy check and was rolled back to release_20251012_190000: config loads",
+        );
+        s.assert_holds(&a, &b);
+        let history = String::from_utf8(s.shipshape(LATER, &["history"]).stdout).unwrap();
+        assert!(
+            history.contains("deploy_failed  release_20251012_200000")
+                && history.contains("auto_rollback  release_20251012_190000"),
+            "{history}"
+        );
+        let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+        assert_eq!(active["release_id"], "release_20251012_190000");
+    }
+}
+
+#[test]
+fn concurrent_deploys_exactly_one_proceeds() {
+    let checks = "[[deploy.post_deploy_checks]]\nname = \"slow\"\ncommand = \"sleep 2\"\n";
+    let s = Setup::with_checks("copy", checks);
+    let a = s.release(A);
+    let spawn = || {
+        s.ws.std_cmd(A)
+            .arg("deploy")
+            .arg(&a)
+            .arg("--yes")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = spawn().wait_with_output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", stderr_of(&first));
+    assert_eq!(second.status.code(), Some(LOCKED), "{}", stderr_of(&second));
+    assert_one_line_error(&second, "is held by pid");
+    assert_one_line_error(&second, "running `deploy`");
+}
+
+#[test]
+fn tampered_store_object_refuses_deploy_and_rollback_before_any_change() {
+    let s = Setup::new("copy");
+    let (a, b) = two_releases(&s);
+    assert!(s.deploy(A, &a).status.success());
+    let hash = files_of(&b)["search_space.yaml"].clone();
+    let hex = &hash["sha256:".len()..];
+    let object = s.ws.path(&format!("release/store/sha256/{}/{}", &hex[..2], &hex[2..]));
+    util::make_writable(&object);
+    fs::write(&object, "tampered\n").unwrap();
+    let before = util::snapshot(&s.target);
+    let output = s.deploy(B, &b);
+    assert_eq!(output.status.code(), Some(CHECK_FAILED));
+    assert_one_line_error(&output, "is not trusted");
+    assert!(stderr_of(&output).contains("corrupt"), "{}", stderr_of(&output));
+    util::assert_same_tree(&before, &util::snapshot(&s.target), "deploy with a tampered object");
+    // Rolling back to a release whose object is tampered is refused too.
+    let s = Setup::new("copy");
+    let (a, b) = two_releases(&s);
+    assert!(s.deploy(A, &a).status.success());
+    assert!(s.deploy(B, &b).status.success());
+    let hash = files_of(&a)["search_space.yaml"].clone();
+    let hex = &hash["sha256:".len()..];
+    let object = s.ws.path(&format!("release/store/sha256/{}/{}", &hex[..2], &hex[2..]));
+    util::make_writable(&object);
+    fs::write(&object, "tampered\n").unwrap();
+    let before = util::snapshot(&s.target);
+    let output = s.shipshape(LATER, &["rollback", "--yes"]);
+    assert_eq!(output.status.code(), Some(CHECK_FAILED));
+    assert_one_line_error(&output, "is not trusted");
+    util::assert_same_tree(&before, &util::snapshot(&s.target), "rollback to a tampered release");
+}
+
+#[test]
+fn a_path_escaping_the_target_is_refused() {
+    let s = Setup::new("copy");
+    let a = s.release(A);
+    let elsewhere = s.ws.temp.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::create_dir_all(&s.target).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, s.target.join("src")).unwrap();
+    let output = s.deploy(A, &a);
+    assert_eq!(output.status.code(), Some(BAD_INPUT), "{}", stderr_of(&output));
+    assert_one_line_error(&output, "is a symlink in the target, so the path would escape it");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing was written outside the target");
+}
+
+#[test]
+fn status_reports_drift_and_deploy_needs_confirmation() {
+    let s = Setup::new("copy");
+    let a = s.release(A);
+    // No terminal and no --yes: refused, nothing deployed.
+    let output = s.ws.cmd_at(A).arg("deploy").arg(&a).output().unwrap();
+    assert_eq!(output.status.code(), Some(BAD_INPUT));
+    assert_one_line_error(&output, "pass --yes");
+    assert!(!s.target.join("src").exists());
+    // Dry run: the plan, no change.
+    let output = s.ws.cmd_at(A).args(["deploy", "--dry-run"]).output().unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("add     src/app/config.py"));
+    assert!(!s.target.join("src").exists());
+    assert!(s.deploy(A, &a).status.success());
+    let output = s.shipshape(LATER, &["status"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("in sync") && stdout.contains("heightened, 1d 22h left"),
+        "{stdout}"
+    );
+    fs::write(s.target.join("search_space.yaml"), "edited by hand in production\n").unwrap();
+    let output = s.shipshape(LATER, &["status"]);
+    assert_eq!(output.status.code(), Some(CHECK_FAILED));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("DRIFTED: search_space.yaml"));
+    // After 48 h, normal monitoring.
+    let output = s.shipshape("2025-10-15T19:00:00+05:30", &["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["monitoring_mode"], "normal");
+    assert_eq!(json["in_sync"], false);
+}
