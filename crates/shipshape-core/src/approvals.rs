@@ -384,33 +384,66 @@ pub fn verify_approvals(workspace: &Workspace, loaded: &LoadedManifest, now: Tim
     Ok(judge.judge(loaded, &file.approvals, now))
 }
 
-/// Sign `bytes` in `namespace` with the OpenSSH private key at `key_path`; returns the armored
-/// signature and the key's fingerprint.
-pub fn sign_ssh(key_path: &Path, namespace: &str, bytes: &[u8]) -> Result<(String, String, PrivateKey)> {
+/// Sign `bytes` in `namespace` with the private key at `key_path`; returns the armored signature,
+/// the key's fingerprint and its comment.
+///
+/// The key is read with the `ssh-key` crate. Keys it cannot read are signed by `ssh-keygen -Y sign`
+/// instead: PEM-format keys, and about one ssh-keygen ECDSA key in 400, whose private scalar has a
+/// leading zero byte that ssh-key 0.6 rejects ("length invalid").
+pub fn sign_ssh(key_path: &Path, namespace: &str, bytes: &[u8]) -> Result<(String, String, String)> {
     let text = crate::atomic::read_text(key_path)?;
-    let key = PrivateKey::from_openssh(text.trim()).map_err(|e| {
-        Error::invalid(
-            key_path,
-            format!("not an OpenSSH private key ({e}); sign with `ssh-keygen -Y sign` and pass --signature instead"),
-        )
-    })?;
-    if key.is_encrypted() {
-        return Err(Error::invalid(
+    match PrivateKey::from_openssh(text.trim()) {
+        Ok(key) if key.is_encrypted() => Err(Error::invalid(
             key_path,
             format!(
                 "the key is passphrase-protected: sign with `ssh-keygen -Y sign -n {namespace} -f {} MANIFEST` and pass the .sig file with --signature",
                 key_path.display()
             ),
-        ));
+        )),
+        Ok(key) => {
+            let signature = key
+                .sign(namespace, HashAlg::Sha512, bytes)
+                .map_err(|e| Error::invalid(key_path, format!("cannot sign with this key ({e})")))?;
+            let armored = signature.to_pem(LineEnding::LF).map_err(|e| Error::invalid(key_path, format!("cannot encode the signature ({e})")))?;
+            Ok((armored, key.fingerprint(HashAlg::Sha256).to_string(), key.comment().to_string()))
+        }
+        Err(parse_error) => sign_with_ssh_keygen(key_path, namespace, bytes).map_err(|fallback| {
+            Error::invalid(
+                key_path,
+                format!("not a private key shipshape can read ({parse_error}), and ssh-keygen could not sign with it either ({fallback}); sign with `ssh-keygen -Y sign` and pass --signature"),
+            )
+        }),
     }
-    let signature = key
-        .sign(namespace, HashAlg::Sha512, bytes)
-        .map_err(|e| Error::invalid(key_path, format!("cannot sign with this key ({e})")))?;
-    let armored = signature
-        .to_pem(LineEnding::LF)
-        .map_err(|e| Error::invalid(key_path, format!("cannot encode the signature ({e})")))?;
-    let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-    Ok((armored, fingerprint, key))
+}
+
+fn sign_with_ssh_keygen(
+    key_path: &Path,
+    namespace: &str,
+    bytes: &[u8],
+) -> std::result::Result<(String, String, String), String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", namespace, "-f"])
+        .arg(key_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run ssh-keygen: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(bytes).map_err(|e| e.to_string())?;
+    }
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).trim().to_string());
+    }
+    let armored = String::from_utf8(output.stdout).map_err(|e| e.to_string())?;
+    let signature = SshSig::from_pem(armored.trim().as_bytes()).map_err(|e| e.to_string())?;
+    let key = PublicKey::from(signature.public_key().clone());
+    let comment = PublicKey::read_openssh_file(&key_path.with_extension("pub"))
+        .map(|k| k.comment().to_string())
+        .unwrap_or_default();
+    Ok((armored, key.fingerprint(HashAlg::Sha256).to_string(), comment))
 }
 
 fn ssh_approval(
@@ -560,16 +593,10 @@ pub fn approve(
     };
     let approval = match (&request.key, &request.gpg, &request.signature) {
         (Some(key_path), None, None) => {
-            let (signature, fingerprint, key) = sign_ssh(key_path, &namespace, &loaded.bytes)?;
-            ssh_approval(
-                &judge,
-                request,
-                signature,
-                fingerprint,
-                key.comment().to_string(),
-                key.public_key().key_data(),
-                now,
-            )?
+            let (signature, fingerprint, comment) = sign_ssh(key_path, &namespace, &loaded.bytes)?;
+            let parsed =
+                SshSig::from_pem(signature.trim().as_bytes()).map_err(|e| Error::invalid(key_path, e.to_string()))?;
+            ssh_approval(&judge, request, signature, fingerprint, comment, parsed.public_key(), now)?
         }
         (None, Some(key_id), None) => {
             let signature = crate::openpgp::sign_with_gpg(key_id, &loaded.path)?;
@@ -622,4 +649,31 @@ pub fn approve(
     );
     crate::atomic::write_atomic(&approvals_path(&loaded.path), text.as_bytes())?;
     Ok(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ECDSA signatures made by ssh-key must verify with ssh-key, every time (mpint encoding of r
+    /// and s has a leading-zero rule that is easy to get wrong one time in a few hundred).
+    #[test]
+    fn ecdsa_sign_verify_round_trips() {
+        for algorithm in
+            [ssh_key::Algorithm::Ed25519, ssh_key::Algorithm::Ecdsa { curve: ssh_key::EcdsaCurve::NistP256 }]
+        {
+            let key = PrivateKey::random(&mut ssh_key::rand_core::OsRng, algorithm.clone()).unwrap();
+            let mut failures = 0;
+            for i in 0..300u32 {
+                let message = format!("manifest {i}");
+                let signature = key.sign("risk-manager@shipshape", HashAlg::Sha512, message.as_bytes()).unwrap();
+                let pem = signature.to_pem(LineEnding::LF).unwrap();
+                let parsed = SshSig::from_pem(pem.as_bytes()).unwrap();
+                if key.public_key().verify("risk-manager@shipshape", message.as_bytes(), &parsed).is_err() {
+                    failures += 1;
+                }
+            }
+            assert_eq!(failures, 0, "{algorithm:?}");
+        }
+    }
 }

@@ -114,7 +114,8 @@ fn ssh_keygen_verifies_our_signatures() {
     for (key, role, principal) in
         [("jane", "risk-manager", "jane@example.com"), ("john", "engineering-lead", "john@example.com")]
     {
-        assert!(s.approve(&s.manifest, role, key).status.success());
+        let output = s.approve(&s.manifest, role, key);
+        assert!(output.status.success(), "{key}: {}", stderr_of(&output));
         let index = if key == "jane" { 0 } else { 1 };
         let signature = s.ws.temp.path().join(format!("{key}.sig"));
         fs::write(&signature, signature_of(&s.approvals_file(&s.manifest), index)).unwrap();
@@ -511,4 +512,25 @@ fn expired_or_broken_manifests_are_not_approved() {
     fs::write(&backup, "tampered\n").unwrap();
     threat(s.approve(&s.manifest, "risk-manager", "jane"), "fails verification, so it cannot be approved: backup");
     assert!(!s.approvals_file(&s.manifest).exists());
+}
+
+/// Keys the Rust SSH library cannot read (PEM-format keys; about one ssh-keygen ECDSA key in 400)
+/// are signed through ssh-keygen, and the approval counts the same.
+#[test]
+fn keys_the_library_cannot_read_are_signed_through_ssh_keygen() {
+    let s = Setup::new();
+    let path = s.keys.join("pem");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ecdsa", "-b", "256", "-m", "PEM", "-N", "", "-C", "Pam Pem", "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(fs::read_to_string(&path).unwrap().starts_with("-----BEGIN EC PRIVATE KEY-----"));
+    add_signer(&s.ws, &format!("pam@example.com namespaces=\"risk-manager@shipshape\" {}", public(&path)));
+    let output = s.approve(&s.manifest, "risk-manager", "pem");
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let file = yaml_value(&s.approvals_file(&s.manifest));
+    assert_eq!(file["approvals"][0]["name"], "Pam Pem");
+    assert_eq!(file["approvals"][0]["email"], "pam@example.com");
 }
