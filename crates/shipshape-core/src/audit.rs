@@ -151,9 +151,12 @@ pub fn inventory(workspace: &Workspace) -> Result<Vec<Candidate>> {
     let root = &workspace.root;
     let mut matchers = matchers(config)?;
     let mut found = Vec::new();
+    // A deploy target inside the workspace holds deployed copies, not sources: never audit it.
+    let target =
+        config.deploy.as_ref().map(|d| Path::new(&d.target)).filter(|t| t.is_relative()).map(|t| t.to_path_buf());
     let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter().filter_entry(|e| {
         let relative = e.path().strip_prefix(root).unwrap_or(e.path());
-        !(relative == Path::new(".git") || relative == Path::new(RELEASE_DIR))
+        !(relative == Path::new(".git") || relative == Path::new(RELEASE_DIR) || target.as_deref() == Some(relative))
     });
     for entry in walker {
         let entry = entry.map_err(|e| {

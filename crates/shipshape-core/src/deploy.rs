@@ -663,7 +663,14 @@ pub fn plan(
     environment: &str,
     now: Time,
 ) -> Result<Plan> {
-    let txid = format!("tx_{}_{}", now.compact(), std::process::id());
+    // Unique even for two transactions in one second in one process (the demo runs in-process).
+    static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let txid = format!(
+        "tx_{}_{}_{}",
+        now.compact(),
+        std::process::id(),
+        SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let mut changes = Vec::new();
     let mut unchanged = 0;
     let (base, state_path) = match target.mode {

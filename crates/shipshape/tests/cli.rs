@@ -85,14 +85,57 @@ fn makefile_targets_run_shipshape_or_say_plainly_they_cannot() {
         "release-manifest runs validation first"
     );
     assert!(String::from_utf8_lossy(&manifest.stdout).contains("verified release_20251012_190000"));
-    for (target, command) in
-        [("release-deploy", "deploy"), ("release-rollback", "rollback"), ("release-status", "status")]
-    {
-        let output = make(&ws, target);
-        assert!(!output.status.success(), "{target} must fail");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(&format!("'shipshape {command}' is not available")), "{target}: {stderr}");
-    }
+    // The deploy targets run shipshape too (the example deploys into its production/ directory).
+    let keys = ws.temp.path();
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "jane", "-f"])
+            .arg(keys.join("jane"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let public = fs::read_to_string(keys.join("jane.pub")).unwrap();
+    let mut signers = fs::read_to_string(ws.path("release/allowed_signers")).unwrap();
+    signers.push_str(&format!("jane@example.com namespaces=\"risk-manager@shipshape\" {public}"));
+    fs::write(ws.path("release/allowed_signers"), signers).unwrap();
+    let make_with = |target: &str, flags: &str, now: &str| {
+        Command::new("make")
+            .args(["-s", target, flags])
+            .arg(format!("SHIPSHAPE={}", assert_cmd::cargo::cargo_bin("shipshape").display()))
+            .current_dir(&ws.root)
+            .env("SHIPSHAPE_NOW", now)
+            .output()
+            .unwrap()
+    };
+    let hotfix = make_with("release-manifest", "MANIFEST_FLAGS=--type hotfix", "2025-10-12T20:00:00+05:30");
+    assert!(hotfix.status.success(), "{}", String::from_utf8_lossy(&hotfix.stderr));
+    let manifest =
+        ws.manifests().into_iter().filter(|p| !p.to_string_lossy().ends_with(".approvals.yaml")).next_back().unwrap();
+    ws.cmd_at("2025-10-12T20:00:00+05:30")
+        .arg("approve")
+        .arg(&manifest)
+        .args(["--role", "risk-manager", "--key"])
+        .arg(keys.join("jane"))
+        .assert()
+        .success();
+    let without_yes = make(&ws, "release-deploy");
+    assert!(!without_yes.status.success(), "no terminal, no --yes: refused");
+    assert!(String::from_utf8_lossy(&without_yes.stderr).contains("pass --yes"));
+    let deploy = make_with("release-deploy", "DEPLOY_FLAGS=--yes", "2025-10-12T20:00:00+05:30");
+    assert!(deploy.status.success(), "{}", String::from_utf8_lossy(&deploy.stderr));
+    assert!(ws.path("production/src/app/config.py").exists());
+    let status = make_with("release-status", "DEPLOY_FLAGS=", "2025-10-12T20:00:00+05:30");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("in sync"));
+    let rollback = make_with("release-rollback", "ROLLBACK_FLAGS=--yes", "2025-10-12T20:00:00+05:30");
+    // The release before it was never approved: rolling back to it is refused, and says why.
+    assert!(!rollback.status.success());
+    let stderr = String::from_utf8_lossy(&rollback.stderr);
+    assert!(
+        stderr.contains("release_20251012_190000.yaml is not trusted") && stderr.contains("needs more approvals"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -46,7 +46,9 @@ impl Setup {
         let mut signers = fs::read_to_string(ws.path("release/allowed_signers")).unwrap();
         signers.push_str(&format!("jane@example.com namespaces=\"risk-manager@shipshape\" {public}"));
         fs::write(ws.path("release/allowed_signers"), signers).unwrap();
-        let mut config = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
+        // The example's own [deploy] section (last in its file) is replaced by this test's.
+        let config = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
+        let mut config = config.split("\n[deploy]\n").next().unwrap().to_string();
         config.push_str(&format!("\n[deploy]\ntarget = \"../prod\"\nmode = \"{mode}\"\n{checks}"));
         fs::write(ws.path("shipshape.toml"), config).unwrap();
         Setup { ws, target, key, mode }

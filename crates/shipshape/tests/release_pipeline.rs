@@ -165,6 +165,11 @@ fn test_release_manifest_generation() {
 #[test]
 fn second_manifest_chains_and_its_rollback_plan_works() {
     let ws = Workspace::example_git();
+    // Without a [deploy] target the rollback plan restores the workspace files from the backups
+    // (the deploy tests cover the plan that runs `shipshape rollback`).
+    let config = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
+    ws.write("shipshape.toml", config.split("\n[deploy]\n").next().unwrap().as_bytes());
+    ws.git(&["commit", "-q", "-am", "no deploy target"]);
     let first = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let original_config = fs::read(ws.path("src/app/config.py")).unwrap();
     let tuned = String::from_utf8(original_config.clone()).unwrap().replace("0.62", "0.64");

@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
-"""The promotion checklist's test step: the released configs must parse and hold sane values.
+"""The promotion checklist's test step (and the post-deploy check, with --root TARGET): the
+released configs must parse and hold sane values.
 
 Reads only; writes nothing (no bytecode), so it can run inside a release workspace.
 """
 
+import argparse
 import ast
+import os
 import sys
 
+parser = argparse.ArgumentParser(description="Check the released configs.")
+parser.add_argument("--root", default=".", help="where the configs are (default: the workspace; a deploy target after deploy)")
+root = parser.parse_args().root
+
 errors = []
-with open("src/app/config.py", encoding="utf-8") as source:
+with open(os.path.join(root, "src/app/config.py"), encoding="utf-8") as source:
     tree = ast.parse(source.read(), "src/app/config.py")
 settings = {}
 for node in ast.walk(tree):
@@ -25,7 +32,7 @@ for key in ("intraday_max_position", "swing_max_position"):
     value = settings.get(key)
     if not isinstance(value, float) or not 0.0 < value <= 0.1:
         errors.append(f"src/app/config.py: {key} = {value!r}, expected a fraction in (0, 0.1]")
-with open("search_space.yaml", encoding="utf-8") as space:
+with open(os.path.join(root, "search_space.yaml"), encoding="utf-8") as space:
     if "student_model:" not in space.read():
         errors.append("search_space.yaml: no student_model section")
 for error in errors:

@@ -94,6 +94,10 @@ fn manifest_args(release_type: ReleaseTypeArg, ticket: &str) -> ManifestArgs {
     }
 }
 
+fn deploy_args(manifest: Option<PathBuf>) -> crate::cli::DeployArgs {
+    crate::cli::DeployArgs { manifest, yes: true, dry_run: false }
+}
+
 fn approve_args(manifest: &Path, role: &str, key: &Path) -> crate::cli::ApproveArgs {
     crate::cli::ApproveArgs {
         manifest: manifest.to_path_buf(),
@@ -238,6 +242,33 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  {command}");
     }
 
+    step("Phase 4: Production Deployment (make release-deploy)");
+    command_line(&format!("shipshape deploy {} --yes", first_rel.display()));
+    expect_success(super::deploy::deploy(&ws, &deploy_args(Some(first_rel.clone())))?, "deploy")?;
+    command_line("shipshape deploy --yes   # the newest approved manifest: the hotfix");
+    expect_success(super::deploy::deploy(&ws, &deploy_args(None))?, "deploy")?;
+    command_line("shipshape status");
+    expect_success(super::status::status(&ws, &crate::cli::StatusArgs { deep: false, json: false })?, "status")?;
+
+    step("Rollback (make release-rollback)");
+    command_line("shipshape rollback --yes --reason \"demo: back to the minor release\"");
+    expect_success(
+        super::deploy::rollback(
+            &ws,
+            &crate::cli::RollbackArgs {
+                to: None,
+                reason: Some("demo: back to the minor release".into()),
+                yes: true,
+                dry_run: false,
+            },
+        )?,
+        "rollback",
+    )?;
+    command_line("shipshape status");
+    expect_success(super::status::status(&ws, &crate::cli::StatusArgs { deep: false, json: false })?, "status")?;
+    command_line("shipshape history");
+    expect_success(super::status::history(&ws, &crate::cli::HistoryArgs { json: false })?, "history")?;
+
     step("Tamper drill: one byte of the first manifest changed, in a copy of the workspace");
     let tampered =
         dir.with_file_name(format!("{}-tampered", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
@@ -274,7 +305,8 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!("tampered copy:   {}", tampered.display());
     println!("demo keys:       {} (made for this demo only; never commit private keys)", keys.display());
     println!("next steps:      cd {} && shipshape verify --artifacts   (or: make release-manifest)", dir.display());
-    println!("still to come:   deploy, rollback, monitoring and the dashboard (see the open issues)");
+    println!("production:      {} (the example's deploy target)", dir.join("production").display());
+    println!("still to come:   monitoring and the dashboard (see the open issues)");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -59,8 +59,20 @@ fn run_recovery(workspace: &Workspace, target: &Target, context: &Context) -> an
     Ok(())
 }
 
+/// Who is running this: `$USER`, `$LOGNAME`, or what `whoami` says.
 fn deployer() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "unknown".into())
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(|| {
+            std::process::Command::new("whoami")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|u| !u.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// `shipshape deploy [MANIFEST] [--yes] [--dry-run]`.
