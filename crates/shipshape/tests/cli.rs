@@ -110,8 +110,7 @@ fn makefile_targets_run_shipshape_or_say_plainly_they_cannot() {
     };
     let hotfix = make_with("release-manifest", "MANIFEST_FLAGS=--type hotfix", "2025-10-12T20:00:00+05:30");
     assert!(hotfix.status.success(), "{}", String::from_utf8_lossy(&hotfix.stderr));
-    let manifest =
-        ws.manifests().into_iter().filter(|p| !p.to_string_lossy().ends_with(".approvals.yaml")).next_back().unwrap();
+    let manifest = ws.manifests().into_iter().rfind(|p| !p.to_string_lossy().ends_with(".approvals.yaml")).unwrap();
     ws.cmd_at("2025-10-12T20:00:00+05:30")
         .arg("approve")
         .arg(&manifest)
