@@ -2,12 +2,14 @@
 # Benchmarks against reference tools on the same files, in the same run, reported as ratios
 # (this machine is shared and noisy: ratios travel, absolute times do not).
 #
-#   scripts/bench.sh [audit|score]      (default: all benchmarks)
+#   scripts/bench.sh [audit|score|deploy]      (default: all benchmarks)
 #
 # audit: `shipshape audit` over 1 x 1 GiB + 8 x 128 MiB files vs `openssl dgst -sha256` and
 #        `sha256sum` over the same files: the single large file, and the whole set.
 # score: `shipshape score` over 10 million JSON-lines events (parsing included) vs `wc -l` (reading
 #        only, the floor) and Python's json module (parsing only, on the first million lines).
+# deploy: first deploy of 1 x 1 GiB + 200 small files (copy mode) vs `cp -r` + `sync`; a redeploy
+#        where only one config changed under the 1 GiB model; rollback in symlink and copy mode.
 # Each command runs RUNS times (default 5) after one warm-up; the median is reported. Files are
 # generated once under BENCH_DIR (default /tmp/shipshape-bench) and reused.
 set -euo pipefail
@@ -111,9 +113,96 @@ for line in open(sys.argv[1], "rb"):
   echo "shipshape vs python json: $(awk -v a="$p" -v b="$s" 'BEGIN { printf "%.1f", (a * 10) / b }')x faster per event"
 }
 
+seconds() { # run a command once (after flushing earlier writes), print its wall time in seconds
+  local start end
+  sync
+  start=$(date +%s.%N)
+  "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
+  end=$(date +%s.%N)
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.4f", b - a }'
+}
+
+# A workspace of 1 x 1 GiB model + 200 small configs, one approver, deploying into $1/prod ($2 mode).
+deploy_workspace() {
+  local dir=$1 mode=$2
+  rm -rf "$dir" && mkdir -p "$dir/ws/data/models" "$dir/ws/configs" "$dir/ws/release"
+  cp "$BENCH_DIR/files/big.bin" "$dir/ws/data/models/model.bin"
+  for i in $(seq 1 200); do printf 'threshold_%d = %d\n' "$i" "$i" >"$dir/ws/configs/c$i.toml"; done
+  cat >"$dir/ws/shipshape.toml" <<TOML
+[artifacts.configs]
+include = ["configs/*.toml"]
+[artifacts.models]
+include = ["data/models/*.bin"]
+[deploy]
+target = "../prod"
+mode = "$mode"
+TOML
+  cat >"$dir/ws/release/policy.yaml" <<YAML
+schema_version: 1
+roles: {release-manager: {display_name: Release Manager}}
+release_types:
+  major: [{roles: [release-manager], count: 1}]
+  minor: [{roles: [release-manager], count: 1}]
+  hotfix: [{roles: [release-manager], count: 1}]
+YAML
+  ssh-keygen -q -t ed25519 -N '' -C bench -f "$dir/key"
+  echo "bench@example.com $(cat "$dir/key.pub")" >"$dir/ws/release/allowed_signers"
+}
+
+release_in() { # dir time: audit, manifest, approve
+  (cd "$1/ws" && export SHIPSHAPE_NOW=$2 && "$BIN" -q audit >/dev/null && m=$("$BIN" -q manifest --allow-unvalidated --type hotfix 2>/dev/null) \
+    && "$BIN" -q approve "$m" --role release-manager --key ../key >/dev/null 2>&1)
+}
+
+bench_deploy() {
+  [ -f "$BENCH_DIR/files/big.bin" ] || bench_audit >/dev/null
+  local d="$BENCH_DIR/deploy"
+  deploy_workspace "$d" copy
+  release_in "$d" 2025-10-12T19:00:00Z
+  sync
+  local first cpsync redeploy rollback_copy cp_rollback
+  first=$(cd "$d/ws" && SHIPSHAPE_NOW=2025-10-12T19:00:00Z seconds "$BIN" -q deploy --yes)
+  rm -rf "$d/cpcopy"
+  cpsync=$(seconds sh -c "cp -r '$d/ws/data' '$d/ws/configs' '$d/cpcopy' 2>/dev/null || (mkdir -p '$d/cpcopy' && cp -r '$d/ws/data' '$d/ws/configs' '$d/cpcopy/'); sync")
+  echo "threshold_1 = 2" >"$d/ws/configs/c1.toml"
+  release_in "$d" 2025-10-12T20:00:00Z
+  redeploy=$(cd "$d/ws" && SHIPSHAPE_NOW=2025-10-12T20:00:00Z seconds "$BIN" -q deploy --yes)
+  rollback_copy=$(cd "$d/ws" && SHIPSHAPE_NOW=2025-10-12T21:00:00Z seconds "$BIN" -q rollback --yes)
+  # Copy-mode rollback of the model itself: release 3 has a different 1 GiB model; roll back from it.
+  head -c 16 /dev/urandom | dd of="$d/ws/data/models/model.bin" bs=16 count=1 conv=notrunc status=none 2>/dev/null || true
+  release_in "$d" 2025-10-12T22:00:00Z
+  (cd "$d/ws" && SHIPSHAPE_NOW=2025-10-12T22:00:00Z "$BIN" -q deploy --yes >/dev/null)
+  sync
+  cp_rollback=$(seconds sh -c "cp '$BENCH_DIR/files/big.bin' '$d/cp-model.bin'; sync")
+  local model_rollback
+  model_rollback=$(cd "$d/ws" && SHIPSHAPE_NOW=2025-10-12T23:00:00Z seconds "$BIN" -q rollback --yes)
+
+  local s="$BENCH_DIR/deploy-symlink"
+  deploy_workspace "$s" symlink
+  release_in "$s" 2025-10-12T19:00:00Z
+  (cd "$s/ws" && SHIPSHAPE_NOW=2025-10-12T19:00:00Z "$BIN" -q deploy --yes >/dev/null)
+  echo "threshold_1 = 2" >"$s/ws/configs/c1.toml"
+  release_in "$s" 2025-10-12T20:00:00Z
+  local symlink_redeploy symlink_rollback
+  symlink_redeploy=$(cd "$s/ws" && SHIPSHAPE_NOW=2025-10-12T20:00:00Z seconds "$BIN" -q deploy --yes)
+  symlink_rollback=$(cd "$s/ws" && SHIPSHAPE_NOW=2025-10-12T21:00:00Z seconds "$BIN" -q rollback --yes)
+
+  echo
+  echo "deploy (single runs, seconds; whole commands including verification of every object)"
+  printf '%-62s %10s\n' "first deploy, 1 GiB + 200 files, copy mode" "$first"
+  printf '%-62s %10s  ratio %s\n' "  cp -r of the same files + sync" "$cpsync" "$(ratio "$first" "$cpsync")"
+  printf '%-62s %10s\n' "redeploy, one config changed under the 1 GiB model, copy mode" "$redeploy"
+  printf '%-62s %10s\n' "redeploy, one config changed, symlink mode" "$symlink_redeploy"
+  printf '%-62s %10s\n' "rollback of that config change, copy mode" "$rollback_copy"
+  printf '%-62s %10s\n' "rollback, symlink mode (one rename)" "$symlink_rollback"
+  printf '%-62s %10s\n' "rollback of a changed 1 GiB model, copy mode" "$model_rollback"
+  printf '%-62s %10s  ratio %s\n' "  cp of the 1 GiB model + sync" "$cp_rollback" "$(ratio "$model_rollback" "$cp_rollback")"
+}
+
 case "$which" in
   audit) bench_audit ;;
   score) bench_score ;;
-  all) bench_audit; bench_score ;;
-  *) echo "unknown benchmark: $which (audit, score)"; exit 2 ;;
+  deploy) bench_deploy ;;
+  all) bench_audit; bench_score; bench_deploy ;;
+  *) echo "unknown benchmark: $which (audit, score, deploy)"; exit 2 ;;
 esac

@@ -569,7 +569,12 @@ pub fn approve(
     let integrity = crate::verify::verify_loaded(
         workspace,
         loaded,
-        crate::verify::VerifyOptions { artifacts: false, integrity_only: true, for_rollback: false },
+        crate::verify::VerifyOptions {
+            artifacts: false,
+            integrity_only: true,
+            for_rollback: false,
+            use_verified_cache: false,
+        },
         now,
         &crate::hash::NoProgress,
     );

@@ -540,6 +540,7 @@ fn materialise_release(
     let previous_state =
         previous.map(|p| read_state(&target.release_dir(&p.release_id).with_extension("state.yaml"))).transpose()?;
     let mut state = TargetState { release_id: Some(release.release_id.clone()), files: BTreeMap::new() };
+    let mut relinked = Vec::new();
     for (index, (path, (hash, _))) in release.files.iter().enumerate() {
         let rel = RelPath::new(path).map_err(|rule| Error::invalid(&target.root, format!("{path}: {rule}")))?;
         let destination = rel.under(&staging);
@@ -553,7 +554,9 @@ fn materialise_release(
             .then_some(source)
         });
         match reused {
-            Some(source) if fs::hard_link(&source, &destination).is_ok() => {}
+            Some(source) if fs::hard_link(&source, &destination).is_ok() => {
+                relinked.push((path.clone(), *hash, source))
+            }
             _ => {
                 materialise(workspace, hash, &destination, &format!("shipshape-{txid}"))?;
             }
@@ -565,6 +568,16 @@ fn materialise_release(
     fs::rename(&staging, &final_dir).at(&final_dir, "renaming into place")?;
     // The stat cache records the final paths' inodes (unchanged by the rename).
     write_state(&state_path, &state)?;
+    // Linking changed the shared inodes' ctime (link count): refresh the previous release's cache,
+    // or its intact files would look tampered with at the next rollback.
+    if let (Some(previous), false) = (previous, relinked.is_empty()) {
+        let previous_path = target.release_dir(&previous.release_id).with_extension("state.yaml");
+        let mut previous_state = read_state(&previous_path)?;
+        for (path, hash, source) in relinked {
+            previous_state.files.insert(path, FileStat::of(&source, hash)?);
+        }
+        write_state(&previous_path, &previous_state)?;
+    }
     sync_dir(&target.releases())
 }
 
@@ -918,25 +931,32 @@ fn run_phases(
                 sync_dir(&dir)?;
             }
             journal.phase("switched", now)?;
-            // Re-hash what was written; record the stat cache for the next deploy.
-            let mut others = vec![&plan.to];
-            if let Some(from) = &plan.from {
-                others.push(from);
-            }
-            let state = converge_copy(workspace, target, Some(&plan.to), &others, &plan.txid)?;
-            for change in plan.changes.iter().filter(|c| c.new.is_some()) {
-                let rel = RelPath::new(&change.path).map_err(|rule| Error::invalid(&target.root, rule.to_string()))?;
+            // Re-hash what was written (once), and record the stat cache for the next deploy.
+            let cached = read_state(&target.state_path())?;
+            let mut state = TargetState { release_id: Some(plan.to.release_id.clone()), files: BTreeMap::new() };
+            let changed: BTreeMap<&str, &Change> = plan.changes.iter().map(|c| (c.path.as_str(), c)).collect();
+            for (path, (hash, _)) in &plan.to.files {
+                let rel = RelPath::new(path).map_err(|rule| Error::invalid(&target.root, rule.to_string()))?;
                 let live = target.confined(&target.root, &rel)?;
-                let (actual, _) = hash_file(&live, &NoProgress)?;
-                if Some(actual) != change.new {
-                    return Err(Error::Check(format!(
-                        "{} holds {actual} after the switch, expected {:?}",
-                        live.display(),
-                        change.new
-                    )));
+                if changed.contains_key(path.as_str()) {
+                    let (actual, _) = hash_file(&live, &NoProgress)?;
+                    if actual != *hash {
+                        return Err(Error::Check(format!(
+                            "{} holds {actual} after the switch, expected {hash}",
+                            live.display()
+                        )));
+                    }
+                    state.files.insert(path.clone(), FileStat::of(&live, *hash)?);
+                } else {
+                    // Unchanged: the plan found it holding this hash (through the cache or by hashing).
+                    let stat = match cached.files.get(path).filter(|s| s.hash == *hash && s.still_matches(&live)) {
+                        Some(stat) => stat.clone(),
+                        None => FileStat::of(&live, *hash)?,
+                    };
+                    state.files.insert(path.clone(), stat);
                 }
             }
-            let _ = state;
+            write_state(&target.state_path(), &state)?;
         }
         DeployMode::Symlink => {
             materialise_release(workspace, target, &plan.to, plan.from.as_ref(), &plan.txid)?;

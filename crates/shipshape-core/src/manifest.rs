@@ -676,6 +676,10 @@ pub fn create(
             return Err(e);
         }
     };
+    // Every object was re-hashed above (copied, or verified in place) and its backup linked, which
+    // moved its ctime: stamp them now so that a deploy need not hash unchanged models again.
+    let digests: Vec<Digest> = manifest.artifacts.iter().map(|(_, a)| a.hash).collect();
+    let _ = store.record_verified(&digests);
     let bytes = text.into_bytes();
     let digest = Digest::of(&bytes);
     Ok(ManifestOutcome {

@@ -122,6 +122,83 @@ impl StagedObject {
     }
 }
 
+/// An object's stat when it was last fully verified: size, times and inode. Any write to the file
+/// (or a chmod to make one possible) moves its ctime, which user space cannot set back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stamp {
+    /// Size.
+    pub size: u64,
+    /// Modification time (ns).
+    pub mtime_ns: i64,
+    /// Change time (ns).
+    pub ctime_ns: i64,
+    /// Inode.
+    pub ino: u64,
+}
+
+impl Stamp {
+    /// The stamp of `path` now.
+    pub fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(path).ok()?;
+        Some(Stamp {
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            ino: meta.ino(),
+        })
+    }
+}
+
+/// Objects verified by a full re-hash, with their stamps (`release/store/verified.yaml`). Deploy and
+/// rollback use it for objects they do not copy, so a redeploy costs what it changes, not the size of
+/// every model; objects they copy are re-hashed as they are read, and `shipshape verify` always
+/// re-hashes everything.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedCache {
+    /// By object hex digest.
+    pub objects: std::collections::BTreeMap<String, Stamp>,
+}
+
+impl Store {
+    fn cache_path(&self) -> PathBuf {
+        self.root.join("verified.yaml")
+    }
+
+    /// The cache (empty when missing or unreadable: it only ever saves work).
+    pub fn verified_cache(&self) -> VerifiedCache {
+        crate::yaml::read::<VerifiedCache>(&self.cache_path()).map(|(cache, _)| cache).unwrap_or_default()
+    }
+
+    /// Whether `digest` was fully verified and its file is untouched since.
+    pub fn verified_unchanged(&self, cache: &VerifiedCache, digest: &Digest) -> bool {
+        cache
+            .objects
+            .get(&digest.hex())
+            .is_some_and(|stamp| Stamp::of(&self.object_path(digest)).as_ref() == Some(stamp))
+    }
+
+    /// Record objects just verified by a full re-hash.
+    pub fn record_verified(&self, digests: &[Digest]) -> Result<()> {
+        if digests.is_empty() || !self.root.is_dir() {
+            return Ok(());
+        }
+        let mut cache = self.verified_cache();
+        for digest in digests {
+            if let Some(stamp) = Stamp::of(&self.object_path(digest)) {
+                cache.objects.insert(digest.hex(), stamp);
+            }
+        }
+        let text = format!(
+            "# Store objects verified by a full re-hash, with their stat. A cache: safe to delete.\n{}",
+            crate::yaml::to_string(&cache)?
+        );
+        crate::atomic::write_atomic(&self.cache_path(), text.as_bytes())
+    }
+}
+
 /// Link (or, where links are impossible, copy) the store object at `object` to `backup`.
 pub fn link_or_copy(object: &Path, backup: &Path) -> Result<()> {
     if let Some(parent) = backup.parent() {

@@ -82,6 +82,9 @@ pub struct VerifyOptions {
     /// Judging an earlier release to roll back to: integrity and approvals, but not expiry or
     /// anti-rollback (going back is exactly what those refuse for a deploy).
     pub for_rollback: bool,
+    /// Skip re-hashing store objects fully verified before and untouched since (see
+    /// [`crate::store::VerifiedCache`]); for deploy and rollback, which re-hash what they copy.
+    pub use_verified_cache: bool,
 }
 
 enum Job {
@@ -111,7 +114,7 @@ pub fn trusted(
     now: Time,
     progress: &dyn Progress,
 ) -> Result<(LoadedManifest, VerifyReport)> {
-    trusted_with(workspace, path, VerifyOptions::default(), now, progress)
+    trusted_with(workspace, path, VerifyOptions { use_verified_cache: true, ..VerifyOptions::default() }, now, progress)
 }
 
 /// [`trusted`] for a release being rolled back to (no expiry or anti-rollback checks).
@@ -121,7 +124,13 @@ pub fn trusted_for_rollback(
     now: Time,
     progress: &dyn Progress,
 ) -> Result<(LoadedManifest, VerifyReport)> {
-    trusted_with(workspace, path, VerifyOptions { for_rollback: true, ..VerifyOptions::default() }, now, progress)
+    trusted_with(
+        workspace,
+        path,
+        VerifyOptions { for_rollback: true, use_verified_cache: true, ..VerifyOptions::default() },
+        now,
+        progress,
+    )
 }
 
 fn trusted_with(
@@ -274,8 +283,17 @@ pub fn verify_loaded(
     let mut jobs = Vec::new();
     let mut seen_objects = HashSet::new();
     let store = workspace.store();
+    let cache = if options.use_verified_cache { store.verified_cache() } else { Default::default() };
     for (_, artifact) in manifest.artifacts.iter() {
         if seen_objects.insert(artifact.hash) {
+            if options.use_verified_cache && store.verified_unchanged(&cache, &artifact.hash) {
+                report.push(
+                    "store object",
+                    format!("{} ({})", artifact.path, artifact.hash),
+                    Ok("verified before, untouched since".into()),
+                );
+                continue;
+            }
             jobs.push((Job::Object(artifact.hash, artifact.size), artifact.size));
         }
     }
@@ -330,10 +348,19 @@ pub fn verify_loaded(
     });
     progress.finish();
     let mut failed_objects = HashSet::new();
+    let mut verified = Vec::new();
     for ((job, _), outcome) in jobs.iter().zip(&results) {
-        if let (Job::Object(digest, _), Err(_)) = (job, outcome) {
-            failed_objects.insert(*digest);
+        match (job, outcome) {
+            (Job::Object(digest, _), Err(_)) => {
+                failed_objects.insert(*digest);
+            }
+            (Job::Object(digest, _), Ok(_)) => verified.push(*digest),
+            _ => {}
         }
+    }
+    // Only the mutating commands (deploy, rollback) keep the cache; `verify` writes nothing.
+    if options.use_verified_cache {
+        let _ = store.record_verified(&verified);
     }
     let path_of = |digest: &Digest| {
         manifest.artifacts.iter().find(|(_, a)| a.hash == *digest).map(|(_, a)| a.path.to_string()).unwrap_or_default()

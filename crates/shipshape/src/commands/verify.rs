@@ -16,7 +16,12 @@ pub fn run(context: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         None => manifest::newest_path(&workspace)?,
     };
     let progress = context.progress();
-    let options = VerifyOptions { artifacts: args.artifacts, integrity_only: args.integrity_only, for_rollback: false };
+    let options = VerifyOptions {
+        artifacts: args.artifacts,
+        integrity_only: args.integrity_only,
+        for_rollback: false,
+        use_verified_cache: false,
+    };
     let report = verify::verify(&workspace, &path, options, context.now(), progress.as_ref())?;
     if args.json {
         super::print_json(&serde_json::json!({
