@@ -1003,8 +1003,8 @@ fn stage_file(workspace: &Workspace, hash: &Digest, temp: &Path) -> Result<()> {
     let object = workspace.store().object_path(hash);
     let input = File::open(&object)
         .map_err(|e| Error::Check(format!("store object {hash} cannot be read ({e}): run `shipshape verify`")))?;
-    let mut output = OpenOptions::new().write(true).create(true).truncate(true).open(temp).at(temp, "creating")?;
-    let (digest, _) = hash_stream(input, Some(&mut output as &mut dyn Write), &NoProgress).at(temp, "writing")?;
+    let output = OpenOptions::new().write(true).create(true).truncate(true).open(temp).at(temp, "creating")?;
+    let (digest, _) = crate::hash::copy_hash_pipelined(input, &output).at(temp, "writing")?;
     if digest != *hash {
         return Err(Error::Check(format!(
             "store object {hash} is corrupt (it hashes to {digest}); nothing was switched"

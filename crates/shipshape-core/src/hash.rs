@@ -188,6 +188,72 @@ fn hash_pipelined(mut reader: impl Read + Send, progress: &dyn Progress) -> io::
     })
 }
 
+/// Copy `reader` to `writer` while hashing, on three threads — reading, hashing, writing — so that
+/// a large copy costs about as much as the slowest of the three, not their sum.
+pub fn copy_hash_pipelined(mut reader: impl Read + Send, mut writer: impl Write + Send) -> io::Result<(Digest, u64)> {
+    const BUFFERS: usize = 4;
+    const PIPE_CHUNK: usize = 1024 * 1024;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(BUFFERS);
+    let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
+    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(BUFFERS);
+    for _ in 0..BUFFERS {
+        let _ = empty_tx.send(vec![0u8; PIPE_CHUNK]);
+    }
+    // Only the writer recycles buffers: if it stops (a write error), the reader runs out of
+    // buffers, its channel closes, and everyone else stops too — no thread waits forever.
+    let recycle = empty_tx;
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Ok(mut buffer) = empty_rx.recv() {
+                let result = loop {
+                    match reader.read(&mut buffer) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        other => break other,
+                    }
+                };
+                let done = !matches!(result, Ok(n) if n > 0);
+                if full_tx.send(result.map(|n| (buffer, n))).is_err() || done {
+                    break;
+                }
+            }
+        });
+        let writer_thread = scope.spawn(move || -> io::Result<()> {
+            while let Ok((buffer, n)) = hashed_rx.recv() {
+                writer.write_all(&buffer[..n])?;
+                let _ = recycle.send(buffer);
+            }
+            writer.flush()
+        });
+        let mut hasher = Sha256::new();
+        let mut total = 0u64;
+        let mut read_error = None;
+        while let Ok(message) = full_rx.recv() {
+            match message {
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+                Ok((_, 0)) => break,
+                Ok((buffer, n)) => {
+                    hasher.update(&buffer[..n]);
+                    total += n as u64;
+                    if hashed_tx.send((buffer, n)).is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+            }
+        }
+        drop(hashed_tx);
+        drop(full_rx);
+        let written = writer_thread.join().unwrap_or_else(|_| Err(io::Error::other("writer thread panicked")));
+        if let Some(e) = read_error {
+            return Err(e);
+        }
+        written?;
+        Ok((Digest(hasher.finalize().into()), total))
+    })
+}
+
 /// Hash many files on all cores. Results come back in the order of `paths`; the first error (in
 /// that order) is returned.
 pub fn hash_files(paths: &[(PathBuf, u64)], progress: &dyn Progress) -> Result<Vec<(Digest, u64)>> {
@@ -268,6 +334,33 @@ mod tests {
             let (digest, n) = hash_pipelined(&data[..], &NoProgress).unwrap();
             assert_eq!((digest, n), (Digest::of(&data), len as u64), "{len}");
         }
+    }
+
+    #[test]
+    fn pipelined_copy_writes_identical_bytes() {
+        for len in [0, 5, 1024 * 1024, 3 * 1024 * 1024 + 11] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 % 241) as u8).collect();
+            let mut out = Vec::new();
+            let (digest, n) = copy_hash_pipelined(&data[..], &mut out).unwrap();
+            assert_eq!((digest, n), (Digest::of(&data), len as u64));
+            assert_eq!(out, data);
+        }
+    }
+
+    #[test]
+    fn pipelined_copy_reports_write_errors() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::StorageFull))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let data = vec![7u8; 5 * 1024 * 1024];
+        let err = copy_hash_pipelined(&data[..], Full).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
     }
 
     #[test]
