@@ -387,7 +387,13 @@ pub fn newest_bundle(workspace: &Workspace) -> Result<Option<PathBuf>> {
     Ok(names.pop().map(|name| dir.join(name)))
 }
 
-/// Hash of a bundle file's bytes.
-pub fn bundle_digest(bytes: &[u8]) -> Digest {
-    Digest::of(bytes)
+/// The bundle directory a command works on: the one the user named (a directory or its
+/// `bundle.yaml`, inside the workspace), or the newest.
+pub fn resolve_bundle(workspace: &Workspace, requested: Option<&Path>) -> Result<PathBuf> {
+    let dir = match requested {
+        Some(path) => workspace.resolve_user_path(path)?,
+        None => newest_bundle(workspace)?
+            .ok_or_else(|| Error::Usage("no audit bundle in release/ yet: run `shipshape audit` first".into()))?,
+    };
+    Ok(if dir.is_file() { dir.parent().map(Path::to_path_buf).unwrap_or(dir) } else { dir })
 }

@@ -1004,7 +1004,7 @@ fn stage_file(workspace: &Workspace, hash: &Digest, temp: &Path) -> Result<()> {
     let input = File::open(&object)
         .map_err(|e| Error::Check(format!("store object {hash} cannot be read ({e}): run `shipshape verify`")))?;
     let output = OpenOptions::new().write(true).create(true).truncate(true).open(temp).at(temp, "creating")?;
-    let (digest, _) = crate::hash::copy_hash_pipelined(input, &output).at(temp, "writing")?;
+    let (digest, _) = crate::hash::copy_hash_pipelined(input, &output, &NoProgress).at(temp, "writing")?;
     if digest != *hash {
         return Err(Error::Check(format!(
             "store object {hash} is corrupt (it hashes to {digest}); nothing was switched"

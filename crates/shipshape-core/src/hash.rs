@@ -147,50 +147,18 @@ pub fn hash_file_with(path: &Path, progress: &dyn Progress, read_ahead: bool) ->
     hash_stream(file, None, progress).at(path, "reading")
 }
 
-/// Hash with one thread reading ahead into a small ring of buffers and this thread hashing.
-fn hash_pipelined(mut reader: impl Read + Send, progress: &dyn Progress) -> io::Result<(Digest, u64)> {
-    const BUFFERS: usize = 4;
-    const PIPE_CHUNK: usize = 1024 * 1024;
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(BUFFERS);
-    let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(BUFFERS);
-    for _ in 0..BUFFERS {
-        let _ = empty_tx.send(vec![0u8; PIPE_CHUNK]);
-    }
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            while let Ok(mut buffer) = empty_rx.recv() {
-                let result = loop {
-                    match reader.read(&mut buffer) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        other => break other,
-                    }
-                };
-                let done = !matches!(result, Ok(n) if n > 0);
-                if full_tx.send(result.map(|n| (buffer, n))).is_err() || done {
-                    break;
-                }
-            }
-        });
-        let mut hasher = Sha256::new();
-        let mut total = 0u64;
-        while let Ok(message) = full_rx.recv() {
-            let (buffer, n) = message?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-            total += n as u64;
-            progress.advance(n as u64);
-            let _ = empty_tx.send(buffer);
-        }
-        drop(empty_tx);
-        Ok((Digest(hasher.finalize().into()), total))
-    })
+/// Hash with one thread reading ahead while this one hashes (the copy below, into nowhere).
+fn hash_pipelined(reader: impl Read + Send, progress: &dyn Progress) -> io::Result<(Digest, u64)> {
+    copy_hash_pipelined(reader, io::sink(), progress)
 }
 
 /// Copy `reader` to `writer` while hashing, on three threads — reading, hashing, writing — so that
 /// a large copy costs about as much as the slowest of the three, not their sum.
-pub fn copy_hash_pipelined(mut reader: impl Read + Send, mut writer: impl Write + Send) -> io::Result<(Digest, u64)> {
+pub fn copy_hash_pipelined(
+    mut reader: impl Read + Send,
+    mut writer: impl Write + Send,
+    progress: &dyn Progress,
+) -> io::Result<(Digest, u64)> {
     const BUFFERS: usize = 4;
     const PIPE_CHUNK: usize = 1024 * 1024;
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<io::Result<(Vec<u8>, usize)>>(BUFFERS);
@@ -237,6 +205,7 @@ pub fn copy_hash_pipelined(mut reader: impl Read + Send, mut writer: impl Write 
                 Ok((buffer, n)) => {
                     hasher.update(&buffer[..n]);
                     total += n as u64;
+                    progress.advance(n as u64);
                     if hashed_tx.send((buffer, n)).is_err() {
                         break; // the writer failed; its error is reported below
                     }
@@ -341,7 +310,7 @@ mod tests {
         for len in [0, 5, 1024 * 1024, 3 * 1024 * 1024 + 11] {
             let data: Vec<u8> = (0..len).map(|i| (i * 13 % 241) as u8).collect();
             let mut out = Vec::new();
-            let (digest, n) = copy_hash_pipelined(&data[..], &mut out).unwrap();
+            let (digest, n) = copy_hash_pipelined(&data[..], &mut out, &NoProgress).unwrap();
             assert_eq!((digest, n), (Digest::of(&data), len as u64));
             assert_eq!(out, data);
         }
@@ -359,7 +328,7 @@ mod tests {
             }
         }
         let data = vec![7u8; 5 * 1024 * 1024];
-        let err = copy_hash_pipelined(&data[..], Full).unwrap_err();
+        let err = copy_hash_pipelined(&data[..], Full, &NoProgress).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
     }
 

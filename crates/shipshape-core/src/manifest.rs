@@ -507,16 +507,7 @@ pub fn create(
     now: Time,
     progress: &dyn Progress,
 ) -> Result<ManifestOutcome> {
-    let bundle_dir = match &request.bundle {
-        Some(path) => workspace.resolve_user_path(path)?,
-        None => audit::newest_bundle(workspace)?
-            .ok_or_else(|| Error::Usage("no audit bundle in release/ yet: run `shipshape audit` first".into()))?,
-    };
-    let bundle_dir = if bundle_dir.is_file() {
-        bundle_dir.parent().map(Path::to_path_buf).unwrap_or(bundle_dir)
-    } else {
-        bundle_dir
-    };
+    let bundle_dir = audit::resolve_bundle(workspace, request.bundle.as_deref())?;
     let bundle_rel = RelPath::from_walk(&workspace.root, &bundle_dir).map_err(|rule| Error::UnsafePath {
         origin: PathBuf::from("--bundle"),
         path: bundle_dir.display().to_string(),

@@ -221,16 +221,7 @@ fn bounds(metric: &str, min: Option<f64>, max: Option<f64>) -> String {
 
 /// Resolve the bundle and the checklist; fail on bad input before anything runs.
 pub fn plan(workspace: &Workspace, request: &ValidateRequest) -> Result<Plan> {
-    let bundle_dir = match &request.bundle {
-        Some(path) => workspace.resolve_user_path(path)?,
-        None => audit::newest_bundle(workspace)?
-            .ok_or_else(|| Error::Usage("no audit bundle in release/ yet: run `shipshape audit` first".into()))?,
-    };
-    let bundle_dir = if bundle_dir.is_file() {
-        bundle_dir.parent().map(Path::to_path_buf).unwrap_or(bundle_dir)
-    } else {
-        bundle_dir
-    };
+    let bundle_dir = audit::resolve_bundle(workspace, request.bundle.as_deref())?;
     audit::read_bundle(&bundle_dir)?;
     let config = &workspace.config;
     let (items, checklist_source) = match (&request.checklist_file, &config.validate.checklist_file) {
