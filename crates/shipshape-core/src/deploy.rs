@@ -62,6 +62,9 @@ pub struct Target {
     pub root: PathBuf,
     /// How files are put there.
     pub mode: DeployMode,
+    /// Directories already checked to be real directories (not symlinks), so each is checked once
+    /// per command rather than once per file below it.
+    checked_dirs: std::sync::Arc<std::sync::Mutex<BTreeSet<PathBuf>>>,
 }
 
 impl Target {
@@ -83,7 +86,12 @@ impl Target {
                 "deploy.target must not be the workspace or its release/ directory",
             ));
         }
-        Ok(Target { root, mode: deploy.mode })
+        Ok(Target::at(root, deploy.mode))
+    }
+
+    /// The target at `root` (already resolved) in `mode`.
+    pub fn at(root: PathBuf, mode: DeployMode) -> Target {
+        Target { root, mode, checked_dirs: Default::default() }
     }
 
     fn meta(&self) -> PathBuf {
@@ -126,7 +134,16 @@ impl Target {
         let parts: Vec<&str> = path.as_str().split('/').collect();
         for part in &parts[..parts.len().saturating_sub(1)] {
             current.push(part);
-            if let Ok(meta) = fs::symlink_metadata(&current)
+            if self.checked_dirs.lock().is_ok_and(|dirs| dirs.contains(&current)) {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&current);
+            if meta.as_ref().is_ok_and(|m| m.is_dir())
+                && let Ok(mut dirs) = self.checked_dirs.lock()
+            {
+                dirs.insert(current.clone());
+            }
+            if let Ok(meta) = meta
                 && !meta.is_dir()
             {
                 return Err(Error::UnsafePath {
@@ -385,15 +402,25 @@ impl Journal {
         Ok(Journal { path: path.to_path_buf(), file })
     }
 
-    fn append(&mut self, record: &Record) -> Result<()> {
+    /// Append a record; `durable` forces it to disk before returning. Recovery decides only on the
+    /// plan and the `committed` record, so those (and the outcome) are durable; the other phases
+    /// are a record for people and reach the disk with the next fsync.
+    fn append_with(&mut self, record: &Record, durable: bool) -> Result<()> {
         let mut line = serde_json::to_vec(record).map_err(|e| Error::invalid(&self.path, e.to_string()))?;
         line.push(b'\n');
         self.file.write_all(&line).at(&self.path, "writing journal")?;
-        self.file.sync_data().at(&self.path, "syncing journal")
+        if durable {
+            self.file.sync_data().at(&self.path, "syncing journal")?;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, record: &Record) -> Result<()> {
+        self.append_with(record, true)
     }
 
     fn phase(&mut self, phase: &str, now: Time) -> Result<()> {
-        self.append(&Record::Phase { phase: phase.into(), at: now })?;
+        self.append_with(&Record::Phase { phase: phase.into(), at: now }, phase == "committed")?;
         failpoint(&format!("after-{phase}"));
         Ok(())
     }
@@ -1043,7 +1070,7 @@ pub fn recover(workspace: &Workspace, target: &Target, now: Time) -> Result<Vec<
         if outcome.is_some() {
             continue;
         }
-        let plan_target = Target { root: plan.target.clone(), mode: plan.mode };
+        let plan_target = Target::at(plan.target.clone(), plan.mode);
         let _ = target;
         let mut journal = Journal::open(&path)?;
         if phases.iter().any(|p| p == "committed") {

@@ -49,8 +49,8 @@ impl WorkspaceLock {
         let record = format!("pid {} on {} running `{command}` since {now}\n", std::process::id(), host.trim());
         file.set_len(0).at(path, "writing lock holder")?;
         file.seek(SeekFrom::Start(0)).at(path, "writing lock holder")?;
+        // The holder record is for people; the lock itself is the flock, so no fsync is needed.
         file.write_all(record.as_bytes()).at(path, "writing lock holder")?;
-        let _ = file.sync_data();
         Ok(WorkspaceLock { file, path: path.to_path_buf() })
     }
 

@@ -59,18 +59,20 @@ fn run_recovery(workspace: &Workspace, target: &Target, context: &Context) -> an
     Ok(())
 }
 
-/// Who is running this: `$USER`, `$LOGNAME`, or what `whoami` says.
+/// Who is running this: `$USER`, `$LOGNAME`, or the account of this process's uid in /etc/passwd.
 fn deployer() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
         .or_else(|| {
-            std::process::Command::new("whoami")
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .filter(|u| !u.is_empty())
+            let uid = std::fs::read_to_string("/proc/self/status").ok()?.lines().find_map(|l| {
+                l.strip_prefix("Uid:").and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+            })?;
+            std::fs::read_to_string("/etc/passwd")
+                .ok()?
+                .lines()
+                .find(|line| line.split(':').nth(2) == Some(uid.as_str()))
+                .and_then(|line| line.split(':').next().map(str::to_string))
         })
         .unwrap_or_else(|| "unknown".into())
 }
