@@ -11,9 +11,9 @@
 //!   since the previous release are hard-linked, not copied) and a single `current` symlink is
 //!   switched by rename: the whole set changes at once, and a rollback is one rename.
 //!
-//! **Journal.** `release/journal/<txid>.jsonl`, append-only and fsynced: the plan (both releases' full
-//! file lists), each phase (`verified`, `staged`, `switching`, `switched`, `checked`, `committed`),
-//! and the outcome. `committed` is the commit point: [`recover`] brings an unfinished transaction back
+//! **Journal.** `release/journal/<txid>.jsonl`, append-only: the plan (both releases' full file
+//! lists), each phase (`verified`, `staged`, `switching`, `switched`, `checked`, `committed`), and
+//! the outcome; the plan, `committed` and the outcome are fsynced before the command goes on. `committed` is the commit point: [`recover`] brings an unfinished transaction back
 //! to exactly the old release before it, and forward to the new one after it, idempotently. Every
 //! mutating command runs recovery first.
 //!
@@ -433,7 +433,7 @@ impl Journal {
 fn read_journal(path: &Path) -> Result<(Plan, Vec<String>, Option<String>)> {
     let file = File::open(path).at(path, "opening journal")?;
     let (mut plan, mut phases, mut outcome) = (None, Vec::new(), None);
-    for (index, line) in BufReader::new(file).lines().enumerate() {
+    for line in BufReader::new(file).lines() {
         let line = line.at(path, "reading journal")?;
         if line.trim().is_empty() {
             continue;
@@ -445,7 +445,6 @@ fn read_journal(path: &Path) -> Result<(Plan, Vec<String>, Option<String>)> {
             Record::Phase { phase, .. } => phases.push(phase),
             Record::Outcome { outcome: o, .. } => outcome = Some(o),
         }
-        let _ = index;
     }
     let plan = plan.ok_or_else(|| Error::invalid(path, "journal without a plan"))?;
     Ok((plan, phases, outcome))
@@ -1051,8 +1050,9 @@ pub struct Recovered {
     pub release: Option<ReleaseId>,
 }
 
-/// Finish or undo every unfinished transaction in the journal (the caller holds the locks).
-pub fn recover(workspace: &Workspace, target: &Target, now: Time) -> Result<Vec<Recovered>> {
+/// Finish or undo every unfinished transaction in the journal (the caller holds the locks of
+/// `_target`; each transaction is replayed against the target its plan recorded).
+pub fn recover(workspace: &Workspace, _target: &Target, now: Time) -> Result<Vec<Recovered>> {
     let dir = journal_dir(workspace);
     let mut done = Vec::new();
     let entries = match fs::read_dir(&dir) {
@@ -1071,7 +1071,6 @@ pub fn recover(workspace: &Workspace, target: &Target, now: Time) -> Result<Vec<
             continue;
         }
         let plan_target = Target::at(plan.target.clone(), plan.mode);
-        let _ = target;
         let mut journal = Journal::open(&path)?;
         if phases.iter().any(|p| p == "committed") {
             converge(workspace, &plan_target, Some(&plan.to), &plan)?;
