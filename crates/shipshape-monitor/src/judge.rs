@@ -1,0 +1,170 @@
+//! Judging one metric evaluation against the release's baseline.
+//!
+//! A breach needs two things: the drop from the baseline is larger than the mode's threshold
+//! (relative for hit ratio and precision, absolute for Sharpe), and the drop is significant for the
+//! sample size — the one-sided upper confidence bound of the current value lies below the baseline —
+//! so that twenty unlucky trades do not page anyone. Too few samples is `InsufficientData`, never
+//! healthy. A breach is critical when the drop is at least `critical_multiple` times the threshold.
+
+use serde::{Deserialize, Serialize};
+use shipshape_metrics::MetricValue;
+use shipshape_metrics::metric::z_one_sided;
+
+/// How a drop is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropKind {
+    /// (baseline − value) / baseline: hit ratio, precision.
+    Relative,
+    /// baseline − value: Sharpe.
+    Absolute,
+}
+
+/// Severity of a breach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Over the threshold.
+    Warning,
+    /// At least `critical_multiple` times over it.
+    Critical,
+}
+
+/// The rule one metric is judged by in the active mode.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    /// How the drop is measured.
+    pub kind: DropKind,
+    /// The threshold (0.05 = 5 % relative; or an absolute Sharpe drop).
+    pub threshold: f64,
+    /// Fewer samples than this is insufficient data.
+    pub min_samples: u64,
+    /// One-sided confidence for significance (e.g. 0.95); `None` turns the test off.
+    pub significance: Option<f64>,
+    /// Critical when drop ≥ this × threshold.
+    pub critical_multiple: f64,
+}
+
+/// The verdict of one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Not enough samples to say.
+    InsufficientData {
+        /// How many there were.
+        samples: u64,
+    },
+    /// Within bounds (or a drop that is not significant).
+    Healthy {
+        /// The drop (may be negative: an improvement).
+        drop: f64,
+    },
+    /// A significant drop past the threshold.
+    Breach {
+        /// How far.
+        drop: f64,
+        /// How bad.
+        severity: Severity,
+    },
+}
+
+/// Judge `current` against `baseline` under `rule`.
+pub fn judge(current: &MetricValue, baseline: f64, rule: &Rule) -> Verdict {
+    let Some(value) = current.value.filter(|_| current.samples >= rule.min_samples) else {
+        return Verdict::InsufficientData { samples: current.samples };
+    };
+    let drop = match rule.kind {
+        DropKind::Relative if baseline.abs() > f64::EPSILON => (baseline - value) / baseline,
+        DropKind::Relative => 0.0,
+        DropKind::Absolute => baseline - value,
+    };
+    if drop <= rule.threshold {
+        return Verdict::Healthy { drop };
+    }
+    if let Some(confidence) = rule.significance {
+        // The value's one-sided upper bound must be below the baseline for the drop to count.
+        let se = current.std_error.unwrap_or(f64::INFINITY);
+        let significant = value + z_one_sided(confidence) * se < baseline; // false for NaN or an unknown error
+        if !significant {
+            return Verdict::Healthy { drop };
+        }
+    }
+    let severity = if drop >= rule.critical_multiple * rule.threshold { Severity::Critical } else { Severity::Warning };
+    Verdict::Breach { drop, severity }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shipshape_metrics::{MetricKind, SharpeUnit, Signal, Stats};
+
+    fn hit_ratio(hits: u64, trades: u64) -> MetricValue {
+        let mut stats = Stats::default();
+        for i in 0..trades {
+            let outcome = if i < hits { Signal::Long } else { Signal::Short };
+            stats.add(Signal::Long, outcome, 0.0);
+        }
+        MetricKind::HitRatio.compute(&stats, 0.95, SharpeUnit::PerTrade)
+    }
+
+    fn rule(threshold: f64) -> Rule {
+        Rule { kind: DropKind::Relative, threshold, min_samples: 30, significance: Some(0.95), critical_multiple: 2.0 }
+    }
+
+    #[test]
+    fn a_seven_percent_drop_breaches_heightened_but_not_normal() {
+        // Baseline 0.56; now 0.52 over 4 000 trades: a 7.1 % relative drop, clearly significant.
+        let current = hit_ratio(2080, 4000);
+        assert!(matches!(judge(&current, 0.56, &rule(0.05)), Verdict::Breach { severity: Severity::Warning, .. }));
+        assert!(matches!(judge(&current, 0.56, &rule(0.10)), Verdict::Healthy { .. }));
+    }
+
+    #[test]
+    fn a_three_percent_drop_breaches_neither() {
+        let current = hit_ratio(2173, 4000); // 0.543: 3 % below 0.56
+        assert!(matches!(judge(&current, 0.56, &rule(0.05)), Verdict::Healthy { .. }));
+        assert!(matches!(judge(&current, 0.56, &rule(0.10)), Verdict::Healthy { .. }));
+    }
+
+    #[test]
+    fn small_samples_are_not_significant_large_ones_are() {
+        // The same 0.50 hit ratio (an 11 % drop from 0.56): 40 trades prove nothing, 4 000 do.
+        assert!(matches!(judge(&hit_ratio(20, 40), 0.56, &rule(0.05)), Verdict::Healthy { .. }));
+        assert!(matches!(
+            judge(&hit_ratio(2000, 4000), 0.56, &rule(0.05)),
+            Verdict::Breach { severity: Severity::Critical, .. }
+        ));
+        // Without the significance test, the small sample breaches too.
+        let mut no_test = rule(0.05);
+        no_test.significance = None;
+        assert!(matches!(judge(&hit_ratio(20, 40), 0.56, &no_test), Verdict::Breach { .. }));
+    }
+
+    #[test]
+    fn too_few_samples_is_insufficient_not_healthy() {
+        assert_eq!(judge(&hit_ratio(5, 10), 0.56, &rule(0.05)), Verdict::InsufficientData { samples: 10 });
+    }
+
+    #[test]
+    fn sharpe_drops_are_absolute() {
+        let current = MetricValue {
+            kind: MetricKind::Sharpe,
+            value: Some(-0.2),
+            samples: 5000,
+            std_error: Some(0.014),
+            ci_low: None,
+            ci_high: None,
+            confidence: 0.95,
+            unit: "per trade".into(),
+        };
+        let sharpe_rule = Rule {
+            kind: DropKind::Absolute,
+            threshold: 0.15,
+            min_samples: 30,
+            significance: Some(0.95),
+            critical_multiple: 2.0,
+        };
+        assert!(matches!(judge(&current, 0.12, &sharpe_rule), Verdict::Breach { severity: Severity::Critical, .. }));
+        assert!(matches!(judge(&current, 0.0, &sharpe_rule), Verdict::Breach { severity: Severity::Warning, .. }));
+    }
+}

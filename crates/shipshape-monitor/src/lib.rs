@@ -1,0 +1,10 @@
+//! Post-deploy monitoring (work in progress, issue 6): the pure parts first.
+//!
+//! - [`judge`]: is a metric's value a breach of its baseline under the active policy — larger than
+//!   the threshold *and* statistically significant for its sample size — and how severe.
+//! - [`alert`]: the alert state machine (inactive → pending → firing → resolved, plus
+//!   insufficient-data) as pure code: evaluations in, transitions and notifications out, no I/O, no
+//!   clock. Storage, ingestion, the scheduler and the sinks drive it from outside.
+
+pub mod alert;
+pub mod judge;
