@@ -184,6 +184,13 @@ pub struct ApprovalReport {
 }
 
 impl Judge {
+    fn unknown_role(&self, role: &str) -> String {
+        format!(
+            "unknown role `{role}`: the policy's roles are {}",
+            self.policy.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    }
+
     /// Check one approval of `manifest_bytes` by its backend; `Ok` carries the key's fingerprint.
     pub fn check(&self, approval: &Approval, manifest_bytes: &[u8], now: Time) -> std::result::Result<String, String> {
         match approval.backend {
@@ -200,12 +207,7 @@ impl Judge {
         now: Time,
     ) -> std::result::Result<String, String> {
         let role = &approval.role;
-        let Some(role_def) = self.policy.roles.get(role) else {
-            return Err(format!(
-                "unknown role `{role}`: the policy's roles are {}",
-                self.policy.roles.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        };
+        let role_def = self.policy.roles.get(role).ok_or_else(|| self.unknown_role(role))?;
         if !self.policy.allowed_key_types.iter().any(|t| t == "openpgp") {
             return Err("OpenPGP keys are not in the policy's allowed_key_types".into());
         }
@@ -244,12 +246,7 @@ impl Judge {
         now: Time,
     ) -> std::result::Result<String, String> {
         let role = &approval.role;
-        let Some(namespace) = self.policy.namespace(role) else {
-            return Err(format!(
-                "unknown role `{role}`: the policy's roles are {}",
-                self.policy.roles.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        };
+        let namespace = self.policy.namespace(role).ok_or_else(|| self.unknown_role(role))?;
         let signature = SshSig::from_pem(approval.signature.trim().as_bytes())
             .map_err(|e| format!("the signature is not an SSH signature ({e})"))?;
         let key = PublicKey::from(signature.public_key().clone());

@@ -93,6 +93,11 @@ pub struct Cadence {
     pub repeat_every: Seconds,
 }
 
+fn fire(from: State, severity: Severity, now: Seconds) -> (State, Vec<Effect>) {
+    let to = State::Firing { severity, since: now, last_notified: now };
+    (to, vec![Effect::Transition { from, to }, Effect::Notify { reason: NotifyReason::Firing, severity }])
+}
+
 /// Advance `state` by one evaluation at `now`.
 pub fn step(state: State, verdict: &Verdict, now: Seconds, cadence: &Cadence) -> (State, Vec<Effect>) {
     let needed = cadence.consecutive_breaches.max(1);
@@ -128,27 +133,13 @@ pub fn step(state: State, verdict: &Verdict, now: Seconds, cadence: &Cadence) ->
         (State::Firing { .. }, Verdict::InsufficientData { .. }) => state,
         (State::Pending { breaches, since }, Verdict::Breach { severity, .. }) => {
             if breaches + 1 >= needed {
-                let to = State::Firing { severity: *severity, since: now, last_notified: now };
-                return (
-                    to,
-                    vec![
-                        Effect::Transition { from: state, to },
-                        Effect::Notify { reason: NotifyReason::Firing, severity: *severity },
-                    ],
-                );
+                return fire(state, *severity, now);
             }
             State::Pending { breaches: breaches + 1, since }
         }
         (_, Verdict::Breach { severity, .. }) => {
             if needed == 1 {
-                let to = State::Firing { severity: *severity, since: now, last_notified: now };
-                return (
-                    to,
-                    vec![
-                        Effect::Transition { from: state, to },
-                        Effect::Notify { reason: NotifyReason::Firing, severity: *severity },
-                    ],
-                );
+                return fire(state, *severity, now);
             }
             State::Pending { breaches: 1, since: now }
         }
