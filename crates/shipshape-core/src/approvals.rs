@@ -223,15 +223,7 @@ impl Judge {
                 approval.key_fingerprint
             ));
         }
-        let emails: Vec<String> = key
-            .details
-            .users
-            .iter()
-            .filter_map(|u| {
-                let text = String::from_utf8_lossy(u.id.id()).into_owned();
-                text.rfind('<').and_then(|open| text[open + 1..].strip_suffix('>').map(str::to_lowercase))
-            })
-            .collect();
+        let emails = crate::openpgp::emails(key);
         if !emails.contains(&approval.email.to_lowercase()) {
             return Err(format!("{} is not a user id of OpenPGP key {fingerprint}", approval.email));
         }

@@ -35,7 +35,7 @@ use crate::atomic::{create_dir_all_durable, sync_dir};
 use crate::clock::Time;
 use crate::config::{DeployMode, PostDeployCheck};
 use crate::error::{Error, IoContext, Result};
-use crate::hash::{Digest, NoProgress, Progress, hash_file, hash_stream};
+use crate::hash::{Digest, NoProgress, Progress, hash_file};
 use crate::lock::WorkspaceLock;
 use crate::manifest::{LoadedManifest, ReleaseId};
 use crate::paths::RelPath;
@@ -451,29 +451,12 @@ fn read_journal(path: &Path) -> Result<(Plan, Vec<String>, Option<String>)> {
 }
 
 /// A file of `release` from the store into `destination` (temp + fsync + rename), re-hashed on the way.
-fn materialise(workspace: &Workspace, hash: &Digest, destination: &Path, temp_suffix: &str) -> Result<FileStat> {
-    let store = workspace.store();
-    let object = store.object_path(hash);
+fn materialise(workspace: &Workspace, hash: &Digest, destination: &Path, txid: &str) -> Result<FileStat> {
     if let Some(parent) = destination.parent() {
         create_dir_all_durable(parent)?;
     }
-    let name = destination.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temp = destination.with_file_name(format!(".{name}.{temp_suffix}"));
-    let result = (|| {
-        let input = File::open(&object)
-            .map_err(|e| Error::Check(format!("store object {hash} cannot be read ({e}): run `shipshape verify`")))?;
-        let mut output =
-            OpenOptions::new().write(true).create(true).truncate(true).open(&temp).at(&temp, "creating")?;
-        let (digest, _) = hash_stream(input, Some(&mut output as &mut dyn Write), &NoProgress).at(&temp, "writing")?;
-        if digest != *hash {
-            return Err(Error::Check(format!(
-                "store object {hash} is corrupt (it hashes to {digest}); nothing was switched"
-            )));
-        }
-        output.sync_all().at(&temp, "syncing")?;
-        Ok(())
-    })();
-    if let Err(e) = result {
+    let temp = temp_name(destination, txid);
+    if let Err(e) = stage_file(workspace, hash, &temp) {
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
@@ -526,7 +509,7 @@ fn converge_copy(
                 state.files.insert(path, stat);
             }
             Some(hash) => {
-                let stat = materialise(workspace, &hash, &live, &format!("shipshape-{txid}"))?;
+                let stat = materialise(workspace, &hash, &live, txid)?;
                 state.files.insert(path, stat);
             }
         }
@@ -584,7 +567,7 @@ fn materialise_release(
                 relinked.push((path.clone(), *hash, source))
             }
             _ => {
-                materialise(workspace, hash, &destination, &format!("shipshape-{txid}"))?;
+                materialise(workspace, hash, &destination, txid)?;
             }
         }
         state.files.insert(path.clone(), FileStat::of(&destination, *hash)?);

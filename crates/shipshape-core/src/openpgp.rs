@@ -61,6 +61,18 @@ pub fn load_keys(dir: &Path) -> Result<Vec<PublicKeyFile>> {
     Ok(keys)
 }
 
+/// The emails of the key's user ids (`Name <email>`), lowercased.
+pub fn emails(key: &SignedPublicKey) -> Vec<String> {
+    key.details
+        .users
+        .iter()
+        .filter_map(|u| {
+            let text = String::from_utf8_lossy(u.id.id()).into_owned();
+            text.rfind('<').and_then(|open| text[open + 1..].strip_suffix('>').map(str::to_lowercase))
+        })
+        .collect()
+}
+
 /// The primary user id's name and email (`Name <email>`), if the key has one.
 pub fn user_identity(key: &SignedPublicKey) -> Option<(String, String)> {
     let user = key.details.users.first()?;
