@@ -414,10 +414,106 @@ pub struct MonitoringConfig {
     pub eval_interval: PositiveDuration,
     /// How many consecutive breaching evaluations fire an alert.
     pub consecutive_breaches: PositiveInt,
+    /// Fewer samples than this in a window is `insufficient_data`, not healthy.
+    pub min_samples: PositiveInt,
+    /// One-sided confidence a drop must be significant at (0.95).
+    pub significance: Fraction,
+    /// `false` turns the significance test off (any drop past the threshold counts).
+    pub significance_test: bool,
+    /// A breach is critical when its drop is at least this many times the threshold.
+    pub critical_multiple: AtLeastOne,
+    /// Where each metric's baseline comes from: the release's validation backtest, or the trailing
+    /// `baseline_window` of events before its deploy.
+    pub baseline: BaselineSource,
+    /// The trailing window for `baseline = "trailing"`.
+    pub baseline_window: PositiveDuration,
+    /// Events timestamped further than this in the future are refused (clock skew).
+    pub max_clock_skew: PositiveDuration,
     /// The policy during the heightened period.
     pub heightened: ModePolicy,
     /// The policy afterwards.
     pub normal: ModePolicy,
+    /// Roll back automatically after repeated critical alerts.
+    pub auto_rollback: AutoRollbackConfig,
+    /// Where alerts are sent.
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// Where a metric's baseline comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineSource {
+    /// The release's validation backtest (`validation.yaml` in its audit bundle).
+    Validation,
+    /// The events of the `baseline_window` before the release's deploy.
+    Trailing,
+}
+
+/// `[monitoring.auto_rollback]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoRollbackConfig {
+    /// Off by default.
+    pub enabled: bool,
+    /// This many critical firings…
+    pub critical_firings: PositiveInt,
+    /// …within this long roll the active release back, once.
+    pub within: PositiveDuration,
+}
+
+impl Default for AutoRollbackConfig {
+    fn default() -> Self {
+        AutoRollbackConfig {
+            enabled: false,
+            critical_firings: PositiveInt(3),
+            within: PositiveDuration(Duration::hours(1)),
+        }
+    }
+}
+
+/// One `[[monitoring.sinks]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// One line per notification on standard error (and in `serve`'s log).
+    Log,
+    /// One JSON object per line appended to `path` (relative to the workspace).
+    Jsonl {
+        /// The file.
+        path: String,
+    },
+    /// A JSON `POST` of each notification to `url` (http://).
+    Webhook {
+        /// Where.
+        url: String,
+        /// Per request.
+        #[serde(default = "default_sink_timeout")]
+        timeout: PositiveDuration,
+    },
+    /// Prometheus Alertmanager's `POST /api/v2/alerts` at `url` (its base, e.g. http://127.0.0.1:9093).
+    Alertmanager {
+        /// Base URL.
+        url: String,
+        /// Per request.
+        #[serde(default = "default_sink_timeout")]
+        timeout: PositiveDuration,
+    },
+}
+
+fn default_sink_timeout() -> PositiveDuration {
+    PositiveDuration(Duration(jiff::SignedDuration::from_secs(5)))
+}
+
+impl SinkConfig {
+    /// A short name for logs and the outbox: `log`, `jsonl:PATH`, `webhook:URL`, `alertmanager:URL`.
+    pub fn name(&self) -> String {
+        match self {
+            SinkConfig::Log => "log".into(),
+            SinkConfig::Jsonl { path } => format!("jsonl:{path}"),
+            SinkConfig::Webhook { url, .. } => format!("webhook:{url}"),
+            SinkConfig::Alertmanager { url, .. } => format!("alertmanager:{url}"),
+        }
+    }
 }
 
 impl Default for MonitoringConfig {
@@ -426,8 +522,17 @@ impl Default for MonitoringConfig {
             heightened_hours: PositiveInt(48),
             eval_interval: PositiveDuration(Duration(jiff::SignedDuration::from_mins(10))),
             consecutive_breaches: PositiveInt(3),
+            min_samples: PositiveInt(30),
+            significance: Fraction(0.95),
+            significance_test: true,
+            critical_multiple: AtLeastOne(2.0),
+            baseline: BaselineSource::Validation,
+            baseline_window: PositiveDuration(Duration::hours(7 * 24)),
+            max_clock_skew: PositiveDuration(Duration(jiff::SignedDuration::from_mins(5))),
             heightened: ModePolicy::heightened(),
             normal: ModePolicy::normal(),
+            auto_rollback: AutoRollbackConfig::default(),
+            sinks: vec![SinkConfig::Log],
         }
     }
 }
@@ -510,6 +615,10 @@ checked_value!(
 checked_value!(
     /// A finite number greater than 0.
     PositiveFloat(f64), |v| v.is_finite() && *v > 0.0, "a number greater than 0"
+);
+checked_value!(
+    /// A finite number of at least 1.
+    AtLeastOne(f64), |v| v.is_finite() && *v >= 1.0, "a number of at least 1"
 );
 checked_value!(
     /// A whole number greater than 0.
@@ -632,6 +741,22 @@ impl Config {
             if let Err(rule) = check_relative(value) {
                 let (line, column) = line_of(&text, value);
                 return Err(Error::parse(path, line, column, format!("{key}: unsafe path `{value}`: {rule}")));
+            }
+        }
+        for (index, sink) in raw.monitoring.sinks.iter().enumerate() {
+            let key = format!("monitoring.sinks[{index}]");
+            let problem = match sink {
+                SinkConfig::Log => None,
+                SinkConfig::Jsonl { path: file } => {
+                    check_relative(file).err().map(|rule| (file.as_str(), format!("unsafe path `{file}`: {rule}")))
+                }
+                SinkConfig::Webhook { url, .. } | SinkConfig::Alertmanager { url, .. } => {
+                    crate::http::Url::parse(url).err().map(|reason| (url.as_str(), format!("`{url}`: {reason}")))
+                }
+            };
+            if let Some((needle, message)) = problem {
+                let (line, column) = line_of(&text, needle);
+                return Err(Error::parse(path, line, column, format!("{key}: {message}")));
             }
         }
         Ok(Config {

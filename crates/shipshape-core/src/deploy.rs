@@ -1099,3 +1099,97 @@ pub fn recover(workspace: &Workspace, _target: &Target, now: Time) -> Result<Vec
     }
     Ok(done)
 }
+
+/// What a rollback is asked to do.
+#[derive(Debug, Clone)]
+pub struct RollbackRequest {
+    /// The release to return to; `None`: the one the active release's manifest names as previous.
+    pub to: Option<ReleaseId>,
+    /// Why (recorded in the history).
+    pub reason: String,
+    /// Who (recorded).
+    pub by: String,
+    /// Show the plan and change nothing.
+    pub dry_run: bool,
+}
+
+/// How a rollback ended.
+#[derive(Debug, Clone)]
+pub enum RollbackOutcome {
+    /// Rolled back.
+    Done(Plan),
+    /// `--dry-run`: the plan, unapplied.
+    DryRun(Plan),
+    /// The confirmation was refused.
+    NotConfirmed(Plan),
+}
+
+/// The active release's files, if anything is deployed.
+pub fn active_files(workspace: &Workspace, now: Time) -> Result<Option<(registry::ReleaseInfo, ReleaseFiles)>> {
+    let Some(info) = registry::get_active_release(workspace, now)? else { return Ok(None) };
+    let loaded = crate::manifest::load(&info.manifest_path.under(&workspace.root))?;
+    let files = ReleaseFiles::of(workspace, &loaded)?;
+    Ok(Some((info, files)))
+}
+
+/// Roll the target back to an earlier release: the whole flow behind `shipshape rollback` and the
+/// monitor's auto-rollback. Verifies the release's store objects and approvals before touching
+/// anything ("backup verification before restore"), takes the locks, recovers an interrupted
+/// transaction (reported through `recovered`), plans, asks `confirm`, applies under the journal.
+pub fn rollback(
+    workspace: &Workspace,
+    request: &RollbackRequest,
+    now: Time,
+    progress: &dyn Progress,
+    recovered: &mut dyn FnMut(&Recovered),
+    confirm: &mut dyn FnMut(&Plan) -> Result<bool>,
+) -> Result<RollbackOutcome> {
+    let target = Target::of(workspace)?;
+    let Some((active, from)) = active_files(workspace, now)? else {
+        return Err(Error::Usage(
+            "nothing is deployed yet, so there is nothing to roll back: deploy with `shipshape deploy`".into(),
+        ));
+    };
+    let to_id = match &request.to {
+        Some(id) => id.clone(),
+        None => {
+            let loaded = crate::manifest::load(&active.manifest_path.under(&workspace.root))?;
+            loaded.manifest.rollback_plan.previous_release_id.clone().ok_or_else(|| {
+                Error::Usage(format!(
+                    "{} is the first release: there is no earlier release to roll back to",
+                    active.release_id
+                ))
+            })?
+        }
+    };
+    if to_id == active.release_id {
+        return Err(Error::Usage(format!("{to_id} is already the active release")));
+    }
+    let path = workspace.manifests_dir().join(format!("{to_id}.yaml"));
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "there is no manifest for {to_id} in {}",
+            workspace.display(&workspace.manifests_dir())
+        )));
+    }
+    let (loaded, _) = crate::verify::trusted_for_rollback(workspace, &path, now, progress)?;
+    let to = ReleaseFiles::of(workspace, &loaded)?;
+    let environment = loaded.manifest.deployment.environment.to_string();
+    let reason = Some(request.reason.clone());
+    if request.dry_run {
+        let plan = plan(workspace, &target, Kind::Rollback, Some(from), to, &request.by, reason, &environment, now)?;
+        return Ok(RollbackOutcome::DryRun(plan));
+    }
+    let _locks = lock(workspace, &target, "rollback", now)?;
+    for r in recover(workspace, &target, now)? {
+        recovered(&r);
+    }
+    let from = active_files(workspace, now)?.map(|(_, files)| files);
+    let plan = plan(workspace, &target, Kind::Rollback, from, to, &request.by, reason, &environment, now)?;
+    check_space(&target, &plan)?;
+    if !confirm(&plan)? {
+        return Ok(RollbackOutcome::NotConfirmed(plan));
+    }
+    apply(workspace, &target, &plan, &[], None, now, progress)?;
+    Ok(RollbackOutcome::Done(plan))
+}

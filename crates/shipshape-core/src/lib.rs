@@ -23,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod git;
 pub mod hash;
+pub mod http;
 pub mod lock;
 pub mod manifest;
 pub mod openpgp;

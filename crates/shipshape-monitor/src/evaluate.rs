@@ -4,7 +4,7 @@
 //! the metric over that window, and the verdict against the baseline.
 
 use serde::{Deserialize, Serialize};
-use shipshape_metrics::{MetricKind, MetricValue, SharpeUnit};
+use shipshape_metrics::{MetricKind, MetricValue, SharpeUnit, Stats};
 
 use crate::alert::{Cadence, Seconds};
 use crate::judge::{Rule, Verdict, judge};
@@ -41,6 +41,8 @@ pub struct ModeRules {
 pub struct MetricPolicy {
     /// Name, e.g. `intraday_hit_ratio`.
     pub name: String,
+    /// The strategy whose events it is computed from.
+    pub strategy: String,
     /// Which metric.
     pub kind: MetricKind,
     /// Rules during the heightened period.
@@ -68,8 +70,8 @@ pub struct Evaluation {
     pub window: (Seconds, Seconds),
     /// The metric over it.
     pub value: MetricValue,
-    /// The baseline.
-    pub baseline: f64,
+    /// The baseline (`None`: unknown, so the verdict is insufficient data).
+    pub baseline: Option<f64>,
     /// The verdict.
     pub verdict: Verdict,
 }
@@ -78,25 +80,49 @@ pub struct Evaluation {
 pub fn evaluate(
     series: &Series,
     policy: &MetricPolicy,
-    baseline: f64,
+    baseline: Option<f64>,
+    heightened_end: Seconds,
+    now: Seconds,
+    unit: SharpeUnit,
+) -> Evaluation {
+    evaluate_with(|from, to| series.window(from, to), series.origin(), policy, baseline, heightened_end, now, unit)
+}
+
+/// The window `policy` judges at `now` for a release deployed at `deployed_at`: `[from, now)`,
+/// never before the deploy.
+pub fn window_at(policy: &MetricPolicy, deployed_at: Seconds, heightened_end: Seconds, now: Seconds) -> (Seconds, Seconds) {
+    let rules = policy.rules(mode_at(now, heightened_end));
+    ((now - rules.window).max(deployed_at), now)
+}
+
+/// [`evaluate`] over any source of window statistics (`stats(from, to)`), for a release deployed at
+/// `deployed_at`.
+pub fn evaluate_with(
+    stats: impl FnOnce(Seconds, Seconds) -> Stats,
+    deployed_at: Seconds,
+    policy: &MetricPolicy,
+    baseline: Option<f64>,
     heightened_end: Seconds,
     now: Seconds,
     unit: SharpeUnit,
 ) -> Evaluation {
     let mode = mode_at(now, heightened_end);
     let rules = policy.rules(mode);
-    let from = (now - rules.window).max(series.origin());
-    let stats = series.window(from, now);
-    let value = policy.kind.compute(&stats, 0.95, unit);
-    let verdict = judge(&value, baseline, &rules.rule);
-    Evaluation { mode, window: (from, now), value, baseline, verdict }
+    let (from, to) = window_at(policy, deployed_at, heightened_end, now);
+    let confidence = rules.rule.significance.unwrap_or(0.95);
+    let value = policy.kind.compute(&stats(from, to), confidence, unit);
+    let verdict = match baseline {
+        Some(baseline) => judge(&value, baseline, &rules.rule),
+        None => Verdict::InsufficientData { samples: value.samples },
+    };
+    Evaluation { mode, window: (from, to), value, baseline, verdict }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::judge::{DropKind, Severity};
-    use shipshape_metrics::{Signal, Stats};
+    use shipshape_metrics::Signal;
 
     const HOUR: Seconds = 3600;
     const DEPLOY: Seconds = 1_000_000;
@@ -111,6 +137,7 @@ mod tests {
         };
         MetricPolicy {
             name: "intraday_hit_ratio".into(),
+            strategy: "intraday".into(),
             kind: MetricKind::HitRatio,
             heightened: ModeRules {
                 window: 6 * HOUR,
@@ -149,11 +176,11 @@ mod tests {
         let mut series = Series::new(DEPLOY, 60);
         trades(&mut series, DEPLOY, 72, 0.52); // baseline 0.56: a 7 % drop
         let heightened =
-            evaluate(&series, &policy(), 0.56, DEPLOY + 48 * HOUR, DEPLOY + 6 * HOUR, SharpeUnit::PerTrade);
+            evaluate(&series, &policy(), Some(0.56), DEPLOY + 48 * HOUR, DEPLOY + 6 * HOUR, SharpeUnit::PerTrade);
         assert_eq!(heightened.mode, Mode::Heightened);
         assert_eq!(heightened.window, (DEPLOY, DEPLOY + 6 * HOUR));
         assert!(matches!(heightened.verdict, Verdict::Breach { severity: Severity::Warning, .. }), "{heightened:?}");
-        let normal = evaluate(&series, &policy(), 0.56, DEPLOY + 48 * HOUR, DEPLOY + 60 * HOUR, SharpeUnit::PerTrade);
+        let normal = evaluate(&series, &policy(), Some(0.56), DEPLOY + 48 * HOUR, DEPLOY + 60 * HOUR, SharpeUnit::PerTrade);
         assert_eq!(normal.mode, Mode::Normal);
         assert!(matches!(normal.verdict, Verdict::Healthy { .. }), "{normal:?}");
     }
@@ -164,11 +191,11 @@ mod tests {
         trades(&mut series, DEPLOY, 1, 0.56);
         // Two hours after the deploy, a 6 h window starts at the deploy.
         let evaluation =
-            evaluate(&series, &policy(), 0.56, DEPLOY + 48 * HOUR, DEPLOY + 2 * HOUR, SharpeUnit::PerTrade);
+            evaluate(&series, &policy(), Some(0.56), DEPLOY + 48 * HOUR, DEPLOY + 2 * HOUR, SharpeUnit::PerTrade);
         assert_eq!(evaluation.window.0, DEPLOY);
         assert_eq!(evaluation.value.samples, 600);
         // Two minutes in: too few samples is insufficient data, not healthy.
-        let early = evaluate(&series, &policy(), 0.56, DEPLOY + 48 * HOUR, DEPLOY + 2 * 60, SharpeUnit::PerTrade);
+        let early = evaluate(&series, &policy(), Some(0.56), DEPLOY + 48 * HOUR, DEPLOY + 2 * 60, SharpeUnit::PerTrade);
         assert!(matches!(early.verdict, Verdict::InsufficientData { samples: 20 }), "{early:?}");
     }
 }

@@ -10,6 +10,10 @@
 //!   clock. Storage, ingestion, the scheduler and the sinks drive it from outside.
 
 pub mod alert;
+pub mod db;
 pub mod evaluate;
 pub mod judge;
+pub mod monitor;
+pub mod policy;
+pub mod sinks;
 pub mod window;

@@ -41,10 +41,7 @@ fn active_files(
     workspace: &Workspace,
     context: &Context,
 ) -> anyhow::Result<Option<(registry::ReleaseInfo, ReleaseFiles)>> {
-    let Some(info) = registry::get_active_release(workspace, context.now())? else { return Ok(None) };
-    let loaded = manifest::load(&info.manifest_path.under(&workspace.root))?;
-    let files = ReleaseFiles::of(workspace, &loaded)?;
-    Ok(Some((info, files)))
+    Ok(deploy::active_files(workspace, context.now())?)
 }
 
 fn run_recovery(workspace: &Workspace, target: &Target, context: &Context) -> anyhow::Result<()> {
@@ -60,7 +57,7 @@ fn run_recovery(workspace: &Workspace, target: &Target, context: &Context) -> an
 }
 
 /// Who is running this: `$USER`, `$LOGNAME`, or the account of this process's uid in /etc/passwd.
-fn deployer() -> String {
+pub fn deployer() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
@@ -137,61 +134,43 @@ pub fn deploy(context: &Context, args: &DeployArgs) -> anyhow::Result<ExitCode> 
 /// `shipshape rollback [--to RELEASE_ID] [--reason R] [--yes] [--dry-run]`.
 pub fn rollback(context: &Context, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
-    let target = Target::of(&workspace)?;
-    let now = context.now();
-    let Some((active, from)) = active_files(&workspace, context)? else {
-        return Err(Error::Usage(
-            "nothing is deployed yet, so there is nothing to roll back: deploy with `shipshape deploy`".into(),
-        )
-        .into());
+    let to = args.to.as_deref().map(ReleaseId::new).transpose().map_err(Error::Usage)?;
+    let request = deploy::RollbackRequest {
+        to,
+        reason: args.reason.clone().unwrap_or_else(|| "manual rollback".into()),
+        by: deployer(),
+        dry_run: args.dry_run,
     };
-    let to_id = match &args.to {
-        Some(id) => ReleaseId::new(id).map_err(Error::Usage)?,
-        None => {
-            let loaded = manifest::load(&active.manifest_path.under(&workspace.root))?;
-            loaded.manifest.rollback_plan.previous_release_id.clone().ok_or_else(|| {
-                Error::Usage(format!(
-                    "{} is the first release: there is no earlier release to roll back to",
-                    active.release_id
-                ))
-            })?
-        }
-    };
-    if to_id == active.release_id {
-        return Err(Error::Usage(format!("{to_id} is already the active release")).into());
-    }
-    let path = workspace.manifests_dir().join(format!("{to_id}.yaml"));
-    if !path.exists() {
-        return Err(Error::Usage(format!(
-            "there is no manifest for {to_id} in {}",
-            workspace.display(&workspace.manifests_dir())
-        ))
-        .into());
-    }
     let progress = context.progress();
-    // Backup verification before restore: every store object of the release re-hashed, approvals checked.
-    let (loaded, _) = verify::trusted_for_rollback(&workspace, &path, now, progress.as_ref())?;
-    let to = ReleaseFiles::of(&workspace, &loaded)?;
-    let reason = args.reason.clone().or_else(|| Some("manual rollback".into()));
-    let environment = loaded.manifest.deployment.environment.to_string();
-    if args.dry_run {
-        let plan =
-            deploy::plan(&workspace, &target, Kind::Rollback, Some(from), to, &deployer(), reason, &environment, now)?;
-        print_plan(&plan);
-        context.note("dry run: nothing was changed");
-        return super::ok();
+    let outcome = deploy::rollback(
+        &workspace,
+        &request,
+        context.now(),
+        progress.as_ref(),
+        &mut |r| {
+            context.warn(format!(
+                "recovered interrupted transaction {}: rolled {} to {}",
+                r.txid,
+                r.direction,
+                r.release.as_ref().map_or_else(|| "nothing deployed".to_string(), |r| r.to_string())
+            ))
+        },
+        &mut |plan| {
+            print_plan(plan);
+            confirm(&format!("Roll {} back to {}?", plan.target.display(), plan.to.release_id), args.yes)
+                .map_err(|e| Error::Usage(e.to_string()))
+        },
+    )?;
+    match outcome {
+        deploy::RollbackOutcome::DryRun(plan) => {
+            print_plan(&plan);
+            context.note("dry run: nothing was changed");
+        }
+        deploy::RollbackOutcome::NotConfirmed(_) => bail!("not confirmed: nothing was rolled back"),
+        deploy::RollbackOutcome::Done(plan) => {
+            println!("rolled back to {} in {}", plan.to.release_id, plan.target.display())
+        }
     }
-    let _locks = deploy::lock(&workspace, &target, "rollback", now)?;
-    run_recovery(&workspace, &target, context)?;
-    let from = active_files(&workspace, context)?.map(|(_, files)| files);
-    let plan = deploy::plan(&workspace, &target, Kind::Rollback, from, to, &deployer(), reason, &environment, now)?;
-    print_plan(&plan);
-    deploy::check_space(&target, &plan)?;
-    if !confirm(&format!("Roll {} back to {to_id}?", target.root.display()), args.yes)? {
-        bail!("not confirmed: nothing was rolled back");
-    }
-    deploy::apply(&workspace, &target, &plan, &[], None, now, progress.as_ref())?;
-    println!("rolled back to {to_id} in {}", target.root.display());
     super::ok()
 }
 

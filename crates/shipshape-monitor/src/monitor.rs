@@ -1,0 +1,790 @@
+//! The monitor: ingestion, one evaluation pass, notifications and auto-rollback over the database,
+//! for the active release of a workspace. `shipshape ingest`, `evaluate`, `alerts` and `serve` are
+//! thin shells over this.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+use std::path::Path;
+
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use shipshape_core::clock::Time;
+use shipshape_core::config::{BaselineSource, MonitoringConfig};
+use shipshape_core::events::{Format, MAX_LINE};
+use shipshape_core::hash::NoProgress;
+use shipshape_core::registry::{self, ReleaseInfo};
+use shipshape_core::workspace::Workspace;
+use shipshape_core::{Error, Result, deploy};
+use shipshape_metrics::event::{CsvHeader, EventError, EventRef, parse_json_line};
+use shipshape_metrics::{MetricValue, SharpeUnit};
+
+use crate::alert::{self, Effect, NotifyReason, Seconds, State};
+use crate::db::{Db, NewEvent, content_id, sql_error};
+use crate::evaluate::{Evaluation, MetricPolicy, evaluate_with, window_at};
+use crate::judge::{Severity, Verdict};
+use crate::sinks::{self, Delivery, Notification};
+
+/// Which release was active when: every activation (deploy, rollback) in the registry's history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timeline(Vec<(Seconds, String)>);
+
+impl Timeline {
+    /// From the registry of `workspace`.
+    pub fn of(workspace: &Workspace) -> Result<Timeline> {
+        let mut points: Vec<(Seconds, String)> = registry::history(workspace)?
+            .into_iter()
+            .filter(|e| matches!(e.action.as_str(), "deploy" | "rollback" | "auto_rollback"))
+            .map(|e| (e.at.unix_seconds(), e.release_id.to_string()))
+            .collect();
+        points.sort_by_key(|(at, _)| *at);
+        Ok(Timeline(points))
+    }
+
+    /// From explicit `(time, release)` activations.
+    pub fn from_points(mut points: Vec<(Seconds, String)>) -> Timeline {
+        points.sort_by_key(|(at, _)| *at);
+        Timeline(points)
+    }
+
+    /// The release active at `at`.
+    pub fn at(&self, at: Seconds) -> Option<&str> {
+        let index = self.0.partition_point(|(t, _)| *t <= at);
+        index.checked_sub(1).map(|i| self.0[i].1.as_str())
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    /// Lines read (not counting a CSV header or blank lines).
+    pub lines: u64,
+    /// Events stored.
+    pub accepted: u64,
+    /// Events already stored (same id): ignored.
+    pub duplicates: u64,
+    /// Bad lines skipped (`--skip-bad` only).
+    pub skipped: u64,
+    /// Events from before any deploy, naming no release.
+    pub unattributed: u64,
+    /// Events older than the last evaluation (they count from the next one).
+    pub late: u64,
+    /// Events of strategies no policy watches, by strategy (stored, not evaluated).
+    pub unknown_strategies: BTreeMap<String, u64>,
+    /// The first skipped lines, for the report.
+    pub skipped_examples: Vec<String>,
+}
+
+/// One metric in one pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricReport {
+    /// Metric name.
+    pub metric: String,
+    /// Strategy.
+    pub strategy: String,
+    /// The evaluation.
+    #[serde(flatten)]
+    pub evaluation: Evaluation,
+    /// The threshold of the mode.
+    pub threshold: f64,
+    /// The alert state after this pass.
+    pub state: State,
+    /// The alert episode, when one is open.
+    pub alert_id: Option<i64>,
+}
+
+/// One evaluation pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pass {
+    /// When (the monitor's clock).
+    pub at: Timestamp,
+    /// The release judged (`None`: nothing deployed).
+    pub release_id: Option<String>,
+    /// Its deploy.
+    pub deployed_at: Option<Timestamp>,
+    /// Heightened or normal.
+    pub mode: Option<crate::evaluate::Mode>,
+    /// End of heightened monitoring.
+    pub heightened_until: Option<Timestamp>,
+    /// Each metric.
+    pub metrics: Vec<MetricReport>,
+    /// Notifications queued.
+    pub notifications: Vec<Notification>,
+    /// The automatic rollback this pass started, if any.
+    pub auto_rollback: Option<AutoRollback>,
+}
+
+/// An automatic rollback.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AutoRollback {
+    /// The release rolled back.
+    pub release_id: String,
+    /// Why (the critical alerts).
+    pub reason: String,
+    /// `rolled back to X` or `failed: …`.
+    pub outcome: String,
+}
+
+/// The monitor of one workspace.
+pub struct Monitor {
+    /// The workspace.
+    pub workspace: Workspace,
+    /// Its database.
+    pub db: Db,
+    /// The metrics watched.
+    pub policies: Vec<MetricPolicy>,
+    config: MonitoringConfig,
+    unit: SharpeUnit,
+    baselines: HashMap<String, BTreeMap<String, Option<f64>>>,
+}
+
+fn ts(seconds: Seconds) -> String {
+    Timestamp::from_second(seconds).map(|t| t.to_string()).unwrap_or_else(|_| seconds.to_string())
+}
+
+fn state_name(state: &State) -> &'static str {
+    match state {
+        State::Inactive => "inactive",
+        State::InsufficientData => "insufficient_data",
+        State::Pending { .. } => "pending",
+        State::Firing { .. } => "firing",
+        State::Resolved { .. } => "resolved",
+    }
+}
+
+fn is_open(state: &State) -> bool {
+    matches!(state, State::Pending { .. } | State::Firing { .. })
+}
+
+fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+fn reason_name(reason: NotifyReason) -> &'static str {
+    match reason {
+        NotifyReason::Firing => "firing",
+        NotifyReason::Repeat => "repeat",
+        NotifyReason::Escalated => "escalated",
+        NotifyReason::Resolved => "resolved",
+    }
+}
+
+fn drop_of(verdict: &Verdict) -> Option<f64> {
+    match verdict {
+        Verdict::Healthy { drop } | Verdict::Breach { drop, .. } => Some(*drop),
+        Verdict::InsufficientData { .. } => None,
+    }
+}
+
+/// Read lines of at most [`MAX_LINE`] bytes; `Err` names the line that is too long or not UTF-8.
+fn next_line(reader: &mut dyn BufRead, buffer: &mut Vec<u8>) -> std::io::Result<Option<std::result::Result<(), String>>> {
+    buffer.clear();
+    let n = std::io::Read::take(&mut *reader, MAX_LINE as u64 + 1).read_until(b'\n', buffer)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buffer.len() > MAX_LINE && buffer.last() != Some(&b'\n') {
+        // Swallow the rest of the line.
+        let mut rest = Vec::new();
+        loop {
+            rest.clear();
+            let n = std::io::Read::take(&mut *reader, 1 << 20).read_until(b'\n', &mut rest)?;
+            if n == 0 || rest.last() == Some(&b'\n') {
+                break;
+            }
+        }
+        return Ok(Some(Err(format!("line is longer than {} MiB: not an event", MAX_LINE >> 20))));
+    }
+    Ok(Some(Ok(())))
+}
+
+impl Monitor {
+    /// Open the monitor of `workspace` (creating its database).
+    pub fn open(workspace: Workspace) -> Result<Monitor> {
+        let db = Db::open(&workspace.root.join(crate::db::DB_PATH))?;
+        Ok(Self::with_db(workspace, db))
+    }
+
+    /// The monitor of `workspace` over `db`.
+    pub fn with_db(workspace: Workspace, db: Db) -> Monitor {
+        let config = workspace.config.monitoring.clone();
+        let unit = workspace
+            .config
+            .backtest
+            .as_ref()
+            .and_then(|b| b.sharpe_periods)
+            .map_or(SharpeUnit::PerTrade, |p| SharpeUnit::Annualised(p.0));
+        Monitor { policies: crate::policy::policies(&config), workspace, db, config, unit, baselines: HashMap::new() }
+    }
+
+    /// The monitoring configuration.
+    pub fn config(&self) -> &MonitoringConfig {
+        &self.config
+    }
+
+    /// Ingest events from `reader` (JSON lines or CSV; `source` names it in errors). All or nothing:
+    /// a bad line is an error naming `source:line` and nothing is stored, unless `skip_bad`.
+    pub fn ingest(
+        &mut self,
+        source: &Path,
+        reader: &mut dyn BufRead,
+        format: Option<Format>,
+        now: Time,
+        skip_bad: bool,
+    ) -> Result<IngestReport> {
+        let timeline = Timeline::of(&self.workspace)?;
+        let known: Vec<String> = crate::policy::known_strategies(&self.policies).iter().map(|s| s.to_string()).collect();
+        let last_eval: Option<Seconds> = self.db.meta("last_evaluation")?.and_then(|v| v.parse().ok());
+        let horizon = now.unix_seconds() + self.config.max_clock_skew.0.seconds();
+        let mut report = IngestReport::default();
+        let mut ingest = self.db.ingest(now.unix_seconds())?;
+        let mut buffer = Vec::with_capacity(4096);
+        let mut header: Option<CsvHeader> = None;
+        let mut format = format;
+        let mut line_number = 0u64;
+        let read_error = |e: std::io::Error| Error::Io { path: source.to_path_buf(), action: "reading", source: e };
+        while let Some(read) = next_line(reader, &mut buffer).map_err(read_error)? {
+            line_number += 1;
+            let bad = |message: String, report: &mut IngestReport| -> Result<()> {
+                if skip_bad {
+                    report.skipped += 1;
+                    if report.skipped_examples.len() < 10 {
+                        report.skipped_examples.push(format!("{}:{line_number}: {message}", source.display()));
+                    }
+                    Ok(())
+                } else {
+                    Err(Error::parse(source, line_number as usize, 1, message))
+                }
+            };
+            if let Err(message) = read {
+                bad(message, &mut report)?;
+                continue;
+            }
+            let Ok(text) = std::str::from_utf8(&buffer) else {
+                bad("not UTF-8".into(), &mut report)?;
+                continue;
+            };
+            let text = text.trim_end_matches(['\n', '\r']);
+            if text.trim().is_empty() {
+                continue;
+            }
+            let format = *format.get_or_insert(if text.trim_start().starts_with('{') {
+                Format::JsonLines
+            } else {
+                Format::Csv
+            });
+            let parsed: std::result::Result<EventRef<'_>, EventError> = match format {
+                Format::JsonLines => parse_json_line(text),
+                Format::Csv => match &header {
+                    None => {
+                        header = Some(CsvHeader::parse(text).map_err(|e| {
+                            Error::parse(source, line_number as usize, 1, format!("CSV header: {e}"))
+                        })?);
+                        continue;
+                    }
+                    Some(header) => header.parse_row(text),
+                },
+            };
+            report.lines += 1;
+            let event = match parsed {
+                Ok(event) => event,
+                Err(e) => {
+                    bad(e.to_string(), &mut report)?;
+                    continue;
+                }
+            };
+            let at = event.ts.as_second();
+            if at > horizon {
+                bad(
+                    format!(
+                        "`ts`: {} is in the future (the clock says {}; at most {} of skew is accepted)",
+                        event.ts,
+                        now.instant(),
+                        self.config.max_clock_skew.0
+                    ),
+                    &mut report,
+                )?;
+                continue;
+            }
+            let (release_id, attributed) = match (&event.release_id, timeline.at(at)) {
+                (Some(id), _) => (id.to_string(), "producer"),
+                (None, Some(id)) => (id.to_string(), "time"),
+                (None, None) => (String::new(), "none"),
+            };
+            let id = match &event.id {
+                Some(id) => id.to_string(),
+                None => content_id(
+                    &event.ts.to_string(),
+                    &event.strategy,
+                    &event.symbol,
+                    event.signal.as_i64(),
+                    event.outcome.as_i64(),
+                    event.ret,
+                ),
+            };
+            let new = NewEvent {
+                id,
+                ts: at,
+                strategy: event.strategy.to_string(),
+                symbol: event.symbol.to_string(),
+                signal: event.signal,
+                outcome: event.outcome,
+                ret: event.ret,
+                release_id,
+                attributed,
+            };
+            if ingest.add(&new)? {
+                if attributed == "none" {
+                    report.unattributed += 1;
+                }
+                if last_eval.is_some_and(|last| at < last) {
+                    report.late += 1;
+                }
+                if !known.contains(&new.strategy) {
+                    *report.unknown_strategies.entry(new.strategy).or_default() += 1;
+                }
+            }
+        }
+        let (accepted, duplicates) = ingest.commit()?;
+        report.accepted = accepted;
+        report.duplicates = duplicates;
+        Ok(report)
+    }
+
+    /// Each metric's baseline for `release`.
+    pub fn baselines(&mut self, info: &ReleaseInfo) -> Result<BTreeMap<String, Option<f64>>> {
+        let key = format!("{}@{}", info.release_id, info.deployment_timestamp.unix_seconds());
+        if let Some(found) = self.baselines.get(&key) {
+            return Ok(found.clone());
+        }
+        let mut out = BTreeMap::new();
+        match self.config.baseline {
+            BaselineSource::Validation => {
+                let manifest = shipshape_core::manifest::load(&info.manifest_path.under(&self.workspace.root))?;
+                let bundle = manifest.manifest.audit_bundle.under(&self.workspace.root);
+                let validation = match shipshape_core::validate::read(&bundle)? {
+                    Some((validation, bytes)) => {
+                        // Checked on every read: the validation must be the one the manifest recorded.
+                        if manifest.manifest.validation.sha256 != Some(shipshape_core::hash::Digest::of(&bytes)) {
+                            return Err(Error::invalid(
+                                bundle.join("validation.yaml"),
+                                format!(
+                                    "does not match the hash recorded in {}: the baseline cannot be trusted",
+                                    info.manifest_path
+                                ),
+                            ));
+                        }
+                        validation.backtest
+                    }
+                    None => None,
+                };
+                for policy in &self.policies {
+                    let value = validation.as_ref().and_then(|backtest| {
+                        match backtest.statistics.get(&policy.strategy) {
+                            Some(stats) => policy.kind.compute(stats, backtest.confidence, self.unit).value,
+                            None => backtest.metrics.get(&policy.name).and_then(|m| m.value),
+                        }
+                    });
+                    out.insert(policy.name.clone(), value);
+                }
+            }
+            BaselineSource::Trailing => {
+                let deployed = info.deployment_timestamp.unix_seconds();
+                let from = deployed - self.config.baseline_window.0.seconds();
+                for policy in &self.policies {
+                    let stats = self.db.window(None, &policy.strategy, from, deployed)?;
+                    let value = policy.kind.compute(&stats, 0.95, self.unit);
+                    let enough = value.samples >= u64::from(self.config.min_samples.0);
+                    out.insert(policy.name.clone(), value.value.filter(|_| enough));
+                }
+            }
+        }
+        self.baselines.insert(key, out.clone());
+        Ok(out)
+    }
+
+    /// The metrics of the active release at `now`, without touching alert state.
+    pub fn measure(&mut self, info: &ReleaseInfo, now: Seconds) -> Result<Vec<(MetricPolicy, Evaluation)>> {
+        let baselines = self.baselines(info)?;
+        let deployed = info.deployment_timestamp.unix_seconds();
+        let end = info.heightened_monitoring_end.unix_seconds();
+        let mut out = Vec::new();
+        for policy in &self.policies {
+            let (from, to) = window_at(policy, deployed, end, now);
+            let stats = self.db.window(Some(info.release_id.as_str()), &policy.strategy, from, to)?;
+            let baseline = baselines.get(&policy.name).copied().flatten();
+            out.push((policy.clone(), evaluate_with(|_, _| stats, deployed, policy, baseline, end, now, self.unit)));
+        }
+        Ok(out)
+    }
+
+    /// One evaluation pass at `now`: every metric of the active release judged, the alert state
+    /// machine stepped, transitions and notifications recorded in one transaction; then, when
+    /// enabled and due, the automatic rollback. Delivery is separate ([`Monitor::deliver`]).
+    pub fn evaluate(&mut self, now: Time) -> Result<Pass> {
+        let at = now.unix_seconds();
+        let active = registry::get_active_release(&self.workspace, now)?;
+        let mut pass = Pass {
+            at: now.instant(),
+            release_id: active.as_ref().map(|a| a.release_id.to_string()),
+            deployed_at: active.as_ref().map(|a| a.deployment_timestamp.instant()),
+            mode: active.as_ref().map(|a| crate::evaluate::mode_at(at, a.heightened_monitoring_end.unix_seconds())),
+            heightened_until: active.as_ref().map(|a| a.heightened_monitoring_end.instant()),
+            metrics: Vec::new(),
+            notifications: Vec::new(),
+            auto_rollback: None,
+        };
+        let measured = match &active {
+            Some(info) => self.measure(info, at)?,
+            None => Vec::new(),
+        };
+        let sinks: Vec<String> = self.config.sinks.iter().map(|s| s.name()).collect();
+        let environment = self.workspace.config.release.environment.to_string();
+        let eval_interval = self.config.eval_interval.0.seconds();
+        let path = self.db.path().to_path_buf();
+        let error = sql_error(&path, "recording an evaluation");
+        let tx = self.db.conn_mut().transaction().map_err(&error)?;
+        // Alerts of releases that are no longer active are closed (resolved), once.
+        if let Some(release) = &pass.release_id {
+            let stale: Vec<(String, String, String, Option<i64>)> = {
+                let mut statement = tx
+                    .prepare("SELECT release_id, metric, state, alert_id FROM alert_state WHERE release_id != ?1")
+                    .map_err(&error)?;
+                let rows = statement
+                    .query_map([release], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+                    .map_err(&error)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(&error)?
+            };
+            for (old_release, metric, state, alert_id) in stale {
+                let state: State = serde_json::from_str(&state).unwrap_or(State::Inactive);
+                if is_open(&state) {
+                    tx.execute(
+                        "UPDATE alerts SET state = CASE state WHEN 'firing' THEN 'resolved' ELSE 'cleared' END,
+                                resolved_at = CASE state WHEN 'firing' THEN ?2 ELSE resolved_at END, updated_at = ?2
+                         WHERE id = ?1",
+                        params![alert_id, at],
+                    )
+                    .map_err(&error)?;
+                    tx.execute(
+                        "INSERT INTO transitions (alert_id, at, release_id, strategy, metric, from_state, to_state, mode)
+                         SELECT id, ?2, release_id, strategy, metric, ?3, 'closed', mode FROM alerts WHERE id = ?1",
+                        params![alert_id, at, state_name(&state)],
+                    )
+                    .map_err(&error)?;
+                }
+                tx.execute("DELETE FROM alert_state WHERE release_id = ?1 AND metric = ?2", params![old_release, metric])
+                    .map_err(&error)?;
+            }
+        }
+        for (policy, evaluation) in measured {
+            let release = pass.release_id.clone().unwrap_or_default();
+            let rules = policy.rules(evaluation.mode);
+            let (state, mut alert_id): (State, Option<i64>) = tx
+                .query_row(
+                    "SELECT state, alert_id FROM alert_state WHERE release_id = ?1 AND metric = ?2",
+                    params![release, policy.name],
+                    |row| Ok((row.get::<_, String>(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(&error)?
+                .map(|(s, id)| (serde_json::from_str(&s).unwrap_or(State::Inactive), id))
+                .unwrap_or((State::Inactive, None));
+            let (next, effects) = alert::step(state, &evaluation.verdict, at, &rules.cadence);
+            let value = evaluation.value.value;
+            let drop = drop_of(&evaluation.verdict);
+            let threshold = rules.rule.threshold;
+            let samples = evaluation.value.samples as i64;
+            let mode = serde_json::to_value(evaluation.mode).ok().and_then(|v| v.as_str().map(str::to_string));
+            let mode = mode.unwrap_or_default();
+            let (from, to) = evaluation.window;
+            if is_open(&next) && !is_open(&state) {
+                tx.execute(
+                    "INSERT INTO alerts (release_id, strategy, metric, state, mode, started_at, updated_at)
+                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
+                    params![release, policy.strategy, policy.name, mode, at],
+                )
+                .map_err(&error)?;
+                alert_id = Some(tx.last_insert_rowid());
+            }
+            if let Some(id) = alert_id {
+                let (new_state, severity) = match (&state, &next) {
+                    (_, State::Pending { .. }) => (Some("pending"), None),
+                    (_, State::Firing { severity, .. }) => (Some("firing"), Some(severity_name(*severity))),
+                    (State::Firing { .. }, State::Resolved { .. }) => (Some("resolved"), None),
+                    (State::Pending { .. }, _) => (Some("cleared"), None),
+                    _ => (None, None),
+                };
+                if let Some(new_state) = new_state {
+                    tx.execute(
+                        "UPDATE alerts SET state = ?2, severity = coalesce(?3, severity), mode = ?4, value = ?5,
+                                baseline = ?6, threshold = ?7, drop_ = ?8, samples = ?9, window_from = ?10,
+                                window_to = ?11, updated_at = ?12,
+                                fired_at = CASE WHEN ?2 = 'firing' AND fired_at IS NULL THEN ?12 ELSE fired_at END,
+                                resolved_at = CASE WHEN ?2 = 'resolved' THEN ?12 ELSE resolved_at END
+                         WHERE id = ?1",
+                        params![
+                            id,
+                            new_state,
+                            severity,
+                            mode,
+                            value,
+                            evaluation.baseline,
+                            threshold,
+                            drop,
+                            samples,
+                            from,
+                            to,
+                            at
+                        ],
+                    )
+                    .map_err(&error)?;
+                }
+            }
+            let notify = effects.iter().find_map(|e| match e {
+                Effect::Notify { reason, severity } => Some((*reason, *severity)),
+                Effect::Transition { .. } => None,
+            });
+            for effect in &effects {
+                if let Effect::Transition { from: before, to: after } = effect {
+                    let severity = match after {
+                        State::Firing { severity, .. } => Some(severity_name(*severity)),
+                        _ => notify.map(|(_, s)| severity_name(s)),
+                    };
+                    tx.execute(
+                        "INSERT INTO transitions (alert_id, at, release_id, strategy, metric, from_state, to_state,
+                             severity, notify, mode, value, baseline, threshold, drop_, samples, window_from, window_to)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                        params![
+                            alert_id,
+                            at,
+                            release,
+                            policy.strategy,
+                            policy.name,
+                            state_name(before),
+                            state_name(after),
+                            severity,
+                            notify.map(|(r, _)| reason_name(r)),
+                            mode,
+                            value,
+                            evaluation.baseline,
+                            threshold,
+                            drop,
+                            samples,
+                            from,
+                            to
+                        ],
+                    )
+                    .map_err(&error)?;
+                }
+            }
+            if let (Some((reason, severity)), Some(id)) = (notify, alert_id) {
+                let started = match next {
+                    State::Firing { since, .. } => since,
+                    _ => match state {
+                        State::Firing { since, .. } => since,
+                        _ => at,
+                    },
+                };
+                let resolved = reason == NotifyReason::Resolved;
+                let ends_at = if resolved { at } else { at + rules.cadence.repeat_every + 2 * eval_interval };
+                let summary = format!(
+                    "{} {} {} ({} mode): {} vs baseline {} (drop {}, threshold {}, {} samples) for release {}",
+                    policy.name,
+                    if resolved { "recovered" } else { severity_name(severity) },
+                    if resolved { "" } else { "drop" },
+                    mode,
+                    value.map_or("n/a".into(), |v| format!("{v:.4}")),
+                    evaluation.baseline.map_or("n/a".into(), |v| format!("{v:.4}")),
+                    drop.map_or("n/a".into(), |d| format!("{d:.4}")),
+                    threshold,
+                    samples,
+                    release
+                )
+                .replace("  ", " ");
+                let notification = Notification {
+                    reason,
+                    alert_id: id,
+                    status: if resolved { "resolved".into() } else { "firing".into() },
+                    severity,
+                    release_id: release.clone(),
+                    environment: environment.clone(),
+                    mode: evaluation.mode,
+                    strategy: policy.strategy.clone(),
+                    metric: policy.name.clone(),
+                    value,
+                    baseline: evaluation.baseline,
+                    drop,
+                    threshold,
+                    samples: samples as u64,
+                    window_from: ts(from),
+                    window_to: ts(to),
+                    started_at: ts(started),
+                    at: ts(at),
+                    ends_at: ts(ends_at),
+                    summary,
+                };
+                let payload = serde_json::to_string(&notification)
+                    .map_err(|e| Error::invalid(&path, format!("encoding a notification: {e}")))?;
+                let wall = sinks::wall_seconds();
+                for sink in &sinks {
+                    tx.execute(
+                        "INSERT INTO outbox (alert_id, sink, payload, created, next_attempt) VALUES (?1, ?2, ?3, ?4, ?4)",
+                        params![id, sink, payload, wall],
+                    )
+                    .map_err(&error)?;
+                }
+                pass.notifications.push(notification);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO alert_state (release_id, metric, state, alert_id) VALUES (?1, ?2, ?3, ?4)",
+                params![release, policy.name, serde_json::to_string(&next).unwrap_or_default(), alert_id],
+            )
+            .map_err(&error)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO evaluations (release_id, metric, at, strategy, mode, value, ci_low, ci_high,
+                     samples, baseline, threshold, verdict, drop_)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    release,
+                    policy.name,
+                    at,
+                    policy.strategy,
+                    mode,
+                    value,
+                    evaluation.value.ci_low,
+                    evaluation.value.ci_high,
+                    samples,
+                    evaluation.baseline,
+                    threshold,
+                    verdict_name(&evaluation.verdict),
+                    drop
+                ],
+            )
+            .map_err(&error)?;
+            pass.metrics.push(MetricReport {
+                metric: policy.name.clone(),
+                strategy: policy.strategy.clone(),
+                evaluation,
+                threshold,
+                state: next,
+                alert_id: alert_id.filter(|_| is_open(&next) || matches!(next, State::Resolved { .. })),
+            });
+        }
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_evaluation', ?1)", [at.to_string()])
+            .map_err(&error)?;
+        tx.commit().map_err(&error)?;
+        if let Some(info) = active.as_ref().filter(|_| self.config.auto_rollback.enabled) {
+            pass.auto_rollback = self.auto_rollback(info, now)?;
+        }
+        Ok(pass)
+    }
+
+    /// Roll the active release back when it has had `critical_firings` critical firings within
+    /// `within` — at most once per release, with the alerts as the recorded reason.
+    fn auto_rollback(&mut self, info: &ReleaseInfo, now: Time) -> Result<Option<AutoRollback>> {
+        let at = now.unix_seconds();
+        let policy = &self.config.auto_rollback;
+        let path = self.db.path().to_path_buf();
+        let error = sql_error(&path, "checking auto-rollback");
+        let since = at - policy.within.0.seconds();
+        let firings: Vec<(String, i64, Option<f64>, Option<f64>)> = {
+            let mut statement = self
+                .db
+                .conn()
+                .prepare(
+                    "SELECT metric, at, value, baseline FROM transitions
+                     WHERE release_id = ?1 AND at > ?2 AND at <= ?3 AND severity = 'critical'
+                       AND notify IN ('firing', 'escalated') ORDER BY at",
+                )
+                .map_err(&error)?;
+            let rows = statement
+                .query_map(params![info.release_id.as_str(), since, at], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
+                .map_err(&error)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(&error)?
+        };
+        if firings.len() < policy.critical_firings.0 as usize {
+            return Ok(None);
+        }
+        let reason = format!(
+            "auto-rollback: {} critical alerts within {}: {}",
+            firings.len(),
+            policy.within.0,
+            firings
+                .iter()
+                .map(|(metric, when, value, baseline)| format!(
+                    "{metric} at {} ({} vs baseline {})",
+                    ts(*when),
+                    value.map_or("n/a".into(), |v| format!("{v:.4}")),
+                    baseline.map_or("n/a".into(), |v| format!("{v:.4}"))
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        // Exactly once per release: the claim is the row.
+        let claimed = self
+            .db
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO auto_rollbacks (release_id, at, reason, outcome) VALUES (?1, ?2, ?3, 'started')",
+                params![info.release_id.as_str(), at, reason],
+            )
+            .map_err(&error)?;
+        if claimed == 0 {
+            return Ok(None);
+        }
+        let request =
+            deploy::RollbackRequest { to: None, reason: reason.clone(), by: "shipshape-monitor".into(), dry_run: false };
+        let outcome = match deploy::rollback(&self.workspace, &request, now, &NoProgress, &mut |_| {}, &mut |_| Ok(true))
+        {
+            Ok(deploy::RollbackOutcome::Done(plan)) => format!("rolled back to {}", plan.to.release_id),
+            Ok(_) => "not applied".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.db
+            .conn()
+            .execute("UPDATE auto_rollbacks SET outcome = ?2 WHERE release_id = ?1", params![info.release_id.as_str(), outcome])
+            .map_err(&error)?;
+        Ok(Some(AutoRollback { release_id: info.release_id.to_string(), reason, outcome }))
+    }
+
+    /// Deliver due notifications to the configured sinks.
+    pub fn deliver(&self, log: &mut dyn FnMut(&str)) -> Result<Delivery> {
+        sinks::deliver(&self.db, &self.config.sinks, &self.workspace.root, sinks::wall_seconds(), log)
+    }
+}
+
+fn verdict_name(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::InsufficientData { .. } => "insufficient_data",
+        Verdict::Healthy { .. } => "healthy",
+        Verdict::Breach { severity: Severity::Warning, .. } => "breach_warning",
+        Verdict::Breach { severity: Severity::Critical, .. } => "breach_critical",
+    }
+}
+
+/// A metric value for display: `0.5230 [0.51, 0.54] n=3600`.
+pub fn describe_value(value: &MetricValue) -> String {
+    match value.value {
+        Some(v) => format!("{v:.4} (n={})", value.samples),
+        None => format!("n/a (n={})", value.samples),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_finds_the_release_active_at_a_time() {
+        let timeline = Timeline::from_points(vec![(200, "b".into()), (100, "a".into()), (300, "a".into())]);
+        assert_eq!(timeline.at(99), None);
+        assert_eq!(timeline.at(100), Some("a"));
+        assert_eq!(timeline.at(250), Some("b"));
+        assert_eq!(timeline.at(10_000), Some("a"));
+    }
+}

@@ -1,0 +1,228 @@
+//! Notification sinks: the log, a JSON-lines file, a generic JSON webhook and Prometheus
+//! Alertmanager (`POST /api/v2/alerts`).
+//!
+//! Every notification is first written to the database's outbox, in the same transaction as the
+//! alert transition that caused it; delivery happens afterwards, per sink, and a failing sink is
+//! retried with exponential backoff (10 s, 20 s, 40 s, … at most an hour) without ever blocking
+//! evaluation or losing the record.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shipshape_core::config::SinkConfig;
+use shipshape_core::http::{Url, post_json};
+use shipshape_core::{Error, Result};
+
+use crate::alert::{NotifyReason, Seconds};
+use crate::db::Db;
+use crate::evaluate::Mode;
+use crate::judge::Severity;
+
+/// One notification, as stored in the outbox and sent to webhooks and JSON-lines files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Why it is sent: `firing`, `repeat`, `escalated` or `resolved`.
+    pub reason: NotifyReason,
+    /// The alert episode.
+    pub alert_id: i64,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// `warning` or `critical`.
+    pub severity: Severity,
+    /// The release judged.
+    pub release_id: String,
+    /// Its environment.
+    pub environment: String,
+    /// `heightened` or `normal`.
+    pub mode: Mode,
+    /// Strategy.
+    pub strategy: String,
+    /// Metric.
+    pub metric: String,
+    /// The metric's value.
+    pub value: Option<f64>,
+    /// Its baseline.
+    pub baseline: Option<f64>,
+    /// The drop (relative for ratios, absolute for Sharpe).
+    pub drop: Option<f64>,
+    /// The threshold it crossed.
+    pub threshold: f64,
+    /// Samples in the window.
+    pub samples: u64,
+    /// Window start (RFC 3339).
+    pub window_from: String,
+    /// Window end.
+    pub window_to: String,
+    /// When the alert started firing.
+    pub started_at: String,
+    /// When this notification was made.
+    pub at: String,
+    /// Until when Alertmanager should consider it active without hearing from us again.
+    pub ends_at: String,
+    /// One line for people.
+    pub summary: String,
+}
+
+/// Alertmanager's v2 alert object.
+pub fn alertmanager_payload(n: &Notification) -> serde_json::Value {
+    serde_json::json!([{
+        "labels": {
+            "alertname": format!("shipshape_{}", n.metric),
+            "release_id": n.release_id,
+            "environment": n.environment,
+            "mode": n.mode,
+            "strategy": n.strategy,
+            "metric": n.metric,
+            "severity": n.severity,
+        },
+        "annotations": {
+            "summary": n.summary,
+            "value": n.value.map(|v| format!("{v:.4}")).unwrap_or_default(),
+            "baseline": n.baseline.map(|v| format!("{v:.4}")).unwrap_or_default(),
+            "threshold": format!("{}", n.threshold),
+            "samples": n.samples.to_string(),
+            "window": format!("{} .. {}", n.window_from, n.window_to),
+        },
+        "startsAt": n.started_at,
+        "endsAt": n.ends_at,
+        "generatorURL": format!("shipshape://alerts/{}", n.alert_id),
+    }])
+}
+
+/// What one delivery round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    /// Notifications delivered.
+    pub delivered: u64,
+    /// Attempts that failed (to be retried).
+    pub failed: u64,
+}
+
+/// The retry delay after `attempts` failures.
+pub fn backoff(attempts: i64) -> Seconds {
+    (10_i64 << attempts.clamp(0, 9)).min(3600)
+}
+
+fn send(sink: &SinkConfig, root: &Path, payload: &str, log: &mut dyn FnMut(&str)) -> std::result::Result<(), String> {
+    let check = |response: shipshape_core::http::Response| {
+        if (200..300).contains(&response.status) {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}: {}", response.status, response.body.chars().take(200).collect::<String>()))
+        }
+    };
+    match sink {
+        SinkConfig::Log => {
+            let summary = serde_json::from_str::<Notification>(payload)
+                .map(|n| format!("alert {} {}: {}", n.alert_id, n.reason_word(), n.summary))
+                .unwrap_or_else(|_| payload.to_string());
+            log(&summary);
+            Ok(())
+        }
+        SinkConfig::Jsonl { path } => {
+            let path = root.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            file.write_all(format!("{payload}\n").as_bytes())
+                .and_then(|()| file.sync_data())
+                .map_err(|e| format!("{}: {e}", path.display()))
+        }
+        SinkConfig::Webhook { url, timeout } => {
+            let url = Url::parse(url)?;
+            check(post_json(&url, payload.as_bytes(), timeout_of(timeout)).map_err(|e| format!("{url}: {e}"))?)
+        }
+        SinkConfig::Alertmanager { url, timeout } => {
+            let url = Url::parse(url)?.join("/api/v2/alerts");
+            let notification: Notification = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+            let body = alertmanager_payload(&notification).to_string();
+            check(post_json(&url, body.as_bytes(), timeout_of(timeout)).map_err(|e| format!("{url}: {e}"))?)
+        }
+    }
+}
+
+fn timeout_of(timeout: &shipshape_core::config::PositiveDuration) -> Duration {
+    Duration::from_secs(timeout.0.seconds().max(1) as u64)
+}
+
+impl Notification {
+    fn reason_word(&self) -> &'static str {
+        match self.reason {
+            NotifyReason::Firing => "FIRING",
+            NotifyReason::Repeat => "STILL FIRING",
+            NotifyReason::Escalated => "ESCALATED",
+            NotifyReason::Resolved => "RESOLVED",
+        }
+    }
+}
+
+/// Deliver what is due at `wall_now` (real time, not the monitor's clock) to the configured sinks.
+/// `root` anchors JSON-lines paths; `log` receives log-sink lines and delivery failures.
+pub fn deliver(
+    db: &Db,
+    sinks: &[SinkConfig],
+    root: &Path,
+    wall_now: Seconds,
+    log: &mut dyn FnMut(&str),
+) -> Result<Delivery> {
+    let mut delivery = Delivery::default();
+    loop {
+        let due = db.due_notifications(wall_now, 256)?;
+        if due.is_empty() {
+            return Ok(delivery);
+        }
+        for row in &due {
+            let result = match sinks.iter().find(|s| s.name() == row.sink) {
+                Some(sink) => send(sink, root, &row.payload, log),
+                None => Err(format!("sink `{}` is no longer configured", row.sink)),
+            };
+            match result {
+                Ok(()) => {
+                    db.record_delivery(row.id, wall_now, None)?;
+                    delivery.delivered += 1;
+                }
+                Err(message) => {
+                    log(&format!("notification {} to {} failed (attempt {}): {message}", row.id, row.sink, row.attempts + 1));
+                    db.record_delivery(row.id, wall_now, Some((&message, wall_now + backoff(row.attempts))))?;
+                    delivery.failed += 1;
+                }
+            }
+        }
+        if delivery.failed > 0 || due.len() < 256 {
+            return Ok(delivery);
+        }
+    }
+}
+
+/// The wall clock in unix seconds.
+pub fn wall_seconds() -> Seconds {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as Seconds).unwrap_or(0)
+}
+
+/// A sink's configuration error, naming it.
+pub fn check_sinks(sinks: &[SinkConfig], config: &Path) -> Result<()> {
+    for sink in sinks {
+        if let SinkConfig::Webhook { url, .. } | SinkConfig::Alertmanager { url, .. } = sink {
+            Url::parse(url).map_err(|reason| Error::invalid(config, format!("monitoring.sinks: `{url}`: {reason}")))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_an_hour() {
+        assert_eq!([0, 1, 2, 3].map(backoff), [10, 20, 40, 80]);
+        assert_eq!(backoff(20), 3600);
+    }
+}
