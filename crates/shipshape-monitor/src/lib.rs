@@ -15,5 +15,6 @@ pub mod evaluate;
 pub mod judge;
 pub mod monitor;
 pub mod policy;
+pub mod replay;
 pub mod sinks;
 pub mod window;

@@ -75,6 +75,34 @@ pub struct IngestReport {
     pub skipped_examples: Vec<String>,
 }
 
+/// How to ingest.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestOptions<'a> {
+    /// JSON lines or CSV; `None`: from the first line.
+    pub format: Option<Format>,
+    /// Skip bad lines (reported) instead of refusing the whole input.
+    pub skip_bad: bool,
+    /// Which release was active when (attribution of events that name none).
+    pub timeline: &'a Timeline,
+    /// The monitor's clock (recorded as the receive time; the clock-skew check).
+    pub now: Time,
+    /// Refuse events from the future (off for replays of history).
+    pub check_skew: bool,
+}
+
+/// The release being judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Active {
+    /// Its id.
+    pub release_id: String,
+    /// Its (latest) deploy: windows never reach before it.
+    pub deployed_at: Seconds,
+    /// End of its heightened monitoring.
+    pub heightened_end: Seconds,
+    /// Each metric's baseline.
+    pub baselines: BTreeMap<String, Option<f64>>,
+}
+
 /// One metric in one pass.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricReport {
@@ -225,20 +253,19 @@ impl Monitor {
         &self.config
     }
 
+    /// The unit Sharpe ratios are stated in (the backtest's).
+    pub fn unit(&self) -> SharpeUnit {
+        self.unit
+    }
+
     /// Ingest events from `reader` (JSON lines or CSV; `source` names it in errors). All or nothing:
     /// a bad line is an error naming `source:line` and nothing is stored, unless `skip_bad`.
-    pub fn ingest(
-        &mut self,
-        source: &Path,
-        reader: &mut dyn BufRead,
-        format: Option<Format>,
-        now: Time,
-        skip_bad: bool,
-    ) -> Result<IngestReport> {
-        let timeline = Timeline::of(&self.workspace)?;
+    pub fn ingest(&mut self, source: &Path, reader: &mut dyn BufRead, options: &IngestOptions<'_>) -> Result<IngestReport> {
+        let IngestOptions { format, skip_bad, timeline, now, check_skew } = *options;
         let known: Vec<String> = crate::policy::known_strategies(&self.policies).iter().map(|s| s.to_string()).collect();
         let last_eval: Option<Seconds> = self.db.meta("last_evaluation")?.and_then(|v| v.parse().ok());
-        let horizon = now.unix_seconds() + self.config.max_clock_skew.0.seconds();
+        let horizon =
+            if check_skew { now.unix_seconds() + self.config.max_clock_skew.0.seconds() } else { Seconds::MAX };
         let mut report = IngestReport::default();
         let mut ingest = self.db.ingest(now.unix_seconds())?;
         let mut buffer = Vec::with_capacity(4096);
@@ -407,15 +434,14 @@ impl Monitor {
     }
 
     /// The metrics of the active release at `now`, without touching alert state.
-    pub fn measure(&mut self, info: &ReleaseInfo, now: Seconds) -> Result<Vec<(MetricPolicy, Evaluation)>> {
-        let baselines = self.baselines(info)?;
-        let deployed = info.deployment_timestamp.unix_seconds();
-        let end = info.heightened_monitoring_end.unix_seconds();
+    pub fn measure(&self, active: &Active, now: Seconds) -> Result<Vec<(MetricPolicy, Evaluation)>> {
+        let deployed = active.deployed_at;
+        let end = active.heightened_end;
         let mut out = Vec::new();
         for policy in &self.policies {
             let (from, to) = window_at(policy, deployed, end, now);
-            let stats = self.db.window(Some(info.release_id.as_str()), &policy.strategy, from, to)?;
-            let baseline = baselines.get(&policy.name).copied().flatten();
+            let stats = self.db.window(Some(active.release_id.as_str()), &policy.strategy, from, to)?;
+            let baseline = active.baselines.get(&policy.name).copied().flatten();
             out.push((policy.clone(), evaluate_with(|_, _| stats, deployed, policy, baseline, end, now, self.unit)));
         }
         Ok(out)
@@ -425,20 +451,43 @@ impl Monitor {
     /// machine stepped, transitions and notifications recorded in one transaction; then, when
     /// enabled and due, the automatic rollback. Delivery is separate ([`Monitor::deliver`]).
     pub fn evaluate(&mut self, now: Time) -> Result<Pass> {
+        let info = registry::get_active_release(&self.workspace, now)?;
+        let active = match &info {
+            Some(info) => Some(self.active(info)?),
+            None => None,
+        };
+        let mut pass = self.evaluate_release(active.as_ref(), now)?;
+        if let Some(info) = info.as_ref().filter(|_| self.config.auto_rollback.enabled) {
+            pass.auto_rollback = self.auto_rollback(info, now)?;
+        }
+        Ok(pass)
+    }
+
+    /// The registry's release as the monitor judges it.
+    pub fn active(&mut self, info: &ReleaseInfo) -> Result<Active> {
+        Ok(Active {
+            release_id: info.release_id.to_string(),
+            deployed_at: info.deployment_timestamp.unix_seconds(),
+            heightened_end: info.heightened_monitoring_end.unix_seconds(),
+            baselines: self.baselines(info)?,
+        })
+    }
+
+    /// One pass for `active` (no auto-rollback: see [`Monitor::evaluate`]).
+    pub fn evaluate_release(&mut self, active: Option<&Active>, now: Time) -> Result<Pass> {
         let at = now.unix_seconds();
-        let active = registry::get_active_release(&self.workspace, now)?;
         let mut pass = Pass {
             at: now.instant(),
-            release_id: active.as_ref().map(|a| a.release_id.to_string()),
-            deployed_at: active.as_ref().map(|a| a.deployment_timestamp.instant()),
-            mode: active.as_ref().map(|a| crate::evaluate::mode_at(at, a.heightened_monitoring_end.unix_seconds())),
-            heightened_until: active.as_ref().map(|a| a.heightened_monitoring_end.instant()),
+            release_id: active.map(|a| a.release_id.clone()),
+            deployed_at: active.and_then(|a| Timestamp::from_second(a.deployed_at).ok()),
+            mode: active.map(|a| crate::evaluate::mode_at(at, a.heightened_end)),
+            heightened_until: active.and_then(|a| Timestamp::from_second(a.heightened_end).ok()),
             metrics: Vec::new(),
             notifications: Vec::new(),
             auto_rollback: None,
         };
-        let measured = match &active {
-            Some(info) => self.measure(info, at)?,
+        let measured = match active {
+            Some(active) => self.measure(active, at)?,
             None => Vec::new(),
         };
         let sinks: Vec<String> = self.config.sinks.iter().map(|s| s.name()).collect();
@@ -676,9 +725,6 @@ impl Monitor {
         tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_evaluation', ?1)", [at.to_string()])
             .map_err(&error)?;
         tx.commit().map_err(&error)?;
-        if let Some(info) = active.as_ref().filter(|_| self.config.auto_rollback.enabled) {
-            pass.auto_rollback = self.auto_rollback(info, now)?;
-        }
         Ok(pass)
     }
 

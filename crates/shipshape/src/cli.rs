@@ -84,6 +84,24 @@ pub enum Command {
     /// List every deploy, rollback and failure, with who, when and why.
     #[command(after_help = "Example:\n  shipshape history\n  shipshape history --json")]
     History(HistoryArgs),
+    /// Store outcome events (JSON lines or CSV, or - for stdin) in the monitor database; idempotent on event id.
+    #[command(
+        after_help = "Example:\n  shipshape ingest data/live/events.jsonl\n  tail -n 1000 trades.csv | shipshape ingest - --format csv --json"
+    )]
+    Ingest(IngestArgs),
+    /// Run one evaluation pass: judge the active release's metrics, step alerts, notify, maybe auto-rollback.
+    #[command(
+        after_help = "Example:\n  shipshape evaluate\n  shipshape evaluate --at 2025-10-13T09:00:00Z --json"
+    )]
+    Evaluate(EvaluateArgs),
+    /// List alerts with metric, strategy, severity, state, value, baseline, threshold, samples, mode and release.
+    #[command(after_help = "Example:\n  shipshape alerts\n  shipshape alerts --state firing --json")]
+    Alerts(AlertsArgs),
+    /// Run the monitor over historical events in simulated time and print every alert it would have raised.
+    #[command(
+        after_help = "Example:\n  shipshape replay --events data/backtest/events.jsonl --release-at 2025-10-01T09:00:00Z"
+    )]
+    Replay(ReplayArgs),
     /// Run the pipeline on a fresh copy of the bundled example workspace, printing each step.
     #[command(after_help = "Example:\n  shipshape demo\n  shipshape demo --dir /tmp/sensequant-demo")]
     Demo(DemoArgs),
@@ -278,6 +296,106 @@ pub struct HistoryArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The events file, or - for standard input.
+    #[arg(value_name = "FILE|-")]
+    pub file: PathBuf,
+    /// The encoding (default: `.csv` files are CSV; otherwise judged from the first line).
+    #[arg(long, value_enum)]
+    pub format: Option<EventFormat>,
+    /// Skip bad lines (reported) instead of refusing the whole input.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An events encoding.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EventFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// `evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Evaluate as of this time (RFC 3339) instead of now (SHIPSHAPE_NOW also pins the clock).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Queue notifications but do not deliver them now (`serve` or the next `evaluate` will).
+    #[arg(long)]
+    pub no_deliver: bool,
+    /// Print the pass as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `alerts`.
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// Only alerts in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<AlertStateArg>,
+    /// Only alerts of this release.
+    #[arg(long, value_name = "RELEASE_ID")]
+    pub release: Option<String>,
+    /// At most this many (newest first).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An alert state to filter on.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AlertStateArg {
+    /// Breaching, not yet for long enough.
+    Pending,
+    /// Firing.
+    Firing,
+    /// Resolved after firing.
+    Resolved,
+    /// Breached briefly but never fired.
+    Cleared,
+}
+
+/// `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Historical outcome events (JSON lines or CSV).
+    #[arg(long, value_name = "FILE")]
+    pub events: PathBuf,
+    /// A simulated deploy (RFC 3339); repeat for several releases.
+    #[arg(long = "release-at", value_name = "TIME", required = true)]
+    pub release_at: Vec<String>,
+    /// Baselines from the newest manifest's validation or from the events before each deploy
+    /// (default: [monitoring] baseline).
+    #[arg(long, value_enum)]
+    pub baseline: Option<BaselineArg>,
+    /// Skip bad lines instead of refusing the file.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where baselines come from.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BaselineArg {
+    /// The validation backtest.
+    Validation,
+    /// The trailing window before each deploy.
+    Trailing,
 }
 
 /// `demo`.

@@ -52,6 +52,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Recover => commands::deploy::recover(&context),
         Command::Status(args) => commands::status::status(&context, &args),
         Command::History(args) => commands::status::history(&context, &args),
+        Command::Ingest(args) => commands::monitor::ingest(&context, &args),
+        Command::Evaluate(args) => commands::monitor::evaluate(&context, &args),
+        Command::Alerts(args) => commands::monitor::alerts(&context, &args),
+        Command::Replay(args) => commands::monitor::replay(&context, &args),
         Command::Demo(args) => commands::demo::run(&context, &args),
     }
 }

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod deploy;
 pub mod init;
 pub mod manifest;
+pub mod monitor;
 pub mod score;
 pub mod status;
 pub mod validate;

@@ -1,0 +1,175 @@
+//! `shipshape replay`: the whole monitor over historical events in simulated time, in a throw-away
+//! in-memory database — every alert it would have raised, when, and whether auto-rollback would
+//! have triggered. The tool for tuning thresholds on history.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use shipshape_core::Result;
+use shipshape_core::clock::Time;
+use shipshape_core::config::BaselineSource;
+use shipshape_core::workspace::Workspace;
+
+use crate::alert::{NotifyReason, Seconds};
+use crate::db::Db;
+use crate::judge::Severity;
+use crate::monitor::{Active, IngestOptions, IngestReport, Monitor, Timeline};
+use crate::sinks::Notification;
+
+/// A release in the replay.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayRelease {
+    /// `replay-1`, `replay-2`, … in time order.
+    pub release_id: String,
+    /// Its simulated deploy.
+    pub deployed_at: Timestamp,
+    /// Baselines it was judged against.
+    pub baselines: BTreeMap<String, Option<f64>>,
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    /// The simulated releases.
+    pub releases: Vec<ReplayRelease>,
+    /// Where baselines came from.
+    pub baseline: BaselineSource,
+    /// The events read.
+    pub ingest: IngestReport,
+    /// Evaluation passes run.
+    pub passes: u64,
+    /// Simulated period.
+    pub from: Option<Timestamp>,
+    /// …to.
+    pub to: Option<Timestamp>,
+    /// Every notification the monitor would have sent, in order.
+    pub notifications: Vec<Notification>,
+    /// Times auto-rollback's rule would have triggered (release, time), whether or not it is enabled.
+    pub auto_rollbacks: Vec<(String, Timestamp)>,
+}
+
+/// Replay `events` with releases deployed at `release_times`. Baselines: the validation of the
+/// workspace's newest manifest (or `baseline = "trailing"`: the events before each deploy).
+pub fn replay(
+    workspace: Workspace,
+    source: &Path,
+    events: &mut dyn BufRead,
+    release_times: &[Time],
+    baseline: Option<BaselineSource>,
+    skip_bad: bool,
+) -> Result<ReplayReport> {
+    let mut times: Vec<Seconds> = release_times.iter().map(Time::unix_seconds).collect();
+    times.sort_unstable();
+    let ids: Vec<String> = (1..=times.len()).map(|i| format!("replay-{i}")).collect();
+    let timeline = Timeline::from_points(times.iter().copied().zip(ids.iter().cloned()).collect());
+    let mut monitor = Monitor::with_db(workspace, Db::in_memory()?);
+    let source_kind = baseline.unwrap_or(monitor.config().baseline);
+    let now = release_times.first().copied().unwrap_or_else(|| Time::new(Timestamp::UNIX_EPOCH, jiff::tz::Offset::UTC));
+    let ingest = monitor.ingest(
+        source,
+        events,
+        &IngestOptions { format: None, skip_bad, timeline: &timeline, now, check_skew: false },
+    )?;
+    let last_event: Option<Seconds> = monitor
+        .db
+        .conn()
+        .query_row("SELECT max(ts) FROM events", [], |row| row.get(0))
+        .map_err(crate::db::sql_error(Path::new(":memory:"), "reading"))?;
+    let validation = match source_kind {
+        BaselineSource::Validation => newest_validation_baselines(&mut monitor)?,
+        BaselineSource::Trailing => None,
+    };
+    let heightened = i64::from(monitor.config().heightened_hours.0) * 3600;
+    let interval = monitor.config().eval_interval.0.seconds().max(1);
+    let auto = monitor.config().auto_rollback.clone();
+    let mut releases = Vec::new();
+    let mut actives = Vec::new();
+    for (at, id) in times.iter().zip(&ids) {
+        let baselines = match &validation {
+            Some(baselines) => baselines.clone(),
+            None => trailing(&monitor, *at)?,
+        };
+        releases.push(ReplayRelease {
+            release_id: id.clone(),
+            deployed_at: Timestamp::from_second(*at).unwrap_or(Timestamp::UNIX_EPOCH),
+            baselines: baselines.clone(),
+        });
+        actives.push(Active { release_id: id.clone(), deployed_at: *at, heightened_end: at + heightened, baselines });
+    }
+    let mut report = ReplayReport {
+        releases,
+        baseline: source_kind,
+        ingest,
+        passes: 0,
+        from: None,
+        to: None,
+        notifications: Vec::new(),
+        auto_rollbacks: Vec::new(),
+    };
+    let (Some(&start), Some(end)) = (times.first(), last_event) else { return Ok(report) };
+    let end = end + interval;
+    report.from = Timestamp::from_second(start).ok();
+    report.to = Timestamp::from_second(end).ok();
+    let mut critical: Vec<(String, Seconds)> = Vec::new();
+    let mut at = start + interval;
+    while at <= end {
+        let index = times.partition_point(|t| *t <= at) - 1;
+        let active = &actives[index];
+        let now = Time::new(Timestamp::from_second(at).unwrap_or(Timestamp::UNIX_EPOCH), jiff::tz::Offset::UTC);
+        let pass = monitor.evaluate_release(Some(active), now)?;
+        report.passes += 1;
+        for notification in pass.notifications {
+            if notification.severity == Severity::Critical
+                && matches!(notification.reason, NotifyReason::Firing | NotifyReason::Escalated)
+            {
+                critical.push((notification.release_id.clone(), at));
+                let recent = critical
+                    .iter()
+                    .filter(|(release, when)| *release == active.release_id && at - when < auto.within.0.seconds())
+                    .count();
+                let already = report.auto_rollbacks.iter().any(|(release, _)| *release == active.release_id);
+                if recent >= auto.critical_firings.0 as usize && !already {
+                    report.auto_rollbacks.push((active.release_id.clone(), now.instant()));
+                }
+            }
+            report.notifications.push(notification);
+        }
+        at += interval;
+    }
+    Ok(report)
+}
+
+/// Baselines from the validation of the newest manifest in the workspace, if there is one.
+fn newest_validation_baselines(monitor: &mut Monitor) -> Result<Option<BTreeMap<String, Option<f64>>>> {
+    let Ok(path) = shipshape_core::manifest::newest_path(&monitor.workspace) else { return Ok(None) };
+    let loaded = shipshape_core::manifest::load(&path)?;
+    let manifest_path = shipshape_core::paths::RelPath::from_walk(&monitor.workspace.root, &path)
+        .map_err(|rule| shipshape_core::Error::invalid(&path, rule.to_string()))?;
+    let info = shipshape_core::registry::ReleaseInfo {
+        release_id: loaded.manifest.release_id.clone(),
+        deployment_timestamp: loaded.manifest.created,
+        manifest_path,
+        heightened_monitoring_active: false,
+        heightened_monitoring_end: loaded.manifest.created,
+        heightened_hours: 0,
+        deployer: String::new(),
+        environment: String::new(),
+        activated_by: String::new(),
+    };
+    Ok(Some(monitor.baselines(&info)?))
+}
+
+fn trailing(monitor: &Monitor, deployed: Seconds) -> Result<BTreeMap<String, Option<f64>>> {
+    let from = deployed - monitor.config().baseline_window.0.seconds();
+    let mut out = BTreeMap::new();
+    for policy in &monitor.policies {
+        let stats = monitor.db.window(None, &policy.strategy, from, deployed)?;
+        let value = policy.kind.compute(&stats, 0.95, monitor.unit());
+        let enough = value.samples >= u64::from(monitor.config().min_samples.0);
+        out.insert(policy.name.clone(), value.value.filter(|_| enough));
+    }
+    Ok(out)
+}
