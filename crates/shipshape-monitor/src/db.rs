@@ -176,10 +176,11 @@ pub struct Pending {
 impl Pending {
     fn add(&mut self, event: &NewEvent) {
         let bucket = event.ts.div_euclid(MINUTE) * MINUTE;
-        self.minutes
-            .entry((event.release_id.clone(), event.strategy.clone(), bucket))
-            .or_default()
-            .add(event.signal, event.outcome, event.ret);
+        self.minutes.entry((event.release_id.clone(), event.strategy.clone(), bucket)).or_default().add(
+            event.signal,
+            event.outcome,
+            event.ret,
+        );
     }
 }
 
@@ -249,10 +250,7 @@ impl Ingest<'_> {
         let error = sql_error(self.path, "storing events");
         let mut hours: HashMap<(String, String, Seconds), Stats> = HashMap::new();
         for ((release, strategy, minute), stats) in &self.pending.minutes {
-            hours
-                .entry((release.clone(), strategy.clone(), minute.div_euclid(HOUR) * HOUR))
-                .or_default()
-                .merge(stats);
+            hours.entry((release.clone(), strategy.clone(), minute.div_euclid(HOUR) * HOUR)).or_default().merge(stats);
         }
         for (table, buckets) in [("minutes", &self.pending.minutes), ("hours", &hours)] {
             let mut select = self
@@ -268,8 +266,10 @@ impl Ingest<'_> {
                 ))
                 .map_err(&error)?;
             for ((release, strategy, bucket), stats) in buckets {
-                let old: Option<Vec<u8>> =
-                    select.query_row(params![release, strategy, bucket], |row| row.get(0)).optional().map_err(&error)?;
+                let old: Option<Vec<u8>> = select
+                    .query_row(params![release, strategy, bucket], |row| row.get(0))
+                    .optional()
+                    .map_err(&error)?;
                 let mut total = old.as_deref().and_then(decode).unwrap_or_default();
                 total.merge(stats);
                 upsert.execute(params![release, strategy, bucket, &encode(&total)[..]]).map_err(&error)?;
@@ -338,8 +338,11 @@ impl Db {
     /// Open (creating it and its directory if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Db> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|source| Error::Io { path: parent.to_path_buf(), action: "creating", source })?;
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.to_path_buf(),
+                action: "creating",
+                source,
+            })?;
         }
         let conn = Connection::open(path).map_err(sql_error(path, "opening the monitor database"))?;
         Self::init(conn, path)
@@ -444,12 +447,13 @@ impl Db {
     /// Events per strategy (for reporting unknown strategies).
     pub fn strategies(&self) -> Result<Vec<(String, u64)>> {
         let error = sql_error(&self.path, "reading strategies");
-        let mut statement = self
-            .conn
-            .prepare("SELECT DISTINCT strategy FROM hours ORDER BY strategy")
+        let mut statement =
+            self.conn.prepare("SELECT DISTINCT strategy FROM hours ORDER BY strategy").map_err(&error)?;
+        let names: Vec<String> = statement
+            .query_map([], |row| row.get(0))
+            .map_err(&error)?
+            .collect::<rusqlite::Result<_>>()
             .map_err(&error)?;
-        let names: Vec<String> =
-            statement.query_map([], |row| row.get(0)).map_err(&error)?.collect::<rusqlite::Result<_>>().map_err(&error)?;
         let mut out = Vec::new();
         for name in names {
             let stats = self.window(None, &name, i64::MIN / 4, i64::MAX / 4)?;
@@ -537,9 +541,10 @@ impl Db {
     pub fn record_delivery(&self, id: i64, now: Seconds, failure: Option<(&str, Seconds)>) -> Result<()> {
         let error = sql_error(&self.path, "updating the outbox");
         match failure {
-            None => self
-                .conn
-                .execute("UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1", params![id, now]),
+            None => self.conn.execute(
+                "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                params![id, now],
+            ),
             Some((message, retry_at)) => self.conn.execute(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
                 params![id, retry_at, message],

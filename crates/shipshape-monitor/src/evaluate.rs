@@ -90,7 +90,12 @@ pub fn evaluate(
 
 /// The window `policy` judges at `now` for a release deployed at `deployed_at`: `[from, now)`,
 /// never before the deploy.
-pub fn window_at(policy: &MetricPolicy, deployed_at: Seconds, heightened_end: Seconds, now: Seconds) -> (Seconds, Seconds) {
+pub fn window_at(
+    policy: &MetricPolicy,
+    deployed_at: Seconds,
+    heightened_end: Seconds,
+    now: Seconds,
+) -> (Seconds, Seconds) {
     let rules = policy.rules(mode_at(now, heightened_end));
     ((now - rules.window).max(deployed_at), now)
 }
@@ -180,7 +185,8 @@ mod tests {
         assert_eq!(heightened.mode, Mode::Heightened);
         assert_eq!(heightened.window, (DEPLOY, DEPLOY + 6 * HOUR));
         assert!(matches!(heightened.verdict, Verdict::Breach { severity: Severity::Warning, .. }), "{heightened:?}");
-        let normal = evaluate(&series, &policy(), Some(0.56), DEPLOY + 48 * HOUR, DEPLOY + 60 * HOUR, SharpeUnit::PerTrade);
+        let normal =
+            evaluate(&series, &policy(), Some(0.56), DEPLOY + 48 * HOUR, DEPLOY + 60 * HOUR, SharpeUnit::PerTrade);
         assert_eq!(normal.mode, Mode::Normal);
         assert!(matches!(normal.verdict, Verdict::Healthy { .. }), "{normal:?}");
     }

@@ -208,7 +208,10 @@ fn drop_of(verdict: &Verdict) -> Option<f64> {
 }
 
 /// Read lines of at most [`MAX_LINE`] bytes; `Err` names the line that is too long or not UTF-8.
-fn next_line(reader: &mut dyn BufRead, buffer: &mut Vec<u8>) -> std::io::Result<Option<std::result::Result<(), String>>> {
+fn next_line(
+    reader: &mut dyn BufRead,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<Option<std::result::Result<(), String>>> {
     buffer.clear();
     let n = std::io::Read::take(&mut *reader, MAX_LINE as u64 + 1).read_until(b'\n', buffer)?;
     if n == 0 {
@@ -260,9 +263,15 @@ impl Monitor {
 
     /// Ingest events from `reader` (JSON lines or CSV; `source` names it in errors). All or nothing:
     /// a bad line is an error naming `source:line` and nothing is stored, unless `skip_bad`.
-    pub fn ingest(&mut self, source: &Path, reader: &mut dyn BufRead, options: &IngestOptions<'_>) -> Result<IngestReport> {
+    pub fn ingest(
+        &mut self,
+        source: &Path,
+        reader: &mut dyn BufRead,
+        options: &IngestOptions<'_>,
+    ) -> Result<IngestReport> {
         let IngestOptions { format, skip_bad, timeline, now, check_skew } = *options;
-        let known: Vec<String> = crate::policy::known_strategies(&self.policies).iter().map(|s| s.to_string()).collect();
+        let known: Vec<String> =
+            crate::policy::known_strategies(&self.policies).iter().map(|s| s.to_string()).collect();
         let last_eval: Option<Seconds> = self.db.meta("last_evaluation")?.and_then(|v| v.parse().ok());
         let horizon =
             if check_skew { now.unix_seconds() + self.config.max_clock_skew.0.seconds() } else { Seconds::MAX };
@@ -298,18 +307,16 @@ impl Monitor {
             if text.trim().is_empty() {
                 continue;
             }
-            let format = *format.get_or_insert(if text.trim_start().starts_with('{') {
-                Format::JsonLines
-            } else {
-                Format::Csv
-            });
+            let format =
+                *format.get_or_insert(if text.trim_start().starts_with('{') { Format::JsonLines } else { Format::Csv });
             let parsed: std::result::Result<EventRef<'_>, EventError> = match format {
                 Format::JsonLines => parse_json_line(text),
                 Format::Csv => match &header {
                     None => {
-                        header = Some(CsvHeader::parse(text).map_err(|e| {
-                            Error::parse(source, line_number as usize, 1, format!("CSV header: {e}"))
-                        })?);
+                        header =
+                            Some(CsvHeader::parse(text).map_err(|e| {
+                                Error::parse(source, line_number as usize, 1, format!("CSV header: {e}"))
+                            })?);
                         continue;
                     }
                     Some(header) => header.parse_row(text),
@@ -409,12 +416,11 @@ impl Monitor {
                     None => None,
                 };
                 for policy in &self.policies {
-                    let value = validation.as_ref().and_then(|backtest| {
-                        match backtest.statistics.get(&policy.strategy) {
+                    let value =
+                        validation.as_ref().and_then(|backtest| match backtest.statistics.get(&policy.strategy) {
                             Some(stats) => policy.kind.compute(stats, backtest.confidence, self.unit).value,
                             None => backtest.metrics.get(&policy.name).and_then(|m| m.value),
-                        }
-                    });
+                        });
                     out.insert(policy.name.clone(), value);
                 }
             }
@@ -524,8 +530,11 @@ impl Monitor {
                     )
                     .map_err(&error)?;
                 }
-                tx.execute("DELETE FROM alert_state WHERE release_id = ?1 AND metric = ?2", params![old_release, metric])
-                    .map_err(&error)?;
+                tx.execute(
+                    "DELETE FROM alert_state WHERE release_id = ?1 AND metric = ?2",
+                    params![old_release, metric],
+                )
+                .map_err(&error)?;
             }
         }
         for (policy, evaluation) in measured {
@@ -783,17 +792,24 @@ impl Monitor {
         if claimed == 0 {
             return Ok(None);
         }
-        let request =
-            deploy::RollbackRequest { to: None, reason: reason.clone(), by: "shipshape-monitor".into(), dry_run: false };
-        let outcome = match deploy::rollback(&self.workspace, &request, now, &NoProgress, &mut |_| {}, &mut |_| Ok(true))
-        {
-            Ok(deploy::RollbackOutcome::Done(plan)) => format!("rolled back to {}", plan.to.release_id),
-            Ok(_) => "not applied".to_string(),
-            Err(e) => format!("failed: {e}"),
+        let request = deploy::RollbackRequest {
+            to: None,
+            reason: reason.clone(),
+            by: "shipshape-monitor".into(),
+            dry_run: false,
         };
+        let outcome =
+            match deploy::rollback(&self.workspace, &request, now, &NoProgress, &mut |_| {}, &mut |_| Ok(true)) {
+                Ok(deploy::RollbackOutcome::Done(plan)) => format!("rolled back to {}", plan.to.release_id),
+                Ok(_) => "not applied".to_string(),
+                Err(e) => format!("failed: {e}"),
+            };
         self.db
             .conn()
-            .execute("UPDATE auto_rollbacks SET outcome = ?2 WHERE release_id = ?1", params![info.release_id.as_str(), outcome])
+            .execute(
+                "UPDATE auto_rollbacks SET outcome = ?2 WHERE release_id = ?1",
+                params![info.release_id.as_str(), outcome],
+            )
             .map_err(&error)?;
         Ok(Some(AutoRollback { release_id: info.release_id.to_string(), reason, outcome }))
     }

@@ -189,7 +189,12 @@ pub fn deliver(
                     delivery.delivered += 1;
                 }
                 Err(message) => {
-                    log(&format!("notification {} to {} failed (attempt {}): {message}", row.id, row.sink, row.attempts + 1));
+                    log(&format!(
+                        "notification {} to {} failed (attempt {}): {message}",
+                        row.id,
+                        row.sink,
+                        row.attempts + 1
+                    ));
                     db.record_delivery(row.id, wall_now, Some((&message, wall_now + backoff(row.attempts))))?;
                     delivery.failed += 1;
                 }

@@ -90,9 +90,7 @@ pub enum Command {
     )]
     Ingest(IngestArgs),
     /// Run one evaluation pass: judge the active release's metrics, step alerts, notify, maybe auto-rollback.
-    #[command(
-        after_help = "Example:\n  shipshape evaluate\n  shipshape evaluate --at 2025-10-13T09:00:00Z --json"
-    )]
+    #[command(after_help = "Example:\n  shipshape evaluate\n  shipshape evaluate --at 2025-10-13T09:00:00Z --json")]
     Evaluate(EvaluateArgs),
     /// List alerts with metric, strategy, severity, state, value, baseline, threshold, samples, mode and release.
     #[command(after_help = "Example:\n  shipshape alerts\n  shipshape alerts --state firing --json")]

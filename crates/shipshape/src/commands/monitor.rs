@@ -23,8 +23,11 @@ fn open_events(context: &Context, file: &Path) -> anyhow::Result<(PathBuf, Box<d
         return Ok((PathBuf::from("<stdin>"), Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))));
     }
     let path = context.start_dir.join(file);
-    let handle = std::fs::File::open(&path)
-        .map_err(|source| Error::Io { path: path.clone(), action: "opening the events file", source })?;
+    let handle = std::fs::File::open(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        action: "opening the events file",
+        source,
+    })?;
     Ok((path, Box::new(BufReader::with_capacity(1 << 20, handle))))
 }
 
@@ -67,7 +70,8 @@ pub fn ingest(context: &Context, args: &IngestArgs) -> anyhow::Result<ExitCode> 
     let (source, mut reader) = open_events(context, &args.file)?;
     let timeline = Timeline::of(&workspace)?;
     let mut monitor = Monitor::open(workspace)?;
-    let options = IngestOptions { format, skip_bad: args.skip_bad, timeline: &timeline, now: context.now(), check_skew: true };
+    let options =
+        IngestOptions { format, skip_bad: args.skip_bad, timeline: &timeline, now: context.now(), check_skew: true };
     let report = monitor.ingest(&source, &mut reader, &options)?;
     if args.json {
         super::print_json(&report)?;
@@ -85,7 +89,9 @@ fn state_word(state: &State) -> String {
     match state {
         State::Inactive => "ok".into(),
         State::InsufficientData => "insufficient data".into(),
-        State::Pending { breaches, .. } => format!("pending ({breaches} breach{})", if *breaches == 1 { "" } else { "es" }),
+        State::Pending { breaches, .. } => {
+            format!("pending ({breaches} breach{})", if *breaches == 1 { "" } else { "es" })
+        }
         State::Firing { severity, .. } => format!("FIRING {}", format!("{severity:?}").to_uppercase()),
         State::Resolved { .. } => "resolved".into(),
     }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The repository's example workspace.
 pub fn example_dir() -> PathBuf {
@@ -213,4 +213,111 @@ impl Workspace {
         command.current_dir(&self.root).env("SHIPSHAPE_NOW", now);
         command
     }
+}
+
+/// A copy of the example deploying into `<temp>/prod` with one approver key (made at run time).
+pub struct Setup {
+    pub ws: Workspace,
+    pub target: PathBuf,
+    pub key: PathBuf,
+    pub mode: &'static str,
+}
+
+impl Setup {
+    pub fn new(mode: &'static str) -> Setup {
+        Self::with_checks(mode, "")
+    }
+
+    pub fn with_checks(mode: &'static str, checks: &str) -> Setup {
+        let ws = Workspace::example();
+        let target = ws.temp.path().join("prod");
+        let key = ws.temp.path().join("jane");
+        assert!(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "jane", "-f"])
+                .arg(&key)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+        let mut signers = fs::read_to_string(ws.path("release/allowed_signers")).unwrap();
+        signers.push_str(&format!("jane@example.com namespaces=\"risk-manager@shipshape\" {public}"));
+        fs::write(ws.path("release/allowed_signers"), signers).unwrap();
+        // The example's own [deploy] section (last in its file) is replaced by this test's.
+        let config = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
+        let mut config = config.split("\n[deploy]\n").next().unwrap().to_string();
+        config.push_str(&format!("\n[deploy]\ntarget = \"../prod\"\nmode = \"{mode}\"\n{checks}"));
+        fs::write(ws.path("shipshape.toml"), config).unwrap();
+        Setup { ws, target, key, mode }
+    }
+
+    /// audit + validate + manifest (hotfix) + approve, at `now`; returns the manifest.
+    pub fn release(&self, now: &str) -> PathBuf {
+        let manifest = self.ws.release(now, &["--type", "hotfix"]);
+        let output = self
+            .ws
+            .cmd_at(now)
+            .arg("approve")
+            .arg(&manifest)
+            .args(["--role", "risk-manager", "--key"])
+            .arg(&self.key)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        manifest
+    }
+
+    pub fn shipshape(&self, now: &str, args: &[&str]) -> Output {
+        self.ws.cmd_at(now).args(args).output().unwrap()
+    }
+
+    pub fn deploy(&self, now: &str, manifest: &Path) -> Output {
+        self.ws.cmd_at(now).arg("deploy").arg(manifest).arg("--yes").output().unwrap()
+    }
+
+    /// Where production reads a path.
+    pub fn live(&self, path: &str) -> PathBuf {
+        if self.mode == "symlink" { self.target.join("current").join(path) } else { self.target.join(path) }
+    }
+
+    /// Assert the target holds exactly the release of `manifest`: every file with its hash, and no
+    /// file of `other` that is not in it. No temporary files anywhere.
+    pub fn assert_holds(&self, manifest: &Path, other: &Path) {
+        let files = files_of(manifest);
+        for (path, hash) in &files {
+            assert_eq!(&sha256sum(&self.live(path)), hash, "{path} in {}", self.target.display());
+        }
+        for path in files_of(other).keys().filter(|p| !files.contains_key(*p)) {
+            assert!(!self.live(path).exists(), "{path} of the other release is still in the target");
+        }
+        let leftovers: Vec<String> = walk(&self.target).into_iter().filter(|p| p.contains(".shipshape-tx_")).collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+}
+
+pub fn files_of(manifest: &Path) -> BTreeMap<String, String> {
+    let value = yaml_value(manifest);
+    let mut files = BTreeMap::new();
+    for list in value["artifacts"].as_object().unwrap().values() {
+        for artifact in list.as_array().unwrap() {
+            files
+                .insert(artifact["path"].as_str().unwrap().to_string(), artifact["hash"].as_str().unwrap().to_string());
+        }
+    }
+    files
+}
+
+pub fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries {
+            let path = entry.unwrap().path();
+            out.push(path.to_string_lossy().into_owned());
+            if path.is_dir() && !path.is_symlink() {
+                out.extend(walk(&path));
+            }
+        }
+    }
+    out
 }

@@ -1,0 +1,460 @@
+//! Post-deploy monitoring through the real binary: registration and the 48-hour heightened period,
+//! alerts in heightened vs normal mode, significance, notification sinks against a real HTTP
+//! receiver, auto-rollback, replay, and ingest's bad input.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod util;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use serde_json::Value;
+use util::{Setup, assert_one_line_error, stderr_of, yaml_value};
+
+const DEPLOY: &str = "2025-10-13T09:00:00Z";
+const MINUTE: i64 = 60;
+const HOUR: i64 = 3600;
+
+fn at(offset: i64) -> String {
+    Timestamp::from_second(DEPLOY.parse::<Timestamp>().unwrap().as_second() + offset).unwrap().to_string()
+}
+
+/// A workspace with one release deployed at DEPLOY, `extra` appended to its shipshape.toml.
+fn deployed(extra: &str) -> (Setup, PathBuf) {
+    let s = Setup::new("copy");
+    if !extra.is_empty() {
+        let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+        fs::write(s.ws.path("shipshape.toml"), format!("{config}\n{extra}")).unwrap();
+    }
+    let manifest = s.release(DEPLOY);
+    let output = s.deploy(DEPLOY, &manifest);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    (s, manifest)
+}
+
+/// Deterministic outcome events: `per_minute` intraday trades a minute from `from` for `minutes`,
+/// a share `hit` of them right (evenly spread), returns ±0.4 %; plus `swing_per_minute` swing
+/// trades (all long) of which a share `precision` win.
+fn events(
+    from: i64,
+    minutes: i64,
+    per_minute: i64,
+    hit: f64,
+    swing_per_minute: i64,
+    precision: f64,
+    tag: &str,
+) -> String {
+    let mut out = String::new();
+    let mut n = 0u64;
+    for minute in 0..minutes {
+        let ts = at(from + minute * MINUTE + 30);
+        for k in 0..per_minute {
+            n += 1;
+            let right = ((n as f64) * 0.618_033_988_75).fract() < hit;
+            let signal = if k % 2 == 0 { 1 } else { -1 };
+            let outcome = if right { signal } else { -signal };
+            let ret = if right { 0.004 } else { -0.004 };
+            out.push_str(&format!(
+                "{{\"id\":\"{tag}-{n}\",\"ts\":\"{ts}\",\"strategy\":\"intraday\",\"symbol\":\"S{k}\",\"signal\":{signal},\"outcome\":{outcome},\"return\":{ret}}}\n"
+            ));
+        }
+        for k in 0..swing_per_minute {
+            n += 1;
+            let win = ((n as f64) * 0.618_033_988_75).fract() < precision;
+            let outcome = if win { 1 } else { -1 };
+            let ret = if win { 0.01 } else { -0.01 };
+            out.push_str(&format!(
+                "{{\"id\":\"{tag}-{n}\",\"ts\":\"{ts}\",\"strategy\":\"swing\",\"symbol\":\"W{k}\",\"signal\":1,\"outcome\":{outcome},\"return\":{ret}}}\n"
+            ));
+        }
+    }
+    out
+}
+
+fn ingest(s: &Setup, now: &str, text: &str) -> Value {
+    let file = s.ws.temp.path().join("events.jsonl");
+    fs::write(&file, text).unwrap();
+    let output = s.ws.cmd_at(now).arg("ingest").arg(&file).arg("--json").output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn evaluate(s: &Setup, offset: i64) -> (Value, i32) {
+    let output = s.ws.cmd_at(&at(offset)).args(["evaluate", "--json"]).output().unwrap();
+    assert!(matches!(output.status.code(), Some(0 | 4)), "{}", stderr_of(&output));
+    (serde_json::from_slice(&output.stdout).unwrap(), output.status.code().unwrap())
+}
+
+fn metric<'a>(pass: &'a Value, name: &str) -> &'a Value {
+    pass["pass"]["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == name).unwrap()
+}
+
+fn state(pass: &Value, name: &str) -> String {
+    metric(pass, name)["state"]["state"].as_str().unwrap().to_string()
+}
+
+/// The release's intraday hit-ratio baseline (from its validation backtest).
+fn baseline(s: &Setup) -> f64 {
+    let (pass, _) = evaluate(s, MINUTE);
+    metric(&pass, "intraday_hit_ratio")["baseline"].as_f64().unwrap()
+}
+
+#[test]
+fn test_monitoring_release_registration() {
+    let (s, manifest) = deployed("");
+    let release = yaml_value(&manifest)["release_id"].as_str().unwrap().to_string();
+    let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+    assert_eq!(active["release_id"], release.as_str());
+    assert_eq!(active["heightened_hours"], 48);
+    assert_eq!(
+        active["heightened_monitoring_end"].as_str().unwrap().parse::<Timestamp>().unwrap().to_string(),
+        at(48 * HOUR)
+    );
+    assert!(s.ws.path(&format!("data/monitoring/releases/{release}.yaml")).exists());
+    // Heightened until 48 h after the deploy, then normal by itself; status and the evaluation agree.
+    for (offset, mode) in
+        [(HOUR, "heightened"), (48 * HOUR - 1, "heightened"), (48 * HOUR, "normal"), (90 * HOUR, "normal")]
+    {
+        let status = s.shipshape(&at(offset), &["status", "--json"]);
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(status["monitoring_mode"], mode, "status at +{offset}s");
+        let (pass, _) = evaluate(&s, offset);
+        assert_eq!(pass["pass"]["mode"], mode, "evaluate at +{offset}s");
+        assert_eq!(pass["pass"]["release_id"], release.as_str());
+        // The windows never reach before the deploy.
+        for m in pass["pass"]["metrics"].as_array().unwrap() {
+            assert!(m["window"][0].as_i64().unwrap() >= at(0).parse::<Timestamp>().unwrap().as_second());
+        }
+    }
+    // Without events every metric is insufficient data, never healthy.
+    let (pass, _) = evaluate(&s, 2 * HOUR);
+    for name in ["intraday_hit_ratio", "swing_precision", "intraday_sharpe"] {
+        assert_eq!(state(&pass, name), "insufficient_data", "{name}");
+    }
+}
+
+/// Evaluate every 10 minutes over `[from, to]`; the hit ratio's states in order.
+fn run(s: &Setup, from: i64, to: i64) -> Vec<(i64, String)> {
+    let mut states = Vec::new();
+    let mut offset = from;
+    while offset <= to {
+        let (pass, _) = evaluate(s, offset);
+        states.push((offset, state(&pass, "intraday_hit_ratio")));
+        offset += 10 * MINUTE;
+    }
+    states
+}
+
+#[test]
+fn test_heightened_monitoring_alerts() {
+    // A 7 % drop at ten trades a minute: fires in heightened mode within the first 2 hours, only
+    // after three consecutive breaching evaluations.
+    let (s, _) = deployed("");
+    let base = baseline(&s);
+    ingest(&s, &at(3 * HOUR), &events(0, 180, 10, base * 0.93, 0, 0.0, "h7"));
+    let states = run(&s, 10 * MINUTE, 2 * HOUR);
+    let first_firing = states.iter().position(|(_, st)| st == "firing").expect("no alert within 2 hours");
+    assert!(first_firing >= 2, "{states:?}");
+    assert_eq!(states[first_firing - 1].1, "pending", "{states:?}");
+    assert_eq!(states[first_firing - 2].1, "pending", "{states:?}");
+    let alerts: Value =
+        serde_json::from_slice(&s.shipshape(&at(2 * HOUR), &["alerts", "--json", "--state", "firing"]).stdout).unwrap();
+    let alert = &alerts.as_array().unwrap()[0];
+    assert_eq!(alert["metric"], "intraday_hit_ratio");
+    assert_eq!(alert["mode"], "heightened");
+    assert_eq!(alert["threshold"], 0.05);
+    assert!(alert["samples"].as_i64().unwrap() > 600);
+    assert!((alert["baseline"].as_f64().unwrap() - base).abs() < 1e-12);
+
+    // The same 7 % drop in normal mode (after 48 h, threshold 10 %): no alert.
+    let (s, _) = deployed("");
+    let base = baseline(&s);
+    ingest(&s, &at(60 * HOUR), &events(48 * HOUR, 12 * 60, 10, base * 0.93, 0, 0.0, "n7"));
+    let states = run(&s, 48 * HOUR + 10 * MINUTE, 60 * HOUR);
+    assert!(states.iter().all(|(_, st)| st == "inactive" || st == "insufficient_data"), "{states:?}");
+
+    // A 3 % drop alerts in neither mode.
+    let (s, _) = deployed("");
+    let base = baseline(&s);
+    ingest(&s, &at(3 * HOUR), &events(0, 180, 10, base * 0.97, 0, 0.0, "h3"));
+    ingest(&s, &at(60 * HOUR), &events(48 * HOUR, 12 * 60, 10, base * 0.97, 0, 0.0, "n3"));
+    for (from, to) in [(10 * MINUTE, 3 * HOUR), (48 * HOUR + HOUR, 60 * HOUR)] {
+        let states = run(&s, from, to);
+        assert!(states.iter().all(|(_, st)| st == "inactive" || st == "insufficient_data"), "{states:?}");
+    }
+}
+
+#[test]
+fn small_samples_do_not_fire_large_ones_do() {
+    // An 11 % drop from few trades (one a minute) stays quiet for the first 20 minutes; with the
+    // significance test off the same trades fire.
+    for (significance, expect_fire) in [("", false), ("[monitoring]\nsignificance_test = false\n", true)] {
+        let extra = if significance.is_empty() { String::new() } else { significance.to_string() };
+        let s = Setup::new("copy");
+        if !extra.is_empty() {
+            let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+            fs::write(s.ws.path("shipshape.toml"), config.replace("[monitoring]\n", &extra)).unwrap();
+        }
+        let manifest = s.release(DEPLOY);
+        assert!(s.deploy(DEPLOY, &manifest).status.success());
+        let base = baseline(&s);
+        ingest(&s, &at(HOUR), &events(0, 50, 1, base * 0.89, 0, 0.0, "small"));
+        let states = run(&s, 30 * MINUTE, 50 * MINUTE);
+        assert_eq!(states.iter().any(|(_, st)| st == "firing"), expect_fire, "{significance}: {states:?}");
+    }
+}
+
+/// A minimal HTTP server on loopback that records each request's path and body.
+type Requests = Arc<Mutex<Vec<(String, String)>>>;
+
+fn receiver(status: u16) -> (String, Requests) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut data = Vec::new();
+            let mut buffer = [0u8; 8192];
+            loop {
+                let n = stream.read(&mut buffer).unwrap();
+                data.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&data).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        let path = head.split_whitespace().nth(1).unwrap().to_string();
+                        record.lock().unwrap().push((path, body.to_string()));
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = stream.write_all(format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn notifications_reach_alertmanager_and_webhooks_and_failures_are_retried_later() {
+    let (alertmanager, am_seen) = receiver(200);
+    let (webhook, hook_seen) = receiver(200);
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let extra = format!(
+        "[[monitoring.sinks]]\nkind = \"alertmanager\"\nurl = \"{alertmanager}\"\n\n[[monitoring.sinks]]\nkind = \"webhook\"\nurl = \"{webhook}/hook\"\n\n[[monitoring.sinks]]\nkind = \"webhook\"\nurl = \"{dead}/down\"\ntimeout = \"2s\"\n\n[[monitoring.sinks]]\nkind = \"jsonl\"\npath = \"data/monitoring/alerts.jsonl\"\n"
+    );
+    let (s, manifest) = deployed(&extra);
+    let release = yaml_value(&manifest)["release_id"].as_str().unwrap().to_string();
+    let base = baseline(&s);
+    ingest(&s, &at(3 * HOUR), &events(0, 180, 10, base * 0.80, 0, 0.0, "am"));
+    let states = run(&s, 10 * MINUTE, HOUR + 30 * MINUTE);
+    assert!(states.iter().any(|(_, st)| st == "firing"), "{states:?}");
+
+    let am = am_seen.lock().unwrap().clone();
+    let (path, body) = am.iter().find(|(_, b)| b.contains("intraday_hit_ratio")).expect("nothing reached alertmanager");
+    assert_eq!(path, "/api/v2/alerts");
+    let alerts: Value = serde_json::from_str(body).unwrap();
+    let labels = &alerts[0]["labels"];
+    assert_eq!(labels["alertname"], "shipshape_intraday_hit_ratio");
+    assert_eq!(labels["release_id"], release.as_str());
+    assert_eq!(labels["mode"], "heightened");
+    assert_eq!(labels["strategy"], "intraday");
+    assert_eq!(labels["metric"], "intraday_hit_ratio");
+    assert_eq!(labels["severity"], "critical");
+    let starts: Timestamp = alerts[0]["startsAt"].as_str().unwrap().parse().unwrap();
+    let ends: Timestamp = alerts[0]["endsAt"].as_str().unwrap().parse().unwrap();
+    assert!(ends > starts, "endsAt keeps the alert active until the next re-notification");
+
+    let hooks = hook_seen.lock().unwrap().clone();
+    let (path, body) = &hooks[0];
+    assert_eq!(path, "/hook");
+    let notification: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(notification["reason"], "firing");
+    assert_eq!(notification["release_id"], release.as_str());
+
+    // The dead webhook did not block anything; its notifications wait in the outbox with a retry time.
+    let lines = fs::read_to_string(s.ws.path("data/monitoring/alerts.jsonl")).unwrap();
+    assert!(lines.lines().count() >= 2 && lines.contains("\"reason\":\"firing\""), "{lines}");
+    let db = rusqlite::Connection::open(s.ws.path("data/monitoring/monitor.db")).unwrap();
+    let (waiting, attempts, error): (i64, i64, String) = db
+        .query_row(
+            "SELECT count(*), max(attempts), max(last_error) FROM outbox WHERE delivered_at IS NULL AND sink LIKE 'webhook:%/down'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert!(waiting >= 2 && attempts >= 1, "{waiting} {attempts}");
+    assert!(error.contains("/down"), "{error}");
+    let delivered: i64 =
+        db.query_row("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL", [], |row| row.get(0)).unwrap();
+    assert!(delivered >= 6, "{delivered}");
+}
+
+#[test]
+fn auto_rollback_after_three_critical_alerts_happens_once() {
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    fs::write(s.ws.path("shipshape.toml"), format!("{config}\n[monitoring.auto_rollback]\nenabled = true\n")).unwrap();
+    let first = s.release("2025-10-12T09:00:00Z");
+    assert!(s.deploy("2025-10-12T09:00:00Z", &first).status.success());
+    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    let second = s.release(DEPLOY);
+    assert!(s.deploy(DEPLOY, &second).status.success());
+    let first_id = yaml_value(&first)["release_id"].as_str().unwrap().to_string();
+    let second_id = yaml_value(&second)["release_id"].as_str().unwrap().to_string();
+    // A broken model: every metric collapses.
+    ingest(&s, &at(3 * HOUR), &events(0, 180, 10, 0.35, 4, 0.30, "bad"));
+    let mut rolled_back = None;
+    let mut offset = 10 * MINUTE;
+    while offset <= 2 * HOUR {
+        let (pass, code) = evaluate(&s, offset);
+        if code == 4 {
+            assert!(rolled_back.is_none(), "rolled back twice");
+            let auto = &pass["pass"]["auto_rollback"];
+            assert_eq!(auto["release_id"], second_id.as_str());
+            assert_eq!(auto["outcome"], format!("rolled back to {first_id}").as_str());
+            rolled_back = Some(offset);
+        }
+        offset += 10 * MINUTE;
+    }
+    assert!(rolled_back.is_some_and(|t| t <= 2 * HOUR), "no auto-rollback");
+    let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+    assert_eq!(active["release_id"], first_id.as_str());
+    let history: Value = serde_json::from_slice(&s.shipshape(&at(3 * HOUR), &["history", "--json"]).stdout).unwrap();
+    let entries = history.as_array().unwrap();
+    let rollbacks: Vec<&Value> = entries.iter().filter(|e| e["action"] == "rollback").collect();
+    assert_eq!(rollbacks.len(), 1, "{history}");
+    assert_eq!(rollbacks[0]["by"], "shipshape-monitor");
+    let reason = rollbacks[0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("auto-rollback: 3 critical alerts within 1h"), "{reason}");
+    assert!(reason.contains("intraday_hit_ratio") && reason.contains("intraday_sharpe"), "{reason}");
+    // The target holds the first release again.
+    util::files_of(&first).iter().for_each(|(path, hash)| assert_eq!(&util::sha256sum(&s.target.join(path)), hash));
+}
+
+#[test]
+fn replay_shows_the_alerts_history_would_have_raised() {
+    let (s, _) = deployed("");
+    let base = baseline(&s);
+    let file = s.ws.temp.path().join("history.jsonl");
+    // Three healthy hours, then a release with a 20 % drop.
+    let mut text = events(-3 * HOUR, 180, 10, base, 0, 0.0, "before");
+    text.push_str(&events(0, 180, 10, base * 0.8, 0, 0.0, "after"));
+    fs::write(&file, text).unwrap();
+    let output =
+        s.ws.cmd_at(&at(10 * HOUR))
+            .arg("replay")
+            .arg("--events")
+            .arg(&file)
+            .args(["--release-at", &at(-3 * HOUR), "--release-at", &at(0), "--json"])
+            .output()
+            .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ingest"]["accepted"], 3600);
+    let notifications = report["notifications"].as_array().unwrap();
+    let firing: Vec<&Value> = notifications.iter().filter(|n| n["reason"] == "firing").collect();
+    assert!(firing.iter().all(|n| n["release_id"] == "replay-2"), "{notifications:?}");
+    let hit = firing.iter().find(|n| n["metric"] == "intraday_hit_ratio").expect("the regression is caught");
+    let fired: Timestamp = hit["at"].as_str().unwrap().parse().unwrap();
+    assert!(fired.as_second() - at(0).parse::<Timestamp>().unwrap().as_second() <= 2 * HOUR, "{hit}");
+    // The replay touched nothing in the workspace's own database.
+    let alerts: Value = serde_json::from_slice(&s.shipshape(&at(10 * HOUR), &["alerts", "--json"]).stdout).unwrap();
+    assert_eq!(alerts, serde_json::json!([]));
+    let text = s.shipshape(&at(10 * HOUR), &["replay", "--events", file.to_str().unwrap(), "--release-at", &at(0)]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("firing"));
+}
+
+#[test]
+fn ingest_refuses_bad_input_and_stores_nothing() {
+    let (s, _) = deployed("");
+    let file = s.ws.temp.path().join("bad.jsonl");
+    let good = events(0, 1, 3, 0.5, 0, 0.0, "ok");
+    let now = at(HOUR);
+    let count = |s: &Setup| -> i64 {
+        let db = rusqlite::Connection::open(s.ws.path("data/monitoring/monitor.db")).unwrap();
+        db.query_row("SELECT count(*) FROM events", [], |row| row.get(0)).unwrap_or(0)
+    };
+    for (text, needle) in [
+        (format!("{good}{{\"ts\":\"yesterday\"}}\n"), "bad.jsonl:4:"),
+        (format!("{good}{{\"id\":\"x\",\"ts\":\"2025-10-13T09:00:00Z\",\"strategy\":\"intraday\",\"symbol\":\"A\",\"signal\":2,\"outcome\":1,\"return\":0.1}}\n"), "`signal`"),
+        (
+            "{\"id\":\"f\",\"ts\":\"2030-01-01T00:00:00Z\",\"strategy\":\"intraday\",\"symbol\":\"A\",\"signal\":1,\"outcome\":1,\"return\":0.1}\n".to_string(),
+            "in the future",
+        ),
+        (format!("{good}\u{0}\u{ff}garbage\n"), "bad.jsonl:4:"),
+    ] {
+        fs::write(&file, &text).unwrap();
+        let output = s.ws.cmd_at(&now).arg("ingest").arg(&file).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+        assert_one_line_error(&output, needle);
+        assert_eq!(count(&s), 0, "nothing stored after {needle}");
+    }
+    // --skip-bad stores the good lines and reports the bad ones; unknown strategies are stored and reported.
+    let text = format!(
+        "{good}not json\n{{\"id\":\"u\",\"ts\":\"2025-10-13T09:05:00Z\",\"strategy\":\"options\",\"symbol\":\"A\",\"signal\":1,\"outcome\":1,\"return\":0.1}}\n"
+    );
+    fs::write(&file, text).unwrap();
+    let output = s.ws.cmd_at(&now).arg("ingest").arg(&file).args(["--skip-bad", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["accepted"], 4);
+    assert_eq!(report["skipped"], 1);
+    assert_eq!(report["unknown_strategies"]["options"], 1);
+    assert_eq!(count(&s), 4);
+    // Standard input, CSV.
+    let csv = "ts,strategy,symbol,signal,outcome,return,id\n2025-10-13T09:06:00Z,intraday,A,1,-1,-0.01,c1\n";
+    let output =
+        s.ws.cmd_at(&now).args(["ingest", "-", "--format", "csv", "--json"]).write_stdin(csv).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(count(&s), 5);
+}
+
+#[test]
+fn invalid_monitoring_settings_are_refused_at_load() {
+    for (extra, needle) in [
+        ("[monitoring.auto_rollback]\nwithin = \"-1h\"\n", "monitoring.auto_rollback.within"),
+        ("[[monitoring.sinks]]\nkind = \"webhook\"\nurl = \"https://hooks.example.com/x\"\n", "monitoring.sinks[0]"),
+        ("[[monitoring.sinks]]\nkind = \"jsonl\"\npath = \"../outside.jsonl\"\n", "monitoring.sinks[0]"),
+        ("[[monitoring.sinks]]\nkind = \"pager\"\n", "monitoring.sinks"),
+    ] {
+        let s = Setup::new("copy");
+        let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+        fs::write(s.ws.path("shipshape.toml"), format!("{config}\n{extra}")).unwrap();
+        let before = util::snapshot(&s.ws.root);
+        let output = s.shipshape(DEPLOY, &["evaluate"]);
+        assert_eq!(output.status.code(), Some(2), "{extra}: {}", stderr_of(&output));
+        assert_one_line_error(&output, needle);
+        assert!(stderr_of(&output).contains("shipshape.toml"), "{}", stderr_of(&output));
+        util::assert_same_tree(&before, &util::snapshot(&s.ws.root), extra);
+    }
+    // Negative windows and thresholds of 1 or more, in the modes.
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    fs::write(
+        s.ws.path("shipshape.toml"),
+        config.replace("intraday_hit_ratio_drop = 0.05", "intraday_hit_ratio_drop = 1.5"),
+    )
+    .unwrap();
+    let output = s.shipshape(DEPLOY, &["evaluate"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "monitoring.heightened.intraday_hit_ratio_drop");
+}
