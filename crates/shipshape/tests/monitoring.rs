@@ -311,7 +311,7 @@ fn notifications_reach_alertmanager_and_webhooks_and_failures_are_retried_later(
 fn auto_rollback_after_three_critical_alerts_happens_once() {
     let s = Setup::new("copy");
     let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
-    fs::write(s.ws.path("shipshape.toml"), format!("{config}\n[monitoring.auto_rollback]\nenabled = true\n")).unwrap();
+    fs::write(s.ws.path("shipshape.toml"), config.replace("enabled = false", "enabled = true")).unwrap();
     let first = s.release("2025-10-12T09:00:00Z");
     assert!(s.deploy("2025-10-12T09:00:00Z", &first).status.success());
     let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
@@ -431,9 +431,8 @@ fn ingest_refuses_bad_input_and_stores_nothing() {
 #[test]
 fn invalid_monitoring_settings_are_refused_at_load() {
     for (extra, needle) in [
-        ("[monitoring.auto_rollback]\nwithin = \"-1h\"\n", "monitoring.auto_rollback.within"),
-        ("[[monitoring.sinks]]\nkind = \"webhook\"\nurl = \"https://hooks.example.com/x\"\n", "monitoring.sinks[0]"),
-        ("[[monitoring.sinks]]\nkind = \"jsonl\"\npath = \"../outside.jsonl\"\n", "monitoring.sinks[0]"),
+        ("[[monitoring.sinks]]\nkind = \"webhook\"\nurl = \"https://hooks.example.com/x\"\n", "monitoring.sinks[2]"),
+        ("[[monitoring.sinks]]\nkind = \"jsonl\"\npath = \"../outside.jsonl\"\n", "monitoring.sinks[2]"),
         ("[[monitoring.sinks]]\nkind = \"pager\"\n", "monitoring.sinks"),
     ] {
         let s = Setup::new("copy");
@@ -446,15 +445,18 @@ fn invalid_monitoring_settings_are_refused_at_load() {
         assert!(stderr_of(&output).contains("shipshape.toml"), "{}", stderr_of(&output));
         util::assert_same_tree(&before, &util::snapshot(&s.ws.root), extra);
     }
-    // Negative windows and thresholds of 1 or more, in the modes.
-    let s = Setup::new("copy");
-    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
-    fs::write(
-        s.ws.path("shipshape.toml"),
-        config.replace("intraday_hit_ratio_drop = 0.05", "intraday_hit_ratio_drop = 1.5"),
-    )
-    .unwrap();
-    let output = s.shipshape(DEPLOY, &["evaluate"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert_one_line_error(&output, "monitoring.heightened.intraday_hit_ratio_drop");
+    // Negative windows and durations, thresholds of 1 or more.
+    for (from, to, needle) in [
+        ("intraday_hit_ratio_drop = 0.05", "intraday_hit_ratio_drop = 1.5", "monitoring.heightened.intraday_hit_ratio_drop"),
+        ("intraday_hit_ratio_window = \"6h\"", "intraday_hit_ratio_window = \"-6h\"", "monitoring.heightened.intraday_hit_ratio_window"),
+        ("within = \"1h\"", "within = \"-1h\"", "monitoring.auto_rollback.within"),
+    ] {
+        let s = Setup::new("copy");
+        let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+        assert!(config.contains(from), "{from}");
+        fs::write(s.ws.path("shipshape.toml"), config.replace(from, to)).unwrap();
+        let output = s.shipshape(DEPLOY, &["evaluate"]);
+        assert_eq!(output.status.code(), Some(2));
+        assert_one_line_error(&output, needle);
+    }
 }
