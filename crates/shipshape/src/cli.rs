@@ -11,7 +11,7 @@ Exit codes:
   1   a check failed (verification mismatch, tampering, changed artifact)
   2   bad input (malformed or unsafe file, unknown key, bad flag) or nothing to work on yet
   3   another shipshape process holds the workspace or target lock
-  4   a deploy failed its post-deploy checks and was rolled back
+  4   a deploy failed its post-deploy checks and was rolled back, or evaluate rolled back automatically
   74  an operating-system error (disk full, I/O error)";
 
 /// Signed, atomic, reversible releases of configs and models, with a 48-hour watch after every deploy.

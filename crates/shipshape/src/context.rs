@@ -38,6 +38,12 @@ impl Context {
         Context { start_dir: dir, quiet: self.quiet, clock: Arc::clone(&self.clock) }
     }
 
+    /// The same settings with the clock pinned at `time` (the demo's simulated hours).
+    pub fn pinned(&self, time: Time) -> Context {
+        let clock: Arc<dyn Clock> = Arc::new(shipshape_core::clock::FixedClock(time));
+        Context { start_dir: self.start_dir.clone(), quiet: self.quiet, clock }
+    }
+
     /// Now.
     pub fn now(&self) -> Time {
         self.clock.now()

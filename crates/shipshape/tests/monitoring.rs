@@ -447,8 +447,16 @@ fn invalid_monitoring_settings_are_refused_at_load() {
     }
     // Negative windows and durations, thresholds of 1 or more.
     for (from, to, needle) in [
-        ("intraday_hit_ratio_drop = 0.05", "intraday_hit_ratio_drop = 1.5", "monitoring.heightened.intraday_hit_ratio_drop"),
-        ("intraday_hit_ratio_window = \"6h\"", "intraday_hit_ratio_window = \"-6h\"", "monitoring.heightened.intraday_hit_ratio_window"),
+        (
+            "intraday_hit_ratio_drop = 0.05",
+            "intraday_hit_ratio_drop = 1.5",
+            "monitoring.heightened.intraday_hit_ratio_drop",
+        ),
+        (
+            "intraday_hit_ratio_window = \"6h\"",
+            "intraday_hit_ratio_window = \"-6h\"",
+            "monitoring.heightened.intraday_hit_ratio_window",
+        ),
         ("within = \"1h\"", "within = \"-1h\"", "monitoring.auto_rollback.within"),
     ] {
         let s = Setup::new("copy");

@@ -269,6 +269,8 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     command_line("shipshape history");
     expect_success(super::status::history(&ws, &crate::cli::HistoryArgs { json: false })?, "history")?;
 
+    watch(&ws, &dir)?;
+
     step("Tamper drill: one byte of the first manifest changed, in a copy of the workspace");
     let tampered =
         dir.with_file_name(format!("{}-tampered", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
@@ -306,8 +308,115 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!("demo keys:       {} (made for this demo only; never commit private keys)", keys.display());
     println!("next steps:      cd {} && shipshape verify --artifacts   (or: make release-manifest)", dir.display());
     println!("production:      {} (the example's deploy target)", dir.join("production").display());
-    println!("still to come:   monitoring and the dashboard (see the open issues)");
+    println!("alerts:          {}", dir.join("data/monitoring/alerts.jsonl").display());
+    println!("still to come:   the dashboard (see the open issues)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Outcome events of a regressed model for `(from, to]` (deterministic): intraday trades for five
+/// symbols every minute with a hit ratio of 0.42 and losses larger than gains, swing trades every
+/// ten minutes with a precision of 0.40.
+fn regressed_events(from: i64, to: i64) -> String {
+    let mut out = String::new();
+    let mut minute = from / 60 + 1;
+    while minute * 60 <= to {
+        let ts = jiff::Timestamp::from_second(minute * 60).map(|t| t.to_string()).unwrap_or_default();
+        for (k, symbol) in ["RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK"].iter().enumerate() {
+            let n = minute * 5 + k as i64;
+            let right = ((n as f64) * 0.618_033_988_75).fract() < 0.42;
+            let signal = if n % 2 == 0 { 1 } else { -1 };
+            let (outcome, ret) = if right { (signal, 0.004) } else { (-signal, -0.005) };
+            out.push_str(&format!(
+                "{{\"id\":\"live-in-{n}\",\"ts\":\"{ts}\",\"strategy\":\"intraday\",\"symbol\":\"{symbol}\",\"signal\":{signal},\"outcome\":{outcome},\"return\":{ret}}}\n"
+            ));
+            if minute % 10 == 0 {
+                let win = ((n as f64) * 0.414_213_562_37).fract() < 0.40;
+                let (outcome, ret) = if win { (1, 0.012) } else { (-1, -0.011) };
+                out.push_str(&format!(
+                    "{{\"id\":\"live-sw-{n}\",\"ts\":\"{ts}\",\"strategy\":\"swing\",\"symbol\":\"{symbol}\",\"signal\":1,\"outcome\":{outcome},\"return\":{ret}}}\n"
+                ));
+            }
+        }
+        minute += 1;
+    }
+    out
+}
+
+/// Phase 5: redeploy the hotfix, then simulate its first hours of production outcomes (with a
+/// regression) in ten-minute steps: ingest, evaluate, alert, and — auto-rollback on — roll back.
+fn watch(ws: &Context, dir: &Path) -> anyhow::Result<()> {
+    step("Phase 5: the 48-hour watch (shipshape ingest / evaluate / alerts), simulated");
+    let config_path = dir.join("shipshape.toml");
+    let config = fs::read_to_string(&config_path)?;
+    fs::write(&config_path, config.replacen("enabled = false", "enabled = true", 1))?;
+    println!("edited shipshape.toml: [monitoring.auto_rollback] enabled = true (3 critical alerts within 1h)");
+    command_line("shipshape deploy --yes   # the hotfix again");
+    expect_success(super::deploy::deploy(ws, &deploy_args(None))?, "deploy")?;
+    let workspace = ws.workspace()?;
+    let info = shipshape_core::registry::get_active_release(&workspace, ws.now())?.context("no active release")?;
+    let deployed = info.deployment_timestamp;
+    println!(
+        "\nsimulating the first 2 hours after {} was deployed at {}: every 10 minutes the trading system's",
+        info.release_id, deployed
+    );
+    println!("outcome events are ingested and one evaluation pass runs. The model has regressed.");
+    let mut monitor = shipshape_monitor::monitor::Monitor::open(workspace)?;
+    let live = dir.join("data/monitoring/live_events.jsonl");
+    let mut last = deployed.unix_seconds();
+    let mut rolled_back = false;
+    for step_number in 1..=12 {
+        let now = deployed.plus(jiff::SignedDuration::from_mins(10 * step_number));
+        let text = regressed_events(last, now.unix_seconds());
+        last = now.unix_seconds();
+        fs::write(&live, &text)?;
+        let timeline = shipshape_monitor::monitor::Timeline::of(&monitor.workspace)?;
+        let options = shipshape_monitor::monitor::IngestOptions {
+            format: None,
+            skip_bad: false,
+            timeline: &timeline,
+            now,
+            check_skew: true,
+        };
+        let report = monitor.ingest(&live, &mut text.as_bytes(), &options)?;
+        let pass = monitor.evaluate(now)?;
+        let states: Vec<String> = pass
+            .metrics
+            .iter()
+            .map(|m| {
+                let value = m.evaluation.value.value.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+                let state = serde_json::to_value(m.state)
+                    .ok()
+                    .and_then(|v| v["state"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                format!("{} {value} {state}", m.metric)
+            })
+            .collect();
+        println!("+{:>3} min  {:>3} events  {}", step_number * 10, report.accepted, states.join(" | "));
+        for notification in &pass.notifications {
+            println!("          ALERT: {}", notification.summary);
+        }
+        monitor.deliver(&mut |_| {})?;
+        if let Some(auto) = &pass.auto_rollback {
+            println!("          AUTO-ROLLBACK: {} ({})", auto.outcome, auto.reason);
+            rolled_back = auto.outcome.starts_with("rolled back");
+            let later = ws.pinned(now);
+            command_line("shipshape alerts --state firing");
+            let alerts = crate::cli::AlertsArgs {
+                state: Some(crate::cli::AlertStateArg::Firing),
+                release: None,
+                limit: 10,
+                json: false,
+            };
+            expect_success(super::monitor::alerts(&later, &alerts)?, "alerts")?;
+            command_line("shipshape history");
+            expect_success(super::status::history(&later, &crate::cli::HistoryArgs { json: false })?, "history")?;
+            break;
+        }
+    }
+    if !rolled_back {
+        bail!("the simulated regression did not trigger the automatic rollback");
+    }
+    Ok(())
 }
 
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
