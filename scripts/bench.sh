@@ -2,7 +2,7 @@
 # Benchmarks against reference tools on the same files, in the same run, reported as ratios
 # (this machine is shared and noisy: ratios travel, absolute times do not).
 #
-#   scripts/bench.sh [audit|score|deploy]      (default: all benchmarks)
+#   scripts/bench.sh [audit|score|deploy|monitor]      (default: all benchmarks)
 #
 # audit: `shipshape audit` over 1 x 1 GiB + 8 x 128 MiB files vs `openssl dgst -sha256` and
 #        `sha256sum` over the same files: the single large file, and the whole set.
@@ -10,6 +10,10 @@
 #        only, the floor) and Python's json module (parsing only, on the first million lines).
 # deploy: first deploy of 1 x 1 GiB + 200 small files (copy mode) vs `cp -r` + `sync`; a redeploy
 #        where only one config changed under the 1 GiB model; rollback in symlink and copy mode.
+# monitor: `shipshape ingest` of 1 million events (fresh database each run) vs a plain Python
+#        ingester (json.loads + one executemany into SQLite with the same pragmas); one
+#        `shipshape evaluate` pass (the whole command) over a database of 10 million events spread
+#        over 90 days vs a Python rescan of the raw events of the same windows; peak RSS of both.
 # Each command runs RUNS times (default 5) after one warm-up; the median is reported. Files are
 # generated once under BENCH_DIR (default /tmp/shipshape-bench) and reused.
 set -euo pipefail
@@ -217,10 +221,125 @@ bench_deploy() {
   printf '%-62s %10s  ratio %s\n' "  cp of the 1 GiB model + sync" "$cp_model" "$(ratio "$model_rollback" "$cp_model")"
 }
 
+gen_events() { # file count seconds-span: unique ids, 80 % intraday, 20 % swing, from 2025-01-01
+  [ -f "$1" ] && return
+  echo "generating $2 events in $1 ..."
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys, datetime as dt
+path, count, span = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+start = int(dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).timestamp())
+with open(path, "w") as out:
+    lines = []
+    for n in range(count):
+        t = start + 60 + n * span // count
+        ts = dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        strategy = "swing" if n % 5 == 0 else "intraday"
+        signal = (1, -1, 1, 0)[n % 4]
+        outcome = signal if (n * 0.6180339887) % 1 < 0.56 else -signal or 1
+        ret = 0.004 if outcome == signal else -0.004
+        lines.append('{"id":"e%d","ts":"%s","strategy":"%s","symbol":"S%d","signal":%d,"outcome":%d,"return":%s}\n'
+                     % (n, ts, strategy, n % 50, signal, outcome, ret))
+        if len(lines) == 100000:
+            out.writelines(lines)
+            lines = []
+    out.writelines(lines)
+PY
+}
+
+bench_monitor() {
+  local dir="$BENCH_DIR/monitor" t0="2025-01-01T00:00:00Z"
+  mkdir -p "$dir"
+  gen_events "$BENCH_DIR/ingest-1m.jsonl" 1000000 86400
+  gen_events "$BENCH_DIR/monitor-10m.jsonl" 10000000 $((90 * 86400))
+  # Ingest: a workspace with nothing deployed (events are stored unattributed), a fresh database each run.
+  mkdir -p "$dir/ingest"
+  printf '[artifacts.a]\ninclude = ["shipshape.toml"]\n' >"$dir/ingest/shipshape.toml"
+  ingest_once() { rm -f "$dir"/ingest/data/monitoring/monitor.db*; SHIPSHAPE_NOW=2025-01-03T00:00:00Z "$BIN" -q -C "$dir/ingest" ingest "$BENCH_DIR/ingest-1m.jsonl"; }
+  python_ingest() {
+    rm -f "$dir"/py.db*
+    python3 - "$BENCH_DIR/ingest-1m.jsonl" "$dir/py.db" <<'PY'
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[2])
+db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=FULL")
+db.execute("CREATE TABLE events (id TEXT PRIMARY KEY, ts TEXT, strategy TEXT, symbol TEXT, signal INT, outcome INT, ret REAL)")
+rows = []
+for line in open(sys.argv[1], "rb"):
+    e = json.loads(line)
+    rows.append((e["id"], e["ts"], e["strategy"], e["symbol"], e["signal"], e["outcome"], e["return"]))
+with db:
+    db.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?)", rows)
+PY
+  }
+  local s p
+  s=$(median ingest_once)
+  p=$(median python_ingest)
+  local s_rss p_rss
+  rm -f "$dir"/ingest/data/monitoring/monitor.db*
+  s_rss=$( { /usr/bin/time -f '%M' env SHIPSHAPE_NOW=2025-01-03T00:00:00Z "$BIN" -q -C "$dir/ingest" ingest "$BENCH_DIR/ingest-1m.jsonl" >/dev/null; } 2>&1 | tail -1)
+  # Evaluation: 10 M events over 90 days after a deploy, evaluated at day 89 (normal mode: the swing
+  # window is the whole 90 days).
+  if [ ! -f "$dir/eval.ready" ]; then
+    deploy_workspace_small "$dir/eval"
+    release_in "$dir/eval" "$t0"
+    (cd "$dir/eval/ws" && SHIPSHAPE_NOW=$t0 "$BIN" -q deploy --yes >/dev/null)
+    local load
+    load=$(seconds env SHIPSHAPE_NOW=2025-04-02T00:00:00Z "$BIN" -q -C "$dir/eval/ws" ingest "$BENCH_DIR/monitor-10m.jsonl")
+    echo "$load" >"$dir/eval.load"
+    touch "$dir/eval.ready"
+  fi
+  local e r e_rss
+  e=$(median env SHIPSHAPE_NOW=2025-03-31T12:00:00Z "$BIN" -q -C "$dir/eval/ws" evaluate --no-deliver)
+  e_rss=$( { /usr/bin/time -f '%M' env SHIPSHAPE_NOW=2025-03-31T12:00:00Z "$BIN" -q -C "$dir/eval/ws" evaluate --no-deliver >/dev/null; } 2>&1 | tail -1)
+  r=$(median python3 - "$dir/eval/ws/data/monitoring/monitor.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+now = 1743422400  # 2025-03-31T12:00:00Z
+for strategy, window in (("intraday", 24 * 3600), ("swing", 90 * 86400), ("intraday", 24 * 3600)):
+    db.execute("SELECT count(*), sum(outcome = signal), sum(ret), sum(ret * ret) FROM events WHERE strategy = ? AND ts >= ? AND ts < ?",
+               (strategy, now - window, now)).fetchone()
+PY
+)
+  echo
+  echo "monitor, median of $RUNS runs (seconds)"
+  printf '%-66s %10s %14s\n' "command" "seconds" "events/s"
+  printf '%-66s %10.3f %14.0f\n' "shipshape ingest, 1,000,000 events (fresh db, WAL, synchronous=FULL)" "$s" "$(awk -v s="$s" 'BEGIN { print 1000000 / s }')"
+  printf '%-66s %10.3f %14.0f\n' "  python3 json.loads + sqlite3 executemany, same events and pragmas" "$p" "$(awk -v s="$p" 'BEGIN { print 1000000 / s }')"
+  echo "  ingest vs python: $(ratio "$p" "$s")x faster; shipshape peak RSS ${s_rss} KiB"
+  printf '%-66s %10.3f\n' "shipshape ingest, 10,000,000 events over 90 days (one run, setup)" "$(cat "$dir/eval.load")"
+  printf '%-66s %10.3f\n' "shipshape evaluate, one pass over 10 M stored events (whole command)" "$e"
+  printf '%-66s %10.3f\n' "  python3 sqlite3 rescan of the raw events of the same windows" "$r"
+  echo "  evaluate vs rescan: $(ratio "$r" "$e")x faster; shipshape peak RSS ${e_rss} KiB; database $(du -sh "$dir/eval/ws/data/monitoring" | cut -f1)"
+}
+
+deploy_workspace_small() { # dir: one config, one approver, [deploy] into ../prod, trailing baselines
+  local dir=$1
+  rm -rf "$dir" && mkdir -p "$dir/ws/configs" "$dir/ws/release"
+  echo 'threshold = 1' >"$dir/ws/configs/app.toml"
+  cat >"$dir/ws/shipshape.toml" <<TOML
+[artifacts.configs]
+include = ["configs/*.toml"]
+[monitoring]
+baseline = "trailing"
+[deploy]
+target = "../prod"
+TOML
+  cat >"$dir/ws/release/policy.yaml" <<YAML
+schema_version: 1
+roles: {release-manager: {display_name: Release Manager}}
+release_types:
+  major: [{roles: [release-manager], count: 1}]
+  minor: [{roles: [release-manager], count: 1}]
+  hotfix: [{roles: [release-manager], count: 1}]
+YAML
+  ssh-keygen -q -t ed25519 -N '' -C bench -f "$dir/key"
+  echo "bench@example.com $(cat "$dir/key.pub")" >"$dir/ws/release/allowed_signers"
+}
+
 case "$which" in
   audit) bench_audit ;;
   score) bench_score ;;
   deploy) bench_deploy ;;
-  all) bench_audit; bench_score; bench_deploy ;;
-  *) echo "unknown benchmark: $which (audit, score, deploy)"; exit 2 ;;
+  monitor) bench_monitor ;;
+  all) bench_audit; bench_score; bench_deploy; bench_monitor ;;
+  *) echo "unknown benchmark: $which (audit, score, deploy, monitor)"; exit 2 ;;
 esac

@@ -321,6 +321,29 @@ pub struct AlertRow {
     pub updated_at: i64,
 }
 
+/// One evaluated value of a metric (the charts).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SeriesPoint {
+    /// When (unix seconds).
+    pub at: i64,
+    /// `heightened` or `normal`.
+    pub mode: String,
+    /// The value (`None`: no data).
+    pub value: Option<f64>,
+    /// Confidence interval, low.
+    pub ci_low: Option<f64>,
+    /// Confidence interval, high.
+    pub ci_high: Option<f64>,
+    /// Samples in the window.
+    pub samples: i64,
+    /// Baseline.
+    pub baseline: Option<f64>,
+    /// Threshold of the mode.
+    pub threshold: f64,
+    /// `healthy`, `breach_warning`, `breach_critical` or `insufficient_data`.
+    pub verdict: String,
+}
+
 /// A notification waiting in the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
@@ -517,6 +540,36 @@ impl Db {
             })
             .map_err(&error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&error)
+    }
+
+    /// The newest `limit` evaluations of `metric` for `release`, oldest first.
+    pub fn series(&self, release: &str, metric: &str, limit: usize) -> Result<Vec<SeriesPoint>> {
+        let error = sql_error(&self.path, "reading metric series");
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT at, mode, value, ci_low, ci_high, samples, baseline, threshold, verdict FROM evaluations
+                 WHERE release_id = ?1 AND metric = ?2 ORDER BY at DESC LIMIT ?3",
+            )
+            .map_err(&error)?;
+        let rows = statement
+            .query_map(params![release, metric, limit as i64], |row| {
+                Ok(SeriesPoint {
+                    at: row.get(0)?,
+                    mode: row.get(1)?,
+                    value: row.get(2)?,
+                    ci_low: row.get(3)?,
+                    ci_high: row.get(4)?,
+                    samples: row.get(5)?,
+                    baseline: row.get(6)?,
+                    threshold: row.get(7)?,
+                    verdict: row.get(8)?,
+                })
+            })
+            .map_err(&error)?;
+        let mut points = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&error)?;
+        points.reverse();
+        Ok(points)
     }
 
     /// Notifications due for delivery at `now` (wall clock), oldest first.

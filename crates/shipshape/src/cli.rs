@@ -100,6 +100,11 @@ pub enum Command {
         after_help = "Example:\n  shipshape replay --events data/backtest/events.jsonl --release-at 2025-10-01T09:00:00Z"
     )]
     Replay(ReplayArgs),
+    /// Run the monitor as a service: HTTP event ingestion, evaluation every eval_interval, notifications, JSON API, /metrics.
+    #[command(
+        after_help = "Example:\n  shipshape serve\n  shipshape serve --listen 127.0.0.1:8480 --eval-interval 1m\n\nState-changing requests need `Authorization: Bearer $(cat data/monitoring/serve.token)`."
+    )]
+    Serve(ServeArgs),
     /// Run the pipeline on a fresh copy of the bundled example workspace, printing each step.
     #[command(after_help = "Example:\n  shipshape demo\n  shipshape demo --dir /tmp/sensequant-demo")]
     Demo(DemoArgs),
@@ -394,6 +399,23 @@ pub enum BaselineArg {
     Validation,
     /// The trailing window before each deploy.
     Trailing,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8480", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Allow listening on a non-loopback address (the API token still guards every change).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Largest request body in bytes (larger batches get 413).
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Evaluate this often instead of [monitoring] eval_interval (e.g. 30s, 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub eval_interval: Option<String>,
 }
 
 /// `demo`.

@@ -44,6 +44,11 @@ impl Context {
         Context { start_dir: self.start_dir.clone(), quiet: self.quiet, clock }
     }
 
+    /// The clock itself (for long-running commands).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
     /// Now.
     pub fn now(&self) -> Time {
         self.clock.now()

@@ -8,6 +8,7 @@ pub mod init;
 pub mod manifest;
 pub mod monitor;
 pub mod score;
+pub mod serve;
 pub mod status;
 pub mod validate;
 pub mod verify;

@@ -1,0 +1,519 @@
+//! `shipshape serve`: one process for the post-deploy watch — HTTP ingestion of outcome events, the
+//! evaluation scheduler, notification delivery with retries, a JSON API (status, releases, alerts,
+//! metric series) and `/metrics` in the Prometheus text format. The dashboard joins it next.
+//!
+//! Security by default: the caller binds the listener (loopback unless told otherwise), and every
+//! state-changing request needs `Authorization: Bearer <token>`; the token lives in
+//! `data/monitoring/serve.token` (mode 0600, git-ignored), created at first start.
+//!
+//! An event batch is acknowledged (`200`) only after its transaction committed with
+//! `synchronous = FULL`, so neither a graceful shutdown nor a `kill -9` loses an acknowledged event.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shipshape_core::clock::Clock;
+use shipshape_core::events::Format;
+use shipshape_core::workspace::Workspace;
+use shipshape_core::{Error, registry};
+use shipshape_monitor::monitor::{IngestOptions, Monitor, Timeline};
+
+/// Where the API token lives, relative to the workspace.
+pub const TOKEN_PATH: &str = "data/monitoring/serve.token";
+
+/// Settings of one server.
+pub struct Settings {
+    /// Largest request body accepted (bytes); larger gets 413.
+    pub max_body: usize,
+    /// How often the scheduler evaluates (default: `[monitoring] eval_interval`).
+    pub eval_interval: Duration,
+    /// How often undelivered notifications are retried.
+    pub delivery_interval: Duration,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+struct Counters {
+    ingest_requests: AtomicU64,
+    ingest_rejected: AtomicU64,
+    events_accepted: AtomicU64,
+    events_duplicate: AtomicU64,
+    evaluations: AtomicU64,
+    evaluation_errors: AtomicU64,
+    notifications_delivered: AtomicU64,
+    notification_failures: AtomicU64,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    monitor: Mutex<Monitor>,
+    clock: Arc<dyn Clock>,
+    token: String,
+    counters: Counters,
+    root: PathBuf,
+}
+
+/// Read the API token, creating it (random, 0600) on first use.
+pub fn load_or_create_token(root: &Path) -> shipshape_core::Result<String> {
+    let path = root.join(TOKEN_PATH);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let token = text.trim().to_string();
+        if token.len() >= 32 {
+            return Ok(token);
+        }
+        return Err(Error::invalid(
+            &path,
+            "the token is shorter than 32 characters: delete the file to make a new one",
+        ));
+    }
+    let dir = path.parent().unwrap_or(root);
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), action: "creating", source })?;
+    let mut bytes = [0u8; 32];
+    let mut random = std::fs::File::open("/dev/urandom").map_err(|source| Error::Io {
+        path: "/dev/urandom".into(),
+        action: "opening",
+        source,
+    })?;
+    std::io::Read::read_exact(&mut random, &mut bytes).map_err(|source| Error::Io {
+        path: "/dev/urandom".into(),
+        action: "reading",
+        source,
+    })?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| Error::Io { path: path.clone(), action: "creating", source })?;
+        file.write_all(format!("{token}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(|source| Error::Io {
+            path: path.clone(),
+            action: "writing",
+            source,
+        })?;
+    }
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        let _ = std::fs::write(
+            &ignore,
+            "# Written by shipshape serve: the API token and the database stay out of git.\nserve.token\nmonitor.db*\n",
+        );
+    }
+    Ok(token)
+}
+
+impl AppState {
+    /// State over an open monitor.
+    pub fn new(monitor: Monitor, clock: Arc<dyn Clock>, token: String) -> Arc<AppState> {
+        let root = monitor.workspace.root.clone();
+        Arc::new(AppState { monitor: Mutex::new(monitor), clock, token, counters: Counters::default(), root })
+    }
+
+    fn monitor(&self) -> std::sync::MutexGuard<'_, Monitor> {
+        // A panic in another handler must not stop the monitor: the data is in SQLite, not in memory.
+        self.monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One evaluation pass now, then delivery; the pass as JSON.
+    pub fn evaluate_now(&self, log: &mut dyn FnMut(&str)) -> shipshape_core::Result<Value> {
+        let now = self.clock.now();
+        let mut monitor = self.monitor();
+        let result = monitor.evaluate(now);
+        self.counters.evaluations.fetch_add(1, Ordering::Relaxed);
+        let pass = match result {
+            Ok(pass) => pass,
+            Err(e) => {
+                self.counters.evaluation_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        for n in &pass.notifications {
+            log(&format!("alert {}: {}", n.alert_id, n.summary));
+        }
+        if let Some(auto) = &pass.auto_rollback {
+            log(&format!("AUTO-ROLLBACK of {}: {} ({})", auto.release_id, auto.outcome, auto.reason));
+        }
+        drop(monitor);
+        self.deliver(log);
+        Ok(serde_json::to_value(&pass).unwrap_or(Value::Null))
+    }
+
+    /// Deliver due notifications (failures are retried later).
+    pub fn deliver(&self, log: &mut dyn FnMut(&str)) {
+        let monitor = self.monitor();
+        match monitor.deliver(log) {
+            Ok(delivery) => {
+                self.counters.notifications_delivered.fetch_add(delivery.delivered, Ordering::Relaxed);
+                self.counters.notification_failures.fetch_add(delivery.failed, Ordering::Relaxed);
+            }
+            Err(e) => log(&format!("delivering notifications: {e}")),
+        }
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>, extra: Value) -> Response {
+    let mut body = json!({ "error": message.into() });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let given =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time comparison.
+    given.is_some_and(|given| {
+        given.len() == state.token.len()
+            && given.bytes().zip(state.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    })
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        format!("missing or wrong token: send `Authorization: Bearer <token>` (the token is in {TOKEN_PATH})"),
+        Value::Null,
+    )
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"), Value::Null))
+}
+
+/// `POST /api/v1/events`: a batch of JSON lines (or CSV with `Content-Type: text/csv`), all or nothing.
+async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    state.counters.ingest_requests.fetch_add(1, Ordering::Relaxed);
+    let csv =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
+    let worker = Arc::clone(&state);
+    let result = blocking(move || {
+        let mut monitor = worker.monitor();
+        let timeline = Timeline::of(&monitor.workspace)?;
+        let options = IngestOptions {
+            format: Some(if csv { Format::Csv } else { Format::JsonLines }),
+            skip_bad: false,
+            timeline: &timeline,
+            now: worker.clock.now(),
+            check_skew: true,
+        };
+        monitor.ingest(Path::new("request body"), &mut &body[..], &options)
+    })
+    .await;
+    match result {
+        Err(response) => response,
+        Ok(Ok(report)) => {
+            state.counters.events_accepted.fetch_add(report.accepted, Ordering::Relaxed);
+            state.counters.events_duplicate.fetch_add(report.duplicates, Ordering::Relaxed);
+            (StatusCode::OK, axum::Json(report)).into_response()
+        }
+        Ok(Err(Error::Parse { line, message, .. })) => {
+            state.counters.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("line {line}: {message}; nothing from this batch was stored"),
+                json!({ "line": line }),
+            )
+        }
+        Ok(Err(e)) => {
+            state.counters.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null)
+        }
+    }
+}
+
+/// `POST /api/v1/evaluate`: one pass now.
+async fn post_evaluate(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let worker = Arc::clone(&state);
+    match blocking(move || worker.evaluate_now(&mut |line| eprintln!("{line}"))).await {
+        Err(response) => response,
+        Ok(Ok(pass)) => axum::Json(pass).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
+    }
+}
+
+fn status_json(state: &AppState) -> shipshape_core::Result<Value> {
+    let monitor = state.monitor();
+    let now = state.clock.now();
+    let active = registry::get_active_release(&monitor.workspace, now)?;
+    let (pending, failing) = monitor.db.outbox_backlog()?;
+    let firing = monitor.db.alerts(Some("firing"), active.as_ref().map(|a| a.release_id.as_str()), 1000)?;
+    let active_json = active.as_ref().map(|info| {
+        let remaining = info.heightened_monitoring_end.since(&now).as_secs().max(0);
+        json!({
+            "release_id": info.release_id.to_string(),
+            "deployed_at": info.deployment_timestamp.instant().to_string(),
+            "deployed_ago_seconds": now.since(&info.deployment_timestamp).as_secs(),
+            "mode": if info.heightened_monitoring_active { "heightened" } else { "normal" },
+            "heightened_until": info.heightened_monitoring_end.instant().to_string(),
+            "heightened_remaining_seconds": remaining,
+            "deployer": info.deployer,
+            "environment": info.environment,
+        })
+    });
+    Ok(json!({
+        "now": now.instant().to_string(),
+        "active_release": active_json,
+        "firing_alerts": firing.len(),
+        "last_evaluation": monitor.db.meta("last_evaluation")?.and_then(|s| s.parse::<i64>().ok())
+            .and_then(|s| jiff::Timestamp::from_second(s).ok()).map(|t| t.to_string()),
+        "events_stored": monitor.db.event_count()?,
+        "notifications_pending": pending,
+        "notifications_failing": failing,
+    }))
+}
+
+async fn get_status(State(state): State<Arc<AppState>>) -> Response {
+    let worker = Arc::clone(&state);
+    match blocking(move || status_json(&worker)).await {
+        Err(response) => response,
+        Ok(Ok(value)) => axum::Json(value).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
+    }
+}
+
+async fn get_releases(State(state): State<Arc<AppState>>) -> Response {
+    let root = state.root.clone();
+    let clock = Arc::clone(&state.clock);
+    let result = blocking(move || -> shipshape_core::Result<Value> {
+        let workspace = Workspace::open(&root)?;
+        let active = registry::get_active_release(&workspace, clock.now())?;
+        let history = registry::history(&workspace)?;
+        Ok(json!({
+            "active": active.map(|a| serde_json::to_value(a).unwrap_or(Value::Null)),
+            "history": serde_json::to_value(history).unwrap_or(Value::Null),
+        }))
+    })
+    .await;
+    match result {
+        Err(response) => response,
+        Ok(Ok(value)) => axum::Json(value).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
+    }
+}
+
+#[derive(Deserialize)]
+struct AlertsQuery {
+    state: Option<String>,
+    release: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn get_alerts(State(state): State<Arc<AppState>>, Query(query): Query<AlertsQuery>) -> Response {
+    if let Some(s) = &query.state
+        && !["pending", "firing", "resolved", "cleared"].contains(&s.as_str())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown state `{s}`: pending, firing, resolved or cleared"),
+            Value::Null,
+        );
+    }
+    let worker = Arc::clone(&state);
+    let result = blocking(move || {
+        worker.monitor().db.alerts(
+            query.state.as_deref(),
+            query.release.as_deref(),
+            query.limit.unwrap_or(100).min(10_000),
+        )
+    })
+    .await;
+    match result {
+        Err(response) => response,
+        Ok(Ok(rows)) => axum::Json(rows).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
+    }
+}
+
+#[derive(Deserialize)]
+struct SeriesQuery {
+    metric: String,
+    release: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn get_series(State(state): State<Arc<AppState>>, Query(query): Query<SeriesQuery>) -> Response {
+    let worker = Arc::clone(&state);
+    let result = blocking(move || {
+        let monitor = worker.monitor();
+        let release = match query.release {
+            Some(r) => Some(r),
+            None => {
+                registry::get_active_release(&monitor.workspace, worker.clock.now())?.map(|a| a.release_id.to_string())
+            }
+        };
+        let points = monitor.db.series(release.as_deref().unwrap_or(""), &query.metric, query.limit.unwrap_or(2000))?;
+        Ok::<_, Error>(json!({ "metric": query.metric, "release_id": release, "points": points }))
+    })
+    .await;
+    match result {
+        Err(response) => response,
+        Ok(Ok(value)) => axum::Json(value).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
+    }
+}
+
+/// `/metrics` in the Prometheus text exposition format.
+async fn get_metrics(State(state): State<Arc<AppState>>) -> Response {
+    let worker = Arc::clone(&state);
+    let result = blocking(move || -> shipshape_core::Result<String> {
+        let c = &worker.counters;
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+        };
+        counter("shipshape_ingest_requests_total", "Event batches received.", c.ingest_requests.load(Ordering::Relaxed));
+        counter("shipshape_ingest_rejected_total", "Event batches refused.", c.ingest_rejected.load(Ordering::Relaxed));
+        counter("shipshape_events_accepted_total", "Events stored.", c.events_accepted.load(Ordering::Relaxed));
+        counter("shipshape_events_duplicate_total", "Events already stored.", c.events_duplicate.load(Ordering::Relaxed));
+        counter("shipshape_evaluations_total", "Evaluation passes.", c.evaluations.load(Ordering::Relaxed));
+        counter("shipshape_evaluation_errors_total", "Failed passes.", c.evaluation_errors.load(Ordering::Relaxed));
+        counter(
+            "shipshape_notifications_delivered_total",
+            "Notifications delivered.",
+            c.notifications_delivered.load(Ordering::Relaxed),
+        );
+        counter(
+            "shipshape_notification_failures_total",
+            "Failed delivery attempts.",
+            c.notification_failures.load(Ordering::Relaxed),
+        );
+        let monitor = worker.monitor();
+        let now = worker.clock.now();
+        let (pending, _) = monitor.db.outbox_backlog()?;
+        out.push_str(&format!(
+            "# HELP shipshape_notifications_pending Notifications waiting for delivery.\n# TYPE shipshape_notifications_pending gauge\nshipshape_notifications_pending {pending}\n"
+        ));
+        out.push_str(&format!(
+            "# HELP shipshape_events_stored Events in the database.\n# TYPE shipshape_events_stored gauge\nshipshape_events_stored {}\n",
+            monitor.db.event_count()?
+        ));
+        if let Some(active) = registry::get_active_release(&monitor.workspace, now)? {
+            let release = active.release_id.to_string();
+            out.push_str("# HELP shipshape_heightened_monitoring 1 while the active release is in its heightened period.\n# TYPE shipshape_heightened_monitoring gauge\n");
+            out.push_str(&format!(
+                "shipshape_heightened_monitoring{{release_id=\"{release}\"}} {}\n",
+                u8::from(active.heightened_monitoring_active)
+            ));
+            out.push_str("# HELP shipshape_alerts Alerts of the active release by state.\n# TYPE shipshape_alerts gauge\n");
+            for state in ["pending", "firing"] {
+                let count = monitor.db.alerts(Some(state), Some(&release), 10_000)?.len();
+                out.push_str(&format!("shipshape_alerts{{release_id=\"{release}\",state=\"{state}\"}} {count}\n"));
+            }
+            out.push_str("# HELP shipshape_metric_value The latest evaluated value of each metric.\n# TYPE shipshape_metric_value gauge\n");
+            for policy in &monitor.policies {
+                if let Some(point) = monitor.db.series(&release, &policy.name, 1)?.last()
+                    && let Some(value) = point.value
+                {
+                    out.push_str(&format!(
+                        "shipshape_metric_value{{release_id=\"{release}\",metric=\"{}\",strategy=\"{}\"}} {value}\n",
+                        policy.name, policy.strategy
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await;
+    match result {
+        Err(response) => response,
+        Ok(Ok(text)) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint: see docs/monitoring.md for the API", Value::Null)
+}
+
+/// The router (testable without a socket).
+pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/api/v1/events", post(post_events))
+        .route("/api/v1/evaluate", post(post_evaluate))
+        .route("/api/v1/status", get(get_status))
+        .route("/api/v1/releases", get(get_releases))
+        .route("/api/v1/alerts", get(get_alerts))
+        .route("/api/v1/series", get(get_series))
+        .route("/metrics", get(get_metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Serve on `listener` until `shutdown` completes: requests, the evaluation scheduler and the
+/// delivery loop. In-flight requests finish before it returns; then one last delivery round runs.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = {
+        let state = Arc::clone(&state);
+        let mut stop = stop_rx.clone();
+        let every = settings.eval_interval;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        let worker = Arc::clone(&state);
+                        let result = tokio::task::spawn_blocking(move || worker.evaluate_now(&mut |line| eprintln!("{line}"))).await;
+                        if let Ok(Err(e)) = result {
+                            eprintln!("evaluation failed: {e}");
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+    let delivery = {
+        let state = Arc::clone(&state);
+        let mut stop = stop_rx.clone();
+        let every = settings.delivery_interval;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        let worker = Arc::clone(&state);
+                        let _ = tokio::task::spawn_blocking(move || worker.deliver(&mut |line| eprintln!("{line}"))).await;
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+    let app = router(Arc::clone(&state), settings.max_body);
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = scheduler.await;
+    let _ = delivery.await;
+    let _ = tokio::task::spawn_blocking(move || state.deliver(&mut |line| eprintln!("{line}"))).await;
+    result
+}

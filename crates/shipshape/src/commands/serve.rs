@@ -1,0 +1,77 @@
+//! `shipshape serve`: the monitor as a service (see `shipshape-web`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use shipshape_core::Error;
+use shipshape_core::clock::Duration as ConfigDuration;
+use shipshape_monitor::monitor::Monitor;
+use shipshape_web::{AppState, Settings, TOKEN_PATH, load_or_create_token};
+
+use crate::cli::ServeArgs;
+use crate::context::Context;
+
+/// `shipshape serve [--listen ADDR] [--allow-remote] [--max-body BYTES] [--eval-interval D]`.
+pub fn run(context: &Context, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    if !args.listen.ip().is_loopback() && !args.allow_remote {
+        return Err(Error::Usage(format!(
+            "--listen {}: not a loopback address; pass --allow-remote to serve beyond this machine",
+            args.listen
+        ))
+        .into());
+    }
+    let workspace = context.workspace()?;
+    let eval_interval = match &args.eval_interval {
+        Some(text) => text
+            .parse::<ConfigDuration>()
+            .map_err(|e| Error::Usage(format!("--eval-interval `{text}`: {e}")))?
+            .seconds(),
+        None => workspace.config.monitoring.eval_interval.0.seconds(),
+    };
+    if eval_interval <= 0 {
+        return Err(Error::Usage("--eval-interval must be greater than zero".into()).into());
+    }
+    let token = load_or_create_token(&workspace.root)?;
+    let monitor = Monitor::open(workspace)?;
+    let state = AppState::new(monitor, context.clock(), token);
+    let settings = Settings {
+        max_body: args.max_body,
+        eval_interval: Duration::from_secs(eval_interval as u64),
+        delivery_interval: Duration::from_secs(10),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|source| Error::Io { path: args.listen.to_string().into(), action: "listening on", source })?;
+        let address = listener.local_addr()?;
+        println!("listening on http://{address}");
+        context.note(format!(
+            "evaluating every {eval_interval} s; state-changing requests need the token in {TOKEN_PATH}; stop with Ctrl-C or SIGTERM"
+        ));
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        shipshape_web::serve(listener, state, settings, shutdown_signal()).await?;
+        eprintln!("shut down cleanly: every acknowledged event is stored");
+        anyhow::Ok(())
+    })?;
+    super::ok()
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
