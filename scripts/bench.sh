@@ -299,16 +299,63 @@ for strategy, window in (("intraday", 24 * 3600), ("swing", 90 * 86400), ("intra
                (strategy, now - window, now)).fetchone()
 PY
 )
+  # HTTP ingest: the same 1 M events in batches of 1 000 from 4 keep-alive clients, fresh database.
+  rm -f "$dir"/ingest/data/monitoring/monitor.db*
+  SHIPSHAPE_NOW=2025-01-03T00:00:00Z "$BIN" -q -C "$dir/ingest" serve --listen 127.0.0.1:0 >"$dir/serve.out" 2>"$dir/serve.err" &
+  local serve_pid=$!
+  sleep 1
+  local address h
+  address=$(sed -n 's|listening on http://||p' "$dir/serve.out")
+  h=$(python3 - "$address" "$(cat "$dir/ingest/data/monitoring/serve.token")" "$BENCH_DIR/ingest-1m.jsonl" <<'PY'
+import http.client, sys, threading, time
+address, token, path = sys.argv[1], sys.argv[2], sys.argv[3]
+lines = open(path, "rb").read().splitlines(keepends=True)
+batches = [b"".join(lines[i:i + 1000]) for i in range(0, len(lines), 1000)]
+def client(part):
+    conn = http.client.HTTPConnection(address)
+    for body in part:
+        conn.request("POST", "/api/v1/events", body, {"Authorization": "Bearer " + token})
+        response = conn.getresponse(); response.read()
+        assert response.status == 200, response.status
+threads = [threading.Thread(target=client, args=(batches[k::4],)) for k in range(4)]
+start = time.time()
+for t in threads: t.start()
+for t in threads: t.join()
+print("%.4f" % (time.time() - start))
+PY
+)
+  kill -TERM "$serve_pid"; wait "$serve_pid" || true
+  # serve's memory with the 10 M-event database: a status, an evaluation pass and /metrics.
+  SHIPSHAPE_NOW=2025-03-31T12:00:00Z "$BIN" -q -C "$dir/eval/ws" serve --listen 127.0.0.1:0 >"$dir/serve.out" 2>"$dir/serve.err" &
+  serve_pid=$!
+  sleep 1
+  address=$(sed -n 's|listening on http://||p' "$dir/serve.out")
+  local token
+  token=$(cat "$dir/eval/ws/data/monitoring/serve.token")
+  python3 - "$address" "$token" <<'PY'
+import http.client, sys
+for method, path in (("GET", "/api/v1/status"), ("POST", "/api/v1/evaluate"), ("GET", "/metrics"), ("GET", "/api/v1/alerts")):
+    conn = http.client.HTTPConnection(sys.argv[1])
+    conn.request(method, path, b"", {"Authorization": "Bearer " + sys.argv[2]})
+    response = conn.getresponse(); response.read()
+    assert response.status == 200, (path, response.status)
+PY
+  local serve_rss
+  serve_rss=$(awk '/VmHWM/ { print $2 }' "/proc/$serve_pid/status")
+  kill -TERM "$serve_pid"; wait "$serve_pid" || true
   echo
   echo "monitor, median of $RUNS runs (seconds)"
   printf '%-66s %10s %14s\n' "command" "seconds" "events/s"
   printf '%-66s %10.3f %14.0f\n' "shipshape ingest, 1,000,000 events (fresh db, WAL, synchronous=FULL)" "$s" "$(awk -v s="$s" 'BEGIN { print 1000000 / s }')"
   printf '%-66s %10.3f %14.0f\n' "  python3 json.loads + sqlite3 executemany, same events and pragmas" "$p" "$(awk -v s="$p" 'BEGIN { print 1000000 / s }')"
   echo "  ingest vs python: $(ratio "$p" "$s")x faster; shipshape peak RSS ${s_rss} KiB"
+  printf '%-66s %10.3f %14.0f\n' "shipshape serve, the same events over HTTP, 1 000 per batch, 4 clients" "$h" "$(awk -v s="$h" 'BEGIN { print 1000000 / s }')"
+  echo "  HTTP vs file ingest: $(ratio "$s" "$h")x the speed"
   printf '%-66s %10.3f\n' "shipshape ingest, 10,000,000 events over 90 days (one run, setup)" "$(cat "$dir/eval.load")"
   printf '%-66s %10.3f\n' "shipshape evaluate, one pass over 10 M stored events (whole command)" "$e"
   printf '%-66s %10.3f\n' "  python3 sqlite3 rescan of the raw events of the same windows" "$r"
   echo "  evaluate vs rescan: $(ratio "$r" "$e")x faster; shipshape peak RSS ${e_rss} KiB; database $(du -sh "$dir/eval/ws/data/monitoring" | cut -f1)"
+  echo "shipshape serve over the 10 M-event database (status, evaluate, /metrics, alerts): peak RSS ${serve_rss} KiB"
 }
 
 deploy_workspace_small() { # dir: one config, one approver, [deploy] into ../prod, trailing baselines

@@ -1,8 +1,9 @@
 //! The monitor's storage: one embedded SQLite database (`data/monitoring/monitor.db`, WAL).
 //!
-//! - `events`: every accepted outcome event, keyed by a 64-bit hash of its `id` (collisions are
-//!   resolved by probing the next key, so two different ids never merge), which makes ingestion
-//!   idempotent: the same event sent twice is stored once.
+//! - `events`: every accepted outcome event in arrival order, with a unique 64-bit hash of its `id`
+//!   (collisions are resolved by probing the next key, so two different ids never merge), which
+//!   makes ingestion idempotent: the same event sent twice is stored once. Rows append; only the
+//!   small key index takes random inserts.
 //! - `minutes` and `hours`: sufficient statistics per release, strategy and time bucket, updated in
 //!   the same transaction as the events. A window is read from whole hours plus the minutes at its
 //!   edges, so an evaluation reads a few hundred rows, never the raw events.
@@ -35,7 +36,8 @@ const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
 CREATE TABLE events (
-    key        INTEGER PRIMARY KEY,
+    seq        INTEGER PRIMARY KEY,
+    key        INTEGER NOT NULL UNIQUE,
     id         TEXT NOT NULL,
     ts         INTEGER NOT NULL,
     strategy   TEXT NOT NULL,
@@ -90,17 +92,17 @@ pub(crate) fn sql_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(rus
     move |e| Error::Io { path: path.to_path_buf(), action, source: std::io::Error::other(e) }
 }
 
-/// One event to store, already checked and attributed.
+/// One event to store, already checked and attributed (borrowing from the line it was parsed from).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
+pub struct NewEvent<'a> {
     /// The producer's id, or one derived from the content when it gave none.
-    pub id: String,
+    pub id: &'a str,
     /// Unix seconds.
     pub ts: Seconds,
     /// Strategy.
-    pub strategy: String,
+    pub strategy: &'a str,
     /// Instrument.
-    pub symbol: String,
+    pub symbol: &'a str,
     /// Predicted direction.
     pub signal: Signal,
     /// Realised direction.
@@ -108,10 +110,49 @@ pub struct NewEvent {
     /// Realised return.
     pub ret: f64,
     /// The release it is attributed to (empty: before any deploy).
-    pub release_id: String,
+    pub release_id: &'a str,
     /// `producer` (the event named it), `time` (the release active at its time) or `none`.
     pub attributed: &'static str,
+    /// Older than the last evaluation (counted in the report when stored).
+    pub late: bool,
+    /// Of a strategy some policy watches (others are counted in the report when stored).
+    pub known_strategy: bool,
 }
+
+/// What an ingest stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestCounts {
+    /// Events stored.
+    pub accepted: u64,
+    /// Events already stored (same id).
+    pub duplicates: u64,
+    /// Stored events attributed to no release.
+    pub unattributed: u64,
+    /// Stored events older than the last evaluation.
+    pub late: u64,
+    /// Stored events of strategies no policy watches, by strategy.
+    pub unknown_strategies: std::collections::BTreeMap<String, u64>,
+}
+
+/// An event waiting in an ingest's buffer.
+struct Buffered {
+    key: i64,
+    id: String,
+    ts: Seconds,
+    strategy: usize,
+    symbol: String,
+    signal: Signal,
+    outcome: Signal,
+    ret: f64,
+    release: usize,
+    attributed: &'static str,
+    late: bool,
+    known_strategy: bool,
+}
+
+/// Events are inserted in batches sorted by key, so the key index is written in order instead of
+/// at random places: several times faster for large ingests.
+const BUFFER: usize = 16 * 1024;
 
 /// Statistics encoded for a bucket row: seven little-endian integers.
 fn encode(stats: &Stats) -> [u8; 72] {
@@ -167,100 +208,136 @@ pub fn content_id(ts: &str, strategy: &str, symbol: &str, signal: i64, outcome: 
     id
 }
 
-/// Bucket deltas gathered during an ingest, written once at the end of its transaction.
-#[derive(Default)]
-pub struct Pending {
-    minutes: HashMap<(String, String, Seconds), Stats>,
-}
-
-impl Pending {
-    fn add(&mut self, event: &NewEvent) {
-        let bucket = event.ts.div_euclid(MINUTE) * MINUTE;
-        self.minutes.entry((event.release_id.clone(), event.strategy.clone(), bucket)).or_default().add(
-            event.signal,
-            event.outcome,
-            event.ret,
-        );
-    }
-}
-
 /// An open ingest: events go in one transaction; nothing is visible (or kept) until [`Ingest::commit`].
 pub struct Ingest<'a> {
+    // Field order is drop order: the statements are finalised before the transaction ends.
+    insert: rusqlite::Statement<'a>,
+    select: rusqlite::Statement<'a>,
     tx: Transaction<'a>,
     path: &'a Path,
-    pending: Pending,
+    /// Interned release ids and strategy names.
+    names: Vec<String>,
+    buffer: Vec<Buffered>,
+    /// Minute buckets per (release, strategy) name index.
+    minutes: HashMap<(usize, usize, Seconds), Stats>,
     received: Seconds,
-    /// Events stored.
-    pub accepted: u64,
-    /// Events already stored (same id).
-    pub duplicates: u64,
+    counts: IngestCounts,
 }
 
 impl Ingest<'_> {
-    /// Store one event (or count it as a duplicate).
-    pub fn add(&mut self, event: &NewEvent) -> Result<bool> {
+    fn intern(&mut self, name: &str) -> usize {
+        match self.names.iter().position(|n| n == name) {
+            Some(index) => index,
+            None => {
+                self.names.push(name.to_string());
+                self.names.len() - 1
+            }
+        }
+    }
+
+    /// Add one event (stored, or counted as a duplicate, by [`Ingest::commit`]).
+    pub fn add(&mut self, event: &NewEvent<'_>) -> Result<()> {
+        let strategy = self.intern(event.strategy);
+        let release = self.intern(event.release_id);
+        self.buffer.push(Buffered {
+            key: event_key(event.id),
+            id: event.id.to_string(),
+            ts: event.ts,
+            strategy,
+            symbol: event.symbol.to_string(),
+            signal: event.signal,
+            outcome: event.outcome,
+            ret: event.ret,
+            release,
+            attributed: event.attributed,
+            late: event.late,
+            known_strategy: event.known_strategy,
+        });
+        if self.buffer.len() >= BUFFER {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
         let error = sql_error(self.path, "storing events");
-        let mut key = event_key(&event.id);
-        loop {
-            let inserted = {
-                let mut insert = self
-                    .tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO events (key, id, ts, strategy, symbol, signal, outcome, ret, release_id, attributed, received)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    )
-                    .map_err(&error)?;
-                insert
+        let mut buffer = std::mem::take(&mut self.buffer);
+        // Stable: of two events with one id in a batch, the first is kept.
+        buffer.sort_by_key(|e| e.key);
+        for event in &buffer {
+            let mut key = event.key;
+            let stored = loop {
+                let inserted = self
+                    .insert
                     .execute(params![
                         key,
                         event.id,
                         event.ts,
-                        event.strategy,
+                        self.names[event.strategy],
                         event.symbol,
                         event.signal.as_i64(),
                         event.outcome.as_i64(),
                         event.ret,
-                        event.release_id,
+                        self.names[event.release],
                         event.attributed,
                         self.received
                     ])
-                    .map_err(&error)?
+                    .map_err(&error)?;
+                if inserted == 1 {
+                    break true;
+                }
+                let existing: String = self.select.query_row([key], |row| row.get(0)).map_err(&error)?;
+                if existing == event.id {
+                    break false;
+                }
+                key = key.wrapping_add(1); // a different id with the same hash: probe on
             };
-            if inserted == 1 {
-                self.pending.add(event);
-                self.accepted += 1;
-                return Ok(true);
+            if !stored {
+                self.counts.duplicates += 1;
+                continue;
             }
-            let existing: String = self
-                .tx
-                .prepare_cached("SELECT id FROM events WHERE key = ?1")
-                .map_err(&error)?
-                .query_row([key], |row| row.get(0))
-                .map_err(&error)?;
-            if existing == event.id {
-                self.duplicates += 1;
-                return Ok(false);
+            self.counts.accepted += 1;
+            let bucket = event.ts.div_euclid(MINUTE) * MINUTE;
+            self.minutes.entry((event.release, event.strategy, bucket)).or_default().add(
+                event.signal,
+                event.outcome,
+                event.ret,
+            );
+            if event.attributed == "none" {
+                self.counts.unattributed += 1;
             }
-            key = key.wrapping_add(1); // a different id with the same hash: probe on
+            if event.late {
+                self.counts.late += 1;
+            }
+            if !event.known_strategy {
+                *self.counts.unknown_strategies.entry(self.names[event.strategy].clone()).or_default() += 1;
+            }
         }
+        buffer.clear();
+        self.buffer = buffer;
+        Ok(())
     }
 
-    /// Write the bucket statistics and commit.
-    pub fn commit(self) -> Result<(u64, u64)> {
-        let error = sql_error(self.path, "storing events");
+    /// Store what is buffered, write the bucket statistics and commit.
+    pub fn commit(mut self) -> Result<IngestCounts> {
+        self.flush()?;
+        let Ingest { insert, select, tx, path, names, minutes: by_index, counts, .. } = self;
+        drop((insert, select));
+        let error = sql_error(path, "storing events");
+        let mut minutes: HashMap<(String, String, Seconds), Stats> = HashMap::new();
         let mut hours: HashMap<(String, String, Seconds), Stats> = HashMap::new();
-        for ((release, strategy, minute), stats) in &self.pending.minutes {
-            hours.entry((release.clone(), strategy.clone(), minute.div_euclid(HOUR) * HOUR)).or_default().merge(stats);
+        for ((release, strategy, minute), stats) in by_index {
+            let (release, strategy) = (&names[release], &names[strategy]);
+            hours.entry((release.clone(), strategy.clone(), minute.div_euclid(HOUR) * HOUR)).or_default().merge(&stats);
+            minutes.insert((release.clone(), strategy.clone(), minute), stats);
         }
-        for (table, buckets) in [("minutes", &self.pending.minutes), ("hours", &hours)] {
-            let mut select = self
-                .tx
+        for (table, buckets) in [("minutes", &minutes), ("hours", &hours)] {
+            let mut select = tx
                 .prepare_cached(&format!(
                     "SELECT stats FROM {table} WHERE release_id = ?1 AND strategy = ?2 AND bucket = ?3"
                 ))
                 .map_err(&error)?;
-            let mut upsert = self
-                .tx
+            let mut upsert = tx
                 .prepare_cached(&format!(
                     "INSERT OR REPLACE INTO {table} (release_id, strategy, bucket, stats) VALUES (?1, ?2, ?3, ?4)"
                 ))
@@ -275,8 +352,8 @@ impl Ingest<'_> {
                 upsert.execute(params![release, strategy, bucket, &encode(&total)[..]]).map_err(&error)?;
             }
         }
-        self.tx.commit().map_err(&error)?;
-        Ok((self.accepted, self.duplicates))
+        tx.commit().map_err(&error)?;
+        Ok(counts)
     }
 }
 
@@ -384,6 +461,8 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(&error)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(&error)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(&error)?;
+        // 64 MiB of page cache: a large ingest keeps the key index in memory instead of spilling it.
+        conn.pragma_update(None, "cache_size", -65536).map_err(&error)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(&error)?;
         match version {
             0 => {
@@ -410,8 +489,28 @@ impl Db {
 
     /// Start an ingest; `received` is the time it is recorded with.
     pub fn ingest(&mut self, received: Seconds) -> Result<Ingest<'_>> {
-        let tx = self.conn.transaction().map_err(sql_error(&self.path, "starting an ingest"))?;
-        Ok(Ingest { tx, path: &self.path, pending: Pending::default(), received, accepted: 0, duplicates: 0 })
+        let error = sql_error(&self.path, "starting an ingest");
+        let conn: &Connection = &self.conn;
+        // `&mut self` guarantees no other transaction on this connection.
+        let tx = conn.unchecked_transaction().map_err(&error)?;
+        let insert = conn
+            .prepare(
+                "INSERT OR IGNORE INTO events (key, id, ts, strategy, symbol, signal, outcome, ret, release_id, attributed, received)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .map_err(&error)?;
+        let select = conn.prepare("SELECT id FROM events WHERE key = ?1").map_err(&error)?;
+        Ok(Ingest {
+            insert,
+            select,
+            tx,
+            path: &self.path,
+            names: Vec::new(),
+            buffer: Vec::with_capacity(BUFFER),
+            minutes: HashMap::new(),
+            received,
+            counts: IngestCounts::default(),
+        })
     }
 
     /// Statistics of `strategy`'s events attributed to `release` (all releases when `None`) with
@@ -623,17 +722,19 @@ impl Db {
 mod tests {
     use super::*;
 
-    fn event(id: &str, ts: Seconds, hit: bool) -> NewEvent {
+    fn event(id: &str, ts: Seconds, hit: bool) -> NewEvent<'_> {
         NewEvent {
-            id: id.into(),
+            id,
             ts,
-            strategy: "intraday".into(),
-            symbol: "AAPL".into(),
+            strategy: "intraday",
+            symbol: "AAPL",
             signal: Signal::Long,
             outcome: if hit { Signal::Long } else { Signal::Short },
             ret: if hit { 0.01 } else { -0.01 },
-            release_id: "r1".into(),
+            release_id: "r1",
             attributed: "time",
+            late: false,
+            known_strategy: true,
         }
     }
 
@@ -644,12 +745,14 @@ mod tests {
         for i in 0..500 {
             ingest.add(&event(&format!("e{i}"), 1_000_000 + i * 37, i % 3 != 0)).unwrap();
         }
-        assert_eq!(ingest.commit().unwrap(), (500, 0));
+        let counts = ingest.commit().unwrap();
+        assert_eq!((counts.accepted, counts.duplicates), (500, 0));
         let mut again = db.ingest(0).unwrap();
         for i in 0..500 {
             again.add(&event(&format!("e{i}"), 1_000_000 + i * 37, i % 3 != 0)).unwrap();
         }
-        assert_eq!(again.commit().unwrap(), (0, 500));
+        let counts = again.commit().unwrap();
+        assert_eq!((counts.accepted, counts.duplicates), (0, 500));
         assert_eq!(db.event_count().unwrap(), 500);
         // Any window equals the naive count of events in minutes starting inside it.
         for (from, to) in [(0, i64::MAX / 4), (1_000_000, 1_003_600), (1_000_123, 1_010_000), (1_007_200, 1_007_260)] {
@@ -680,14 +783,15 @@ mod tests {
         // Plant a row with a different id at the key of "x".
         db.conn()
             .execute(
-                "INSERT INTO events VALUES (?1, 'not-x', 0, 's', 'y', 1, 1, 0.0, 'r1', 'time', 0)",
+                "INSERT INTO events VALUES (NULL, ?1, 'not-x', 0, 's', 'y', 1, 1, 0.0, 'r1', 'time', 0)",
                 [event_key("x")],
             )
             .unwrap();
         let mut ingest = db.ingest(0).unwrap();
-        assert!(ingest.add(&event("x", 100, true)).unwrap());
-        assert!(!ingest.add(&event("x", 100, true)).unwrap());
-        ingest.commit().unwrap();
+        ingest.add(&event("x", 100, true)).unwrap();
+        ingest.add(&event("x", 100, true)).unwrap();
+        let counts = ingest.commit().unwrap();
+        assert_eq!((counts.accepted, counts.duplicates), (1, 1));
         assert_eq!(db.event_count().unwrap(), 2);
     }
 

@@ -344,47 +344,46 @@ impl Monitor {
                 continue;
             }
             let (release_id, attributed) = match (&event.release_id, timeline.at(at)) {
-                (Some(id), _) => (id.to_string(), "producer"),
-                (None, Some(id)) => (id.to_string(), "time"),
-                (None, None) => (String::new(), "none"),
+                (Some(id), _) => (id.as_ref(), "producer"),
+                (None, Some(id)) => (id, "time"),
+                (None, None) => ("", "none"),
             };
+            let derived;
             let id = match &event.id {
-                Some(id) => id.to_string(),
-                None => content_id(
-                    &event.ts.to_string(),
-                    &event.strategy,
-                    &event.symbol,
-                    event.signal.as_i64(),
-                    event.outcome.as_i64(),
-                    event.ret,
-                ),
+                Some(id) => id.as_ref(),
+                None => {
+                    derived = content_id(
+                        &event.ts.to_string(),
+                        &event.strategy,
+                        &event.symbol,
+                        event.signal.as_i64(),
+                        event.outcome.as_i64(),
+                        event.ret,
+                    );
+                    derived.as_str()
+                }
             };
             let new = NewEvent {
                 id,
                 ts: at,
-                strategy: event.strategy.to_string(),
-                symbol: event.symbol.to_string(),
+                strategy: &event.strategy,
+                symbol: &event.symbol,
                 signal: event.signal,
                 outcome: event.outcome,
                 ret: event.ret,
                 release_id,
                 attributed,
+                late: last_eval.is_some_and(|last| at < last),
+                known_strategy: known.iter().any(|k| k == &*event.strategy),
             };
-            if ingest.add(&new)? {
-                if attributed == "none" {
-                    report.unattributed += 1;
-                }
-                if last_eval.is_some_and(|last| at < last) {
-                    report.late += 1;
-                }
-                if !known.contains(&new.strategy) {
-                    *report.unknown_strategies.entry(new.strategy).or_default() += 1;
-                }
-            }
+            ingest.add(&new)?;
         }
-        let (accepted, duplicates) = ingest.commit()?;
-        report.accepted = accepted;
-        report.duplicates = duplicates;
+        let counts = ingest.commit()?;
+        report.accepted = counts.accepted;
+        report.duplicates = counts.duplicates;
+        report.unattributed = counts.unattributed;
+        report.late = counts.late;
+        report.unknown_strategies = counts.unknown_strategies;
         Ok(report)
     }
 
