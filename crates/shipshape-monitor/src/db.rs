@@ -1,9 +1,8 @@
 //! The monitor's storage: one embedded SQLite database (`data/monitoring/monitor.db`, WAL).
 //!
-//! - `events`: every accepted outcome event in arrival order, with a unique 64-bit hash of its `id`
-//!   (collisions are resolved by probing the next key, so two different ids never merge), which
-//!   makes ingestion idempotent: the same event sent twice is stored once. Rows append; only the
-//!   small key index takes random inserts.
+//! - `events`: every accepted outcome event in arrival order, unique on its `id`, which makes
+//!   ingestion idempotent: the same event sent twice is stored once. Rows append; the id index is
+//!   written in sorted batches.
 //! - `minutes` and `hours`: sufficient statistics per release, strategy and time bucket, updated in
 //!   the same transaction as the events. A window is read from whole hours plus the minutes at its
 //!   edges, so an evaluation reads a few hundred rows, never the raw events.
@@ -37,8 +36,7 @@ const SCHEMA_VERSION: i64 = 1;
 const SCHEMA: &str = "
 CREATE TABLE events (
     seq        INTEGER PRIMARY KEY,
-    key        INTEGER NOT NULL UNIQUE,
-    id         TEXT NOT NULL,
+    id         TEXT NOT NULL UNIQUE,
     ts         INTEGER NOT NULL,
     strategy   TEXT NOT NULL,
     symbol     TEXT NOT NULL,
@@ -136,7 +134,6 @@ pub struct IngestCounts {
 
 /// An event waiting in an ingest's buffer.
 struct Buffered {
-    key: i64,
     id: String,
     ts: Seconds,
     strategy: usize,
@@ -150,7 +147,7 @@ struct Buffered {
     known_strategy: bool,
 }
 
-/// Events are inserted in batches sorted by key, so the key index is written in order instead of
+/// Events are inserted in batches sorted by id, so the id index is written in order instead of
 /// at random places: several times faster for large ingests.
 const BUFFER: usize = 16 * 1024;
 
@@ -181,14 +178,6 @@ fn decode(bytes: &[u8]) -> Option<Stats> {
     })
 }
 
-/// The 64-bit key of an event id.
-fn event_key(id: &str) -> i64 {
-    let digest = Sha256::digest(id.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    i64::from_le_bytes(first)
-}
-
 /// An id for an event that came without one: a hash of everything it says, so the same line sent
 /// twice is still stored once.
 pub fn content_id(ts: &str, strategy: &str, symbol: &str, signal: i64, outcome: i64, ret: f64) -> String {
@@ -212,7 +201,6 @@ pub fn content_id(ts: &str, strategy: &str, symbol: &str, signal: i64, outcome: 
 pub struct Ingest<'a> {
     // Field order is drop order: the statements are finalised before the transaction ends.
     insert: rusqlite::Statement<'a>,
-    select: rusqlite::Statement<'a>,
     tx: Transaction<'a>,
     path: &'a Path,
     /// Interned release ids and strategy names.
@@ -240,7 +228,6 @@ impl Ingest<'_> {
         let strategy = self.intern(event.strategy);
         let release = self.intern(event.release_id);
         self.buffer.push(Buffered {
-            key: event_key(event.id),
             id: event.id.to_string(),
             ts: event.ts,
             strategy,
@@ -259,39 +246,35 @@ impl Ingest<'_> {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    /// What was stored so far (after the last [`Ingest::flush`]).
+    pub fn counts(&self) -> &IngestCounts {
+        &self.counts
+    }
+
+    /// Store what is buffered (still inside the transaction).
+    pub fn flush(&mut self) -> Result<()> {
         let error = sql_error(self.path, "storing events");
         let mut buffer = std::mem::take(&mut self.buffer);
-        // Stable: of two events with one id in a batch, the first is kept.
-        buffer.sort_by_key(|e| e.key);
+        // Sorted by id, the unique index is written in order (ids from one producer share
+        // prefixes), not at random pages; stable, so of two events with one id the first is kept.
+        buffer.sort_by(|a, b| a.id.cmp(&b.id));
         for event in &buffer {
-            let mut key = event.key;
-            let stored = loop {
-                let inserted = self
-                    .insert
-                    .execute(params![
-                        key,
-                        event.id,
-                        event.ts,
-                        self.names[event.strategy],
-                        event.symbol,
-                        event.signal.as_i64(),
-                        event.outcome.as_i64(),
-                        event.ret,
-                        self.names[event.release],
-                        event.attributed,
-                        self.received
-                    ])
-                    .map_err(&error)?;
-                if inserted == 1 {
-                    break true;
-                }
-                let existing: String = self.select.query_row([key], |row| row.get(0)).map_err(&error)?;
-                if existing == event.id {
-                    break false;
-                }
-                key = key.wrapping_add(1); // a different id with the same hash: probe on
-            };
+            let stored = self
+                .insert
+                .execute(params![
+                    event.id,
+                    event.ts,
+                    self.names[event.strategy],
+                    event.symbol,
+                    event.signal.as_i64(),
+                    event.outcome.as_i64(),
+                    event.ret,
+                    self.names[event.release],
+                    event.attributed,
+                    self.received
+                ])
+                .map_err(&error)?
+                == 1;
             if !stored {
                 self.counts.duplicates += 1;
                 continue;
@@ -321,8 +304,8 @@ impl Ingest<'_> {
     /// Store what is buffered, write the bucket statistics and commit.
     pub fn commit(mut self) -> Result<IngestCounts> {
         self.flush()?;
-        let Ingest { insert, select, tx, path, names, minutes: by_index, counts, .. } = self;
-        drop((insert, select));
+        let Ingest { insert, tx, path, names, minutes: by_index, counts, .. } = self;
+        drop(insert);
         let error = sql_error(path, "storing events");
         let mut minutes: HashMap<(String, String, Seconds), Stats> = HashMap::new();
         let mut hours: HashMap<(String, String, Seconds), Stats> = HashMap::new();
@@ -495,14 +478,12 @@ impl Db {
         let tx = conn.unchecked_transaction().map_err(&error)?;
         let insert = conn
             .prepare(
-                "INSERT OR IGNORE INTO events (key, id, ts, strategy, symbol, signal, outcome, ret, release_id, attributed, received)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT OR IGNORE INTO events (id, ts, strategy, symbol, signal, outcome, ret, release_id, attributed, received)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .map_err(&error)?;
-        let select = conn.prepare("SELECT id FROM events WHERE key = ?1").map_err(&error)?;
         Ok(Ingest {
             insert,
-            select,
             tx,
             path: &self.path,
             names: Vec::new(),
@@ -778,21 +759,16 @@ mod tests {
     }
 
     #[test]
-    fn colliding_keys_probe_instead_of_merging() {
+    fn the_same_id_twice_in_one_batch_is_stored_once() {
         let mut db = Db::in_memory().unwrap();
-        // Plant a row with a different id at the key of "x".
-        db.conn()
-            .execute(
-                "INSERT INTO events VALUES (NULL, ?1, 'not-x', 0, 's', 'y', 1, 1, 0.0, 'r1', 'time', 0)",
-                [event_key("x")],
-            )
-            .unwrap();
         let mut ingest = db.ingest(0).unwrap();
         ingest.add(&event("x", 100, true)).unwrap();
-        ingest.add(&event("x", 100, true)).unwrap();
+        ingest.add(&event("x", 100, false)).unwrap();
         let counts = ingest.commit().unwrap();
         assert_eq!((counts.accepted, counts.duplicates), (1, 1));
-        assert_eq!(db.event_count().unwrap(), 2);
+        assert_eq!(db.event_count().unwrap(), 1);
+        // The first one counts.
+        assert_eq!(db.window(Some("r1"), "intraday", 0, 1000).unwrap().hits, 1);
     }
 
     #[test]

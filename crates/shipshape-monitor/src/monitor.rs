@@ -269,115 +269,10 @@ impl Monitor {
         reader: &mut dyn BufRead,
         options: &IngestOptions<'_>,
     ) -> Result<IngestReport> {
-        let IngestOptions { format, skip_bad, timeline, now, check_skew } = *options;
-        let known: Vec<String> =
-            crate::policy::known_strategies(&self.policies).iter().map(|s| s.to_string()).collect();
-        let last_eval: Option<Seconds> = self.db.meta("last_evaluation")?.and_then(|v| v.parse().ok());
-        let horizon =
-            if check_skew { now.unix_seconds() + self.config.max_clock_skew.0.seconds() } else { Seconds::MAX };
+        let context = self.read_context(options)?;
         let mut report = IngestReport::default();
-        let mut ingest = self.db.ingest(now.unix_seconds())?;
-        let mut buffer = Vec::with_capacity(4096);
-        let mut header: Option<CsvHeader> = None;
-        let mut format = format;
-        let mut line_number = 0u64;
-        let read_error = |e: std::io::Error| Error::Io { path: source.to_path_buf(), action: "reading", source: e };
-        while let Some(read) = next_line(reader, &mut buffer).map_err(read_error)? {
-            line_number += 1;
-            let bad = |message: String, report: &mut IngestReport| -> Result<()> {
-                if skip_bad {
-                    report.skipped += 1;
-                    if report.skipped_examples.len() < 10 {
-                        report.skipped_examples.push(format!("{}:{line_number}: {message}", source.display()));
-                    }
-                    Ok(())
-                } else {
-                    Err(Error::parse(source, line_number as usize, 1, message))
-                }
-            };
-            if let Err(message) = read {
-                bad(message, &mut report)?;
-                continue;
-            }
-            let Ok(text) = std::str::from_utf8(&buffer) else {
-                bad("not UTF-8".into(), &mut report)?;
-                continue;
-            };
-            let text = text.trim_end_matches(['\n', '\r']);
-            if text.trim().is_empty() {
-                continue;
-            }
-            let format =
-                *format.get_or_insert(if text.trim_start().starts_with('{') { Format::JsonLines } else { Format::Csv });
-            let parsed: std::result::Result<EventRef<'_>, EventError> = match format {
-                Format::JsonLines => parse_json_line(text),
-                Format::Csv => match &header {
-                    None => {
-                        header =
-                            Some(CsvHeader::parse(text).map_err(|e| {
-                                Error::parse(source, line_number as usize, 1, format!("CSV header: {e}"))
-                            })?);
-                        continue;
-                    }
-                    Some(header) => header.parse_row(text),
-                },
-            };
-            report.lines += 1;
-            let event = match parsed {
-                Ok(event) => event,
-                Err(e) => {
-                    bad(e.to_string(), &mut report)?;
-                    continue;
-                }
-            };
-            let at = event.ts.as_second();
-            if at > horizon {
-                bad(
-                    format!(
-                        "`ts`: {} is in the future (the clock says {}; at most {} of skew is accepted)",
-                        event.ts,
-                        now.instant(),
-                        self.config.max_clock_skew.0
-                    ),
-                    &mut report,
-                )?;
-                continue;
-            }
-            let (release_id, attributed) = match (&event.release_id, timeline.at(at)) {
-                (Some(id), _) => (id.as_ref(), "producer"),
-                (None, Some(id)) => (id, "time"),
-                (None, None) => ("", "none"),
-            };
-            let derived;
-            let id = match &event.id {
-                Some(id) => id.as_ref(),
-                None => {
-                    derived = content_id(
-                        &event.ts.to_string(),
-                        &event.strategy,
-                        &event.symbol,
-                        event.signal.as_i64(),
-                        event.outcome.as_i64(),
-                        event.ret,
-                    );
-                    derived.as_str()
-                }
-            };
-            let new = NewEvent {
-                id,
-                ts: at,
-                strategy: &event.strategy,
-                symbol: &event.symbol,
-                signal: event.signal,
-                outcome: event.outcome,
-                ret: event.ret,
-                release_id,
-                attributed,
-                late: last_eval.is_some_and(|last| at < last),
-                known_strategy: known.iter().any(|k| k == &*event.strategy),
-            };
-            ingest.add(&new)?;
-        }
+        let mut ingest = self.db.ingest(options.now.unix_seconds())?;
+        read_events(source, reader, options, &context, &mut report, &mut |event| ingest.add(event))?;
         let counts = ingest.commit()?;
         report.accepted = counts.accepted;
         report.duplicates = counts.duplicates;
@@ -385,6 +280,59 @@ impl Monitor {
         report.late = counts.late;
         report.unknown_strategies = counts.unknown_strategies;
         Ok(report)
+    }
+
+    /// Ingest several batches (HTTP requests) in one transaction — one fsync for all of them — each
+    /// batch still all or nothing: every batch is checked first, and a bad one is refused alone.
+    /// The outer error is a failure of the whole transaction.
+    pub fn ingest_batches(
+        &mut self,
+        batches: &[(&[u8], Option<Format>)],
+        options: &IngestOptions<'_>,
+    ) -> Result<Vec<Result<IngestReport>>> {
+        let context = self.read_context(options)?;
+        let source = Path::new("request body");
+        let mut results: Vec<Result<IngestReport>> = Vec::with_capacity(batches.len());
+        for (body, format) in batches {
+            let options = IngestOptions { format: *format, skip_bad: false, ..*options };
+            let mut report = IngestReport::default();
+            results.push(
+                read_events(source, &mut &body[..], &options, &context, &mut report, &mut |_| Ok(())).map(|()| report),
+            );
+        }
+        let mut ingest = self.db.ingest(options.now.unix_seconds())?;
+        for ((body, format), result) in batches.iter().zip(results.iter_mut()) {
+            let Ok(report) = result else { continue };
+            let options = IngestOptions { format: *format, skip_bad: false, ..*options };
+            let before = ingest.counts().clone();
+            let mut discard = IngestReport::default();
+            read_events(source, &mut &body[..], &options, &context, &mut discard, &mut |event| ingest.add(event))?;
+            ingest.flush()?;
+            let after = ingest.counts();
+            report.accepted = after.accepted - before.accepted;
+            report.duplicates = after.duplicates - before.duplicates;
+            report.unattributed = after.unattributed - before.unattributed;
+            report.late = after.late - before.late;
+            for (strategy, count) in &after.unknown_strategies {
+                let earlier = before.unknown_strategies.get(strategy).copied().unwrap_or(0);
+                if *count > earlier {
+                    report.unknown_strategies.insert(strategy.clone(), count - earlier);
+                }
+            }
+        }
+        ingest.commit()?;
+        Ok(results)
+    }
+
+    fn read_context(&self, options: &IngestOptions<'_>) -> Result<ReadContext> {
+        let known = crate::policy::known_strategies(&self.policies).iter().map(|s| s.to_string()).collect();
+        let last_eval = self.db.meta("last_evaluation")?.and_then(|v| v.parse().ok());
+        let horizon = if options.check_skew {
+            options.now.unix_seconds() + self.config.max_clock_skew.0.seconds()
+        } else {
+            Seconds::MAX
+        };
+        Ok(ReadContext { known, last_eval, horizon, skew: self.config.max_clock_skew.0 })
     }
 
     /// Each metric's baseline for `release`.
@@ -817,6 +765,128 @@ impl Monitor {
     pub fn deliver(&self, log: &mut dyn FnMut(&str)) -> Result<Delivery> {
         sinks::deliver(&self.db, &self.config.sinks, &self.workspace.root, sinks::wall_seconds(), log)
     }
+}
+
+/// What reading events needs from the monitor.
+struct ReadContext {
+    known: Vec<String>,
+    last_eval: Option<Seconds>,
+    horizon: Seconds,
+    skew: shipshape_core::clock::Duration,
+}
+
+/// Parse, check and attribute every event of `reader`, handing each to `sink`.
+fn read_events(
+    source: &Path,
+    reader: &mut dyn BufRead,
+    options: &IngestOptions<'_>,
+    context: &ReadContext,
+    report: &mut IngestReport,
+    sink: &mut dyn FnMut(&NewEvent<'_>) -> Result<()>,
+) -> Result<()> {
+    let IngestOptions { format, skip_bad, now, .. } = *options;
+    let mut buffer = Vec::with_capacity(4096);
+    let mut header: Option<CsvHeader> = None;
+    let mut format = format;
+    let mut line_number = 0u64;
+    let read_error = |e: std::io::Error| Error::Io { path: source.to_path_buf(), action: "reading", source: e };
+    while let Some(read) = next_line(reader, &mut buffer).map_err(read_error)? {
+        line_number += 1;
+        let bad = |message: String, report: &mut IngestReport| -> Result<()> {
+            if skip_bad {
+                report.skipped += 1;
+                if report.skipped_examples.len() < 10 {
+                    report.skipped_examples.push(format!("{}:{line_number}: {message}", source.display()));
+                }
+                Ok(())
+            } else {
+                Err(Error::parse(source, line_number as usize, 1, message))
+            }
+        };
+        if let Err(message) = read {
+            bad(message, report)?;
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(&buffer) else {
+            bad("not UTF-8".into(), report)?;
+            continue;
+        };
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let format =
+            *format.get_or_insert(if text.trim_start().starts_with('{') { Format::JsonLines } else { Format::Csv });
+        let parsed: std::result::Result<EventRef<'_>, EventError> = match format {
+            Format::JsonLines => parse_json_line(text),
+            Format::Csv => match &header {
+                None => {
+                    header = Some(
+                        CsvHeader::parse(text)
+                            .map_err(|e| Error::parse(source, line_number as usize, 1, format!("CSV header: {e}")))?,
+                    );
+                    continue;
+                }
+                Some(header) => header.parse_row(text),
+            },
+        };
+        report.lines += 1;
+        let event = match parsed {
+            Ok(event) => event,
+            Err(e) => {
+                bad(e.to_string(), report)?;
+                continue;
+            }
+        };
+        let at = event.ts.as_second();
+        if at > context.horizon {
+            bad(
+                format!(
+                    "`ts`: {} is in the future (the clock says {}; at most {} of skew is accepted)",
+                    event.ts,
+                    now.instant(),
+                    context.skew
+                ),
+                report,
+            )?;
+            continue;
+        }
+        let (release_id, attributed) = match (&event.release_id, options.timeline.at(at)) {
+            (Some(id), _) => (id.as_ref(), "producer"),
+            (None, Some(id)) => (id, "time"),
+            (None, None) => ("", "none"),
+        };
+        let derived;
+        let id = match &event.id {
+            Some(id) => id.as_ref(),
+            None => {
+                derived = content_id(
+                    &event.ts.to_string(),
+                    &event.strategy,
+                    &event.symbol,
+                    event.signal.as_i64(),
+                    event.outcome.as_i64(),
+                    event.ret,
+                );
+                derived.as_str()
+            }
+        };
+        let new = NewEvent {
+            id,
+            ts: at,
+            strategy: &event.strategy,
+            symbol: &event.symbol,
+            signal: event.signal,
+            outcome: event.outcome,
+            ret: event.ret,
+            release_id,
+            attributed,
+            late: context.last_eval.is_some_and(|last| at < last),
+            known_strategy: context.known.iter().any(|k| k == &*event.strategy),
+        };
+        sink(&new)?;
+    }
+    Ok(())
 }
 
 fn verdict_name(verdict: &Verdict) -> &'static str {

@@ -26,7 +26,7 @@ use shipshape_core::clock::Clock;
 use shipshape_core::events::Format;
 use shipshape_core::workspace::Workspace;
 use shipshape_core::{Error, registry};
-use shipshape_monitor::monitor::{IngestOptions, Monitor, Timeline};
+use shipshape_monitor::monitor::{IngestOptions, IngestReport, Monitor, Timeline};
 
 /// Where the API token lives, relative to the workspace.
 pub const TOKEN_PATH: &str = "data/monitoring/serve.token";
@@ -54,9 +54,20 @@ struct Counters {
     notification_failures: AtomicU64,
 }
 
+/// A reply to an event batch: the report, or (HTTP status, message, line).
+type IngestReply = Result<IngestReport, (StatusCode, String, Option<usize>)>;
+
+/// One event batch waiting for the writer.
+struct IngestJob {
+    body: Bytes,
+    format: Format,
+    reply: tokio::sync::oneshot::Sender<IngestReply>,
+}
+
 /// What every handler shares.
 pub struct AppState {
-    monitor: Mutex<Monitor>,
+    monitor: Arc<Mutex<Monitor>>,
+    ingest: Mutex<std::sync::mpsc::Sender<IngestJob>>,
     clock: Arc<dyn Clock>,
     token: String,
     counters: Counters,
@@ -119,12 +130,16 @@ impl AppState {
     /// State over an open monitor.
     pub fn new(monitor: Monitor, clock: Arc<dyn Clock>, token: String) -> Arc<AppState> {
         let root = monitor.workspace.root.clone();
-        Arc::new(AppState { monitor: Mutex::new(monitor), clock, token, counters: Counters::default(), root })
+        let monitor = Arc::new(Mutex::new(monitor));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let writer_monitor = Arc::clone(&monitor);
+        let writer_clock = Arc::clone(&clock);
+        std::thread::spawn(move || writer(&writer_monitor, writer_clock.as_ref(), &receiver));
+        Arc::new(AppState { monitor, ingest: Mutex::new(sender), clock, token, counters: Counters::default(), root })
     }
 
     fn monitor(&self) -> std::sync::MutexGuard<'_, Monitor> {
-        // A panic in another handler must not stop the monitor: the data is in SQLite, not in memory.
-        self.monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.monitor)
     }
 
     /// One evaluation pass now, then delivery; the pass as JSON.
@@ -160,6 +175,60 @@ impl AppState {
                 self.counters.notification_failures.fetch_add(delivery.failed, Ordering::Relaxed);
             }
             Err(e) => log(&format!("delivering notifications: {e}")),
+        }
+    }
+}
+
+fn lock(monitor: &Mutex<Monitor>) -> std::sync::MutexGuard<'_, Monitor> {
+    // A panic in another handler must not stop the monitor: the data is in SQLite, not in memory.
+    monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The one writer: takes every batch waiting and stores them in one transaction (group commit: one
+/// fsync for all), each batch still all or nothing; then answers each. Ends when the server does.
+fn writer(monitor: &Mutex<Monitor>, clock: &dyn Clock, jobs: &std::sync::mpsc::Receiver<IngestJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < 64 {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<(&[u8], Option<Format>)> = group.iter().map(|j| (&j.body[..], Some(j.format))).collect();
+        let outcome = {
+            let mut monitor = lock(monitor);
+            Timeline::of(&monitor.workspace).and_then(|timeline| {
+                let options = IngestOptions {
+                    format: None,
+                    skip_bad: false,
+                    timeline: &timeline,
+                    now: clock.now(),
+                    check_skew: true,
+                };
+                monitor.ingest_batches(&batches, &options)
+            })
+        };
+        drop(batches);
+        match outcome {
+            Ok(results) => {
+                for (job, result) in group.into_iter().zip(results) {
+                    let reply = result.map_err(|e| match e {
+                        Error::Parse { line, message, .. } => (
+                            StatusCode::BAD_REQUEST,
+                            format!("line {line}: {message}; nothing from this batch was stored"),
+                            Some(line),
+                        ),
+                        other => (StatusCode::BAD_REQUEST, other.to_string(), None),
+                    });
+                    let _ = job.reply.send(reply);
+                }
+            }
+            Err(e) => {
+                for job in group {
+                    let _ = job.reply.send(Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)));
+                }
+            }
         }
     }
 }
@@ -204,38 +273,22 @@ async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     state.counters.ingest_requests.fetch_add(1, Ordering::Relaxed);
     let csv =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
-    let worker = Arc::clone(&state);
-    let result = blocking(move || {
-        let mut monitor = worker.monitor();
-        let timeline = Timeline::of(&monitor.workspace)?;
-        let options = IngestOptions {
-            format: Some(if csv { Format::Csv } else { Format::JsonLines }),
-            skip_bad: false,
-            timeline: &timeline,
-            now: worker.clock.now(),
-            check_skew: true,
-        };
-        monitor.ingest(Path::new("request body"), &mut &body[..], &options)
-    })
-    .await;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = IngestJob { body, format: if csv { Format::Csv } else { Format::JsonLines }, reply };
+    let sent = state.ingest.lock().map(|sender| sender.send(job).is_ok()).unwrap_or(false);
+    let result = match answer.await {
+        Ok(result) if sent => result,
+        _ => Err((StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down".to_string(), None)),
+    };
     match result {
-        Err(response) => response,
-        Ok(Ok(report)) => {
+        Ok(report) => {
             state.counters.events_accepted.fetch_add(report.accepted, Ordering::Relaxed);
             state.counters.events_duplicate.fetch_add(report.duplicates, Ordering::Relaxed);
             (StatusCode::OK, axum::Json(report)).into_response()
         }
-        Ok(Err(Error::Parse { line, message, .. })) => {
+        Err((status, message, line)) => {
             state.counters.ingest_rejected.fetch_add(1, Ordering::Relaxed);
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("line {line}: {message}; nothing from this batch was stored"),
-                json!({ "line": line }),
-            )
-        }
-        Ok(Err(e)) => {
-            state.counters.ingest_rejected.fetch_add(1, Ordering::Relaxed);
-            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null)
+            error(status, message, line.map_or(Value::Null, |line| json!({ "line": line })))
         }
     }
 }
