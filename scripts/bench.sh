@@ -290,7 +290,8 @@ PY
   local e r e_rss
   e=$(median env SHIPSHAPE_NOW=2025-03-31T12:00:00Z "$BIN" -q -C "$dir/eval/ws" evaluate --no-deliver)
   e_rss=$( { /usr/bin/time -f '%M' env SHIPSHAPE_NOW=2025-03-31T12:00:00Z "$BIN" -q -C "$dir/eval/ws" evaluate --no-deliver >/dev/null; } 2>&1 | tail -1)
-  r=$(median python3 - "$dir/eval/ws/data/monitoring/monitor.db" <<'PY'
+  rescan() { # a function, so that each run reads its script again
+    python3 - "$dir/eval/ws/data/monitoring/monitor.db" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 now = 1743422400  # 2025-03-31T12:00:00Z
@@ -298,7 +299,8 @@ for strategy, window in (("intraday", 24 * 3600), ("swing", 90 * 86400), ("intra
     db.execute("SELECT count(*), sum(outcome = signal), sum(ret), sum(ret * ret) FROM events WHERE strategy = ? AND ts >= ? AND ts < ?",
                (strategy, now - window, now)).fetchone()
 PY
-)
+  }
+  r=$(median rescan)
   # HTTP ingest: the same 1 M events in batches of 1 000 from 4 keep-alive clients, fresh database.
   rm -f "$dir"/ingest/data/monitoring/monitor.db*
   SHIPSHAPE_NOW=2025-01-03T00:00:00Z "$BIN" -q -C "$dir/ingest" serve --listen 127.0.0.1:0 >"$dir/serve.out" 2>"$dir/serve.err" &
