@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 # Tools the tests call: git (audit metadata), make (the Makefile targets), sha256sum (an independent
 # SHA-256), setpriv (running the binary as an unprivileged user to test unreadable files),
 # python3 (the example's checklist script and independent metric checks), ssh-keygen (SSH signature
-# interoperability), gpg and gpgv (OpenPGP interoperability).
+# interoperability), gpg and gpgv (OpenPGP interoperability), chromium and chromedriver (the
+# dashboard's end-to-end tests in a real headless browser).
 declare -A package_for=([git]=git [make]=make [sha256sum]=coreutils [setpriv]=util-linux [python3]=python3
-  [ssh-keygen]=openssh-client [gpg]=gnupg [gpgv]=gpgv [gpgconf]=gnupg)
+  [ssh-keygen]=openssh-client [gpg]=gnupg [gpgv]=gpgv [gpgconf]=gnupg [chromium]=chromium
+  [chromedriver]=chromium-driver)
 missing=()
 for tool in "${!package_for[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package_for[$tool]}")

@@ -11,6 +11,7 @@
 //! - [`atomic`], [`lock`], [`clock`], [`git`], [`yaml`]: the plumbing they share.
 
 pub mod allowed_signers;
+pub mod analytics;
 pub mod anti_rollback;
 pub mod approvals;
 pub mod atomic;

@@ -77,6 +77,7 @@ CREATE INDEX outbox_due ON outbox (delivered_at, next_attempt);
 CREATE TABLE auto_rollbacks (release_id TEXT PRIMARY KEY, at INTEGER NOT NULL, reason TEXT NOT NULL,
     outcome TEXT NOT NULL);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('events', '0');
 ";
 
 /// The monitor database.
@@ -335,6 +336,12 @@ impl Ingest<'_> {
                 upsert.execute(params![release, strategy, bucket, &encode(&total)[..]]).map_err(&error)?;
             }
         }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('events', (SELECT count(*) FROM events))
+             ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + ?1",
+            [counts.accepted as i64],
+        )
+        .map_err(&error)?;
         tx.commit().map_err(&error)?;
         Ok(counts)
     }
@@ -538,13 +545,51 @@ impl Db {
         Ok(total)
     }
 
-    /// How many events are stored.
+    /// How many events are stored (a counter kept with each ingest: no table scan).
     pub fn event_count(&self) -> Result<u64> {
         let count: i64 = self
             .conn
-            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .query_row(
+                "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'events'), (SELECT count(*) FROM events))",
+                [],
+                |row| row.get(0),
+            )
             .map_err(sql_error(&self.path, "counting events"))?;
         Ok(count as u64)
+    }
+
+    /// The newest transition id, and the alerts changed by transitions after `since`.
+    pub fn alerts_changed_since(&self, since: i64) -> Result<(i64, Vec<AlertRow>)> {
+        let error = sql_error(&self.path, "reading alert changes");
+        let newest: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(id), 0) FROM transitions", [], |row| row.get(0))
+            .map_err(&error)?;
+        if newest <= since {
+            return Ok((newest, Vec::new()));
+        }
+        let ids: Vec<i64> = {
+            let mut statement = self
+                .conn
+                .prepare_cached(
+                    "SELECT DISTINCT alert_id FROM transitions WHERE id > ?1 AND alert_id IS NOT NULL ORDER BY alert_id",
+                )
+                .map_err(&error)?;
+            let rows = statement.query_map([since], |row| row.get(0)).map_err(&error)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(&error)?
+        };
+        let mut changed = Vec::new();
+        for id in ids {
+            if let Some(row) = self.alert(id)? {
+                changed.push(row);
+            }
+        }
+        Ok((newest, changed))
+    }
+
+    /// One alert episode.
+    pub fn alert(&self, id: i64) -> Result<Option<AlertRow>> {
+        Ok(self.alerts_where("id = ?1", params![id], 1)?.into_iter().next())
     }
 
     /// Events per strategy (for reporting unknown strategies).
@@ -585,18 +630,23 @@ impl Db {
 
     /// Alert episodes, newest first, filtered by state and release.
     pub fn alerts(&self, state: Option<&str>, release: Option<&str>, limit: usize) -> Result<Vec<AlertRow>> {
+        self.alerts_where(
+            "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR release_id = ?2)",
+            params![state, release],
+            limit,
+        )
+    }
+
+    fn alerts_where(&self, condition: &str, values: &[&dyn rusqlite::ToSql], limit: usize) -> Result<Vec<AlertRow>> {
         let error = sql_error(&self.path, "reading alerts");
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT id, release_id, strategy, metric, state, severity, mode, value, baseline, threshold, drop_,
-                        samples, window_from, window_to, started_at, fired_at, resolved_at, updated_at
-                 FROM alerts WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR release_id = ?2)
-                 ORDER BY updated_at DESC, id DESC LIMIT ?3",
-            )
-            .map_err(&error)?;
+        let sql = format!(
+            "SELECT id, release_id, strategy, metric, state, severity, mode, value, baseline, threshold, drop_,
+                    samples, window_from, window_to, started_at, fired_at, resolved_at, updated_at
+             FROM alerts WHERE {condition} ORDER BY updated_at DESC, id DESC LIMIT {limit}"
+        );
+        let mut statement = self.conn.prepare_cached(&sql).map_err(&error)?;
         let rows = statement
-            .query_map(params![state, release, limit as i64], |row| {
+            .query_map(values, |row| {
                 Ok(AlertRow {
                     id: row.get(0)?,
                     release_id: row.get(1)?,

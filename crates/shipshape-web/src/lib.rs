@@ -2,9 +2,9 @@
 //! evaluation scheduler, notification delivery with retries, a JSON API (status, releases, alerts,
 //! metric series) and `/metrics` in the Prometheus text format. The dashboard joins it next.
 //!
-//! Security by default: the caller binds the listener (loopback unless told otherwise), and every
-//! state-changing request needs `Authorization: Bearer <token>`; the token lives in
-//! `data/monitoring/serve.token` (mode 0600, git-ignored), created at first start.
+//! Security by default: the caller binds the listener (loopback unless a token file is given), every
+//! state-changing request needs `Authorization: Bearer <operator token>` and an `Origin` (when the
+//! browser sends one) of this server, and the dashboard's rollback also a CSRF token from the page.
 //!
 //! An event batch is acknowledged (`200`) only after its transaction committed with
 //! `synchronous = FULL`, so neither a graceful shutdown nor a `kill -9` loses an acknowledged event.
@@ -28,8 +28,7 @@ use shipshape_core::workspace::Workspace;
 use shipshape_core::{Error, registry};
 use shipshape_monitor::monitor::{IngestOptions, IngestReport, Monitor, Timeline};
 
-/// Where the API token lives, relative to the workspace.
-pub const TOKEN_PATH: &str = "data/monitoring/serve.token";
+mod dashboard;
 
 /// Settings of one server.
 pub struct Settings {
@@ -70,75 +69,59 @@ pub struct AppState {
     ingest: Mutex<std::sync::mpsc::Sender<IngestJob>>,
     clock: Arc<dyn Clock>,
     token: String,
+    csrf: String,
     counters: Counters,
     root: PathBuf,
+    /// Set when the server shuts down (ends the event streams).
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
-/// Read the API token, creating it (random, 0600) on first use.
-pub fn load_or_create_token(root: &Path) -> shipshape_core::Result<String> {
-    let path = root.join(TOKEN_PATH);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let token = text.trim().to_string();
-        if token.len() >= 32 {
-            return Ok(token);
-        }
+/// Random hex from the kernel.
+pub fn random_hex(bytes: usize) -> shipshape_core::Result<String> {
+    let mut buffer = vec![0u8; bytes];
+    let mut random = std::fs::File::open("/dev/urandom")
+        .map_err(|source| Error::Io { path: "/dev/urandom".into(), action: "opening", source })?;
+    std::io::Read::read_exact(&mut random, &mut buffer)
+        .map_err(|source| Error::Io { path: "/dev/urandom".into(), action: "reading", source })?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Read the operator token from `path` (its first line, at least 32 characters).
+pub fn read_token_file(path: &Path) -> shipshape_core::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| Error::Io { path: path.to_path_buf(), action: "reading the token file", source })?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.len() < 32 || token.contains(char::is_whitespace) {
         return Err(Error::invalid(
-            &path,
-            "the token is shorter than 32 characters: delete the file to make a new one",
+            path,
+            "the token must be one line of at least 32 characters without spaces (e.g. `openssl rand -hex 32`)",
         ));
-    }
-    let dir = path.parent().unwrap_or(root);
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), action: "creating", source })?;
-    let mut bytes = [0u8; 32];
-    let mut random = std::fs::File::open("/dev/urandom").map_err(|source| Error::Io {
-        path: "/dev/urandom".into(),
-        action: "opening",
-        source,
-    })?;
-    std::io::Read::read_exact(&mut random, &mut bytes).map_err(|source| Error::Io {
-        path: "/dev/urandom".into(),
-        action: "reading",
-        source,
-    })?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| Error::Io { path: path.clone(), action: "creating", source })?;
-        file.write_all(format!("{token}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(|source| Error::Io {
-            path: path.clone(),
-            action: "writing",
-            source,
-        })?;
-    }
-    let ignore = dir.join(".gitignore");
-    if !ignore.exists() {
-        let _ = std::fs::write(
-            &ignore,
-            "# Written by shipshape serve: the API token and the database stay out of git.\nserve.token\nmonitor.db*\n",
-        );
     }
     Ok(token)
 }
 
 impl AppState {
     /// State over an open monitor.
-    pub fn new(monitor: Monitor, clock: Arc<dyn Clock>, token: String) -> Arc<AppState> {
+    pub fn new(monitor: Monitor, clock: Arc<dyn Clock>, token: String) -> shipshape_core::Result<Arc<AppState>> {
         let root = monitor.workspace.root.clone();
         let monitor = Arc::new(Mutex::new(monitor));
         let (sender, receiver) = std::sync::mpsc::channel();
         let writer_monitor = Arc::clone(&monitor);
         let writer_clock = Arc::clone(&clock);
         std::thread::spawn(move || writer(&writer_monitor, writer_clock.as_ref(), &receiver));
-        Arc::new(AppState { monitor, ingest: Mutex::new(sender), clock, token, counters: Counters::default(), root })
+        Ok(Arc::new(AppState {
+            monitor,
+            ingest: Mutex::new(sender),
+            clock,
+            token,
+            csrf: random_hex(24)?,
+            counters: Counters::default(),
+            root,
+            stop: tokio::sync::watch::channel(false).0,
+        }))
     }
 
-    fn monitor(&self) -> std::sync::MutexGuard<'_, Monitor> {
+    pub(crate) fn monitor(&self) -> std::sync::MutexGuard<'_, Monitor> {
         lock(&self.monitor)
     }
 
@@ -179,7 +162,7 @@ impl AppState {
     }
 }
 
-fn lock(monitor: &Mutex<Monitor>) -> std::sync::MutexGuard<'_, Monitor> {
+pub(crate) fn lock(monitor: &Mutex<Monitor>) -> std::sync::MutexGuard<'_, Monitor> {
     // A panic in another handler must not stop the monitor: the data is in SQLite, not in memory.
     monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -233,7 +216,7 @@ fn writer(monitor: &Mutex<Monitor>, clock: &dyn Clock, jobs: &std::sync::mpsc::R
     }
 }
 
-fn error(status: StatusCode, message: impl Into<String>, extra: Value) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>, extra: Value) -> Response {
     let mut body = json!({ "error": message.into() });
     if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
         body.extend(extra.clone());
@@ -241,25 +224,36 @@ fn error(status: StatusCode, message: impl Into<String>, extra: Value) -> Respon
     (status, axum::Json(body)).into_response()
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+/// Constant-time string comparison.
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// May this state-changing request proceed? A cross-origin browser request is refused (403), a
+/// missing or wrong operator token too (401).
+pub(crate) fn check_post(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let origin = origin.to_str().unwrap_or_default();
+        let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest).trim_end_matches('/');
+        if origin_host.is_empty() || origin_host != host {
+            return Some(error(StatusCode::FORBIDDEN, format!("cross-origin request from `{origin}` refused"), Value::Null));
+        }
+    }
     let given =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    // Constant-time comparison.
-    given.is_some_and(|given| {
-        given.len() == state.token.len()
-            && given.bytes().zip(state.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    })
+    if given.is_some_and(|given| same(given, &state.token)) {
+        None
+    } else {
+        Some(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong operator token: send `Authorization: Bearer <token>` (the token `shipshape serve` printed at start, or the one in its --token-file)",
+            Value::Null,
+        ))
+    }
 }
 
-fn unauthorized() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        format!("missing or wrong token: send `Authorization: Bearer <token>` (the token is in {TOKEN_PATH})"),
-        Value::Null,
-    )
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"), Value::Null))
@@ -267,8 +261,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// `POST /api/v1/events`: a batch of JSON lines (or CSV with `Content-Type: text/csv`), all or nothing.
 async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
+    if let Some(refusal) = check_post(&state, &headers) {
+        return refusal;
     }
     state.counters.ingest_requests.fetch_add(1, Ordering::Relaxed);
     let csv =
@@ -295,8 +289,8 @@ async fn post_events(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
 
 /// `POST /api/v1/evaluate`: one pass now.
 async fn post_evaluate(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
+    if let Some(refusal) = check_post(&state, &headers) {
+        return refusal;
     }
     let worker = Arc::clone(&state);
     match blocking(move || worker.evaluate_now(&mut |line| eprintln!("{line}"))).await {
@@ -316,6 +310,7 @@ fn status_json(state: &AppState) -> shipshape_core::Result<Value> {
         let remaining = info.heightened_monitoring_end.since(&now).as_secs().max(0);
         json!({
             "release_id": info.release_id.to_string(),
+            "manifest": dashboard::manifest_summary(&monitor.workspace, info),
             "deployed_at": info.deployment_timestamp.instant().to_string(),
             "deployed_ago_seconds": now.since(&info.deployment_timestamp).as_secs(),
             "mode": if info.heightened_monitoring_active { "heightened" } else { "normal" },
@@ -395,34 +390,6 @@ async fn get_alerts(State(state): State<Arc<AppState>>, Query(query): Query<Aler
     match result {
         Err(response) => response,
         Ok(Ok(rows)) => axum::Json(rows).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
-    }
-}
-
-#[derive(Deserialize)]
-struct SeriesQuery {
-    metric: String,
-    release: Option<String>,
-    limit: Option<usize>,
-}
-
-async fn get_series(State(state): State<Arc<AppState>>, Query(query): Query<SeriesQuery>) -> Response {
-    let worker = Arc::clone(&state);
-    let result = blocking(move || {
-        let monitor = worker.monitor();
-        let release = match query.release {
-            Some(r) => Some(r),
-            None => {
-                registry::get_active_release(&monitor.workspace, worker.clock.now())?.map(|a| a.release_id.to_string())
-            }
-        };
-        let points = monitor.db.series(release.as_deref().unwrap_or(""), &query.metric, query.limit.unwrap_or(2000))?;
-        Ok::<_, Error>(json!({ "metric": query.metric, "release_id": release, "points": points }))
-    })
-    .await;
-    match result {
-        Err(response) => response,
-        Ok(Ok(value)) => axum::Json(value).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
     }
 }
@@ -508,7 +475,15 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/status", get(get_status))
         .route("/api/v1/releases", get(get_releases))
         .route("/api/v1/alerts", get(get_alerts))
-        .route("/api/v1/series", get(get_series))
+        .route("/api/v1/metrics/{name}", get(dashboard::get_metric))
+        .route("/api/v1/alerts/stream", get(dashboard::alerts_stream))
+        .route("/api/v1/analytics", get(dashboard::get_analytics))
+        .route("/api/v1/checks", get(dashboard::get_checks))
+        .route("/api/v1/rollback", post(dashboard::post_rollback))
+        .route("/", get(dashboard::page))
+        .route("/healthz", get(dashboard::healthz))
+        .route("/releases/{id}/manifest", get(dashboard::view_manifest))
+        .route("/releases/{id}/bundle", get(dashboard::view_bundle))
         .route("/metrics", get(get_metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
@@ -563,6 +538,12 @@ pub async fn serve(
         })
     };
     let app = router(Arc::clone(&state), settings.max_body);
+    let streams = Arc::clone(&state);
+    let shutdown = async move {
+        shutdown.await;
+        // Event streams never end by themselves: end them so the graceful shutdown can finish.
+        streams.stop.send_replace(true);
+    };
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = scheduler.await;

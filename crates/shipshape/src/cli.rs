@@ -100,9 +100,9 @@ pub enum Command {
         after_help = "Example:\n  shipshape replay --events data/backtest/events.jsonl --release-at 2025-10-01T09:00:00Z"
     )]
     Replay(ReplayArgs),
-    /// Run the monitor as a service: HTTP event ingestion, evaluation every eval_interval, notifications, JSON API, /metrics.
+    /// Serve the dashboard and the monitor: HTTP event ingestion, evaluation every eval_interval, notifications, JSON API, /metrics.
     #[command(
-        after_help = "Example:\n  shipshape serve\n  shipshape serve --listen 127.0.0.1:8480 --eval-interval 1m\n\nState-changing requests need `Authorization: Bearer $(cat data/monitoring/serve.token)`."
+        after_help = "Example:\n  shipshape serve                       # http://127.0.0.1:8080/, token printed at start\n  shipshape serve --bind 127.0.0.1:9000 --token-file /etc/shipshape/token --eval-interval 1m\n\nState-changing requests need `Authorization: Bearer <token>`; the API is in docs/api.md."
     )]
     Serve(ServeArgs),
     /// Run the pipeline on a fresh copy of the bundled example workspace, printing each step.
@@ -405,11 +405,12 @@ pub enum BaselineArg {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:8480", value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
-    /// Allow listening on a non-loopback address (the API token still guards every change).
-    #[arg(long)]
-    pub allow_remote: bool,
+    #[arg(long, alias = "listen", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub bind: std::net::SocketAddr,
+    /// File holding the operator token (one line, at least 32 characters). Without it a token is
+    /// generated at start and printed once. Required to bind a non-loopback address.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
     /// Largest request body in bytes (larger batches get 413).
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
     pub max_body: usize,

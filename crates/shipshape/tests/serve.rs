@@ -23,10 +23,15 @@ struct Server {
     token: String,
 }
 
+pub const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
+
 fn start(s: &Setup, extra: &[&str]) -> Server {
+    let token_file = s.ws.temp.path().join("operator.token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let mut child =
         s.ws.std_cmd(LATER)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
+            .arg(&token_file)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -35,8 +40,7 @@ fn start(s: &Setup, extra: &[&str]) -> Server {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let address = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line}")).to_string();
-    let token = std::fs::read_to_string(s.ws.path("data/monitoring/serve.token")).unwrap().trim().to_string();
-    Server { child, address, token }
+    Server { child, address, token: TOKEN.to_string() }
 }
 
 /// One HTTP/1.1 request; (status, body).
@@ -149,7 +153,7 @@ fn concurrent_ingest_api_metrics_and_graceful_shutdown() {
     let alerts: Value = serde_json::from_str(&text).unwrap();
     assert!(alerts.as_array().unwrap().iter().any(|a| a["metric"] == "intraday_hit_ratio"), "{alerts}");
     assert_eq!(http(&address, "GET", "/api/v1/alerts?state=bogus", None, b"").unwrap().0, 400);
-    let (_, text) = http(&address, "GET", "/api/v1/series?metric=intraday_hit_ratio", None, b"").unwrap();
+    let (_, text) = http(&address, "GET", "/api/v1/metrics/intraday_hit_ratio", None, b"").unwrap();
     let series: Value = serde_json::from_str(&text).unwrap();
     let point = &series["points"].as_array().unwrap()[0];
     assert_eq!(point["samples"], 40_000);
@@ -180,11 +184,16 @@ fn concurrent_ingest_api_metrics_and_graceful_shutdown() {
 }
 
 #[test]
-fn refuses_non_loopback_without_allow_remote() {
+fn refuses_non_loopback_without_a_token_file_and_short_tokens() {
     let s = Setup::new("copy");
-    let output = s.shipshape(LATER, &["serve", "--listen", "0.0.0.0:0"]);
+    let output = s.shipshape(LATER, &["serve", "--bind", "0.0.0.0:0"]);
     assert_eq!(output.status.code(), Some(2));
-    util::assert_one_line_error(&output, "--allow-remote");
+    util::assert_one_line_error(&output, "--token-file");
+    let short = s.ws.temp.path().join("short.token");
+    std::fs::write(&short, "secret\n").unwrap();
+    let output = s.shipshape(LATER, &["serve", "--bind", "127.0.0.1:0", "--token-file", short.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    util::assert_one_line_error(&output, "at least 32 characters");
 }
 
 #[test]

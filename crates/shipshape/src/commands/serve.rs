@@ -6,17 +6,17 @@ use std::time::Duration;
 use shipshape_core::Error;
 use shipshape_core::clock::Duration as ConfigDuration;
 use shipshape_monitor::monitor::Monitor;
-use shipshape_web::{AppState, Settings, TOKEN_PATH, load_or_create_token};
+use shipshape_web::{AppState, Settings, random_hex, read_token_file};
 
 use crate::cli::ServeArgs;
 use crate::context::Context;
 
-/// `shipshape serve [--listen ADDR] [--allow-remote] [--max-body BYTES] [--eval-interval D]`.
+/// `shipshape serve [--bind ADDR] [--token-file PATH] [--max-body BYTES] [--eval-interval D]`.
 pub fn run(context: &Context, args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
+    if !args.bind.ip().is_loopback() && args.token_file.is_none() {
         return Err(Error::Usage(format!(
-            "--listen {}: not a loopback address; pass --allow-remote to serve beyond this machine",
-            args.listen
+            "--bind {}: not a loopback address; serving beyond this machine needs --token-file with the operator token",
+            args.bind
         ))
         .into());
     }
@@ -31,9 +31,12 @@ pub fn run(context: &Context, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if eval_interval <= 0 {
         return Err(Error::Usage("--eval-interval must be greater than zero".into()).into());
     }
-    let token = load_or_create_token(&workspace.root)?;
+    let (token, generated) = match &args.token_file {
+        Some(path) => (read_token_file(&context.start_dir.join(path))?, false),
+        None => (random_hex(32)?, true),
+    };
     let monitor = Monitor::open(workspace)?;
-    let state = AppState::new(monitor, context.clock(), token);
+    let state = AppState::new(monitor, context.clock(), token.clone())?;
     let settings = Settings {
         max_body: args.max_body,
         eval_interval: Duration::from_secs(eval_interval as u64),
@@ -41,13 +44,17 @@ pub fn run(context: &Context, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(args.bind)
             .await
-            .map_err(|source| Error::Io { path: args.listen.to_string().into(), action: "listening on", source })?;
+            .map_err(|source| Error::Io { path: args.bind.to_string().into(), action: "listening on", source })?;
         let address = listener.local_addr()?;
         println!("listening on http://{address}");
+        if generated {
+            // Printed once, to the terminal that started the server; never written to disk or logged again.
+            eprintln!("operator token (this run only; give --token-file for a stable one): {token}");
+        }
         context.note(format!(
-            "evaluating every {eval_interval} s; state-changing requests need the token in {TOKEN_PATH}; stop with Ctrl-C or SIGTERM"
+            "dashboard: http://{address}/ ; evaluating every {eval_interval} s; stop with Ctrl-C or SIGTERM"
         ));
         use std::io::Write;
         std::io::stdout().flush()?;

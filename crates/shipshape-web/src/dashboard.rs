@@ -1,0 +1,393 @@
+//! The dashboard: the page, read-only views of manifests and audit bundles, metric series with
+//! their deploy markers, the live alert stream (Server-Sent Events), analytics, the active
+//! release's checks, and the guarded rollback.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shipshape_core::hash::NoProgress;
+use shipshape_core::manifest::ReleaseId;
+use shipshape_core::workspace::Workspace;
+use shipshape_core::{Error, deploy, registry};
+
+use crate::{AppState, blocking, check_post, error, same};
+
+const PAGE: &str = include_str!("../assets/dashboard.html");
+
+/// `GET /healthz`.
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+fn security_headers(response: &mut Response, script_nonce: Option<&str>) {
+    let headers = response.headers_mut();
+    let csp = match script_nonce {
+        Some(nonce) => format!(
+            "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        ),
+        None => "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'".to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// `GET /`: the page. All data arrives through the JSON API and is put in the page as text, never
+/// as HTML, so nothing a release id, note or metric name holds can run.
+pub(crate) async fn page(State(state): State<Arc<AppState>>) -> Response {
+    let nonce = crate::random_hex(16).unwrap_or_else(|_| "0".repeat(32));
+    let html = PAGE.replace("{{CSRF}}", &state.csrf).replace("{{NONCE}}", &nonce);
+    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    security_headers(&mut response, Some(&nonce));
+    response
+}
+
+/// Escape text for HTML.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn text_page(title: &str, sections: &[(String, String)]) -> Response {
+    let mut html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{}</title><style>body{{font:14px system-ui,sans-serif;margin:1rem;max-width:70rem}}pre{{background:#f5f5f5;padding:.75rem;overflow:auto;white-space:pre-wrap}}</style></head><body><p><a href=\"/\">&larr; dashboard</a></p><h1>{}</h1>",
+        escape(title),
+        escape(title)
+    );
+    for (heading, body) in sections {
+        html.push_str(&format!("<h2>{}</h2><pre>{}</pre>", escape(heading), escape(body)));
+    }
+    html.push_str("</body></html>");
+    let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    security_headers(&mut response, None);
+    response
+}
+
+fn manifest_path(root: &std::path::Path, id: &str) -> Result<std::path::PathBuf, Response> {
+    let id = ReleaseId::new(id).map_err(|e| error(StatusCode::NOT_FOUND, format!("not a release id: {e}"), Value::Null))?;
+    let workspace = Workspace::open(root).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
+    let path = workspace.manifests_dir().join(format!("{id}.yaml"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(error(StatusCode::NOT_FOUND, format!("there is no manifest for {id}"), Value::Null))
+    }
+}
+
+/// `GET /releases/{id}/manifest`: the manifest's text, read-only (only manifests, by release id).
+pub(crate) async fn view_manifest(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
+    let root = state.root.clone();
+    let result = blocking(move || -> Result<Response, Response> {
+        let path = manifest_path(&root, &id)?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
+        let approvals = std::fs::read_to_string(path.with_extension("approvals.yaml")).unwrap_or_default();
+        let mut sections = vec![(format!("release/manifests/{id}.yaml"), text)];
+        if !approvals.is_empty() {
+            sections.push((format!("release/manifests/{id}.approvals.yaml"), approvals));
+        }
+        Ok(text_page(&format!("Manifest {id}"), &sections))
+    })
+    .await;
+    match result {
+        Ok(Ok(response) | Err(response)) | Err(response) => response,
+    }
+}
+
+/// `GET /releases/{id}/bundle`: the audit bundle (and validation) the manifest was made from.
+pub(crate) async fn view_bundle(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
+    let root = state.root.clone();
+    let result = blocking(move || -> Result<Response, Response> {
+        let path = manifest_path(&root, &id)?;
+        let loaded = shipshape_core::manifest::load(&path)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
+        let bundle = loaded.manifest.audit_bundle.under(&root);
+        let mut sections = Vec::new();
+        for file in ["bundle.yaml", "validation.yaml"] {
+            if let Ok(text) = std::fs::read_to_string(bundle.join(file)) {
+                sections.push((format!("{}/{file}", loaded.manifest.audit_bundle), text));
+            }
+        }
+        Ok(text_page(&format!("Audit bundle of {id}"), &sections))
+    })
+    .await;
+    match result {
+        Ok(Ok(response) | Err(response)) | Err(response) => response,
+    }
+}
+
+/// What the panel needs from the active release's manifest.
+pub(crate) fn manifest_summary(workspace: &Workspace, info: &registry::ReleaseInfo) -> Value {
+    match shipshape_core::manifest::load(&info.manifest_path.under(&workspace.root)) {
+        Ok(loaded) => json!({
+            "release_type": loaded.manifest.release_type,
+            "rollback_target": loaded.manifest.rollback_plan.previous_release_id.as_ref().map(|id| id.to_string()),
+            "tickets": serde_json::to_value(&loaded.manifest.metadata).ok().and_then(|m| m.get("tickets").cloned()),
+            "manifest_url": format!("/releases/{}/manifest", info.release_id),
+            "bundle_url": format!("/releases/{}/bundle", info.release_id),
+        }),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
+}
+
+/// `GET /api/v1/checks`: the active release's approvals (verified now, per role) and whether the
+/// target holds exactly its files.
+pub(crate) async fn get_checks(State(state): State<Arc<AppState>>) -> Response {
+    let root = state.root.clone();
+    let now = state.clock.now();
+    let result = blocking(move || -> shipshape_core::Result<Value> {
+        let workspace = Workspace::open(&root)?;
+        let Some((info, files)) = deploy::active_files(&workspace, now)? else {
+            return Ok(json!({ "active_release": null }));
+        };
+        let loaded = shipshape_core::manifest::load(&info.manifest_path.under(&workspace.root))?;
+        let approvals = match shipshape_core::approvals::verify_approvals(&workspace, &loaded, now) {
+            Ok(report) => serde_json::to_value(report).unwrap_or(Value::Null),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        let sync = match deploy::Target::of(&workspace).and_then(|target| deploy::drift(&target, &files, false)) {
+            Ok(drifted) => json!({ "in_sync": drifted.is_empty(), "drifted": drifted }),
+            Err(e) => json!({ "in_sync": false, "error": e.to_string() }),
+        };
+        Ok(json!({ "release_id": info.release_id.to_string(), "approvals": approvals, "target": sync }))
+    })
+    .await;
+    match result {
+        Err(response) => response,
+        Ok(Ok(value)) => axum::Json(value).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MetricQuery {
+    release: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/metrics/{name}`: a metric's evaluations for a release (default: the active one),
+/// with its heightened window and every deploy and rollback as markers.
+pub(crate) async fn get_metric(
+    State(state): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+    Query(query): Query<MetricQuery>,
+) -> Response {
+    let worker = Arc::clone(&state);
+    let result = blocking(move || -> Result<Value, Response> {
+        let internal = |e: Error| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null);
+        let monitor = worker.monitor();
+        let Some(policy) = monitor.policies.iter().find(|p| p.name == name) else {
+            let names: Vec<&str> = monitor.policies.iter().map(|p| p.name.as_str()).collect();
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                format!("unknown metric `{name}`: {}", names.join(", ")),
+                Value::Null,
+            ));
+        };
+        let now = worker.clock.now();
+        let active = registry::get_active_release(&monitor.workspace, now).map_err(internal)?;
+        let release = query.release.or_else(|| active.as_ref().map(|a| a.release_id.to_string()));
+        let points =
+            monitor.db.series(release.as_deref().unwrap_or(""), &name, query.limit.unwrap_or(2000)).map_err(internal)?;
+        let history = registry::history(&monitor.workspace).map_err(internal)?;
+        let markers: Vec<Value> = history
+            .iter()
+            .filter(|e| matches!(e.action.as_str(), "deploy" | "rollback" | "auto_rollback" | "deploy_failed"))
+            .map(|e| json!({ "at": e.at.unix_seconds(), "action": e.action, "release_id": e.release_id.to_string() }))
+            .collect();
+        let window = active.as_ref().filter(|a| Some(a.release_id.to_string()) == release).map(|a| {
+            json!({ "from": a.deployment_timestamp.unix_seconds(), "to": a.heightened_monitoring_end.unix_seconds() })
+        });
+        Ok(json!({
+            "metric": name,
+            "strategy": policy.strategy,
+            "release_id": release,
+            "heightened_threshold": policy.heightened.rule.threshold,
+            "normal_threshold": policy.normal.rule.threshold,
+            "drop": match policy.heightened.rule.kind {
+                shipshape_monitor::judge::DropKind::Relative => "relative",
+                shipshape_monitor::judge::DropKind::Absolute => "absolute",
+            },
+            "heightened_window": window,
+            "markers": markers,
+            "points": points,
+        }))
+    })
+    .await;
+    match result {
+        Err(response) | Ok(Err(response)) => response,
+        Ok(Ok(value)) => axum::Json(value).into_response(),
+    }
+}
+
+/// `GET /api/v1/analytics`: deploy frequency, change failure rate, mean time to restore.
+pub(crate) async fn get_analytics(State(state): State<Arc<AppState>>) -> Response {
+    let root = state.root.clone();
+    let now = state.clock.now();
+    let result = blocking(move || -> shipshape_core::Result<Value> {
+        let workspace = Workspace::open(&root)?;
+        let history = registry::history(&workspace)?;
+        Ok(json!({
+            "30d": shipshape_core::analytics::analytics(&history, now, 30),
+            "90d": shipshape_core::analytics::analytics(&history, now, 90),
+        }))
+    })
+    .await;
+    match result {
+        Err(response) => response,
+        Ok(Ok(value)) => axum::Json(value).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
+    }
+}
+
+/// `GET /api/v1/alerts/stream`: Server-Sent Events. An `alerts` event carries every alert that
+/// changed (JSON array of alert rows), checked twice a second; the browser's `EventSource`
+/// reconnects by itself (`retry: 2000`) after a restart. Ends when the server shuts down.
+pub(crate) async fn alerts_stream(
+    State(state): State<Arc<AppState>>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let worker = Arc::clone(&state);
+    let start =
+        blocking(move || worker.monitor().db.alerts_changed_since(i64::MAX).map(|(newest, _)| newest)).await;
+    let last = match start {
+        Ok(Ok(newest)) => newest,
+        _ => 0,
+    };
+    let stop = state.stop.subscribe();
+    let hello = Event::default().event("hello").retry(Duration::from_secs(2)).data(last.to_string());
+    let first = futures_util::stream::once(async move { Ok::<_, Infallible>(hello) });
+    let updates = futures_util::stream::unfold((state, last, stop), |(state, mut last, mut stop)| async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => return None,
+            }
+            if *stop.borrow() {
+                return None;
+            }
+            let worker = Arc::clone(&state);
+            let since = last;
+            let changed = tokio::task::spawn_blocking(move || worker.monitor().db.alerts_changed_since(since)).await;
+            if let Ok(Ok((newest, alerts))) = changed {
+                last = newest;
+                if !alerts.is_empty() {
+                    let data = serde_json::to_string(&alerts).unwrap_or_else(|_| "[]".into());
+                    let event = Event::default().event("alerts").id(newest.to_string()).data(data);
+                    return Some((Ok(event), (state, last, stop)));
+                }
+            }
+        }
+    });
+    Sse::new(futures_util::StreamExt::chain(first, updates)).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    /// The id of the release the rollback will restore, typed by the operator.
+    release_id: String,
+    /// Why (recorded in the history).
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `POST /api/v1/rollback`: operator token, CSRF token (`X-CSRF-Token`), and the typed id of the
+/// release it will restore; then the deploy engine's rollback.
+pub(crate) async fn post_rollback(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refusal) = check_post(&state, &headers) {
+        return refusal;
+    }
+    let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !same(csrf, &state.csrf) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "missing or wrong CSRF token: reload the dashboard and try again",
+            Value::Null,
+        );
+    }
+    let request: RollbackBody = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("expected {{\"release_id\": \"...\", \"note\": \"...\"}}: {e}"),
+                Value::Null,
+            );
+        }
+    };
+    let root = state.root.clone();
+    let now = state.clock.now();
+    let result = blocking(move || -> Result<Value, Response> {
+        let workspace =
+            Workspace::open(&root).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
+        let conflict = |message: String| error(StatusCode::CONFLICT, message, Value::Null);
+        let Some(active) = registry::get_active_release(&workspace, now)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?
+        else {
+            return Err(conflict("nothing is deployed: there is nothing to roll back".into()));
+        };
+        let loaded = shipshape_core::manifest::load(&active.manifest_path.under(&workspace.root))
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
+        let Some(target) = loaded.manifest.rollback_plan.previous_release_id.clone() else {
+            return Err(conflict(format!("{} is the first release: there is nothing to roll back to", active.release_id)));
+        };
+        if request.release_id.trim() != target.as_str() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("type the id of the release the rollback restores, {target}, to confirm; nothing was changed"),
+                json!({ "expected": target.to_string() }),
+            ));
+        }
+        let note = request.note.filter(|n| !n.trim().is_empty());
+        let reason = match note {
+            Some(note) => format!("dashboard: {}", note.chars().take(500).collect::<String>()),
+            None => "rolled back from the dashboard".into(),
+        };
+        let rollback = deploy::RollbackRequest { to: Some(target.clone()), reason, by: "dashboard".into(), dry_run: false };
+        match deploy::rollback(&workspace, &rollback, now, &NoProgress, &mut |_| {}, &mut |_| Ok(true)) {
+            Ok(deploy::RollbackOutcome::Done(plan)) => Ok(json!({
+                "rolled_back_to": plan.to.release_id.to_string(),
+                "from": active.release_id.to_string(),
+            })),
+            Ok(_) => Err(conflict("the rollback was not applied".into())),
+            Err(e @ Error::Locked { .. }) => Err(conflict(e.to_string())),
+            Err(e) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string(), Value::Null)),
+        }
+    })
+    .await;
+    match result {
+        Err(response) | Ok(Err(response)) => response,
+        Ok(Ok(value)) => axum::Json(value).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape("<script>alert('x')</script> & \""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;");
+    }
+}

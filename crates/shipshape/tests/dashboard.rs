@@ -1,0 +1,382 @@
+//! The dashboard end to end in a real headless Chromium (Debian's `chromium` and `chromedriver`,
+//! driven over the W3C WebDriver protocol): the active release panel with its heightened countdown,
+//! an alert ingested through the API appearing live within 2 seconds, the rollback dialog refusing a
+//! wrong typed id and rolling back on the right one, an HTML payload in a note shown inert, phone
+//! width, and the state-changing endpoints refusing requests without token, CSRF token or origin.
+//! Also saves a screenshot (`SHIPSHAPE_SCREENSHOT=path` copies it there, e.g. docs/img/dashboard.png).
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use util::{Setup, stderr_of, yaml_value};
+
+const A: &str = "2025-10-13T07:00:00Z";
+const B: &str = "2025-10-13T09:00:00Z";
+const NOW: &str = "2025-10-13T10:00:00Z";
+const TOKEN: &str = "0123456789abcdef0123456789abcdef-browser-test";
+
+/// One HTTP/1.1 request; (status, body).
+fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    // Read the head, then exactly the body (some servers keep the connection open).
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status = head[9..12].parse().unwrap();
+    let lower = head.to_ascii_lowercase();
+    let length = lower.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()));
+    let body = match length {
+        Some(length) => {
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            String::from_utf8_lossy(&body).to_string()
+        }
+        None => {
+            let mut rest = String::new();
+            reader.read_to_string(&mut rest).unwrap();
+            if lower.contains("transfer-encoding: chunked") { dechunk(&rest) } else { rest }
+        }
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    out
+}
+
+struct Driver {
+    child: Child,
+    address: String,
+    session: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver; scripts/test.sh installs it)");
+        let address = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&address).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let capabilities = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]
+        }}}});
+        let (status, body) = http(&address, "POST", "/session", &[("Content-Type", "application/json")], capabilities.to_string().as_bytes());
+        assert_eq!(status, 200, "{body}");
+        let session = serde_json::from_str::<Value>(&body).unwrap()["value"]["sessionId"].as_str().unwrap().to_string();
+        Driver { child, address, session }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        let payload = if method == "GET" { Vec::new() } else { body.to_string().into_bytes() };
+        let (status, text) = http(&self.address, method, &path, &[("Content-Type", "application/json")], &payload);
+        assert_eq!(status, 200, "{method} {path}: {text}");
+        serde_json::from_str::<Value>(&text).unwrap()["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", json!({ "url": url }));
+    }
+
+    fn script(&self, script: &str) -> Value {
+        self.call("POST", "/execute/sync", json!({ "script": script, "args": [] }))
+    }
+
+    fn element(&self, css: &str) -> String {
+        let found = self.call("POST", "/element", json!({ "using": "css selector", "value": css }));
+        found.as_object().unwrap().values().next().unwrap().as_str().unwrap().to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.call("POST", &format!("/element/{id}/click"), json!({}));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.call("POST", &format!("/element/{id}/clear"), json!({}));
+        self.call("POST", &format!("/element/{id}/value"), json!({ "text": text }));
+    }
+
+    fn text(&self, css: &str) -> String {
+        self.script(&format!("const e = document.querySelector({css:?}); return e ? e.textContent : null;"))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Wait until `script` returns true; how long it took.
+    fn wait(&self, script: &str, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if self.script(script) == Value::Bool(true) {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {script}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn screenshot(&self) -> Vec<u8> {
+        let data = self.call("GET", "/screenshot", Value::Null);
+        base64_decode(data.as_str().unwrap())
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = http(&self.address, "DELETE", &format!("/session/{}", self.session), &[], b"");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, c)| n | (u32::from(value(*c)) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(s: &Setup) -> Server {
+    let token_file = s.ws.temp.path().join("operator.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let mut child = s
+        .ws
+        .std_cmd(NOW)
+        .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
+        .arg(&token_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+    Server { child, address }
+}
+
+/// Two releases, A deployed then B (B's rollback restores A).
+fn two_deployed() -> (Setup, String, String) {
+    let s = Setup::new("copy");
+    let a = s.release(A);
+    assert!(s.deploy(A, &a).status.success());
+    let space = std::fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    let b = s.release(B);
+    let output = s.deploy(B, &b);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let id = |m: &std::path::Path| yaml_value(m)["release_id"].as_str().unwrap().to_string();
+    (s, id(&a), id(&b))
+}
+
+/// `count` events of `strategy` between 09:00 and 10:00 with a share `right` of them right.
+fn events(strategy: &str, count: usize, right: f64) -> String {
+    (0..count)
+        .map(|i| {
+            let hit = ((i as f64) * 0.618_033_988_75).fract() < right;
+            let (outcome, ret) = if hit { (1, 0.004) } else { (-1, -0.0045) };
+            let second = i * 3599 / count;
+            format!(
+                "{{\"id\":\"{strategy}-{i}\",\"ts\":\"2025-10-13T09:{:02}:{:02}Z\",\"strategy\":\"{strategy}\",\"symbol\":\"S{}\",\"signal\":1,\"outcome\":{outcome},\"return\":{ret}}}\n",
+                second / 60,
+                second % 60,
+                i % 5
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn dashboard_in_a_real_browser() {
+    let (s, a, b) = two_deployed();
+    // The first hour after B's deploy: its intraday trades regress; evaluated every 10 minutes.
+    let file = s.ws.temp.path().join("intraday.jsonl");
+    std::fs::write(&file, events("intraday", 1200, 0.45)).unwrap();
+    let output = s.shipshape(NOW, &["ingest", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    for minute in (10..=60).step_by(10) {
+        let at = format!("2025-10-13T{:02}:{:02}:00Z", 9 + minute / 60, minute % 60);
+        assert!(s.shipshape(&at, &["evaluate", "--at", &at, "--no-deliver"]).status.success());
+    }
+    let server = serve(&s);
+    let url = format!("http://{}/", server.address);
+    let driver = Driver::start();
+    driver.go(&url);
+
+    // The panel: the deployed release, heightened, a countdown.
+    driver.wait(&format!("return document.querySelector('#release-id').textContent === {b:?}"), Duration::from_secs(10));
+    assert_eq!(driver.text("#mode"), "heightened");
+    let countdown = driver.text("#countdown");
+    assert!(countdown.starts_with("1d 2") && countdown.contains("left (until 2025-10-15T09:00:00Z)"), "{countdown}");
+    assert!(driver.text("#deployed-ago").contains("deployed 1h"), "{}", driver.text("#deployed-ago"));
+    assert_eq!(driver.text("#release-type"), "(hotfix)");
+    driver.wait("return document.querySelector('#in-sync').textContent.includes('in sync')", Duration::from_secs(10));
+    driver.wait("return document.querySelector('#approvals').textContent.includes('risk-manager')", Duration::from_secs(10));
+    driver.wait("return document.getElementById('live').className === 'on'", Duration::from_secs(10));
+    driver.wait("return document.querySelectorAll('#charts svg').length === 3", Duration::from_secs(10));
+    driver.wait("return document.querySelectorAll('#history tr').length >= 2", Duration::from_secs(10));
+
+    // The firing intraday alerts are in the feed, and the charts have their evaluations.
+    driver.wait(
+        "return [...document.querySelectorAll('#alerts li[data-state=firing]')].some(li => li.textContent.includes('intraday_hit_ratio'))",
+        Duration::from_secs(5),
+    );
+    driver.wait("return document.querySelectorAll('#charts circle').length >= 12", Duration::from_secs(5));
+    // A new alert through the API (swing precision collapses) appears within 2 seconds, no reload.
+    let auth = format!("Bearer {TOKEN}");
+    let swing = events("swing", 80, 0.2);
+    let (status, text) = http(&server.address, "POST", "/api/v1/events", &[("Authorization", &auth)], swing.as_bytes());
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = http(&server.address, "POST", "/api/v1/evaluate", &[("Authorization", &auth)], b"");
+    assert_eq!(status, 200, "{text}");
+    let took = driver.wait(
+        "return [...document.querySelectorAll('#alerts li[data-alert-id]')].some(li => li.textContent.includes('swing_precision'))",
+        Duration::from_secs(2),
+    );
+    assert!(took <= Duration::from_secs(2), "{took:?}");
+    let png = driver.screenshot();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let shot = std::env::temp_dir().join("shipshape-dashboard.png");
+    std::fs::write(&shot, &png).unwrap();
+    if let Ok(path) = std::env::var("SHIPSHAPE_SCREENSHOT") {
+        std::fs::write(path, &png).unwrap();
+    }
+
+    // Rollback: the dialog names the release it restores and refuses a wrong typed id.
+    driver.type_into("#token-input", TOKEN);
+    driver.click("#token-save");
+    driver.click("#rollback-open");
+    assert_eq!(driver.text("#rollback-target"), a);
+    driver.type_into("#rollback-confirm-input", &b);
+    driver.click("#rollback-submit");
+    driver.wait("return document.querySelector('#rollback-message').textContent.includes('type the id')", Duration::from_secs(10));
+    let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+    assert_eq!(active["release_id"], b.as_str(), "a refused rollback changed nothing");
+    // The right id, with a note carrying markup: rolled back, the panel shows A, the note is text.
+    driver.type_into("#rollback-confirm-input", &a);
+    driver.type_into("#rollback-note", "<img src=x onerror=\"window.pwned=1\">regression");
+    driver.click("#rollback-submit");
+    driver.wait(&format!("return document.querySelector('#release-id').textContent === {a:?}"), Duration::from_secs(20));
+    let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+    assert_eq!(active["release_id"], a.as_str());
+    driver.wait("return document.querySelector('#history').textContent.includes('<img src=x')", Duration::from_secs(10));
+    assert_eq!(driver.script("return document.querySelectorAll('#history img').length"), json!(0));
+    assert_eq!(driver.script("return window.pwned === undefined"), json!(true));
+    assert_eq!(driver.text("#rollback-open"), "Roll back…");
+
+    // Phone width: nothing wider than the screen.
+    driver.call("POST", "/window/rect", json!({ "width": 390, "height": 844 }));
+    driver.go(&url);
+    driver.wait(&format!("return document.querySelector('#release-id').textContent === {a:?}"), Duration::from_secs(10));
+    assert_eq!(driver.script("return document.documentElement.scrollWidth <= window.innerWidth"), json!(true));
+}
+
+#[test]
+fn state_changing_requests_need_token_csrf_and_same_origin() {
+    let (s, a, b) = two_deployed();
+    let server = serve(&s);
+    let page = http(&server.address, "GET", "/", &[], b"").1;
+    let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let auth = format!("Bearer {TOKEN}");
+    let body = json!({ "release_id": a }).to_string();
+    let cases: Vec<(Vec<(&str, &str)>, u16)> = vec![
+        (vec![("X-CSRF-Token", &csrf)], 401),
+        (vec![("Authorization", "Bearer wrong-token-wrong-token-wrong-token"), ("X-CSRF-Token", &csrf)], 401),
+        (vec![("Authorization", &auth)], 403),
+        (vec![("Authorization", &auth), ("X-CSRF-Token", "forged")], 403),
+        (vec![("Authorization", &auth), ("X-CSRF-Token", &csrf), ("Origin", "http://evil.example")], 403),
+    ];
+    for (headers, expected) in cases {
+        let (status, text) = http(&server.address, "POST", "/api/v1/rollback", &headers, body.as_bytes());
+        assert_eq!(status, expected, "{headers:?}: {text}");
+        let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+        assert_eq!(active["release_id"], b.as_str(), "{headers:?} changed the active release");
+    }
+    let events_without_token = http(&server.address, "POST", "/api/v1/events", &[], b"{}");
+    assert_eq!(events_without_token.0, 401);
+    // Everything right, from the page's own origin: rolled back.
+    let origin = format!("http://{}", server.address);
+    let (status, text) = http(
+        &server.address,
+        "POST",
+        "/api/v1/rollback",
+        &[("Authorization", &auth), ("X-CSRF-Token", &csrf), ("Origin", &origin), ("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["rolled_back_to"], a.as_str());
+    let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+    assert_eq!(active["release_id"], a.as_str());
+    // Read-only views: only manifests by release id, escaped.
+    assert_eq!(http(&server.address, "GET", "/releases/..%2F..%2Fetc%2Fpasswd/manifest", &[], b"").0, 404);
+    assert_eq!(http(&server.address, "GET", "/releases/release_20990101_000000/manifest", &[], b"").0, 404);
+    let (status, manifest) = http(&server.address, "GET", &format!("/releases/{a}/manifest"), &[], b"");
+    assert_eq!(status, 200);
+    assert!(manifest.contains(&format!("release_id: {a}")), "{manifest}");
+    let (status, bundle) = http(&server.address, "GET", &format!("/releases/{a}/bundle"), &[], b"");
+    assert_eq!(status, 200);
+    assert!(bundle.contains("bundle.yaml"));
+    assert_eq!(http(&server.address, "GET", "/healthz", &[], b""), (200, "ok\n".into()));
+}
