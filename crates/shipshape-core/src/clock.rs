@@ -168,6 +168,17 @@ impl Clock for FixedClock {
     }
 }
 
+/// The system clock shifted by a fixed amount: time flows, from another starting point (the demo
+/// serves its simulated hours live).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock(pub SignedDuration);
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Time {
+        SystemClock.now().plus(self.0)
+    }
+}
+
 /// The environment variable that pins the CLI's clock.
 pub const NOW_ENV: &str = "SHIPSHAPE_NOW";
 

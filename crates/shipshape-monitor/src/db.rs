@@ -52,7 +52,7 @@ CREATE TABLE minutes (release_id TEXT, strategy TEXT, bucket INTEGER, stats BLOB
 CREATE TABLE hours (release_id TEXT, strategy TEXT, bucket INTEGER, stats BLOB NOT NULL,
     PRIMARY KEY (release_id, strategy, bucket)) WITHOUT ROWID;
 CREATE TABLE alert_state (release_id TEXT, metric TEXT, state TEXT NOT NULL, alert_id INTEGER,
-    PRIMARY KEY (release_id, metric)) WITHOUT ROWID;
+    activation INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (release_id, metric)) WITHOUT ROWID;
 CREATE TABLE alerts (
     id INTEGER PRIMARY KEY, release_id TEXT NOT NULL, strategy TEXT NOT NULL, metric TEXT NOT NULL,
     state TEXT NOT NULL, severity TEXT, mode TEXT NOT NULL, value REAL, baseline REAL, threshold REAL,

@@ -449,14 +449,21 @@ impl Monitor {
         let path = self.db.path().to_path_buf();
         let error = sql_error(&path, "recording an evaluation");
         let tx = self.db.conn_mut().transaction().map_err(&error)?;
-        // Alerts of releases that are no longer active are closed (resolved), once.
+        // Alerts of releases that are no longer active — or of an earlier activation of the active
+        // one (rolled back, then deployed again) — are closed (resolved), once.
         if let Some(release) = &pass.release_id {
+            let activation = active.map_or(0, |a| a.deployed_at);
             let stale: Vec<(String, String, String, Option<i64>)> = {
                 let mut statement = tx
-                    .prepare("SELECT release_id, metric, state, alert_id FROM alert_state WHERE release_id != ?1")
+                    .prepare(
+                        "SELECT release_id, metric, state, alert_id FROM alert_state
+                         WHERE release_id != ?1 OR activation != ?2",
+                    )
                     .map_err(&error)?;
                 let rows = statement
-                    .query_map([release], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+                    .query_map(params![release, activation], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
                     .map_err(&error)?;
                 rows.collect::<rusqlite::Result<_>>().map_err(&error)?
             };
@@ -644,8 +651,15 @@ impl Monitor {
                 pass.notifications.push(notification);
             }
             tx.execute(
-                "INSERT OR REPLACE INTO alert_state (release_id, metric, state, alert_id) VALUES (?1, ?2, ?3, ?4)",
-                params![release, policy.name, serde_json::to_string(&next).unwrap_or_default(), alert_id],
+                "INSERT OR REPLACE INTO alert_state (release_id, metric, state, alert_id, activation)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    release,
+                    policy.name,
+                    serde_json::to_string(&next).unwrap_or_default(),
+                    alert_id,
+                    active.map_or(0, |a| a.deployed_at)
+                ],
             )
             .map_err(&error)?;
             tx.execute(

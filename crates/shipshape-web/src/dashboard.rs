@@ -85,8 +85,10 @@ fn text_page(title: &str, sections: &[(String, String)]) -> Response {
 }
 
 fn manifest_path(root: &std::path::Path, id: &str) -> Result<std::path::PathBuf, Response> {
-    let id = ReleaseId::new(id).map_err(|e| error(StatusCode::NOT_FOUND, format!("not a release id: {e}"), Value::Null))?;
-    let workspace = Workspace::open(root).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
+    let id =
+        ReleaseId::new(id).map_err(|e| error(StatusCode::NOT_FOUND, format!("not a release id: {e}"), Value::Null))?;
+    let workspace =
+        Workspace::open(root).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
     let path = workspace.manifests_dir().join(format!("{id}.yaml"));
     if path.is_file() {
         Ok(path)
@@ -143,7 +145,6 @@ pub(crate) fn manifest_summary(workspace: &Workspace, info: &registry::ReleaseIn
         Ok(loaded) => json!({
             "release_type": loaded.manifest.release_type,
             "rollback_target": loaded.manifest.rollback_plan.previous_release_id.as_ref().map(|id| id.to_string()),
-            "tickets": serde_json::to_value(&loaded.manifest.metadata).ok().and_then(|m| m.get("tickets").cloned()),
             "manifest_url": format!("/releases/{}/manifest", info.release_id),
             "bundle_url": format!("/releases/{}/bundle", info.release_id),
         }),
@@ -208,8 +209,10 @@ pub(crate) async fn get_metric(
         let now = worker.clock.now();
         let active = registry::get_active_release(&monitor.workspace, now).map_err(internal)?;
         let release = query.release.or_else(|| active.as_ref().map(|a| a.release_id.to_string()));
-        let points =
-            monitor.db.series(release.as_deref().unwrap_or(""), &name, query.limit.unwrap_or(2000)).map_err(internal)?;
+        let points = monitor
+            .db
+            .series(release.as_deref().unwrap_or(""), &name, query.limit.unwrap_or(2000))
+            .map_err(internal)?;
         let history = registry::history(&monitor.workspace).map_err(internal)?;
         let markers: Vec<Value> = history
             .iter()
@@ -268,8 +271,7 @@ pub(crate) async fn alerts_stream(
     State(state): State<Arc<AppState>>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let worker = Arc::clone(&state);
-    let start =
-        blocking(move || worker.monitor().db.alerts_changed_since(i64::MAX).map(|(newest, _)| newest)).await;
+    let start = blocking(move || worker.monitor().db.alerts_changed_since(i64::MAX).map(|(newest, _)| newest)).await;
     let last = match start {
         Ok(Ok(newest)) => newest,
         _ => 0,
@@ -350,7 +352,10 @@ pub(crate) async fn post_rollback(State(state): State<Arc<AppState>>, headers: H
         let loaded = shipshape_core::manifest::load(&active.manifest_path.under(&workspace.root))
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
         let Some(target) = loaded.manifest.rollback_plan.previous_release_id.clone() else {
-            return Err(conflict(format!("{} is the first release: there is nothing to roll back to", active.release_id)));
+            return Err(conflict(format!(
+                "{} is the first release: there is nothing to roll back to",
+                active.release_id
+            )));
         };
         if request.release_id.trim() != target.as_str() {
             return Err(error(
@@ -364,7 +369,8 @@ pub(crate) async fn post_rollback(State(state): State<Arc<AppState>>, headers: H
             Some(note) => format!("dashboard: {}", note.chars().take(500).collect::<String>()),
             None => "rolled back from the dashboard".into(),
         };
-        let rollback = deploy::RollbackRequest { to: Some(target.clone()), reason, by: "dashboard".into(), dry_run: false };
+        let rollback =
+            deploy::RollbackRequest { to: Some(target.clone()), reason, by: "dashboard".into(), dry_run: false };
         match deploy::rollback(&workspace, &rollback, now, &NoProgress, &mut |_| {}, &mut |_| Ok(true)) {
             Ok(deploy::RollbackOutcome::Done(plan)) => Ok(json!({
                 "rolled_back_to": plan.to.release_id.to_string(),
@@ -388,6 +394,9 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(escape("<script>alert('x')</script> & \""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;");
+        assert_eq!(
+            escape("<script>alert('x')</script> & \""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;"
+        );
     }
 }

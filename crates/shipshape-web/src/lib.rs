@@ -79,17 +79,26 @@ pub struct AppState {
 /// Random hex from the kernel.
 pub fn random_hex(bytes: usize) -> shipshape_core::Result<String> {
     let mut buffer = vec![0u8; bytes];
-    let mut random = std::fs::File::open("/dev/urandom")
-        .map_err(|source| Error::Io { path: "/dev/urandom".into(), action: "opening", source })?;
-    std::io::Read::read_exact(&mut random, &mut buffer)
-        .map_err(|source| Error::Io { path: "/dev/urandom".into(), action: "reading", source })?;
+    let mut random = std::fs::File::open("/dev/urandom").map_err(|source| Error::Io {
+        path: "/dev/urandom".into(),
+        action: "opening",
+        source,
+    })?;
+    std::io::Read::read_exact(&mut random, &mut buffer).map_err(|source| Error::Io {
+        path: "/dev/urandom".into(),
+        action: "reading",
+        source,
+    })?;
     Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Read the operator token from `path` (its first line, at least 32 characters).
 pub fn read_token_file(path: &Path) -> shipshape_core::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| Error::Io { path: path.to_path_buf(), action: "reading the token file", source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        action: "reading the token file",
+        source,
+    })?;
     let token = text.lines().next().unwrap_or_default().trim().to_string();
     if token.len() < 32 || token.contains(char::is_whitespace) {
         return Err(Error::invalid(
@@ -237,7 +246,11 @@ pub(crate) fn check_post(state: &AppState, headers: &HeaderMap) -> Option<Respon
         let origin = origin.to_str().unwrap_or_default();
         let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest).trim_end_matches('/');
         if origin_host.is_empty() || origin_host != host {
-            return Some(error(StatusCode::FORBIDDEN, format!("cross-origin request from `{origin}` refused"), Value::Null));
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                format!("cross-origin request from `{origin}` refused"),
+                Value::Null,
+            ));
         }
     }
     let given =

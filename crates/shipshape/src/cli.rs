@@ -105,6 +105,9 @@ pub enum Command {
         after_help = "Example:\n  shipshape serve                       # http://127.0.0.1:8080/, token printed at start\n  shipshape serve --bind 127.0.0.1:9000 --token-file /etc/shipshape/token --eval-interval 1m\n\nState-changing requests need `Authorization: Bearer <token>`; the API is in docs/api.md."
     )]
     Serve(ServeArgs),
+    /// Release analytics from the history: deploy frequency, change failure rate, mean time to restore (30 and 90 days).
+    #[command(after_help = "Example:\n  shipshape analytics\n  shipshape analytics --json")]
+    Analytics(AnalyticsArgs),
     /// Run the pipeline on a fresh copy of the bundled example workspace, printing each step.
     #[command(after_help = "Example:\n  shipshape demo\n  shipshape demo --dir /tmp/sensequant-demo")]
     Demo(DemoArgs),
@@ -401,6 +404,14 @@ pub enum BaselineArg {
     Trailing,
 }
 
+/// `analytics`.
+#[derive(Debug, Args)]
+pub struct AnalyticsArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -425,4 +436,13 @@ pub struct DemoArgs {
     /// Where to create the demo workspace (must not exist or be empty; default: a new temporary directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// End by serving the dashboard on the demo workspace until Ctrl-C (the default on a terminal).
+    #[arg(long, conflicts_with = "no_serve")]
+    pub serve: bool,
+    /// Do not serve the dashboard at the end.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Where the dashboard listens when served.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub bind: std::net::SocketAddr,
 }

@@ -44,6 +44,11 @@ impl Context {
         Context { start_dir: self.start_dir.clone(), quiet: self.quiet, clock }
     }
 
+    /// The same settings with another clock.
+    pub fn with_clock(&self, clock: Arc<dyn Clock>) -> Context {
+        Context { start_dir: self.start_dir.clone(), quiet: self.quiet, clock }
+    }
+
     /// The clock itself (for long-running commands).
     pub fn clock(&self) -> Arc<dyn Clock> {
         Arc::clone(&self.clock)

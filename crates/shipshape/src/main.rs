@@ -56,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evaluate(args) => commands::monitor::evaluate(&context, &args),
         Command::Alerts(args) => commands::monitor::alerts(&context, &args),
         Command::Replay(args) => commands::monitor::replay(&context, &args),
+        Command::Analytics(args) => commands::status::analytics(&context, &args),
         Command::Serve(args) => commands::serve::run(&context, &args),
         Command::Demo(args) => commands::demo::run(&context, &args),
     }

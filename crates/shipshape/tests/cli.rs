@@ -207,6 +207,10 @@ fn demo_runs_the_pipeline_and_the_tamper_drill() {
         "verified release_",
         "FAIL chain",
         "refused, as it must be",
+        "ALERT: intraday_hit_ratio critical drop (heightened mode)",
+        "AUTO-ROLLBACK: rolled back to release_",
+        "by shipshape-monitor: auto-rollback: 3 critical alerts within 1h",
+        "dashboard:       shipshape -C",
     ] {
         assert!(stdout.contains(step), "{step} missing from:\n{stdout}");
     }
@@ -226,4 +230,47 @@ fn demo_runs_the_pipeline_and_the_tamper_drill() {
     let output = shipshape().args(["demo", "--dir", target.to_str().unwrap()]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_one_line_error(&output, "not empty");
+}
+
+#[test]
+fn demo_ends_serving_the_dashboard_with_a_rollback_target() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("demo");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shipshape"))
+        .args(["demo", "--serve", "--bind", "127.0.0.1:0", "--dir", target.to_str().unwrap()])
+        .env_remove("SHIPSHAPE_NOW")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut address = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            address = Some(rest.to_string());
+            break;
+        }
+    }
+    let address = address.expect("the demo did not start serving");
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    child.kill().unwrap();
+    let stderr = {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut text).unwrap();
+        text
+    };
+    child.wait().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let active = &body["active_release"];
+    assert_eq!(active["mode"], "heightened");
+    assert_eq!(active["manifest"]["release_type"], "hotfix");
+    assert!(active["manifest"]["rollback_target"].as_str().unwrap().starts_with("release_"));
+    assert!(stderr.contains("operator token (this run only"), "{stderr}");
 }

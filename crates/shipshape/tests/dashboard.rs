@@ -26,7 +26,10 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef-browser-test";
 fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -45,7 +48,8 @@ fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
     }
     let status = head[9..12].parse().unwrap();
     let lower = head.to_ascii_lowercase();
-    let length = lower.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()));
+    let length =
+        lower.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()));
     let body = match length {
         Some(length) => {
             let mut body = vec![0u8; length];
@@ -99,7 +103,13 @@ impl Driver {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]
         }}}});
-        let (status, body) = http(&address, "POST", "/session", &[("Content-Type", "application/json")], capabilities.to_string().as_bytes());
+        let (status, body) = http(
+            &address,
+            "POST",
+            "/session",
+            &[("Content-Type", "application/json")],
+            capabilities.to_string().as_bytes(),
+        );
         assert_eq!(status, 200, "{body}");
         let session = serde_json::from_str::<Value>(&body).unwrap()["value"]["sessionId"].as_str().unwrap().to_string();
         Driver { child, address, session }
@@ -202,15 +212,14 @@ impl Drop for Server {
 fn serve(s: &Setup) -> Server {
     let token_file = s.ws.temp.path().join("operator.token");
     std::fs::write(&token_file, TOKEN).unwrap();
-    let mut child = s
-        .ws
-        .std_cmd(NOW)
-        .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
-        .arg(&token_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        s.ws.std_cmd(NOW)
+            .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
+            .arg(&token_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
@@ -266,14 +275,18 @@ fn dashboard_in_a_real_browser() {
     driver.go(&url);
 
     // The panel: the deployed release, heightened, a countdown.
-    driver.wait(&format!("return document.querySelector('#release-id').textContent === {b:?}"), Duration::from_secs(10));
+    driver
+        .wait(&format!("return document.querySelector('#release-id').textContent === {b:?}"), Duration::from_secs(10));
     assert_eq!(driver.text("#mode"), "heightened");
     let countdown = driver.text("#countdown");
     assert!(countdown.starts_with("1d 2") && countdown.contains("left (until 2025-10-15T09:00:00Z)"), "{countdown}");
     assert!(driver.text("#deployed-ago").contains("deployed 1h"), "{}", driver.text("#deployed-ago"));
     assert_eq!(driver.text("#release-type"), "(hotfix)");
     driver.wait("return document.querySelector('#in-sync').textContent.includes('in sync')", Duration::from_secs(10));
-    driver.wait("return document.querySelector('#approvals').textContent.includes('risk-manager')", Duration::from_secs(10));
+    driver.wait(
+        "return document.querySelector('#approvals').textContent.includes('risk-manager')",
+        Duration::from_secs(10),
+    );
     driver.wait("return document.getElementById('live').className === 'on'", Duration::from_secs(10));
     driver.wait("return document.querySelectorAll('#charts svg').length === 3", Duration::from_secs(10));
     driver.wait("return document.querySelectorAll('#history tr').length >= 2", Duration::from_secs(10));
@@ -311,17 +324,22 @@ fn dashboard_in_a_real_browser() {
     assert_eq!(driver.text("#rollback-target"), a);
     driver.type_into("#rollback-confirm-input", &b);
     driver.click("#rollback-submit");
-    driver.wait("return document.querySelector('#rollback-message').textContent.includes('type the id')", Duration::from_secs(10));
+    driver.wait(
+        "return document.querySelector('#rollback-message').textContent.includes('type the id')",
+        Duration::from_secs(10),
+    );
     let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
     assert_eq!(active["release_id"], b.as_str(), "a refused rollback changed nothing");
     // The right id, with a note carrying markup: rolled back, the panel shows A, the note is text.
     driver.type_into("#rollback-confirm-input", &a);
     driver.type_into("#rollback-note", "<img src=x onerror=\"window.pwned=1\">regression");
     driver.click("#rollback-submit");
-    driver.wait(&format!("return document.querySelector('#release-id').textContent === {a:?}"), Duration::from_secs(20));
+    driver
+        .wait(&format!("return document.querySelector('#release-id').textContent === {a:?}"), Duration::from_secs(20));
     let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
     assert_eq!(active["release_id"], a.as_str());
-    driver.wait("return document.querySelector('#history').textContent.includes('<img src=x')", Duration::from_secs(10));
+    driver
+        .wait("return document.querySelector('#history').textContent.includes('<img src=x')", Duration::from_secs(10));
     assert_eq!(driver.script("return document.querySelectorAll('#history img').length"), json!(0));
     assert_eq!(driver.script("return window.pwned === undefined"), json!(true));
     assert_eq!(driver.text("#rollback-open"), "Roll back…");
@@ -329,7 +347,8 @@ fn dashboard_in_a_real_browser() {
     // Phone width: nothing wider than the screen.
     driver.call("POST", "/window/rect", json!({ "width": 390, "height": 844 }));
     driver.go(&url);
-    driver.wait(&format!("return document.querySelector('#release-id').textContent === {a:?}"), Duration::from_secs(10));
+    driver
+        .wait(&format!("return document.querySelector('#release-id').textContent === {a:?}"), Duration::from_secs(10));
     assert_eq!(driver.script("return document.documentElement.scrollWidth <= window.innerWidth"), json!(true));
 }
 

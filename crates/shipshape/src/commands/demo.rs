@@ -5,6 +5,7 @@
 //! this process, printing each command before its output, exactly as a person would type it.
 
 use std::fs;
+use std::io::IsTerminal;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -269,7 +270,7 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     command_line("shipshape history");
     expect_success(super::status::history(&ws, &crate::cli::HistoryArgs { json: false })?, "history")?;
 
-    watch(&ws, &dir)?;
+    let watch_end = watch(&ws, &dir)?;
 
     step("Tamper drill: one byte of the first manifest changed, in a copy of the workspace");
     let tampered =
@@ -309,7 +310,15 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!("next steps:      cd {} && shipshape verify --artifacts   (or: make release-manifest)", dir.display());
     println!("production:      {} (the example's deploy target)", dir.join("production").display());
     println!("alerts:          {}", dir.join("data/monitoring/alerts.jsonl").display());
-    println!("still to come:   the dashboard (see the open issues)");
+    let serve = args.serve || (!args.no_serve && std::io::stdin().is_terminal() && std::io::stdout().is_terminal());
+    if serve {
+        serve_dashboard(&ws, args, watch_end)?;
+    } else {
+        println!(
+            "dashboard:       shipshape -C {} serve   (or run the demo on a terminal, or with --serve)",
+            dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -344,7 +353,7 @@ fn regressed_events(from: i64, to: i64) -> String {
 
 /// Phase 5: redeploy the hotfix, then simulate its first hours of production outcomes (with a
 /// regression) in ten-minute steps: ingest, evaluate, alert, and — auto-rollback on — roll back.
-fn watch(ws: &Context, dir: &Path) -> anyhow::Result<()> {
+fn watch(ws: &Context, dir: &Path) -> anyhow::Result<i64> {
     step("Phase 5: the 48-hour watch (shipshape ingest / evaluate / alerts), simulated");
     let config_path = dir.join("shipshape.toml");
     let config = fs::read_to_string(&config_path)?;
@@ -416,7 +425,24 @@ fn watch(ws: &Context, dir: &Path) -> anyhow::Result<()> {
     if !rolled_back {
         bail!("the simulated regression did not trigger the automatic rollback");
     }
-    Ok(())
+    Ok(last)
+}
+
+/// Phase 6: the team fixed the data feed and redeploys the hotfix; the dashboard serves the demo
+/// workspace with the clock continuing from the simulation, until Ctrl-C.
+fn serve_dashboard(ws: &Context, args: &DemoArgs, watch_end: i64) -> anyhow::Result<()> {
+    step("Phase 6: the dashboard (shipshape serve)");
+    let end = jiff::Timestamp::from_second(watch_end + 600)?;
+    let offset = end.duration_since(jiff::Timestamp::now());
+    let later = ws.with_clock(std::sync::Arc::new(shipshape_core::clock::OffsetClock(offset)));
+    command_line("shipshape deploy --yes   # the hotfix once more: its regression was a data-feed fault, now fixed");
+    expect_success(super::deploy::deploy(&later, &deploy_args(None))?, "deploy")?;
+    command_line(&format!("shipshape serve --bind {}", args.bind));
+    println!("open the dashboard in a browser; the operator token printed below enables its rollback button.");
+    println!("the clock continues from the simulation ({end}); stop with Ctrl-C.");
+    let serve =
+        crate::cli::ServeArgs { bind: args.bind, token_file: None, max_body: 16 * 1024 * 1024, eval_interval: None };
+    expect_success(super::serve::run(&later, &serve)?, "serve")
 }
 
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {

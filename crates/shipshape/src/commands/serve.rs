@@ -44,9 +44,11 @@ pub fn run(context: &Context, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.bind)
-            .await
-            .map_err(|source| Error::Io { path: args.bind.to_string().into(), action: "listening on", source })?;
+        let listener = tokio::net::TcpListener::bind(args.bind).await.map_err(|source| Error::Io {
+            path: args.bind.to_string().into(),
+            action: "listening on",
+            source,
+        })?;
         let address = listener.local_addr()?;
         println!("listening on http://{address}");
         if generated {

@@ -86,3 +86,39 @@ pub fn history(context: &Context, args: &HistoryArgs) -> anyhow::Result<ExitCode
     }
     super::ok()
 }
+
+/// `shipshape analytics [--json]`.
+pub fn analytics(context: &Context, args: &crate::cli::AnalyticsArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let history = registry::history(&workspace)?;
+    let now = context.now();
+    let windows = [30, 90].map(|days| shipshape_core::analytics::analytics(&history, now, days));
+    if args.json {
+        super::print_json(&json!({ "30d": windows[0], "90d": windows[1] }))?;
+        return super::ok();
+    }
+    let pct = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{:.0} %", v * 100.0));
+    let restore = |v: Option<f64>| {
+        v.map_or_else(
+            || "n/a".to_string(),
+            |s| shipshape_core::clock::humanize(jiff::SignedDuration::from_secs(s.round() as i64)),
+        )
+    };
+    println!("{:<24} {:>12} {:>12}", "", "30 days", "90 days");
+    println!("{:<24} {:>12} {:>12}", "deploys", windows[0].deploys, windows[1].deploys);
+    println!("{:<24} {:>12.1} {:>12.1}", "deploys per week", windows[0].deploys_per_week, windows[1].deploys_per_week);
+    println!(
+        "{:<24} {:>12} {:>12}",
+        "change failure rate",
+        pct(windows[0].change_failure_rate),
+        pct(windows[1].change_failure_rate)
+    );
+    println!(
+        "{:<24} {:>12} {:>12}",
+        "mean time to restore",
+        restore(windows[0].mean_time_to_restore_seconds),
+        restore(windows[1].mean_time_to_restore_seconds)
+    );
+    println!("{:<24} {:>12} {:>12}", "rollbacks", windows[0].rollbacks, windows[1].rollbacks);
+    super::ok()
+}
