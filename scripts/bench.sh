@@ -303,12 +303,13 @@ PY
   r=$(median rescan)
   # HTTP ingest: the same 1 M events in batches of 1 000 from 4 keep-alive clients, fresh database.
   rm -f "$dir"/ingest/data/monitoring/monitor.db*
-  SHIPSHAPE_NOW=2025-01-03T00:00:00Z "$BIN" -q -C "$dir/ingest" serve --listen 127.0.0.1:0 >"$dir/serve.out" 2>"$dir/serve.err" &
+  openssl rand -hex 32 >"$dir/token"
+  SHIPSHAPE_NOW=2025-01-03T00:00:00Z "$BIN" -q -C "$dir/ingest" serve --bind 127.0.0.1:0 --token-file "$dir/token" >"$dir/serve.out" 2>"$dir/serve.err" &
   local serve_pid=$!
   sleep 1
   local address h
   address=$(sed -n 's|listening on http://||p' "$dir/serve.out")
-  h=$(python3 - "$address" "$(cat "$dir/ingest/data/monitoring/serve.token")" "$BENCH_DIR/ingest-1m.jsonl" <<'PY'
+  h=$(python3 - "$address" "$(cat "$dir/token")" "$BENCH_DIR/ingest-1m.jsonl" <<'PY'
 import http.client, sys, threading, time
 address, token, path = sys.argv[1], sys.argv[2], sys.argv[3]
 lines = open(path, "rb").read().splitlines(keepends=True)
@@ -328,12 +329,23 @@ PY
 )
   kill -TERM "$serve_pid"; wait "$serve_pid" || true
   # serve's memory with the 10 M-event database: a status, an evaluation pass and /metrics.
-  SHIPSHAPE_NOW=2025-03-31T12:00:00Z "$BIN" -q -C "$dir/eval/ws" serve --listen 127.0.0.1:0 >"$dir/serve.out" 2>"$dir/serve.err" &
+  # 10 000 alerts in the history, for the dashboard's figures.
+  python3 - "$dir/eval/ws/data/monitoring/monitor.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+if db.execute("SELECT count(*) FROM alerts").fetchone()[0] < 10000:
+    rows = [("release_20250101_000000", "intraday", "intraday_hit_ratio", ("firing", "resolved", "cleared")[i % 3], "warning", "normal",
+             0.5, 0.56, 0.1, 0.107, 5000, 1735689600 + i * 600, 1735689600 + i * 600 + 21600, 1735689600 + i * 600, 1735689600 + i * 600)
+            for i in range(10000)]
+    with db:
+        db.executemany("INSERT INTO alerts (release_id, strategy, metric, state, severity, mode, value, baseline, threshold, drop_, samples, window_from, window_to, started_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+PY
+  SHIPSHAPE_NOW=2025-03-31T12:00:00Z "$BIN" -q -C "$dir/eval/ws" serve --bind 127.0.0.1:0 --token-file "$dir/token" >"$dir/serve.out" 2>"$dir/serve.err" &
   serve_pid=$!
   sleep 1
   address=$(sed -n 's|listening on http://||p' "$dir/serve.out")
   local token
-  token=$(cat "$dir/eval/ws/data/monitoring/serve.token")
+  token=$(cat "$dir/token")
   python3 - "$address" "$token" <<'PY'
 import http.client, sys
 for method, path in (("GET", "/api/v1/status"), ("POST", "/api/v1/evaluate"), ("GET", "/metrics"), ("GET", "/api/v1/alerts")):
@@ -344,6 +356,10 @@ for method, path in (("GET", "/api/v1/status"), ("POST", "/api/v1/evaluate"), ("
 PY
   local serve_rss
   serve_rss=$(awk '/VmHWM/ { print $2 }' "/proc/$serve_pid/status")
+  # Dashboard latency: time to first byte, median of 21 requests each (curl), against /healthz.
+  ttfb() { for _ in $(seq 21); do curl -s -o /dev/null -w '%{time_starttransfer}\n' "http://$address$1"; done | sort -g | awk '{a[NR]=$1} END {print a[11]}'; }
+  local t_health t_page t_status t_alerts
+  t_health=$(ttfb /healthz); t_page=$(ttfb /); t_status=$(ttfb /api/v1/status); t_alerts=$(ttfb "/api/v1/alerts?limit=500")
   kill -TERM "$serve_pid"; wait "$serve_pid" || true
   echo
   echo "monitor, median of $RUNS runs (seconds)"
@@ -358,6 +374,8 @@ PY
   printf '%-66s %10.3f\n' "  python3 sqlite3 rescan of the raw events of the same windows" "$r"
   echo "  evaluate vs rescan: $(ratio "$r" "$e")x faster; shipshape peak RSS ${e_rss} KiB; database $(du -sh "$dir/eval/ws/data/monitoring" | cut -f1)"
   echo "shipshape serve over the 10 M-event database (status, evaluate, /metrics, alerts): peak RSS ${serve_rss} KiB"
+  echo "dashboard, 10 M events and 10 000 alerts stored, time to first byte (median of 21):"
+  printf '  %-40s %8.4f s\n' "GET /healthz (the server's floor)" "$t_health" "GET / (the page)" "$t_page" "GET /api/v1/status" "$t_status" "GET /api/v1/alerts?limit=500" "$t_alerts"
 }
 
 deploy_workspace_small() { # dir: one config, one approver, [deploy] into ../prod, trailing baselines

@@ -23,7 +23,7 @@ struct Server {
     token: String,
 }
 
-pub const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
+const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
 
 fn start(s: &Setup, extra: &[&str]) -> Server {
     let token_file = s.ws.temp.path().join("operator.token");
