@@ -108,6 +108,14 @@ pub enum Command {
     /// Release analytics from the history: deploy frequency, change failure rate, mean time to restore (30 and 90 days).
     #[command(after_help = "Example:\n  shipshape analytics\n  shipshape analytics --json")]
     Analytics(AnalyticsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  shipshape completions bash > ~/.local/share/bash-completion/completions/shipshape\n  shipshape completions zsh > ~/.zfunc/_shipshape"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), generated from this command line.
+    #[command(after_help = "Example:\n  shipshape man > shipshape.1 && man ./shipshape.1")]
+    Man,
     /// Run the pipeline on a fresh copy of the bundled example workspace, printing each step.
     #[command(after_help = "Example:\n  shipshape demo\n  shipshape demo --dir /tmp/sensequant-demo")]
     Demo(DemoArgs),
@@ -402,6 +410,14 @@ pub enum BaselineArg {
     Validation,
     /// The trailing window before each deploy.
     Trailing,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `analytics`.

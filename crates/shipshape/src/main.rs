@@ -56,6 +56,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evaluate(args) => commands::monitor::evaluate(&context, &args),
         Command::Alerts(args) => commands::monitor::alerts(&context, &args),
         Command::Replay(args) => commands::monitor::replay(&context, &args),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "shipshape", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Analytics(args) => commands::status::analytics(&context, &args),
         Command::Serve(args) => commands::serve::run(&context, &args),
         Command::Demo(args) => commands::demo::run(&context, &args),

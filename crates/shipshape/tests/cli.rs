@@ -274,3 +274,46 @@ fn demo_ends_serving_the_dashboard_with_a_rollback_target() {
     assert!(active["manifest"]["rollback_target"].as_str().unwrap().starts_with("release_"));
     assert!(stderr.contains("operator token (this run only"), "{stderr}");
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let output = shipshape().args(["completions", "bash"]).output().unwrap();
+    assert!(output.status.success());
+    let script = String::from_utf8(output.stdout).unwrap();
+    for command in ["deploy", "rollback", "ingest", "evaluate", "serve", "analytics", "--token-file"] {
+        assert!(script.contains(command), "{command} missing from the bash completion");
+    }
+    // The script is valid bash.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(file.path(), &script).unwrap();
+    assert!(std::process::Command::new("bash").arg("-n").arg(file.path()).status().unwrap().success());
+    for shell in ["zsh", "fish"] {
+        let output = shipshape().args(["completions", shell]).output().unwrap();
+        assert!(output.status.success() && String::from_utf8_lossy(&output.stdout).contains("serve"), "{shell}");
+    }
+    let output = shipshape().arg("man").output().unwrap();
+    assert!(output.status.success());
+    let page = String::from_utf8(output.stdout).unwrap();
+    assert!(page.contains(".TH shipshape 1") && page.contains(".SH NAME"), "{page}");
+    assert!(page.contains("rollback") && page.contains("serve"), "{page}");
+    // An unknown shell is bad input.
+    assert_eq!(shipshape().args(["completions", "tcsh"]).output().unwrap().status.code(), Some(2));
+}
+
+#[test]
+fn example_ci_workflow_parses_and_stops_before_deploy() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ci/github/release.yml");
+    let text = fs::read_to_string(&path).unwrap();
+    let workflow: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(workflow["on"]["push"]["tags"][0], "v*");
+    let steps = workflow["jobs"]["manifest"]["steps"].as_array().unwrap();
+    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    for command in ["shipshape audit", "shipshape validate", "shipshape manifest", "shipshape verify --integrity-only"]
+    {
+        assert!(runs.iter().any(|r| r.contains(command)), "{command} missing from the workflow");
+    }
+    assert!(runs.iter().all(|r| !r.contains("shipshape deploy") && !r.contains("shipshape approve")), "{runs:?}");
+    let upload =
+        steps.iter().find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/upload-artifact"))).unwrap();
+    assert!(upload["with"]["path"].as_str().unwrap().contains("release/manifests/"));
+}
