@@ -17,7 +17,12 @@ use std::process::ExitCode;
 
 /// Print a value as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    use std::io::Write;
+    // writeln!, not println!: a reader that stops early (`| grep -q`, `| head`) is a broken pipe to
+    // report quietly, not a panic.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
+    out.flush()?;
     Ok(())
 }
 
