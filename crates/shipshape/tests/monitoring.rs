@@ -468,3 +468,30 @@ fn invalid_monitoring_settings_are_refused_at_load() {
         assert_one_line_error(&output, needle);
     }
 }
+
+#[test]
+fn a_release_deployed_again_starts_with_fresh_alerts() {
+    let s = Setup::new("copy");
+    let first = s.release("2025-10-13T07:00:00Z");
+    assert!(s.deploy("2025-10-13T07:00:00Z", &first).status.success());
+    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    let second = s.release(DEPLOY);
+    assert!(s.deploy(DEPLOY, &second).status.success());
+    let second_id = yaml_value(&second)["release_id"].as_str().unwrap().to_string();
+    ingest(&s, &at(3 * HOUR), &events(0, 90, 10, 0.40, 0, 0.0, "r"));
+    let states = run(&s, 10 * MINUTE, 90 * MINUTE);
+    assert_eq!(states.last().unwrap().1, "firing", "{states:?}");
+    // Rolled back, then deployed again two hours later: the old episode is closed, the new
+    // activation starts from nothing (its window begins at the new deploy: no samples yet).
+    assert!(s.shipshape(&at(2 * HOUR), &["rollback", "--yes"]).status.success());
+    assert!(s.deploy(&at(4 * HOUR), &second).status.success());
+    let (pass, _) = evaluate(&s, 4 * HOUR + 10 * MINUTE);
+    assert_eq!(state(&pass, "intraday_hit_ratio"), "insufficient_data");
+    let alerts: Value =
+        serde_json::from_slice(&s.shipshape(&at(5 * HOUR), &["alerts", "--json", "--release", &second_id]).stdout)
+            .unwrap();
+    let alerts = alerts.as_array().unwrap();
+    assert!(!alerts.is_empty());
+    assert!(alerts.iter().all(|a| a["state"] == "resolved" || a["state"] == "cleared"), "{alerts:?}");
+}
