@@ -210,11 +210,15 @@ impl Drop for Server {
 }
 
 fn serve(s: &Setup) -> Server {
+    serve_at(s, "127.0.0.1:0")
+}
+
+fn serve_at(s: &Setup, bind: &str) -> Server {
     let token_file = s.ws.temp.path().join("operator.token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let mut child =
         s.ws.std_cmd(NOW)
-            .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
+            .args(["serve", "--bind", bind, "--token-file"])
             .arg(&token_file)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -343,6 +347,20 @@ fn dashboard_in_a_real_browser() {
     assert_eq!(driver.script("return document.querySelectorAll('#history img').length"), json!(0));
     assert_eq!(driver.script("return window.pwned === undefined"), json!(true));
     assert_eq!(driver.text("#rollback-open"), "Roll back…");
+
+    // The server restarts: the page's event stream reconnects by itself.
+    let address = server.address.clone();
+    drop(server);
+    driver.wait("return document.getElementById('live').className === 'off'", Duration::from_secs(10));
+    let _server = serve_at(&s, &address);
+    driver.wait("return document.getElementById('live').className === 'on'", Duration::from_secs(10));
+    // After reconnecting the page catches up: B's alerts, closed by the new server's first pass
+    // (B is no longer active), show as resolved in the unfiltered feed.
+    driver.click("#post-deploy-only");
+    driver.wait(
+        "return [...document.querySelectorAll('#alerts li[data-alert-id]')].some(li => li.dataset.state === 'resolved')",
+        Duration::from_secs(5),
+    );
 
     // Phone width: nothing wider than the screen.
     driver.call("POST", "/window/rect", json!({ "width": 390, "height": 844 }));
