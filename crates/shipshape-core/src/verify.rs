@@ -143,8 +143,14 @@ fn trusted_with(
     let loaded = manifest::load(path)?;
     let report = verify_loaded(workspace, &loaded, options, now, progress);
     if !report.passed() {
-        let failures: Vec<String> =
+        let mut failures: Vec<String> =
             report.failures().map(|c| format!("{} {}: {}", c.check, c.subject, c.detail)).collect();
+        if report.failures().any(|c| c.check == "approvals") {
+            failures.push(format!(
+                "next: each approver signs it with `shipshape approve {} --role <role> --key <their SSH key>` (docs/approvals.md)",
+                report.manifest
+            ));
+        }
         return Err(crate::Error::Check(format!("{} is not trusted:\n  {}", report.manifest, failures.join("\n  "))));
     }
     Ok((loaded, report))
