@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use util::{Setup, assert_one_line_error, files_of, stderr_of, yaml_value};
+use util::{Setup, assert_one_line_error, files_of, stderr_of, two_releases, yaml_value};
 
 const CHECK_FAILED: i32 = 1;
 const BAD_INPUT: i32 = 2;
@@ -20,70 +20,6 @@ const ROLLED_BACK: i32 = 4;
 const A: &str = "2025-10-12T19:00:00+05:30";
 const B: &str = "2025-10-12T20:00:00+05:30";
 const LATER: &str = "2025-10-12T21:00:00+05:30";
-
-/// Releases A and B: B changes two configs and adds a notebook.
-fn two_releases(s: &Setup) -> (PathBuf, PathBuf) {
-    let a = s.release(A);
-    let config = fs::read_to_string(s.ws.path("src/app/config.py")).unwrap();
-    s.ws.write("src/app/config.py", config.replace("0.62", "0.64").as_bytes());
-    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
-    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
-    fs::write(
-        s.ws.path("notebooks/drift_report.ipynb"),
-        "{\"cells\": [], \"nbformat\": 4, \"nbformat_minor\": 5, \"metadata\": {}}\n",
-    )
-    .unwrap();
-    let b = s.release(B);
-    (a, b)
-}
-
-/// Story test: deploy A, deploy B, roll back: the target equals A byte for byte; and B's rollback
-/// plan, run as written, does the same.
-#[test]
-fn test_rollback_plan_execution() {
-    for mode in ["copy", "symlink"] {
-        let s = Setup::new(mode);
-        let (a, b) = two_releases(&s);
-        assert!(s.deploy(A, &a).status.success());
-        s.assert_holds(&a, &b);
-        let output = s.deploy(B, &b);
-        assert!(output.status.success(), "{}", stderr_of(&output));
-        s.assert_holds(&b, &a);
-        let output = s.shipshape(LATER, &["rollback", "--yes", "--reason", "hit ratio regression"]);
-        assert!(output.status.success(), "{mode}: {}", stderr_of(&output));
-        s.assert_holds(&a, &b);
-        let history = String::from_utf8(s.shipshape(LATER, &["history"]).stdout).unwrap();
-        assert!(
-            history.contains("rollback       release_20251012_190000 (from release_20251012_200000)")
-                && history.contains("hit ratio regression"),
-            "{history}"
-        );
-
-        // Forward again, then B's rollback plan exactly as written in its manifest.
-        assert!(s.deploy("2025-10-12T22:00:00+05:30", &b).status.success());
-        s.assert_holds(&b, &a);
-        let plan = &yaml_value(&b)["rollback_plan"];
-        let binary = assert_cmd::cargo::cargo_bin("shipshape");
-        for key in ["restore_commands", "verification_steps"] {
-            for command in plan[key].as_array().unwrap() {
-                let command = command.as_str().unwrap();
-                assert!(command.starts_with("shipshape "), "{command}");
-                let status = Command::new("sh")
-                    .arg("-c")
-                    .arg(command.replacen("shipshape", binary.to_str().unwrap(), 1))
-                    .current_dir(&s.ws.root)
-                    .env("SHIPSHAPE_NOW", "2025-10-12T23:00:00+05:30")
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "{mode}: {command}");
-            }
-        }
-        s.assert_holds(&a, &b);
-        let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
-        assert_eq!(active["release_id"], "release_20251012_190000");
-        assert_eq!(active["activated_by"], "rollback");
-    }
-}
 
 fn deploy_with_failpoint(s: &Setup, manifest: &Path, failpoint: &str) -> Output {
     s.ws.cmd_at(B).env("SHIPSHAPE_FAILPOINT", failpoint).arg("deploy").arg(manifest).arg("--yes").output().unwrap()
@@ -112,7 +48,7 @@ fn crash_at_every_deploy_step_recovers_to_old_or_new() {
     for mode in ["copy", "symlink"] {
         for step in STEPS {
             let s = Setup::new(mode);
-            let (a, b) = two_releases(&s);
+            let (a, b) = two_releases(&s, A, B);
             assert!(s.deploy(A, &a).status.success());
             let output = deploy_with_failpoint(&s, &b, step);
             let crashed = !output.status.success();
@@ -156,7 +92,7 @@ fn crash_at_every_rollback_step_recovers_to_old_or_new() {
     for mode in ["copy", "symlink"] {
         for step in STEPS {
             let s = Setup::new(mode);
-            let (a, b) = two_releases(&s);
+            let (a, b) = two_releases(&s, A, B);
             assert!(s.deploy(A, &a).status.success());
             assert!(s.deploy(B, &b).status.success());
             let output =
@@ -264,7 +200,7 @@ fn failing_post_deploy_check_rolls_back_automatically() {
     for mode in ["copy", "symlink"] {
         let checks = "[[deploy.post_deploy_checks]]\nname = \"config loads\"\ncommand = \"grep -q 0.62 \\\"$SHIPSHAPE_TARGET\\\"/$(test -L \\\"$SHIPSHAPE_TARGET/current\\\" && echo current/)src/app/config.py\"\ntimeout = \"30s\"\n";
         let s = Setup::with_checks(mode, checks);
-        let (a, b) = two_releases(&s); // B changes 0.62 to 0.64: the check fails
+        let (a, b) = two_releases(&s, A, B); // B changes 0.62 to 0.64: the check fails
         assert!(s.deploy(A, &a).status.success(), "A passes its check");
         let output = s.deploy(B, &b);
         assert_eq!(output.status.code(), Some(ROLLED_BACK), "{mode}: {}", stderr_of(&output));
@@ -312,7 +248,7 @@ fn concurrent_deploys_exactly_one_proceeds() {
 #[test]
 fn tampered_store_object_refuses_deploy_and_rollback_before_any_change() {
     let s = Setup::new("copy");
-    let (a, b) = two_releases(&s);
+    let (a, b) = two_releases(&s, A, B);
     assert!(s.deploy(A, &a).status.success());
     let hash = files_of(&b)["search_space.yaml"].clone();
     let hex = &hash["sha256:".len()..];
@@ -327,7 +263,7 @@ fn tampered_store_object_refuses_deploy_and_rollback_before_any_change() {
     util::assert_same_tree(&before, &util::snapshot(&s.target), "deploy with a tampered object");
     // Rolling back to a release whose object is tampered is refused too.
     let s = Setup::new("copy");
-    let (a, b) = two_releases(&s);
+    let (a, b) = two_releases(&s, A, B);
     assert!(s.deploy(A, &a).status.success());
     assert!(s.deploy(B, &b).status.success());
     let hash = files_of(&a)["search_space.yaml"].clone();

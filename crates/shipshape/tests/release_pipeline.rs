@@ -1,4 +1,9 @@
-//! The story's pipeline run through the real binary on a copy of the example workspace.
+//! The story's integration suite (its `tests/integration/test_release_pipeline`), run through the
+//! real binary on copies of the example workspace: the story's four named tests
+//! (`test_release_manifest_generation`, `test_monitoring_release_registration`,
+//! `test_heightened_monitoring_alerts`, `test_rollback_plan_execution`), the 48 h transition, and
+//! the whole story end to end (`test_story_end_to_end`). Deeper tests of each part live beside it
+//! (deploy.rs, monitoring.rs, approvals.rs, dashboard.rs, …).
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -8,8 +13,10 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
+use jiff::Timestamp;
 use serde_json::{Value, json};
-use util::{Workspace, sha256sum, yaml_value};
+use util::watch::{HOUR, MINUTE, at, baseline, deployed, evaluate, events, ingest, metric, run, state};
+use util::{Setup, Workspace, sha256sum, stderr_of, two_releases, yaml_value};
 
 const NOW: &str = "2025-10-12T19:00:00+05:30";
 
@@ -290,4 +297,318 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+const A: &str = "2025-10-12T19:00:00+05:30";
+const B: &str = "2025-10-12T20:00:00+05:30";
+const LATER: &str = "2025-10-12T21:00:00+05:30";
+
+/// Story test: deploy A, deploy B, roll back: the target equals A byte for byte; and B's rollback
+/// plan, run as written, does the same.
+#[test]
+fn test_rollback_plan_execution() {
+    for mode in ["copy", "symlink"] {
+        let s = Setup::new(mode);
+        let (a, b) = two_releases(&s, A, B);
+        assert!(s.deploy(A, &a).status.success());
+        s.assert_holds(&a, &b);
+        let output = s.deploy(B, &b);
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        s.assert_holds(&b, &a);
+        let output = s.shipshape(LATER, &["rollback", "--yes", "--reason", "hit ratio regression"]);
+        assert!(output.status.success(), "{mode}: {}", stderr_of(&output));
+        s.assert_holds(&a, &b);
+        let history = String::from_utf8(s.shipshape(LATER, &["history"]).stdout).unwrap();
+        assert!(
+            history.contains("rollback       release_20251012_190000 (from release_20251012_200000)")
+                && history.contains("hit ratio regression"),
+            "{history}"
+        );
+
+        // Forward again, then B's rollback plan exactly as written in its manifest.
+        assert!(s.deploy("2025-10-12T22:00:00+05:30", &b).status.success());
+        s.assert_holds(&b, &a);
+        let plan = &yaml_value(&b)["rollback_plan"];
+        let binary = assert_cmd::cargo::cargo_bin("shipshape");
+        for key in ["restore_commands", "verification_steps"] {
+            for command in plan[key].as_array().unwrap() {
+                let command = command.as_str().unwrap();
+                assert!(command.starts_with("shipshape "), "{command}");
+                let status = Command::new("sh")
+                    .arg("-c")
+                    .arg(command.replacen("shipshape", binary.to_str().unwrap(), 1))
+                    .current_dir(&s.ws.root)
+                    .env("SHIPSHAPE_NOW", "2025-10-12T23:00:00+05:30")
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "{mode}: {command}");
+            }
+        }
+        s.assert_holds(&a, &b);
+        let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+        assert_eq!(active["release_id"], "release_20251012_190000");
+        assert_eq!(active["activated_by"], "rollback");
+    }
+}
+
+#[test]
+fn test_monitoring_release_registration() {
+    let (s, manifest) = deployed("");
+    let release = yaml_value(&manifest)["release_id"].as_str().unwrap().to_string();
+    let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+    assert_eq!(active["release_id"], release.as_str());
+    assert_eq!(active["heightened_hours"], 48);
+    assert_eq!(
+        active["heightened_monitoring_end"].as_str().unwrap().parse::<Timestamp>().unwrap().to_string(),
+        at(48 * HOUR)
+    );
+    assert!(s.ws.path(&format!("data/monitoring/releases/{release}.yaml")).exists());
+    // Heightened until 48 h after the deploy, then normal by itself; status and the evaluation agree.
+    for (offset, mode) in
+        [(HOUR, "heightened"), (48 * HOUR - 1, "heightened"), (48 * HOUR, "normal"), (90 * HOUR, "normal")]
+    {
+        let status = s.shipshape(&at(offset), &["status", "--json"]);
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(status["monitoring_mode"], mode, "status at +{offset}s");
+        let (pass, _) = evaluate(&s, offset);
+        assert_eq!(pass["pass"]["mode"], mode, "evaluate at +{offset}s");
+        assert_eq!(pass["pass"]["release_id"], release.as_str());
+        // The windows never reach before the deploy.
+        for m in pass["pass"]["metrics"].as_array().unwrap() {
+            assert!(m["window"][0].as_i64().unwrap() >= at(0).parse::<Timestamp>().unwrap().as_second());
+        }
+    }
+    // Without events every metric is insufficient data, never healthy.
+    let (pass, _) = evaluate(&s, 2 * HOUR);
+    for name in ["intraday_hit_ratio", "swing_precision", "intraday_sharpe"] {
+        assert_eq!(state(&pass, name), "insufficient_data", "{name}");
+    }
+}
+
+#[test]
+fn test_heightened_monitoring_alerts() {
+    // A 7 % drop at ten trades a minute: fires in heightened mode within the first 2 hours, only
+    // after three consecutive breaching evaluations.
+    let (s, _) = deployed("");
+    let base = baseline(&s);
+    ingest(&s, &at(3 * HOUR), &events(0, 180, 10, base * 0.93, 0, 0.0, "h7"));
+    let states = run(&s, 10 * MINUTE, 2 * HOUR);
+    let first_firing = states.iter().position(|(_, st)| st == "firing").expect("no alert within 2 hours");
+    assert!(first_firing >= 2, "{states:?}");
+    assert_eq!(states[first_firing - 1].1, "pending", "{states:?}");
+    assert_eq!(states[first_firing - 2].1, "pending", "{states:?}");
+    let alerts: Value =
+        serde_json::from_slice(&s.shipshape(&at(2 * HOUR), &["alerts", "--json", "--state", "firing"]).stdout).unwrap();
+    let alert = &alerts.as_array().unwrap()[0];
+    assert_eq!(alert["metric"], "intraday_hit_ratio");
+    assert_eq!(alert["mode"], "heightened");
+    assert_eq!(alert["threshold"], 0.05);
+    assert!(alert["samples"].as_i64().unwrap() > 600);
+    assert!((alert["baseline"].as_f64().unwrap() - base).abs() < 1e-12);
+
+    // The same 7 % drop in normal mode (after 48 h, threshold 10 %): no alert.
+    let (s, _) = deployed("");
+    let base = baseline(&s);
+    ingest(&s, &at(60 * HOUR), &events(48 * HOUR, 12 * 60, 10, base * 0.93, 0, 0.0, "n7"));
+    let states = run(&s, 48 * HOUR + 10 * MINUTE, 60 * HOUR);
+    assert!(states.iter().all(|(_, st)| st == "inactive" || st == "insufficient_data"), "{states:?}");
+
+    // A 3 % drop alerts in neither mode.
+    let (s, _) = deployed("");
+    let base = baseline(&s);
+    ingest(&s, &at(3 * HOUR), &events(0, 180, 10, base * 0.97, 0, 0.0, "h3"));
+    ingest(&s, &at(60 * HOUR), &events(48 * HOUR, 12 * 60, 10, base * 0.97, 0, 0.0, "n3"));
+    for (from, to) in [(10 * MINUTE, 3 * HOUR), (48 * HOUR + HOUR, 60 * HOUR)] {
+        let states = run(&s, from, to);
+        assert!(states.iter().all(|(_, st)| st == "inactive" || st == "insufficient_data"), "{states:?}");
+    }
+}
+
+/// The 48 h transition: a 7 % regression fires during the heightened period and, once the normal
+/// policy (24 h window, 10 % threshold) takes over by itself at 48 h, resolves with a notification.
+#[test]
+fn test_48h_transition_to_normal_monitoring() {
+    let (s, _) = deployed("");
+    let base = baseline(&s);
+    ingest(&s, &at(51 * HOUR), &events(0, 50 * 60, 10, base * 0.93, 0, 0.0, "t48"));
+    let early = run(&s, 10 * MINUTE, 2 * HOUR);
+    assert!(early.iter().any(|(_, st)| st == "firing"), "{early:?}");
+    let (pass, _) = evaluate(&s, 47 * HOUR);
+    assert_eq!(
+        (pass["pass"]["mode"].as_str(), state(&pass, "intraday_hit_ratio").as_str()),
+        (Some("heightened"), "firing")
+    );
+    let (pass, _) = evaluate(&s, 48 * HOUR + 10 * MINUTE);
+    assert_eq!(pass["pass"]["mode"], "normal");
+    let hit = metric(&pass, "intraday_hit_ratio");
+    assert_eq!(hit["threshold"], 0.1);
+    assert_eq!(hit["window"][1].as_i64().unwrap() - hit["window"][0].as_i64().unwrap(), 24 * HOUR);
+    assert_eq!(state(&pass, "intraday_hit_ratio"), "resolved");
+    let status: Value =
+        serde_json::from_slice(&s.shipshape(&at(48 * HOUR + 10 * MINUTE), &["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["monitoring_mode"], "normal");
+    let notifications = fs::read_to_string(s.ws.path("data/monitoring/alerts.jsonl")).unwrap();
+    let resolved: Vec<Value> = notifications
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|n| n["reason"] == "resolved" && n["metric"] == "intraday_hit_ratio")
+        .collect();
+    assert_eq!(resolved.len(), 1, "{notifications}");
+    assert_eq!(resolved[0]["mode"], "normal");
+}
+
+fn shipshape_ok(s: &Setup, now: &str, args: &[&str]) -> String {
+    let output = s.shipshape(now, args);
+    assert!(output.status.success(), "{args:?}: {}", stderr_of(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// One HTTP GET to a running `shipshape serve`.
+fn get(address: &str, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
+}
+
+/// The whole story through the real binary: init; audit, validate, manifest, approvals by the two
+/// roles, verify, deploy; a hotfix deployed; post-deploy events with a regression; alerts in
+/// heightened mode (on disk, from the CLI and over the API); a manual rollback; the hotfix again with
+/// auto-rollback on, rolled back by the monitor; status and history.
+#[test]
+fn test_story_end_to_end() {
+    // init writes a workspace skeleton that works with the other commands.
+    let fresh = tempfile::tempdir().unwrap();
+    let output =
+        Command::new(assert_cmd::cargo::cargo_bin("shipshape")).arg("init").arg(fresh.path()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for file in ["shipshape.toml", "Makefile", "release/policy.yaml", "release/allowed_signers", "release/.gitignore"] {
+        assert!(fresh.path().join(file).is_file(), "init did not write {file}");
+    }
+
+    // The example workspace, two approvers with keys made now.
+    let s = Setup::new("copy");
+    let john = s.ws.temp.path().join("john");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "john", "-f"])
+            .arg(&john)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut signers = fs::read_to_string(s.ws.path("release/allowed_signers")).unwrap();
+    let public = fs::read_to_string(john.with_extension("pub")).unwrap();
+    signers.push_str(&format!("john@example.com namespaces=\"engineering-lead@shipshape\" {public}"));
+    fs::write(s.ws.path("release/allowed_signers"), signers).unwrap();
+    let (t0, t1) = (at(-HOUR), at(0));
+
+    // Release 1 (minor: both roles), deployed.
+    shipshape_ok(&s, &t0, &["audit"]);
+    shipshape_ok(&s, &t0, &["validate"]);
+    let first = s.ws.path(shipshape_ok(&s, &t0, &["manifest", "--type", "minor", "--deployer", "jane"]).trim());
+    let first_str = first.to_str().unwrap();
+    let jane = s.key.to_str().unwrap();
+    let verify = s.shipshape(&t0, &["verify", first_str]);
+    assert_eq!(verify.status.code(), Some(1), "no approvals yet: not verified");
+    shipshape_ok(&s, &t0, &["approve", first_str, "--role", "risk-manager", "--key", jane]);
+    shipshape_ok(&s, &t0, &["approve", first_str, "--role", "engineering-lead", "--key", john.to_str().unwrap()]);
+    shipshape_ok(&s, &t0, &["verify", first_str, "--artifacts"]);
+    shipshape_ok(&s, &t0, &["deploy", first_str, "--yes"]);
+    let first_id = yaml_value(&first)["release_id"].as_str().unwrap().to_string();
+    for (path, hash) in util::files_of(&first) {
+        assert_eq!(sha256sum(&s.target.join(&path)), hash, "{path} in production");
+    }
+
+    // Release 2 (hotfix), deployed: heightened monitoring for 48 h.
+    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    let second = s.release(&t1);
+    shipshape_ok(&s, &t1, &["deploy", second.to_str().unwrap(), "--yes"]);
+    let second_id = yaml_value(&second)["release_id"].as_str().unwrap().to_string();
+    let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+    assert_eq!(
+        (active["release_id"].as_str(), active["heightened_monitoring_active"].as_bool()),
+        (Some(second_id.as_str()), Some(true))
+    );
+
+    // Its first hour: the model regressed. Alerts fire in heightened mode.
+    let base = baseline(&s);
+    ingest(&s, &at(HOUR), &events(0, 60, 10, base * 0.8, 0, 0.0, "live1"));
+    let states = run(&s, 10 * MINUTE, HOUR);
+    assert!(states.iter().any(|(_, st)| st == "firing"), "{states:?}");
+    let alerts: Value =
+        serde_json::from_str(&shipshape_ok(&s, &at(HOUR), &["alerts", "--state", "firing", "--json"])).unwrap();
+    let hit = alerts.as_array().unwrap().iter().find(|a| a["metric"] == "intraday_hit_ratio").unwrap();
+    assert_eq!((hit["mode"].as_str(), hit["release_id"].as_str()), (Some("heightened"), Some(second_id.as_str())));
+    assert!(fs::read_to_string(s.ws.path("data/monitoring/alerts.jsonl")).unwrap().contains("\"reason\":\"firing\""));
+
+    // The same seen over the API.
+    let token_file = s.ws.temp.path().join("token");
+    fs::write(&token_file, "0123456789abcdef0123456789abcdef-story").unwrap();
+    let mut server =
+        s.ws.std_cmd(&at(HOUR))
+            .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
+            .arg(&token_file)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().unwrap()), &mut line).unwrap();
+    let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+    let status = get(&address, "/api/v1/status");
+    assert_eq!(status["active_release"]["release_id"], second_id.as_str());
+    assert_eq!(status["active_release"]["mode"], "heightened");
+    assert_eq!(status["active_release"]["manifest"]["rollback_target"], first_id.as_str());
+    assert!(status["firing_alerts"].as_u64().unwrap() >= 1);
+    let firing = get(&address, "/api/v1/alerts?state=firing");
+    assert!(firing.as_array().unwrap().iter().any(|a| a["metric"] == "intraday_hit_ratio"));
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // A manual rollback: production holds release 1 again.
+    shipshape_ok(&s, &at(90 * MINUTE), &["rollback", "--yes", "--reason", "hit ratio regression"]);
+    for (path, hash) in util::files_of(&first) {
+        assert_eq!(sha256sum(&s.target.join(&path)), hash, "{path} after the rollback");
+    }
+
+    // The hotfix once more, now with auto-rollback on; the regression continues.
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    fs::write(s.ws.path("shipshape.toml"), config.replacen("enabled = false", "enabled = true", 1)).unwrap();
+    shipshape_ok(&s, &at(2 * HOUR), &["deploy", second.to_str().unwrap(), "--yes"]);
+    ingest(&s, &at(4 * HOUR), &events(2 * HOUR, 120, 10, 0.35, 4, 0.3, "live2"));
+    let mut auto = None;
+    let mut offset = 2 * HOUR + 10 * MINUTE;
+    while offset <= 4 * HOUR && auto.is_none() {
+        let (pass, code) = evaluate(&s, offset);
+        if code == 4 {
+            auto = Some(pass["pass"]["auto_rollback"].clone());
+        }
+        offset += 10 * MINUTE;
+    }
+    let auto = auto.expect("the monitor did not roll back");
+    assert_eq!(auto["outcome"], format!("rolled back to {first_id}").as_str());
+
+    // Status and history tell the story.
+    let status: Value = serde_json::from_str(&shipshape_ok(&s, &at(5 * HOUR), &["status", "--json"])).unwrap();
+    assert_eq!(status["active_release"]["release_id"], first_id.as_str());
+    assert_eq!(status["in_sync"], true);
+    let history: Value = serde_json::from_str(&shipshape_ok(&s, &at(5 * HOUR), &["history", "--json"])).unwrap();
+    let actions: Vec<(String, String)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap().to_string(), e["by"].as_str().unwrap().to_string()))
+        .collect();
+    let expected_actions = ["deploy", "deploy", "rollback", "deploy", "rollback"];
+    assert_eq!(actions.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(), expected_actions, "{history}");
+    assert_eq!(actions[4].1, "shipshape-monitor");
+    let analytics: Value = serde_json::from_str(&shipshape_ok(&s, &at(5 * HOUR), &["analytics", "--json"])).unwrap();
+    assert_eq!((analytics["30d"]["deploys"].as_u64(), analytics["30d"]["failed_deploys"].as_u64()), (Some(3), Some(2)));
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod watch;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -320,4 +322,20 @@ pub fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// Two releases: A, then B with a changed config, a tuned search space and a new notebook.
+pub fn two_releases(s: &Setup, a_time: &str, b_time: &str) -> (PathBuf, PathBuf) {
+    let a = s.release(a_time);
+    let config = fs::read_to_string(s.ws.path("src/app/config.py")).unwrap();
+    s.ws.write("src/app/config.py", config.replace("0.62", "0.64").as_bytes());
+    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    fs::write(
+        s.ws.path("notebooks/drift_report.ipynb"),
+        "{\"cells\": [], \"nbformat\": 4, \"nbformat_minor\": 5, \"metadata\": {}}\n",
+    )
+    .unwrap();
+    let b = s.release(b_time);
+    (a, b)
 }
