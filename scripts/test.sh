@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 # SHA-256), setpriv (running the binary as an unprivileged user to test unreadable files),
 # python3 (the example's checklist script and independent metric checks), ssh-keygen (SSH signature
 # interoperability), gpg and gpgv (OpenPGP interoperability), chromium and chromedriver (the
-# dashboard's end-to-end tests in a real headless browser).
+# dashboard's end-to-end tests in a real headless browser), curl (the API examples in docs/api.md).
 declare -A package_for=([git]=git [make]=make [sha256sum]=coreutils [setpriv]=util-linux [python3]=python3
   [ssh-keygen]=openssh-client [gpg]=gnupg [gpgv]=gpgv [gpgconf]=gnupg [chromium]=chromium
-  [chromedriver]=chromium-driver)
+  [chromedriver]=chromium-driver [curl]=curl)
 missing=()
 for tool in "${!package_for[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package_for[$tool]}")
