@@ -369,7 +369,7 @@ pub(crate) async fn post_rollback(State(state): State<Arc<AppState>>, headers: H
         }
         let note = request.note.filter(|n| !n.trim().is_empty());
         let reason = match note {
-            Some(note) => format!("dashboard: {}", note.chars().take(500).collect::<String>()),
+            Some(note) => note.chars().take(500).collect::<String>(),
             None => "rolled back from the dashboard".into(),
         };
         let rollback =
