@@ -162,13 +162,29 @@ fn workspace_is_found_from_a_subdirectory_and_with_dash_c() {
 fn help_lists_every_command_and_the_exit_codes() {
     let output = shipshape().arg("--help").assert().success();
     let text = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
-    for command in ["init", "audit", "manifest", "verify", "demo", "Exit codes", "-C <DIR>"] {
+    for command in
+        ["init", "audit", "manifest", "verify", "deploy", "serve", "analytics", "demo", "Exit codes", "-C <DIR>"]
+    {
         assert!(text.contains(command), "{command} missing from --help:\n{text}");
     }
-    for command in ["init", "audit", "manifest", "verify", "demo"] {
-        let output = shipshape().args([command, "--help"]).assert().success();
+    // Every subcommand clap knows has an example in its --help.
+    let commands: Vec<String> = text
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("Options:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ").filter(|l| !l.starts_with(' ')))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 20, "{commands:?}");
+    for command in &commands {
+        let output = shipshape().args([command.as_str(), "--help"]).assert().success();
         assert!(
-            String::from_utf8_lossy(&output.get_output().stdout).contains("Example:"),
+            String::from_utf8_lossy(&output.get_output().stdout).contains("Example"),
             "{command} --help has an example"
         );
     }
