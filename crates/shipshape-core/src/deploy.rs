@@ -904,7 +904,9 @@ fn run_phases(
     progress.start("deploying", plan.bytes());
     match target.mode {
         DeployMode::Copy => {
-            // Stage every changed file beside its destination.
+            // Stage every changed file beside its destination; keep the stat of each staged file whose
+            // own bytes were hashed.
+            let mut staged: BTreeMap<&str, FileStat> = BTreeMap::new();
             for (index, change) in plan.changes.iter().enumerate() {
                 let Some(hash) = change.new else { continue };
                 let rel = RelPath::new(&change.path).map_err(|rule| Error::invalid(&target.root, rule.to_string()))?;
@@ -913,7 +915,9 @@ fn run_phases(
                 if let Some(parent) = live.parent() {
                     create_dir_all_durable(parent)?;
                 }
-                stage_file(workspace, &hash, &temp)?;
+                if let Some(stat) = stage_file(workspace, &hash, &temp)? {
+                    staged.insert(change.path.as_str(), stat);
+                }
                 progress.advance(change.size);
                 failpoint(&format!("staging:{}", index + 1));
             }
@@ -940,14 +944,26 @@ fn run_phases(
                 sync_dir(&dir)?;
             }
             journal.phase("switched", now)?;
-            // Re-hash what was written (once), and record the stat cache for the next deploy.
+            // Check what was written, and record the stat cache for the next deploy. A file whose
+            // staged copy was hashed in place is proven by being that very file (same inode, size
+            // and modification time: a rename changes none of them); anything else is re-hashed.
             let cached = read_state(&target.state_path())?;
             let mut state = TargetState { release_id: Some(plan.to.release_id.clone()), files: BTreeMap::new() };
             let changed: BTreeMap<&str, &Change> = plan.changes.iter().map(|c| (c.path.as_str(), c)).collect();
             for (path, (hash, _)) in &plan.to.files {
                 let rel = RelPath::new(path).map_err(|rule| Error::invalid(&target.root, rule.to_string()))?;
                 let live = target.confined(&target.root, &rel)?;
-                if changed.contains_key(path.as_str()) {
+                let same_file = staged.get(path.as_str()).is_some_and(|stat| {
+                    fs::metadata(&live).is_ok_and(|meta| {
+                        meta.is_file()
+                            && meta.ino() == stat.ino
+                            && meta.len() == stat.size
+                            && meta.mtime() * 1_000_000_000 + meta.mtime_nsec() == stat.mtime_ns
+                    })
+                });
+                if changed.contains_key(path.as_str()) && same_file {
+                    state.files.insert(path.clone(), FileStat::of(&live, *hash)?);
+                } else if changed.contains_key(path.as_str()) {
                     let (actual, _) = hash_file(&live, &NoProgress)?;
                     if actual != *hash {
                         return Err(Error::Check(format!(
@@ -1008,18 +1024,31 @@ fn run_phases(
     Ok(None)
 }
 
-fn stage_file(workspace: &Workspace, hash: &Digest, temp: &Path) -> Result<()> {
+/// Stage one store object as `temp`: copied in the kernel and the copy hashed (or, where the kernel
+/// cannot copy, read, hashed and written in one pass), fsynced. Returns the staged file's stat when
+/// its own bytes were hashed — proof, after the rename, that the live file is the file hashed —
+/// or `None` when the source bytes were hashed on their way (the caller re-hashes after the switch).
+fn stage_file(workspace: &Workspace, hash: &Digest, temp: &Path) -> Result<Option<FileStat>> {
     let object = workspace.store().object_path(hash);
     let input = File::open(&object)
         .map_err(|e| Error::Check(format!("store object {hash} cannot be read ({e}): run `shipshape verify`")))?;
-    let output = OpenOptions::new().write(true).create(true).truncate(true).open(temp).at(temp, "creating")?;
-    let (digest, _) = crate::hash::copy_hash_pipelined(input, &output, &NoProgress).at(temp, "writing")?;
+    let output =
+        OpenOptions::new().read(true).write(true).create(true).truncate(true).open(temp).at(temp, "creating")?;
+    let (digest, destination_hashed) =
+        match crate::hash::copy_file_then_hash(&input, &output, &NoProgress).at(temp, "writing")? {
+            Some(digest) => (digest, true),
+            None => {
+                output.set_len(0).at(temp, "truncating")?;
+                (crate::hash::copy_hash_pipelined(&input, &output, &NoProgress).at(temp, "writing")?.0, false)
+            }
+        };
     if digest != *hash {
         return Err(Error::Check(format!(
-            "store object {hash} is corrupt (it hashes to {digest}); nothing was switched"
+            "store object {hash} is corrupt (its copy hashes to {digest}); nothing was switched"
         )));
     }
-    output.sync_all().at(temp, "syncing")
+    output.sync_all().at(temp, "syncing")?;
+    if destination_hashed { Ok(Some(FileStat::of(temp, *hash)?)) } else { Ok(None) }
 }
 
 /// What recovery did.

@@ -152,6 +152,79 @@ fn hash_pipelined(reader: impl Read + Send, progress: &dyn Progress) -> io::Resu
     copy_hash_pipelined(reader, io::sink(), progress)
 }
 
+/// Copy the file `input` into the empty file `output` in the kernel (`copy_file_range`: no copy
+/// through user space, a reflink where the filesystem can) while a second thread hashes what has
+/// landed in `output`, chunk by chunk, behind the copy. The digest is of the **destination's**
+/// bytes — what will be served — so a corrupt source, a bad copy or a short write all show as a
+/// mismatch. `Ok(None)` when the kernel cannot copy between these files (another filesystem type,
+/// an old kernel): the caller falls back to [`copy_hash_pipelined`].
+pub fn copy_file_then_hash(input: &File, output: &File, progress: &dyn Progress) -> io::Result<Option<Digest>> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 8 * 1024 * 1024;
+    let length = input.metadata()?.len();
+    // The copier reports how far the destination is complete; the channel closes when it stops.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
+    std::thread::scope(|scope| {
+        let copier = scope.spawn(move || -> io::Result<bool> {
+            let mut offset = 0u64;
+            while offset < length {
+                let want = (length - offset).min(CHUNK) as usize;
+                let (mut off_in, mut off_out) = (offset, offset);
+                let n = match rustix::fs::copy_file_range(input, Some(&mut off_in), output, Some(&mut off_out), want) {
+                    Ok(n) => n,
+                    Err(e)
+                        if offset == 0
+                            && matches!(
+                                e,
+                                rustix::io::Errno::XDEV
+                                    | rustix::io::Errno::NOSYS
+                                    | rustix::io::Errno::INVAL
+                                    | rustix::io::Errno::OPNOTSUPP
+                            ) =>
+                    {
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the source ended early"));
+                }
+                offset += n as u64;
+                let _ = done_tx.send(offset);
+            }
+            Ok(true)
+        });
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1024 * 1024];
+        let (mut hashed, mut ready) = (0u64, 0u64);
+        while hashed < length {
+            if ready <= hashed {
+                match done_rx.recv() {
+                    Ok(offset) => ready = offset,
+                    Err(_) => break, // the copier stopped: its result says why
+                }
+                continue;
+            }
+            let want = ((ready - hashed) as usize).min(buffer.len());
+            let n = output.read_at(&mut buffer[..want], hashed)?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the copy is shorter than it said"));
+            }
+            hasher.update(&buffer[..n]);
+            hashed += n as u64;
+            progress.advance(n as u64);
+        }
+        let complete = copier.join().map_err(|_| io::Error::other("the copying thread panicked"))??;
+        if !complete {
+            return Ok(None);
+        }
+        if hashed != length || output.metadata()?.len() != length {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the copy has a different length"));
+        }
+        Ok(Some(Digest(hasher.finalize().into())))
+    })
+}
+
 /// Copy `reader` to `writer` while hashing, on three threads — reading, hashing, writing — so that
 /// a large copy costs about as much as the slowest of the three, not their sum.
 pub fn copy_hash_pipelined(
@@ -280,6 +353,36 @@ pub fn verify_file(path: &Path, expected: &Digest, progress: &dyn Progress, read
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_copy_hashes_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        // Several chunks and a ragged end.
+        let data: Vec<u8> = (0..(17 * 1024 * 1024 + 123)).map(|i: u32| (i % 251) as u8).collect();
+        std::fs::write(&source, &data).unwrap();
+        let input = File::open(&source).unwrap();
+        let target = dir.path().join("target");
+        let output =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&target).unwrap();
+        let digest = copy_file_then_hash(&input, &output, &NoProgress).unwrap().expect("same filesystem");
+        assert_eq!(digest, Digest::of(&data));
+        assert_eq!(std::fs::read(&target).unwrap(), data);
+        // An empty file.
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        let output = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("e2"))
+            .unwrap();
+        assert_eq!(
+            copy_file_then_hash(&File::open(&empty).unwrap(), &output, &NoProgress).unwrap(),
+            Some(Digest::of(b""))
+        );
+    }
 
     // FIPS 180-2 test vectors.
     #[test]
