@@ -4,6 +4,20 @@
 // Doc comments in cli.rs are the --help text people read, written for a terminal, not rustdoc.
 #![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
+/// `println!` that never panics: when standard output is closed (a reader such as `head` or
+/// `grep -q` stopped early) the line is dropped and the command carries on to its end — a deploy
+/// whose plan could not be printed is still finished or refused properly, never cut in half.
+macro_rules! println {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 mod context;

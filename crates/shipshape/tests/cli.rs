@@ -333,3 +333,17 @@ fn example_ci_workflow_parses_and_stops_before_deploy() {
         steps.iter().find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/upload-artifact"))).unwrap();
     assert!(upload["with"]["path"].as_str().unwrap().contains("release/manifests/"));
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_a_panic() {
+    // `true` exits at once; shipshape then writes into a closed pipe (EPIPE).
+    let ws = Workspace::example();
+    let binary = assert_cmd::cargo::cargo_bin("shipshape");
+    for command in ["history", "status", "analytics", "analytics --json", "alerts"] {
+        let script = format!("(sleep 0.3; exec {} -C {} {command}) | true", binary.display(), ws.root.display());
+        let output = Command::new("bash").args(["-o", "pipefail", "-c", &script]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{command}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{command}: {stderr}");
+    }
+}
