@@ -127,6 +127,20 @@ seconds() { # run a command once (after flushing earlier writes), print its wall
 }
 
 # A workspace of 1 x 1 GiB model + 200 small configs, one approver, deploying into $1/prod ($2 mode).
+one_approver() { # dir: a policy of one release-manager and a key for it, made now
+  local dir=$1
+  cat >"$dir/ws/release/policy.yaml" <<YAML
+schema_version: 1
+roles: {release-manager: {display_name: Release Manager}}
+release_types:
+  major: [{roles: [release-manager], count: 1}]
+  minor: [{roles: [release-manager], count: 1}]
+  hotfix: [{roles: [release-manager], count: 1}]
+YAML
+  ssh-keygen -q -t ed25519 -N '' -C bench -f "$dir/key"
+  echo "bench@example.com $(cat "$dir/key.pub")" >"$dir/ws/release/allowed_signers"
+}
+
 deploy_workspace() {
   local dir=$1 mode=$2
   rm -rf "$dir" && mkdir -p "$dir/ws/data/models" "$dir/ws/configs" "$dir/ws/release"
@@ -141,16 +155,7 @@ include = ["data/models/*.bin"]
 target = "../prod"
 mode = "$mode"
 TOML
-  cat >"$dir/ws/release/policy.yaml" <<YAML
-schema_version: 1
-roles: {release-manager: {display_name: Release Manager}}
-release_types:
-  major: [{roles: [release-manager], count: 1}]
-  minor: [{roles: [release-manager], count: 1}]
-  hotfix: [{roles: [release-manager], count: 1}]
-YAML
-  ssh-keygen -q -t ed25519 -N '' -C bench -f "$dir/key"
-  echo "bench@example.com $(cat "$dir/key.pub")" >"$dir/ws/release/allowed_signers"
+  one_approver "$dir"
 }
 
 release_in() { # dir time: audit, manifest, approve
@@ -390,16 +395,7 @@ baseline = "trailing"
 [deploy]
 target = "../prod"
 TOML
-  cat >"$dir/ws/release/policy.yaml" <<YAML
-schema_version: 1
-roles: {release-manager: {display_name: Release Manager}}
-release_types:
-  major: [{roles: [release-manager], count: 1}]
-  minor: [{roles: [release-manager], count: 1}]
-  hotfix: [{roles: [release-manager], count: 1}]
-YAML
-  ssh-keygen -q -t ed25519 -N '' -C bench -f "$dir/key"
-  echo "bench@example.com $(cat "$dir/key.pub")" >"$dir/ws/release/allowed_signers"
+  one_approver "$dir"
 }
 
 case "$which" in

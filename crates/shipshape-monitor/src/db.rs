@@ -592,24 +592,6 @@ impl Db {
         Ok(self.alerts_where("id = ?1", params![id], 1)?.into_iter().next())
     }
 
-    /// Events per strategy (for reporting unknown strategies).
-    pub fn strategies(&self) -> Result<Vec<(String, u64)>> {
-        let error = sql_error(&self.path, "reading strategies");
-        let mut statement =
-            self.conn.prepare("SELECT DISTINCT strategy FROM hours ORDER BY strategy").map_err(&error)?;
-        let names: Vec<String> = statement
-            .query_map([], |row| row.get(0))
-            .map_err(&error)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(&error)?;
-        let mut out = Vec::new();
-        for name in names {
-            let stats = self.window(None, &name, i64::MIN / 4, i64::MAX / 4)?;
-            out.push((name, stats.events));
-        }
-        Ok(out)
-    }
-
     /// The connection (for the monitor's own queries).
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn

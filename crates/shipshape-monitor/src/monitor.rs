@@ -13,11 +13,12 @@ use shipshape_core::clock::Time;
 use shipshape_core::config::{BaselineSource, MonitoringConfig};
 use shipshape_core::events::{Format, MAX_LINE};
 use shipshape_core::hash::NoProgress;
+use shipshape_core::paths::RelPath;
 use shipshape_core::registry::{self, ReleaseInfo};
 use shipshape_core::workspace::Workspace;
 use shipshape_core::{Error, Result, deploy};
+use shipshape_metrics::SharpeUnit;
 use shipshape_metrics::event::{CsvHeader, EventError, EventRef, parse_json_line};
-use shipshape_metrics::{MetricValue, SharpeUnit};
 
 use crate::alert::{self, Effect, NotifyReason, Seconds, State};
 use crate::db::{Db, NewEvent, content_id, sql_error};
@@ -335,54 +336,59 @@ impl Monitor {
         Ok(ReadContext { known, last_eval, horizon, skew: self.config.max_clock_skew.0 })
     }
 
-    /// Each metric's baseline for `release`.
+    /// Each metric's baseline for `release` (cached per activation), from `[monitoring] baseline`.
     pub fn baselines(&mut self, info: &ReleaseInfo) -> Result<BTreeMap<String, Option<f64>>> {
         let key = format!("{}@{}", info.release_id, info.deployment_timestamp.unix_seconds());
         if let Some(found) = self.baselines.get(&key) {
             return Ok(found.clone());
         }
-        let mut out = BTreeMap::new();
-        match self.config.baseline {
-            BaselineSource::Validation => {
-                let manifest = shipshape_core::manifest::load(&info.manifest_path.under(&self.workspace.root))?;
-                let bundle = manifest.manifest.audit_bundle.under(&self.workspace.root);
-                let validation = match shipshape_core::validate::read(&bundle)? {
-                    Some((validation, bytes)) => {
-                        // Checked on every read: the validation must be the one the manifest recorded.
-                        if manifest.manifest.validation.sha256 != Some(shipshape_core::hash::Digest::of(&bytes)) {
-                            return Err(Error::invalid(
-                                bundle.join("validation.yaml"),
-                                format!(
-                                    "does not match the hash recorded in {}: the baseline cannot be trusted",
-                                    info.manifest_path
-                                ),
-                            ));
-                        }
-                        validation.backtest
-                    }
-                    None => None,
-                };
-                for policy in &self.policies {
-                    let value =
-                        validation.as_ref().and_then(|backtest| match backtest.statistics.get(&policy.strategy) {
-                            Some(stats) => policy.kind.compute(stats, backtest.confidence, self.unit).value,
-                            None => backtest.metrics.get(&policy.name).and_then(|m| m.value),
-                        });
-                    out.insert(policy.name.clone(), value);
-                }
-            }
-            BaselineSource::Trailing => {
-                let deployed = info.deployment_timestamp.unix_seconds();
-                let from = deployed - self.config.baseline_window.0.seconds();
-                for policy in &self.policies {
-                    let stats = self.db.window(None, &policy.strategy, from, deployed)?;
-                    let value = policy.kind.compute(&stats, 0.95, self.unit);
-                    let enough = value.samples >= u64::from(self.config.min_samples.0);
-                    out.insert(policy.name.clone(), value.value.filter(|_| enough));
-                }
-            }
-        }
+        let out = match self.config.baseline {
+            BaselineSource::Validation => self.validation_baselines(&info.manifest_path)?,
+            BaselineSource::Trailing => self.trailing_baselines(info.deployment_timestamp.unix_seconds())?,
+        };
         self.baselines.insert(key, out.clone());
+        Ok(out)
+    }
+
+    /// Baselines from the validation backtest of the manifest at `manifest_path` (relative to the
+    /// workspace), checked against the hash the manifest recorded.
+    pub fn validation_baselines(&self, manifest_path: &RelPath) -> Result<BTreeMap<String, Option<f64>>> {
+        let manifest = shipshape_core::manifest::load(&manifest_path.under(&self.workspace.root))?;
+        let bundle = manifest.manifest.audit_bundle.under(&self.workspace.root);
+        let validation = match shipshape_core::validate::read(&bundle)? {
+            Some((validation, bytes)) => {
+                // Checked on every read: the validation must be the one the manifest recorded.
+                if manifest.manifest.validation.sha256 != Some(shipshape_core::hash::Digest::of(&bytes)) {
+                    return Err(Error::invalid(
+                        bundle.join("validation.yaml"),
+                        format!("does not match the hash recorded in {manifest_path}: the baseline cannot be trusted"),
+                    ));
+                }
+                validation.backtest
+            }
+            None => None,
+        };
+        let mut out = BTreeMap::new();
+        for policy in &self.policies {
+            let value = validation.as_ref().and_then(|backtest| match backtest.statistics.get(&policy.strategy) {
+                Some(stats) => policy.kind.compute(stats, backtest.confidence, self.unit).value,
+                None => backtest.metrics.get(&policy.name).and_then(|m| m.value),
+            });
+            out.insert(policy.name.clone(), value);
+        }
+        Ok(out)
+    }
+
+    /// Baselines from the events of the `baseline_window` before `deployed` (none below `min_samples`).
+    pub fn trailing_baselines(&self, deployed: Seconds) -> Result<BTreeMap<String, Option<f64>>> {
+        let from = deployed - self.config.baseline_window.0.seconds();
+        let mut out = BTreeMap::new();
+        for policy in &self.policies {
+            let stats = self.db.window(None, &policy.strategy, from, deployed)?;
+            let value = policy.kind.compute(&stats, 0.95, self.unit);
+            let enough = value.samples >= u64::from(self.config.min_samples.0);
+            out.insert(policy.name.clone(), value.value.filter(|_| enough));
+        }
         Ok(out)
     }
 
@@ -909,14 +915,6 @@ fn verdict_name(verdict: &Verdict) -> &'static str {
         Verdict::Healthy { .. } => "healthy",
         Verdict::Breach { severity: Severity::Warning, .. } => "breach_warning",
         Verdict::Breach { severity: Severity::Critical, .. } => "breach_critical",
-    }
-}
-
-/// A metric value for display: `0.5230 [0.51, 0.54] n=3600`.
-pub fn describe_value(value: &MetricValue) -> String {
-    match value.value {
-        Some(v) => format!("{v:.4} (n={})", value.samples),
-        None => format!("n/a (n={})", value.samples),
     }
 }
 

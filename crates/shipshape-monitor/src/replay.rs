@@ -79,7 +79,14 @@ pub fn replay(
         .query_row("SELECT max(ts) FROM events", [], |row| row.get(0))
         .map_err(crate::db::sql_error(Path::new(":memory:"), "reading"))?;
     let validation = match source_kind {
-        BaselineSource::Validation => newest_validation_baselines(&mut monitor)?,
+        BaselineSource::Validation => match shipshape_core::manifest::newest_path(&monitor.workspace) {
+            Ok(path) => {
+                let manifest = shipshape_core::paths::RelPath::from_walk(&monitor.workspace.root, &path)
+                    .map_err(|rule| shipshape_core::Error::invalid(&path, rule.to_string()))?;
+                Some(monitor.validation_baselines(&manifest)?)
+            }
+            Err(_) => None, // no manifest yet: the events before each deploy
+        },
         BaselineSource::Trailing => None,
     };
     let heightened = i64::from(monitor.config().heightened_hours.0) * 3600;
@@ -90,7 +97,7 @@ pub fn replay(
     for (at, id) in times.iter().zip(&ids) {
         let baselines = match &validation {
             Some(baselines) => baselines.clone(),
-            None => trailing(&monitor, *at)?,
+            None => monitor.trailing_baselines(*at)?,
         };
         releases.push(ReplayRelease {
             release_id: id.clone(),
@@ -140,36 +147,4 @@ pub fn replay(
         at += interval;
     }
     Ok(report)
-}
-
-/// Baselines from the validation of the newest manifest in the workspace, if there is one.
-fn newest_validation_baselines(monitor: &mut Monitor) -> Result<Option<BTreeMap<String, Option<f64>>>> {
-    let Ok(path) = shipshape_core::manifest::newest_path(&monitor.workspace) else { return Ok(None) };
-    let loaded = shipshape_core::manifest::load(&path)?;
-    let manifest_path = shipshape_core::paths::RelPath::from_walk(&monitor.workspace.root, &path)
-        .map_err(|rule| shipshape_core::Error::invalid(&path, rule.to_string()))?;
-    let info = shipshape_core::registry::ReleaseInfo {
-        release_id: loaded.manifest.release_id.clone(),
-        deployment_timestamp: loaded.manifest.created,
-        manifest_path,
-        heightened_monitoring_active: false,
-        heightened_monitoring_end: loaded.manifest.created,
-        heightened_hours: 0,
-        deployer: String::new(),
-        environment: String::new(),
-        activated_by: String::new(),
-    };
-    Ok(Some(monitor.baselines(&info)?))
-}
-
-fn trailing(monitor: &Monitor, deployed: Seconds) -> Result<BTreeMap<String, Option<f64>>> {
-    let from = deployed - monitor.config().baseline_window.0.seconds();
-    let mut out = BTreeMap::new();
-    for policy in &monitor.policies {
-        let stats = monitor.db.window(None, &policy.strategy, from, deployed)?;
-        let value = policy.kind.compute(&stats, 0.95, monitor.unit());
-        let enough = value.samples >= u64::from(monitor.config().min_samples.0);
-        out.insert(policy.name.clone(), value.value.filter(|_| enough));
-    }
-    Ok(out)
 }

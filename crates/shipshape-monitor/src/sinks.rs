@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shipshape_core::Result;
 use shipshape_core::config::SinkConfig;
 use shipshape_core::http::{Url, post_json};
-use shipshape_core::{Error, Result};
 
 use crate::alert::{NotifyReason, Seconds};
 use crate::db::Db;
@@ -209,16 +209,6 @@ pub fn deliver(
 /// The wall clock in unix seconds.
 pub fn wall_seconds() -> Seconds {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as Seconds).unwrap_or(0)
-}
-
-/// A sink's configuration error, naming it.
-pub fn check_sinks(sinks: &[SinkConfig], config: &Path) -> Result<()> {
-    for sink in sinks {
-        if let SinkConfig::Webhook { url, .. } | SinkConfig::Alertmanager { url, .. } = sink {
-            Url::parse(url).map_err(|reason| Error::invalid(config, format!("monitoring.sinks: `{url}`: {reason}")))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
