@@ -23,7 +23,7 @@
 //! **Failpoints.** In debug builds only, `SHIPSHAPE_FAILPOINT=<name>` aborts the process at that step
 //! (as `kill -9` would), so tests can prove recovery from every step.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
@@ -163,7 +163,7 @@ impl Target {
 
 /// What is known of a file that was written: enough to see later, without re-hashing, that it is
 /// untouched (the way git's index does).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileStat {
     /// Content hash when written.
@@ -180,24 +180,33 @@ pub struct FileStat {
 
 impl FileStat {
     fn of(path: &Path, hash: Digest) -> Result<FileStat> {
-        let meta = fs::metadata(path).at(path, "reading metadata")?;
-        Ok(FileStat {
+        Ok(FileStat::from_meta(&fs::metadata(path).at(path, "reading metadata")?, hash))
+    }
+
+    fn from_meta(meta: &fs::Metadata, hash: Digest) -> FileStat {
+        FileStat {
             hash,
             size: meta.len(),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
             ino: meta.ino(),
-        })
+        }
+    }
+
+    /// The same file, same size and mtime; the ctime is compared by the caller.
+    fn same_but_ctime(&self, meta: &fs::Metadata) -> bool {
+        meta.is_file()
+            && meta.len() == self.size
+            && meta.mtime() * 1_000_000_000 + meta.mtime_nsec() == self.mtime_ns
+            && meta.ino() == self.ino
+    }
+
+    fn matches(&self, meta: &fs::Metadata) -> bool {
+        self.same_but_ctime(meta) && meta.ctime() * 1_000_000_000 + meta.ctime_nsec() == self.ctime_ns
     }
 
     fn still_matches(&self, path: &Path) -> bool {
-        fs::metadata(path).is_ok_and(|meta| {
-            meta.is_file()
-                && meta.len() == self.size
-                && meta.mtime() * 1_000_000_000 + meta.mtime_nsec() == self.mtime_ns
-                && meta.ctime() * 1_000_000_000 + meta.ctime_nsec() == self.ctime_ns
-                && meta.ino() == self.ino
-        })
+        fs::metadata(path).is_ok_and(|meta| self.matches(&meta))
     }
 }
 
@@ -518,6 +527,18 @@ fn converge_copy(
     Ok(state)
 }
 
+/// Every file stat recorded in the states of a symlink target's release directories. A link moves
+/// the ctime of the inode it shares, and the release that made the link records the new one.
+fn recorded_stats(target: &Target) -> HashSet<FileStat> {
+    let Ok(entries) = fs::read_dir(target.releases()) else { return HashSet::new() };
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".state.yaml"))
+        .filter_map(|entry| read_state(&entry.path()).ok())
+        .flat_map(|state| state.files.into_values())
+        .collect()
+}
+
 /// Materialise a whole release under `.shipshape/releases/<id>/` (symlink mode), hard-linking files
 /// unchanged since `previous` and copying the rest from the store. Idempotent.
 fn materialise_release(
@@ -530,11 +551,33 @@ fn materialise_release(
     let final_dir = target.release_dir(&release.release_id);
     let state_path = final_dir.with_extension("state.yaml");
     if final_dir.is_dir() && state_path.exists() {
-        let state = read_state(&state_path)?;
+        let mut state = read_state(&state_path)?;
+        // A file shared with later releases had its ctime moved by their links: it is intact if
+        // the state written after the newest link (another release's) records it as it is now.
+        let mut recorded: Option<HashSet<FileStat>> = None;
+        let mut refreshed = false;
         let intact = release.files.iter().all(|(path, (hash, _))| {
-            state.files.get(path).is_some_and(|s| s.hash == *hash && s.still_matches(&final_dir.join(path)))
+            let (Some(stat), Ok(meta)) = (state.files.get_mut(path), fs::metadata(final_dir.join(path))) else {
+                return false;
+            };
+            if stat.hash != *hash || !stat.same_but_ctime(&meta) {
+                return false;
+            }
+            if stat.matches(&meta) {
+                return true;
+            }
+            let now = FileStat::from_meta(&meta, *hash);
+            if !recorded.get_or_insert_with(|| recorded_stats(target)).contains(&now) {
+                return false;
+            }
+            *stat = now;
+            refreshed = true;
+            true
         });
         if intact {
+            if refreshed {
+                write_state(&state_path, &state)?;
+            }
             return Ok(());
         }
         // Damaged or changed: rebuild it.

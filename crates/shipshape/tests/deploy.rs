@@ -323,3 +323,48 @@ fn status_reports_drift_and_deploy_needs_confirmation() {
     assert_eq!(json["monitoring_mode"], "normal");
     assert_eq!(json["in_sync"], false);
 }
+
+/// Symlink mode keeps every release's directory, sharing unchanged files by hard links — and each
+/// link moves the shared inode's ctime. Rolling back to any earlier release (not only the one just
+/// replaced) must still find its directory intact and switch by one rename, without copying a byte;
+/// while a file edited in place behind shipshape's back (size and mtime restored, so only its ctime
+/// tells) is still caught, and its release rebuilt from the store.
+#[test]
+fn symlink_rollback_to_any_earlier_release_reuses_its_directory() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Setup::new("symlink");
+    let (a, b) = two_releases(&s, A, B);
+    let config = fs::read_to_string(s.ws.path("src/app/config.py")).unwrap();
+    s.ws.write("src/app/config.py", config.replace("0.64", "0.66").as_bytes());
+    let c = s.release(LATER);
+    for (manifest, at) in [(&a, A), (&b, B), (&c, LATER)] {
+        assert!(s.deploy(at, manifest).status.success());
+    }
+    let id_a = yaml_value(&a)["release_id"].as_str().unwrap().to_string();
+    let dir_a = s.target.join(".shipshape/releases").join(&id_a);
+    let inodes = |dir: &Path| -> Vec<(String, u64)> {
+        files_of(&a).keys().map(|p| (p.clone(), fs::metadata(dir.join(p)).unwrap().ino())).collect()
+    };
+    let before = inodes(&dir_a);
+    let later = "2025-10-12T22:00:00+05:30";
+    let output = s.shipshape(later, &["rollback", "--to", &id_a, "--yes"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    s.assert_holds(&a, &c);
+    assert_eq!(inodes(&dir_a), before, "A's directory was rebuilt instead of switched to");
+    let status = s.shipshape(later, &["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("in sync"), "{}", String::from_utf8_lossy(&status.stdout));
+
+    // An in-place edit of B's copy of the shared search space, with its size and mtime put back.
+    let id_b = yaml_value(&b)["release_id"].as_str().unwrap().to_string();
+    let edited = s.target.join(".shipshape/releases").join(&id_b).join("search_space.yaml");
+    let meta = fs::metadata(&edited).unwrap();
+    util::make_writable(&edited);
+    let original = fs::read(&edited).unwrap();
+    let mut tampered = original.clone();
+    tampered[0] ^= 0x20;
+    fs::write(&edited, &tampered).unwrap();
+    fs::File::options().write(true).open(&edited).unwrap().set_modified(meta.modified().unwrap()).unwrap();
+    let output = s.shipshape("2025-10-12T23:00:00+05:30", &["rollback", "--to", &id_b, "--yes"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    s.assert_holds(&b, &a);
+}
