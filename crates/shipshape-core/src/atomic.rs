@@ -30,6 +30,94 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir, "syncing directory")
 }
 
+/// Ask the kernel to start writing `file`'s dirty pages in `offset..offset + len` to disk now, without
+/// waiting (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): a large copy's writeback then runs while the
+/// copy goes on, and the final fsync has little left to wait for. Purely a hint: errors are ignored
+/// (the fsync reports them).
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+    // SAFETY: a plain system call on an open descriptor with integer arguments; no memory is shared.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Files fsynced on a few threads while the caller goes on writing others. One fsync after another
+/// each waits for a journal commit and a disk flush of its own; fsyncs in flight together share them.
+/// [`Syncer::finish`] waits for all and returns the first failure, naming the file.
+pub struct Syncer {
+    sender: Option<std::sync::mpsc::SyncSender<(File, PathBuf)>>,
+    workers: Vec<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Syncer {
+    /// Threads that fsync (the work is waiting on the disk, not the CPU).
+    const THREADS: usize = 8;
+
+    /// Start the threads.
+    pub fn new() -> Syncer {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<(File, PathBuf)>(Self::THREADS * 4);
+        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+        let workers = (0..Self::THREADS)
+            .map(|_| {
+                let receiver = std::sync::Arc::clone(&receiver);
+                std::thread::spawn(move || -> Result<()> {
+                    let mut outcome = Ok(());
+                    loop {
+                        let next = match receiver.lock() {
+                            Ok(receiver) => receiver.recv(),
+                            Err(_) => return outcome,
+                        };
+                        let Ok((file, path)) = next else { return outcome };
+                        if outcome.is_ok() {
+                            outcome = file.sync_all().at(&path, "syncing");
+                        }
+                    }
+                })
+            })
+            .collect();
+        Syncer { sender: Some(sender), workers }
+    }
+
+    /// fsync `file` (written at `path`) soon.
+    pub fn push(&self, file: File, path: PathBuf) {
+        if let Some(sender) = &self.sender {
+            // A send fails only once every worker is gone, which `finish` reports.
+            let _ = sender.send((file, path));
+        }
+    }
+
+    /// Wait until every pushed file is on disk.
+    pub fn finish(mut self) -> Result<()> {
+        self.sender = None;
+        let mut outcome = Ok(());
+        for worker in std::mem::take(&mut self.workers) {
+            let result = worker.join().unwrap_or_else(|_| Err(Error::Check("an fsync thread panicked".into())));
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
+    }
+}
+
+impl Default for Syncer {
+    fn default() -> Self {
+        Syncer::new()
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.sender = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
 /// Create `dir` and any missing parents, fsyncing each parent whose entries changed.
 pub fn create_dir_all_durable(dir: &Path) -> Result<()> {
     if dir.is_dir() {
@@ -131,6 +219,34 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut temp = TempFile::beside(path)?;
     temp.file().write_all(bytes).at(temp.path(), "writing")?;
     temp.persist(path, false)
+}
+
+/// Atomically replace several files, each with its bytes: every one is written to a temporary
+/// file and fsynced (together: one wait for the disk instead of one per file), then renamed into
+/// place, and each directory involved is fsynced once. Each file on its own is old or new after a
+/// crash; callers that need all or none (the registry) redo the whole set on recovery.
+pub fn write_atomic_all(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
+    let mut temps = Vec::with_capacity(files.len());
+    for (path, bytes) in files {
+        let mut temp = TempFile::beside(path)?;
+        temp.file().write_all(bytes).at(temp.path(), "writing")?;
+        temps.push(temp);
+    }
+    std::thread::scope(|scope| {
+        let syncing: Vec<_> = temps.iter().skip(1).map(|temp| scope.spawn(move || temp.finish(false))).collect();
+        let first = temps.first().map_or(Ok(()), |temp| temp.finish(false));
+        syncing.into_iter().fold(first, |outcome, handle| {
+            let synced = handle.join().unwrap_or_else(|_| Err(Error::Check("an fsync thread panicked".into())));
+            outcome.and(synced)
+        })
+    })?;
+    let mut dirs = std::collections::BTreeSet::new();
+    for (mut temp, (path, _)) in temps.into_iter().zip(files) {
+        fs::rename(&temp.path, path).at(path, "renaming into place")?;
+        temp.persisted = true;
+        dirs.insert(path.parent().unwrap_or_else(|| Path::new(".")).to_path_buf());
+    }
+    dirs.iter().try_for_each(|dir| sync_dir(dir))
 }
 
 /// Atomically create `path` with `bytes`; `Ok(false)` if it already exists (nothing written).

@@ -153,9 +153,25 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Time {
         let instant = Timestamp::now();
-        let offset = TimeZone::system().to_offset(instant);
+        let offset = system_zone().to_offset(instant);
         Time { instant, offset }
     }
+}
+
+/// The system's time zone, looked up once. Without `TZ`, `/etc/localtime` is read as the TZif file
+/// it is: `TimeZone::system()` would first list the whole zoneinfo database to name the zone, a
+/// millisecond or two that every command paid at start, for a name shipshape never shows.
+pub fn system_zone() -> &'static TimeZone {
+    static ZONE: std::sync::OnceLock<TimeZone> = std::sync::OnceLock::new();
+    ZONE.get_or_init(|| {
+        if std::env::var_os("TZ").is_none()
+            && let Ok(bytes) = std::fs::read("/etc/localtime")
+            && let Ok(zone) = TimeZone::tzif("localtime", &bytes)
+        {
+            return zone;
+        }
+        TimeZone::system()
+    })
 }
 
 /// A clock pinned to one instant (tests, drills, `SHIPSHAPE_NOW`).

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{create_dir_all_durable, sync_dir};
+use crate::atomic::{Syncer, create_dir_all_durable, sync_dir};
 use crate::clock::Time;
 use crate::config::{DeployMode, PostDeployCheck};
 use crate::error::{Error, IoContext, Result};
@@ -224,30 +224,26 @@ fn read_state(path: &Path) -> Result<TargetState> {
     if !path.exists() {
         return Ok(TargetState::default());
     }
-    let (state, _): (TargetState, Vec<u8>) = crate::yaml::read(path)?;
-    Ok(state)
+    crate::yaml::read_cache(path)
 }
 
+/// The stat cache: what shipshape last wrote at the target (or in one release directory). Do not edit.
 fn write_state(path: &Path, state: &TargetState) -> Result<()> {
     if let Some(parent) = path.parent() {
         create_dir_all_durable(parent)?;
     }
-    let text = format!(
-        "# What shipshape last wrote here (hash and stat per file). Do not edit.\n{}",
-        crate::yaml::to_string(state)?
-    );
-    crate::atomic::write_atomic(path, text.as_bytes())
+    crate::yaml::write_cache(path, state)
 }
 
 /// The hash of the file at `path` now: from the stat cache when the file is untouched, else re-hashed.
 fn observed(path: &Path, cached: Option<&FileStat>) -> Result<Option<Digest>> {
-    match fs::symlink_metadata(path) {
+    let meta = match fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).at(path, "reading metadata"),
         Ok(meta) if !meta.is_file() => return Ok(Some(Digest([0; 32]))), // not a regular file: never equal
-        Ok(_) => {}
-    }
-    if let Some(stat) = cached.filter(|s| s.still_matches(path)) {
+        Ok(meta) => meta,
+    };
+    if let Some(stat) = cached.filter(|s| s.matches(&meta)) {
         return Ok(Some(stat.hash));
     }
     Ok(Some(hash_file(path, &NoProgress)?.0))
@@ -263,6 +259,9 @@ pub struct ReleaseFiles {
     pub manifest: RelPath,
     /// path → (hash, size).
     pub files: BTreeMap<String, (Digest, u64)>,
+    /// The release its manifest names as previous (its rollback plan's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<ReleaseId>,
 }
 
 impl ReleaseFiles {
@@ -271,7 +270,12 @@ impl ReleaseFiles {
         let manifest = RelPath::from_walk(&workspace.root, &loaded.path)
             .map_err(|rule| Error::invalid(&loaded.path, format!("manifest path: {rule}")))?;
         let files = loaded.manifest.artifacts.iter().map(|(_, a)| (a.path.to_string(), (a.hash, a.size))).collect();
-        Ok(ReleaseFiles { release_id: loaded.manifest.release_id.clone(), manifest, files })
+        Ok(ReleaseFiles {
+            release_id: loaded.manifest.release_id.clone(),
+            manifest,
+            files,
+            rollback_to: loaded.manifest.rollback_plan.previous_release_id.clone(),
+        })
     }
 }
 
@@ -434,9 +438,21 @@ impl Journal {
         Ok(())
     }
 
+    /// Record how the transaction ended and retire the journal to `done/`.
     fn outcome(&mut self, outcome: &str, reason: Option<String>, now: Time) -> Result<()> {
-        self.append(&Record::Outcome { outcome: outcome.into(), reason, at: now })
+        self.append(&Record::Outcome { outcome: outcome.into(), reason, at: now })?;
+        retire(&self.path)
     }
+}
+
+/// Move a finished journal to `journal/done/`, so that recovery, which every mutating command runs
+/// first, reads only unfinished ones. The move need not be durable: a finished journal left behind
+/// by a crash has its outcome, and the next recovery moves it.
+fn retire(path: &Path) -> Result<()> {
+    let Some((dir, name)) = path.parent().zip(path.file_name()) else { return Ok(()) };
+    let done = dir.join("done");
+    create_dir_all_durable(&done)?;
+    fs::rename(path, done.join(name)).at(path, "moving the finished journal to done/")
 }
 
 fn read_journal(path: &Path) -> Result<(Plan, Vec<String>, Option<String>)> {
@@ -465,7 +481,7 @@ fn materialise(workspace: &Workspace, hash: &Digest, destination: &Path, txid: &
         create_dir_all_durable(parent)?;
     }
     let temp = temp_name(destination, txid);
-    if let Err(e) = stage_file(workspace, hash, &temp) {
+    if let Err(e) = stage_file(workspace, hash, &temp).and_then(|(_, file)| file.sync_all().at(&temp, "syncing")) {
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
@@ -593,11 +609,19 @@ fn materialise_release(
         previous.map(|p| read_state(&target.release_dir(&p.release_id).with_extension("state.yaml"))).transpose()?;
     let mut state = TargetState { release_id: Some(release.release_id.clone()), files: BTreeMap::new() };
     let mut relinked = Vec::new();
+    // The staging directory is the temporary: files are written at their final names in it, fsynced
+    // together (with every directory made in it) before it is renamed into place.
+    let syncer = Syncer::new();
+    let mut dirs = BTreeSet::new();
     for (index, (path, (hash, _))) in release.files.iter().enumerate() {
         let rel = RelPath::new(path).map_err(|rule| Error::invalid(&target.root, format!("{path}: {rule}")))?;
         let destination = rel.under(&staging);
         if let Some(parent) = destination.parent() {
             fs::create_dir_all(parent).at(parent, "creating")?;
+            let mut dir = parent;
+            while dir != staging && dirs.insert(dir.to_path_buf()) {
+                dir = dir.parent().unwrap_or(&staging);
+            }
         }
         let reused = previous.zip(previous_state.as_ref()).and_then(|(p, ps)| {
             let source = target.release_dir(&p.release_id).join(path);
@@ -610,13 +634,21 @@ fn materialise_release(
                 relinked.push((path.clone(), *hash, source))
             }
             _ => {
-                materialise(workspace, hash, &destination, txid)?;
+                let (stat, file) = stage_file(workspace, hash, &destination)?;
+                if stat.is_none() {
+                    // The source's bytes were hashed on their way here: hash what landed.
+                    crate::hash::verify_file(&destination, hash, &NoProgress, true)?;
+                }
+                syncer.push(file, destination.clone());
             }
         }
         state.files.insert(path.clone(), FileStat::of(&destination, *hash)?);
         failpoint(&format!("staging:{}", index + 1));
     }
-    File::open(&staging).and_then(|d| d.sync_all()).at(&staging, "syncing")?;
+    for dir in dirs.into_iter().chain([staging.clone()]) {
+        syncer.push(File::open(&dir).at(&dir, "opening")?, dir);
+    }
+    syncer.finish()?;
     fs::rename(&staging, &final_dir).at(&final_dir, "renaming into place")?;
     // The stat cache records the final paths' inodes (unchanged by the rename).
     write_state(&state_path, &state)?;
@@ -738,24 +770,24 @@ pub fn plan(
     );
     let mut changes = Vec::new();
     let mut unchanged = 0;
-    let (base, state_path) = match target.mode {
-        DeployMode::Copy => (target.root.clone(), target.state_path()),
-        DeployMode::Symlink => {
-            // What a switch changes is the set; files shared with the active release are linked.
-            let dir =
-                from.as_ref().map(|f| target.release_dir(&f.release_id)).unwrap_or_else(|| target.releases().join("-"));
-            (dir.clone(), dir.with_extension("state.yaml"))
+    // What is there now, per path: in copy mode the target's own files (through the stat cache);
+    // in symlink mode the switch replaces the whole set, so the difference between the two
+    // releases' manifests (their directories are checked when materialised and after the switch).
+    let cached = match target.mode {
+        DeployMode::Copy => read_state(&target.state_path())?,
+        DeployMode::Symlink => TargetState::default(),
+    };
+    let now_at = |path: &str| -> Result<Option<Digest>> {
+        match target.mode {
+            DeployMode::Copy => {
+                let rel = RelPath::new(path).map_err(|rule| Error::invalid(&target.root, format!("{path}: {rule}")))?;
+                observed(&target.confined(&target.root, &rel)?, cached.files.get(path))
+            }
+            DeployMode::Symlink => Ok(from.as_ref().and_then(|f| f.files.get(path)).map(|(hash, _)| *hash)),
         }
     };
-    let cached = read_state(&state_path)?;
     for (path, (hash, size)) in &to.files {
-        let rel = RelPath::new(path).map_err(|rule| Error::invalid(&target.root, format!("{path}: {rule}")))?;
-        let live = target.confined(&base, &rel)?;
-        let now_hash = if from.is_some() || target.mode == DeployMode::Copy {
-            observed(&live, cached.files.get(path))?
-        } else {
-            None
-        };
+        let now_hash = now_at(path)?;
         if now_hash == Some(*hash) {
             unchanged += 1;
         } else {
@@ -764,9 +796,7 @@ pub fn plan(
     }
     if let Some(from) = &from {
         for path in from.files.keys().filter(|p| !to.files.contains_key(*p)) {
-            let rel = RelPath::new(path).map_err(|rule| Error::invalid(&target.root, format!("{path}: {rule}")))?;
-            let live = target.confined(&base, &rel)?;
-            if let Some(old) = observed(&live, cached.files.get(path))? {
+            if let Some(old) = now_at(path)? {
                 changes.push(Change { path: path.clone(), old: Some(old), new: None, size: 0 });
             }
         }
@@ -832,7 +862,7 @@ pub fn lock(workspace: &Workspace, target: &Target, command: &str, now: Time) ->
 
 fn finish(workspace: &Workspace, plan: &Plan, action: &str, reason: Option<String>, now: Time) -> Result<()> {
     let to = &plan.to;
-    registry::register_release(
+    registry::register_and_record(
         workspace,
         &to.release_id,
         &to.manifest,
@@ -841,10 +871,8 @@ fn finish(workspace: &Workspace, plan: &Plan, action: &str, reason: Option<Strin
         &plan.environment,
         action,
         now,
-    )?;
-    registry::record(
-        workspace,
-        HistoryEntry {
+        to.rollback_to.as_ref(),
+        Some(HistoryEntry {
             at: now,
             action: action.into(),
             release_id: to.release_id.clone(),
@@ -852,8 +880,9 @@ fn finish(workspace: &Workspace, plan: &Plan, action: &str, reason: Option<Strin
             by: plan.by.clone(),
             reason,
             transaction: plan.txid.clone(),
-        },
-    )
+        }),
+    )?;
+    Ok(())
 }
 
 /// Run a plan under the caller's locks: journal, stage, switch, verify, check, commit — or restore
@@ -949,7 +978,10 @@ fn run_phases(
         DeployMode::Copy => {
             // Stage every changed file beside its destination; keep the stat of each staged file whose
             // own bytes were hashed.
+            // Every staged file is fsynced (on the syncer's threads, while the next is copied)
+            // before the journal says "staged".
             let mut staged: BTreeMap<&str, FileStat> = BTreeMap::new();
+            let syncer = Syncer::new();
             for (index, change) in plan.changes.iter().enumerate() {
                 let Some(hash) = change.new else { continue };
                 let rel = RelPath::new(&change.path).map_err(|rule| Error::invalid(&target.root, rule.to_string()))?;
@@ -958,12 +990,15 @@ fn run_phases(
                 if let Some(parent) = live.parent() {
                     create_dir_all_durable(parent)?;
                 }
-                if let Some(stat) = stage_file(workspace, &hash, &temp)? {
+                let (stat, file) = stage_file(workspace, &hash, &temp)?;
+                if let Some(stat) = stat {
                     staged.insert(change.path.as_str(), stat);
                 }
+                syncer.push(file, temp);
                 progress.advance(change.size);
                 failpoint(&format!("staging:{}", index + 1));
             }
+            syncer.finish()?;
             journal.phase("staged", now)?;
             journal.phase("switching", now)?;
             let mut dirs = BTreeSet::new();
@@ -1068,10 +1103,11 @@ fn run_phases(
 }
 
 /// Stage one store object as `temp`: copied in the kernel and the copy hashed (or, where the kernel
-/// cannot copy, read, hashed and written in one pass), fsynced. Returns the staged file's stat when
-/// its own bytes were hashed — proof, after the rename, that the live file is the file hashed —
+/// cannot copy, read, hashed and written in one pass). Returns the open file, **not yet fsynced**
+/// (the caller syncs it, or hands it to a [`Syncer`] with the others), and the staged file's stat
+/// when its own bytes were hashed — proof, after the rename, that the live file is the file hashed —
 /// or `None` when the source bytes were hashed on their way (the caller re-hashes after the switch).
-fn stage_file(workspace: &Workspace, hash: &Digest, temp: &Path) -> Result<Option<FileStat>> {
+fn stage_file(workspace: &Workspace, hash: &Digest, temp: &Path) -> Result<(Option<FileStat>, File)> {
     let object = workspace.store().object_path(hash);
     let input = File::open(&object)
         .map_err(|e| Error::Check(format!("store object {hash} cannot be read ({e}): run `shipshape verify`")))?;
@@ -1090,8 +1126,8 @@ fn stage_file(workspace: &Workspace, hash: &Digest, temp: &Path) -> Result<Optio
             "store object {hash} is corrupt (its copy hashes to {digest}); nothing was switched"
         )));
     }
-    output.sync_all().at(temp, "syncing")?;
-    if destination_hashed { Ok(Some(FileStat::of(temp, *hash)?)) } else { Ok(None) }
+    let stat = if destination_hashed { Some(FileStat::of(temp, *hash)?) } else { None };
+    Ok((stat, output))
 }
 
 /// What recovery did.
@@ -1123,6 +1159,7 @@ pub fn recover(workspace: &Workspace, _target: &Target, now: Time) -> Result<Vec
     for path in paths {
         let (plan, phases, outcome) = read_journal(&path)?;
         if outcome.is_some() {
+            retire(&path)?;
             continue;
         }
         let plan_target = Target::at(plan.target.clone(), plan.mode);
@@ -1204,6 +1241,24 @@ pub fn active_files(workspace: &Workspace, now: Time) -> Result<Option<(registry
     Ok(Some((info, files)))
 }
 
+/// The manifest of `release` in the workspace, verified as a rollback needs: its objects (the
+/// backups restored from), approvals and chain.
+fn verify_for_rollback(
+    workspace: &Workspace,
+    release: &ReleaseId,
+    now: Time,
+    progress: &dyn Progress,
+) -> Result<LoadedManifest> {
+    let path = workspace.manifests_dir().join(format!("{release}.yaml"));
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "there is no manifest for {release} in {}",
+            workspace.display(&workspace.manifests_dir())
+        )));
+    }
+    Ok(crate::verify::trusted_for_rollback(workspace, &path, now, progress)?.0)
+}
+
 /// Roll the target back to an earlier release: the whole flow behind `shipshape rollback` and the
 /// monitor's auto-rollback. Verifies the release's store objects and approvals before touching
 /// anything ("backup verification before restore"), takes the locks, recovers an interrupted
@@ -1217,34 +1272,42 @@ pub fn rollback(
     confirm: &mut dyn FnMut(&Plan) -> Result<bool>,
 ) -> Result<RollbackOutcome> {
     let target = Target::of(workspace)?;
-    let Some((active, from)) = active_files(workspace, now)? else {
+    let Some(active) = registry::get_active_release(workspace, now)? else {
         return Err(Error::Usage(
             "nothing is deployed yet, so there is nothing to roll back: deploy with `shipshape deploy`".into(),
         ));
     };
+    // The release to restore is the one named, or the one the active manifest names as previous.
+    // The registry remembers the latter, so it is verified while the active manifest is read (the
+    // two parse on two cores); the manifest has the last word.
+    let hint = request.to.clone().or_else(|| active.rollback_to.clone());
+    let (active_read, verified) = std::thread::scope(|scope| {
+        let reading = scope.spawn(|| -> Result<(LoadedManifest, ReleaseFiles)> {
+            let loaded = crate::manifest::load(&active.manifest_path.under(&workspace.root))?;
+            let files = ReleaseFiles::of(workspace, &loaded)?;
+            Ok((loaded, files))
+        });
+        let verified = hint.as_ref().map(|id| verify_for_rollback(workspace, id, now, progress));
+        let read = reading.join().unwrap_or_else(|_| Err(Error::Check("reading the active manifest panicked".into())));
+        (read, verified)
+    });
+    let (active_manifest, from) = active_read?;
     let to_id = match &request.to {
         Some(id) => id.clone(),
-        None => {
-            let loaded = crate::manifest::load(&active.manifest_path.under(&workspace.root))?;
-            loaded.manifest.rollback_plan.previous_release_id.clone().ok_or_else(|| {
-                Error::Usage(format!(
-                    "{} is the first release: there is no earlier release to roll back to",
-                    active.release_id
-                ))
-            })?
-        }
+        None => active_manifest.manifest.rollback_plan.previous_release_id.clone().ok_or_else(|| {
+            Error::Usage(format!(
+                "{} is the first release: there is no earlier release to roll back to",
+                active.release_id
+            ))
+        })?,
     };
     if to_id == active.release_id {
         return Err(Error::Usage(format!("{to_id} is already the active release")));
     }
-    let path = workspace.manifests_dir().join(format!("{to_id}.yaml"));
-    if !path.exists() {
-        return Err(Error::Usage(format!(
-            "there is no manifest for {to_id} in {}",
-            workspace.display(&workspace.manifests_dir())
-        )));
-    }
-    let (loaded, _) = crate::verify::trusted_for_rollback(workspace, &path, now, progress)?;
+    let loaded = match verified {
+        Some(result) if hint.as_ref() == Some(&to_id) => result?,
+        _ => verify_for_rollback(workspace, &to_id, now, progress)?,
+    };
     let to = ReleaseFiles::of(workspace, &loaded)?;
     let environment = loaded.manifest.deployment.environment.to_string();
     let reason = Some(request.reason.clone());
@@ -1253,10 +1316,14 @@ pub fn rollback(
         return Ok(RollbackOutcome::DryRun(plan));
     }
     let _locks = lock(workspace, &target, "rollback", now)?;
-    for r in recover(workspace, &target, now)? {
-        recovered(&r);
+    let recoveries = recover(workspace, &target, now)?;
+    for r in &recoveries {
+        recovered(r);
     }
-    let from = active_files(workspace, now)?.map(|(_, files)| files);
+    // Another command may have finished, or a recovery moved the target, before the lock was ours.
+    let still_active = registry::get_active_release(workspace, now)?
+        .is_some_and(|now_active| now_active.release_id == active.release_id && recoveries.is_empty());
+    let from = if still_active { Some(from) } else { active_files(workspace, now)?.map(|(_, files)| files) };
     let plan = plan(workspace, &target, Kind::Rollback, from, to, &request.by, reason, &environment, now)?;
     check_space(&target, &plan)?;
     if !confirm(&plan)? {

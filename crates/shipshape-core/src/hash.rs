@@ -154,75 +154,97 @@ fn hash_pipelined(reader: impl Read + Send, progress: &dyn Progress) -> io::Resu
 
 /// Copy the file `input` into the empty file `output` in the kernel (`copy_file_range`: no copy
 /// through user space, a reflink where the filesystem can) while a second thread hashes what has
-/// landed in `output`, chunk by chunk, behind the copy. The digest is of the **destination's**
-/// bytes — what will be served — so a corrupt source, a bad copy or a short write all show as a
-/// mismatch. `Ok(None)` when the kernel cannot copy between these files (another filesystem type,
-/// an old kernel): the caller falls back to [`copy_hash_pipelined`].
+/// landed in `output`, chunk by chunk, behind the copy; the writeback of each copied chunk is started
+/// at once, so the caller's fsync has little left to wait for. The digest is of the
+/// **destination's** bytes — what will be served — so a corrupt source, a bad copy or a short write
+/// all show as a mismatch. `Ok(None)` when the kernel cannot copy between these files (another
+/// filesystem type, an old kernel): the caller falls back to [`copy_hash_pipelined`].
 pub fn copy_file_then_hash(input: &File, output: &File, progress: &dyn Progress) -> io::Result<Option<Digest>> {
-    use std::os::unix::fs::FileExt;
     const CHUNK: u64 = 8 * 1024 * 1024;
     let length = input.metadata()?.len();
+    // Copy one chunk at `offset`; `Ok(None)` when the kernel cannot copy these files at all.
+    let copy_chunk = |offset: u64| -> io::Result<Option<u64>> {
+        let want = (length - offset).min(CHUNK) as usize;
+        let (mut off_in, mut off_out) = (offset, offset);
+        match rustix::fs::copy_file_range(input, Some(&mut off_in), output, Some(&mut off_out), want) {
+            Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the source ended early")),
+            Ok(n) => Ok(Some(n as u64)),
+            Err(
+                rustix::io::Errno::XDEV
+                | rustix::io::Errno::NOSYS
+                | rustix::io::Errno::INVAL
+                | rustix::io::Errno::OPNOTSUPP,
+            ) if offset == 0 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    };
+    if length <= CHUNK {
+        // A small file: copy, then hash, on this thread (a thread costs more than the file).
+        let mut offset = 0;
+        while offset < length {
+            match copy_chunk(offset)? {
+                Some(n) => offset += n,
+                None => return Ok(None),
+            }
+        }
+        return hash_copy(output, length, length, progress, |_| None).map(Some);
+    }
     // The copier reports how far the destination is complete; the channel closes when it stops.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<u64>();
     std::thread::scope(|scope| {
         let copier = scope.spawn(move || -> io::Result<bool> {
             let mut offset = 0u64;
             while offset < length {
-                let want = (length - offset).min(CHUNK) as usize;
-                let (mut off_in, mut off_out) = (offset, offset);
-                let n = match rustix::fs::copy_file_range(input, Some(&mut off_in), output, Some(&mut off_out), want) {
-                    Ok(n) => n,
-                    Err(e)
-                        if offset == 0
-                            && matches!(
-                                e,
-                                rustix::io::Errno::XDEV
-                                    | rustix::io::Errno::NOSYS
-                                    | rustix::io::Errno::INVAL
-                                    | rustix::io::Errno::OPNOTSUPP
-                            ) =>
-                    {
-                        return Ok(false);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the source ended early"));
-                }
-                offset += n as u64;
+                let Some(n) = copy_chunk(offset)? else { return Ok(false) };
+                crate::atomic::start_writeback(output, offset, n);
+                offset += n;
                 let _ = done_tx.send(offset);
             }
             Ok(true)
         });
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 1024 * 1024];
-        let (mut hashed, mut ready) = (0u64, 0u64);
-        while hashed < length {
-            if ready <= hashed {
-                match done_rx.recv() {
-                    Ok(offset) => ready = offset,
-                    Err(_) => break, // the copier stopped: its result says why
-                }
-                continue;
-            }
-            let want = ((ready - hashed) as usize).min(buffer.len());
-            let n = output.read_at(&mut buffer[..want], hashed)?;
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the copy is shorter than it said"));
-            }
-            hasher.update(&buffer[..n]);
-            hashed += n as u64;
-            progress.advance(n as u64);
-        }
+        let hashed = hash_copy(output, length, 0, progress, |_| done_rx.recv().ok());
         let complete = copier.join().map_err(|_| io::Error::other("the copying thread panicked"))??;
         if !complete {
             return Ok(None);
         }
-        if hashed != length || output.metadata()?.len() != length {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "the copy has a different length"));
-        }
-        Ok(Some(Digest(hasher.finalize().into())))
+        hashed.map(Some)
     })
+}
+
+/// Hash the `length` bytes of `output` as they become ready: `ready` bytes are at first, and
+/// `more(ready)` waits for the next mark (`None`: nothing more will come).
+fn hash_copy(
+    output: &File,
+    length: u64,
+    mut ready: u64,
+    progress: &dyn Progress,
+    mut more: impl FnMut(u64) -> Option<u64>,
+) -> io::Result<Digest> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; (length.min(1024 * 1024) as usize).max(1)];
+    let mut hashed = 0u64;
+    while hashed < length {
+        if ready <= hashed {
+            match more(ready) {
+                Some(offset) => ready = offset,
+                None => break, // the copier stopped: its result says why
+            }
+            continue;
+        }
+        let want = ((ready - hashed) as usize).min(buffer.len());
+        let n = output.read_at(&mut buffer[..want], hashed)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the copy is shorter than it said"));
+        }
+        hasher.update(&buffer[..n]);
+        hashed += n as u64;
+        progress.advance(n as u64);
+    }
+    if hashed != length || output.metadata()?.len() != length {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "the copy has a different length"));
+    }
+    Ok(Digest(hasher.finalize().into()))
 }
 
 /// Copy `reader` to `writer` while hashing, on three threads — reading, hashing, writing — so that
@@ -307,6 +329,10 @@ pub fn hash_files(paths: &[(PathBuf, u64)], progress: &dyn Progress) -> Result<V
 /// Run `work` over `items` on one worker per core, largest item first (by the `u64` weight beside
 /// each item), returning results in the items' order.
 pub fn parallel_map<T: Sync, R: Send>(items: &[(T, u64)], work: impl Fn(&(T, u64)) -> R + Sync) -> Vec<R> {
+    if items.iter().all(|(_, weight)| *weight == 0) {
+        // Nothing to read (hard links already proven, empty files): threads would cost more.
+        return items.iter().map(work).collect();
+    }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|&a, &b| items[b].1.cmp(&items[a].1));

@@ -8,12 +8,13 @@
 //! `ReleaseInfo`, with `heightened_monitoring_active` judged against the clock, so the switch back to
 //! normal monitoring after 48 hours needs no one to flip it.
 
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Time;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::manifest::ReleaseId;
 use crate::paths::RelPath;
 use crate::workspace::Workspace;
@@ -43,6 +44,10 @@ pub struct ReleaseInfo {
     pub environment: String,
     /// `deploy` or `rollback`: how it became active.
     pub activated_by: String,
+    /// The release its manifest names as previous: where `shipshape rollback` goes by default
+    /// (recorded so a rollback can verify it while the active manifest is read; checked against it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<ReleaseId>,
 }
 
 impl ReleaseInfo {
@@ -91,11 +96,16 @@ fn history_path(workspace: &Workspace) -> PathBuf {
     dir(workspace).join("history.yaml")
 }
 
-fn write_yaml<T: Serialize>(path: &Path, header: &str, value: &T) -> Result<()> {
-    if let Some(parent) = path.parent() {
+fn yaml_bytes<T: Serialize>(header: &str, value: &T) -> Result<Vec<u8>> {
+    Ok(format!("{header}\n{}", crate::yaml::to_string(value)?).into_bytes())
+}
+
+/// Write registry files together (see [`crate::atomic::write_atomic_all`]).
+fn write_all(files: Vec<(PathBuf, Vec<u8>)>) -> Result<()> {
+    for parent in files.iter().filter_map(|(path, _)| path.parent()) {
         crate::atomic::create_dir_all_durable(parent)?;
     }
-    crate::atomic::write_atomic(path, format!("{header}\n{}", crate::yaml::to_string(value)?).as_bytes())
+    crate::atomic::write_atomic_all(&files)
 }
 
 /// The story's `register_release`: make `release_id` active from `now`, heightened for `heightened_hours`.
@@ -110,6 +120,35 @@ pub fn register_release(
     activated_by: &str,
     now: Time,
 ) -> Result<ReleaseInfo> {
+    register_and_record(
+        workspace,
+        release_id,
+        manifest_path,
+        heightened_hours,
+        deployer,
+        environment,
+        activated_by,
+        now,
+        None,
+        None,
+    )
+}
+
+/// [`register_release`] and, with it, [`record`] `entry` in the history: the three files written
+/// together (what a deploy or rollback does at its commit).
+#[allow(clippy::too_many_arguments)]
+pub fn register_and_record(
+    workspace: &Workspace,
+    release_id: &ReleaseId,
+    manifest_path: &RelPath,
+    heightened_hours: u32,
+    deployer: &str,
+    environment: &str,
+    activated_by: &str,
+    now: Time,
+    rollback_to: Option<&ReleaseId>,
+    entry: Option<HistoryEntry>,
+) -> Result<ReleaseInfo> {
     let info = ReleaseInfo {
         release_id: release_id.clone(),
         deployment_timestamp: now,
@@ -120,13 +159,19 @@ pub fn register_release(
         deployer: deployer.to_string(),
         environment: environment.to_string(),
         activated_by: activated_by.to_string(),
+        rollback_to: rollback_to.cloned(),
     };
-    write_yaml(
-        &dir(workspace).join(format!("{release_id}.yaml")),
-        "# A release's registration (latest activation). Written by shipshape.",
-        &info,
-    )?;
-    write_yaml(&active_path(workspace), "# The active release. Written by shipshape deploy / rollback.", &info)?;
+    let mut files = vec![
+        (
+            dir(workspace).join(format!("{release_id}.yaml")),
+            yaml_bytes("# A release's registration (latest activation). Written by shipshape.", &info)?,
+        ),
+        (active_path(workspace), yaml_bytes("# The active release. Written by shipshape deploy / rollback.", &info)?),
+    ];
+    if let Some(entry) = entry {
+        files.extend(history_with(workspace, entry)?);
+    }
+    write_all(files)?;
     Ok(info)
 }
 
@@ -163,14 +208,81 @@ pub fn history(workspace: &Workspace) -> Result<Vec<HistoryEntry>> {
 
 /// Append to the history (idempotent per transaction and action, for recovery).
 pub fn record(workspace: &Workspace, entry: HistoryEntry) -> Result<()> {
+    write_all(history_with(workspace, entry)?.into_iter().collect())
+}
+
+/// The history file with `entry` added (`None`: it is there already).
+///
+/// Not re-parsed on the way: a history in the form shipshape writes (its header, then `entries:`
+/// as a block list) gets the new entry's YAML appended, so recording costs the same after ten
+/// thousand deploys as after one. Only when the transaction already appears in it (a recovery
+/// finishing what a crash interrupted), or the file is in any other form, is it parsed and
+/// written whole.
+fn history_with(workspace: &Workspace, entry: HistoryEntry) -> Result<Option<(PathBuf, Vec<u8>)>> {
+    const HEADER: &str = "# Every deploy, rollback and failure. Written by shipshape; do not edit.";
+    let path = history_path(workspace);
+    let existing = match fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).at(&path, "reading"),
+    };
+    if let Some(mut bytes) = existing
+        && bytes.starts_with(format!("{HEADER}\nentries:\n- ").as_bytes())
+        && bytes.ends_with(b"\n")
+        && memchr::memmem::find(&bytes, entry.transaction.as_bytes()).is_none()
+    {
+        bytes.extend_from_slice(crate::yaml::to_string(&[&entry])?.as_bytes());
+        return Ok(Some((path, bytes)));
+    }
     let mut entries = history(workspace)?;
     if entries.iter().any(|e| e.transaction == entry.transaction && e.action == entry.action) {
-        return Ok(());
+        return Ok(None);
     }
     entries.push(entry);
-    write_yaml(
-        &history_path(workspace),
-        "# Every deploy, rollback and failure. Written by shipshape; do not edit.",
-        &History { entries },
-    )
+    Ok(Some((path, yaml_bytes(HEADER, &History { entries })?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u32, action: &str, reason: Option<&str>) -> HistoryEntry {
+        HistoryEntry {
+            at: format!("2025-10-12T19:{n:02}:00Z").parse().unwrap(),
+            action: action.into(),
+            release_id: ReleaseId::new(&format!("release_20251012_19{n:02}00")).unwrap(),
+            previous_release_id: (n > 0)
+                .then(|| ReleaseId::new(&format!("release_20251012_19{:02}00", n - 1)).unwrap()),
+            by: "jane".into(),
+            reason: reason.map(str::to_string),
+            transaction: format!("tx_{n}"),
+        }
+    }
+
+    #[test]
+    fn appending_writes_the_bytes_a_full_rewrite_would_and_stays_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("shipshape.toml"), "[artifacts.configs]\ninclude = [\"*.toml\"]\n").unwrap();
+        let workspace = Workspace::open(dir.path()).unwrap();
+        let entries: Vec<HistoryEntry> = (0..4)
+            .map(|n| {
+                entry(n, if n % 2 == 0 { "deploy" } else { "rollback" }, (n == 3).then_some("a: \"quoted\"\nline"))
+            })
+            .collect();
+        for e in &entries {
+            record(&workspace, e.clone()).unwrap();
+        }
+        // Recovery re-records what a crash interrupted: nothing is added twice.
+        record(&workspace, entries[3].clone()).unwrap();
+        let appended = fs::read(history_path(&workspace)).unwrap();
+        let whole = yaml_bytes(
+            "# Every deploy, rollback and failure. Written by shipshape; do not edit.",
+            &History { entries: entries.clone() },
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(appended).unwrap(), String::from_utf8(whole).unwrap());
+        let read = history(&workspace).unwrap();
+        assert_eq!(read.len(), 4);
+        assert_eq!(read[3].reason.as_deref(), Some("a: \"quoted\"\nline"));
+    }
 }

@@ -140,14 +140,18 @@ pub struct Stamp {
 impl Stamp {
     /// The stamp of `path` now.
     pub fn of(path: &Path) -> Option<Stamp> {
+        fs::metadata(path).ok().as_ref().map(Stamp::from_meta)
+    }
+
+    /// The stamp of a file whose metadata was just read.
+    pub fn from_meta(meta: &fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
-        let meta = fs::metadata(path).ok()?;
-        Some(Stamp {
+        Stamp {
             size: meta.len(),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
             ino: meta.ino(),
-        })
+        }
     }
 }
 
@@ -169,15 +173,12 @@ impl Store {
 
     /// The cache (empty when missing or unreadable: it only ever saves work).
     pub fn verified_cache(&self) -> VerifiedCache {
-        crate::yaml::read::<VerifiedCache>(&self.cache_path()).map(|(cache, _)| cache).unwrap_or_default()
+        crate::yaml::read_cache::<VerifiedCache>(&self.cache_path()).unwrap_or_default()
     }
 
-    /// Whether `digest` was fully verified and its file is untouched since.
-    pub fn verified_unchanged(&self, cache: &VerifiedCache, digest: &Digest) -> bool {
-        cache
-            .objects
-            .get(&digest.hex())
-            .is_some_and(|stamp| Stamp::of(&self.object_path(digest)).as_ref() == Some(stamp))
+    /// Whether `digest` was fully verified and its file (whose metadata was just read) is untouched since.
+    pub fn verified_unchanged(&self, cache: &VerifiedCache, digest: &Digest, meta: &fs::Metadata) -> bool {
+        cache.objects.get(&digest.hex()).is_some_and(|stamp| Stamp::from_meta(meta) == *stamp)
     }
 
     /// Record objects just verified by a full re-hash.
@@ -191,11 +192,7 @@ impl Store {
                 cache.objects.insert(digest.hex(), stamp);
             }
         }
-        let text = format!(
-            "# Store objects verified by a full re-hash, with their stat. A cache: safe to delete.\n{}",
-            crate::yaml::to_string(&cache)?
-        );
-        crate::atomic::write_atomic(&self.cache_path(), text.as_bytes())
+        crate::yaml::write_cache(&self.cache_path(), &cache)
     }
 }
 

@@ -6,7 +6,7 @@
 //! the report passes only when all hold. All hashing runs in parallel, and a backup that is a hard
 //! link to its (just verified) store object is not hashed twice.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -164,6 +164,54 @@ pub fn verify_loaded(
     now: Time,
     progress: &dyn Progress,
 ) -> VerifyReport {
+    std::thread::scope(|scope| {
+        let side_checks = scope.spawn(|| (bundle_outcome(workspace, loaded), chain_outcome(workspace, loaded)));
+        verify_with(workspace, loaded, options, now, progress, side_checks)
+    })
+}
+
+/// The audit bundle: its bytes, and that the manifest describes exactly what it recorded.
+fn bundle_outcome(workspace: &Workspace, loaded: &LoadedManifest) -> std::result::Result<String, String> {
+    let manifest = &loaded.manifest;
+    let (bundle, bytes) =
+        audit::read_bundle(&manifest.audit_bundle.under(&workspace.root)).map_err(|e| e.to_string())?;
+    let actual = Digest::of(&bytes);
+    if actual != manifest.audit_bundle_sha256 {
+        return Err(format!("bundle.yaml hashes to {actual}, the manifest recorded {}", manifest.audit_bundle_sha256));
+    }
+    let mut recorded: Vec<_> = bundle.artifacts.iter().map(|a| (a.kind.as_str(), &a.path, a.hash, a.size)).collect();
+    let mut listed: Vec<_> = manifest.artifacts.iter().map(|(k, a)| (k, &a.path, a.hash, a.size)).collect();
+    recorded.sort_unstable();
+    listed.sort_unstable();
+    if recorded == listed {
+        Ok(format!("{actual}; {} artifacts match the inventory", recorded.len()))
+    } else {
+        Err("the manifest's artifacts differ from the audit bundle's inventory".to_string())
+    }
+}
+
+/// The manifest's link in the hash chain.
+fn chain_outcome(workspace: &Workspace, loaded: &LoadedManifest) -> std::result::Result<String, String> {
+    match manifest::link_problem(workspace, loaded) {
+        Some(problem) => Err(problem),
+        None => Ok(loaded
+            .manifest
+            .previous_manifest_sha256
+            .map_or_else(|| "first in its environment".into(), |d| d.to_string())),
+    }
+}
+
+type SideChecks<'scope> =
+    std::thread::ScopedJoinHandle<'scope, (std::result::Result<String, String>, std::result::Result<String, String>)>;
+
+fn verify_with(
+    workspace: &Workspace,
+    loaded: &LoadedManifest,
+    options: VerifyOptions,
+    now: Time,
+    progress: &dyn Progress,
+    side_checks: SideChecks<'_>,
+) -> VerifyReport {
     let manifest = &loaded.manifest;
     let mut report = VerifyReport {
         manifest: workspace.display(&loaded.path).into_owned(),
@@ -216,40 +264,16 @@ pub fn verify_loaded(
         }
     }
 
-    // The audit bundle: its bytes, and that the manifest describes exactly what it recorded.
-    let bundle_dir = manifest.audit_bundle.under(&workspace.root);
-    let bundle_subject = manifest.audit_bundle.to_string();
-    match audit::read_bundle(&bundle_dir) {
-        Err(e) => report.push("audit bundle", bundle_subject, Err(e.to_string())),
-        Ok((bundle, bytes)) => {
-            let actual = Digest::of(&bytes);
-            if actual != manifest.audit_bundle_sha256 {
-                report.push(
-                    "audit bundle",
-                    bundle_subject,
-                    Err(format!(
-                        "bundle.yaml hashes to {actual}, the manifest recorded {}",
-                        manifest.audit_bundle_sha256
-                    )),
-                );
-            } else {
-                let recorded: Vec<_> =
-                    bundle.artifacts.iter().map(|a| (a.kind.as_str(), &a.path, a.hash, a.size)).collect();
-                let listed: Vec<_> = manifest.artifacts.iter().map(|(k, a)| (k, &a.path, a.hash, a.size)).collect();
-                let outcome = if recorded.len() == listed.len() && recorded.iter().all(|r| listed.contains(r)) {
-                    Ok(format!("{actual}; {} artifacts match the inventory", recorded.len()))
-                } else {
-                    Err("the manifest's artifacts differ from the audit bundle's inventory".to_string())
-                };
-                report.push("audit bundle", bundle_subject, outcome);
-            }
-        }
-    }
+    // The audit bundle and the hash chain (both parse YAML) were checked on the side meanwhile.
+    let (bundle, chain) = side_checks.join().unwrap_or_else(|_| {
+        (Err("the checking thread panicked".to_string()), Err("the checking thread panicked".to_string()))
+    });
+    report.push("audit bundle", manifest.audit_bundle.to_string(), bundle);
 
     // The validation the manifest recorded.
     let validation = &manifest.validation;
     let validation_subject = format!("{}/validation.yaml", manifest.audit_bundle);
-    let outcome = match (crate::validate::read(&bundle_dir), &validation.sha256) {
+    let outcome = match (crate::validate::read(&manifest.audit_bundle.under(&workspace.root)), &validation.sha256) {
         (Err(e), _) => Err(e.to_string()),
         (Ok(None), None) => Ok("none recorded (made with --allow-unvalidated)".to_string()),
         (Ok(None), Some(_)) => Err("validation.yaml is missing".to_string()),
@@ -274,15 +298,8 @@ pub fn verify_loaded(
             .push(format!("this release was made with --allow-unvalidated: validation was {}", validation.status));
     }
 
-    // The hash chain.
     let chain_subject =
         manifest.previous_manifest.as_ref().map_or_else(|| "(first manifest)".to_string(), |p| p.to_string());
-    let chain = match manifest::link_problem(workspace, loaded) {
-        Some(problem) => Err(problem),
-        None => {
-            Ok(manifest.previous_manifest_sha256.map_or_else(|| "first in its environment".into(), |d| d.to_string()))
-        }
-    };
     report.push("chain", chain_subject, chain);
 
     // Paths recorded in the manifest must stay inside the workspace.
@@ -290,9 +307,15 @@ pub fn verify_loaded(
     let mut seen_objects = HashSet::new();
     let store = workspace.store();
     let cache = if options.use_verified_cache { store.verified_cache() } else { Default::default() };
+    // Each object's metadata, read once: for the verified cache and the backups' hard links.
+    let object_meta: HashMap<Digest, Option<fs::Metadata>> =
+        manifest.artifacts.iter().map(|(_, a)| (a.hash, fs::metadata(store.object_path(&a.hash)).ok())).collect();
     for (_, artifact) in manifest.artifacts.iter() {
         if seen_objects.insert(artifact.hash) {
-            if options.use_verified_cache && store.verified_unchanged(&cache, &artifact.hash) {
+            let meta = object_meta.get(&artifact.hash).and_then(Option::as_ref);
+            if options.use_verified_cache
+                && meta.is_some_and(|meta| store.verified_unchanged(&cache, &artifact.hash, meta))
+            {
                 report.push(
                     "store object",
                     format!("{} ({})", artifact.path, artifact.hash),
@@ -314,8 +337,8 @@ pub fn verify_loaded(
             );
             continue;
         }
-        let same_inode = match (fs::metadata(&backup), fs::metadata(store.object_path(&artifact.hash))) {
-            (Ok(b), Ok(o)) => b.ino() == o.ino() && b.dev() == o.dev(),
+        let same_inode = match (fs::metadata(&backup), object_meta.get(&artifact.hash).and_then(Option::as_ref)) {
+            (Ok(b), Some(o)) => b.ino() == o.ino() && b.dev() == o.dev(),
             _ => false,
         };
         if same_inode {

@@ -79,9 +79,16 @@ fn crash_at_every_deploy_step_recovers_to_old_or_new() {
                 String::from_utf8_lossy(&status.stdout).contains(&format!("active release:  {expected}")),
                 "{mode} {step}"
             );
-            // Recovery is idempotent.
+            // Recovery is idempotent, and every journal is finished: retired to done/.
             let again = String::from_utf8(s.shipshape(LATER, &["recover"]).stdout).unwrap();
             assert!(again.contains("nothing to recover"), "{mode} {step}: {again}");
+            let open: Vec<_> = fs::read_dir(s.ws.path("release/journal"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".jsonl"))
+                .collect();
+            assert!(open.is_empty(), "{mode} {step}: unfinished journals left: {open:?}");
+            assert_eq!(fs::read_dir(s.ws.path("release/journal/done")).unwrap().count(), 2, "{mode} {step}");
         }
     }
 }
@@ -188,7 +195,7 @@ fn full_disk_leaves_the_target_unchanged() {
     assert_eq!(output.status.code(), Some(74), "{}", stderr_of(&output));
     assert_one_line_error(&output, "No space left on device");
     s.assert_holds(&a, &b);
-    let journal = fs::read_dir(s.ws.path("release/journal"))
+    let journal = fs::read_dir(s.ws.path("release/journal/done"))
         .unwrap()
         .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
         .collect::<String>();
@@ -367,4 +374,33 @@ fn symlink_rollback_to_any_earlier_release_reuses_its_directory() {
     let output = s.shipshape("2025-10-12T23:00:00+05:30", &["rollback", "--to", &id_b, "--yes"]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     s.assert_holds(&b, &a);
+}
+
+/// `shipshape rollback` without `--to` restores the release the active manifest names as previous.
+/// The registry remembers that id so that it can be verified while the active manifest is read —
+/// but the manifest has the last word: a registry edited by hand to point elsewhere is overruled.
+#[test]
+fn default_rollback_follows_the_active_manifest_not_the_registry() {
+    let s = Setup::new("symlink");
+    let (a, b) = two_releases(&s, A, B);
+    let config = fs::read_to_string(s.ws.path("src/app/config.py")).unwrap();
+    s.ws.write("src/app/config.py", config.replace("0.64", "0.66").as_bytes());
+    let c = s.release(LATER);
+    for (manifest, at) in [(&a, A), (&b, B), (&c, LATER)] {
+        assert!(s.deploy(at, manifest).status.success());
+    }
+    let id = |m: &Path| yaml_value(m)["release_id"].as_str().unwrap().to_string();
+    let active_path = s.ws.path("data/monitoring/releases/active_release.yaml");
+    let active = fs::read_to_string(&active_path).unwrap();
+    assert!(active.contains(&format!("rollback_to: {}", id(&b))), "{active}");
+    fs::write(&active_path, active.replace(&format!("rollback_to: {}", id(&b)), &format!("rollback_to: {}", id(&a))))
+        .unwrap();
+    let output = s.shipshape("2025-10-12T22:00:00+05:30", &["rollback", "--yes"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    s.assert_holds(&b, &c);
+    let history = String::from_utf8(s.shipshape("2025-10-12T22:00:00+05:30", &["history"]).stdout).unwrap();
+    assert!(
+        history.lines().last().unwrap().contains(&format!("rollback       {} (from {})", id(&b), id(&c))),
+        "{history}"
+    );
 }
