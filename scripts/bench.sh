@@ -200,9 +200,11 @@ bench_deploy() {
     cp_models[-1]=$(awk -v a="${cp_models[-1]}" -v b="$(seconds sync)" 'BEGIN { printf "%.4f", a + b }')
     rm -f "$d/cp-model.bin"
   done
-  local model_rollback cp_model
+  local model_rollback cp_model hash_model
   model_rollback=$(median_of "${rollbacks[@]}")
   cp_model=$(median_of "${cp_models[@]}")
+  # The floor of any copy that re-hashes every byte: SHA-256 of the 1 GiB model alone.
+  hash_model=$(median sha256sum "$BENCH_DIR/files/big.bin")
 
   local s="$BENCH_DIR/deploy-symlink"
   deploy_workspace "$s" symlink
@@ -212,7 +214,18 @@ bench_deploy() {
   release_in "$s" 2025-10-12T20:00:00Z
   local symlink_redeploy symlink_rollback
   symlink_redeploy=$(cd "$s/ws" && SHIPSHAPE_NOW=2025-10-12T20:00:00Z seconds "$BIN" -q deploy --yes)
-  symlink_rollback=$(cd "$s/ws" && SHIPSHAPE_NOW=2025-10-12T21:00:00Z seconds "$BIN" -q rollback --yes)
+  # Rollback (switch to the previous release) and deploy again, RUNS times; alternating with the
+  # bare switch by hand: a new symlink renamed over `current` (two processes), then sync.
+  local symlink_rollbacks=() switches=()
+  for _ in $(seq "$runs"); do
+    symlink_rollbacks+=("$(cd "$s/ws" && SHIPSHAPE_NOW=2025-10-12T21:00:00Z seconds "$BIN" -q rollback --yes)")
+    (cd "$s/ws" && SHIPSHAPE_NOW=2025-10-12T21:00:00Z "$BIN" -q deploy --yes >/dev/null 2>&1)
+    switches+=("$(seconds sh -c "ln -sfn .shipshape/releases/x '$s/prod/.bench-link' && mv -T '$s/prod/.bench-link' '$s/prod/.bench-current' && sync '$s/prod'")")
+  done
+  rm -f "$s/prod/.bench-current"
+  symlink_rollback=$(median_of "${symlink_rollbacks[@]}")
+  local switch
+  switch=$(median_of "${switches[@]}")
 
   echo
   echo "deploy (seconds; whole commands including verification, journal and registry; medians of $runs where paired with a reference)"
@@ -222,8 +235,11 @@ bench_deploy() {
   printf '%-62s %10s\n' "redeploy, one config changed, symlink mode" "$symlink_redeploy"
   printf '%-62s %10s\n' "rollback of that config change, copy mode" "$rollback_copy"
   printf '%-62s %10s\n' "rollback, symlink mode (one rename)" "$symlink_rollback"
+  printf '%-62s %10s  ratio %s\n' "  the bare switch: sh -c 'ln -sfn && mv -T && sync'" "$switch" "$(ratio "$symlink_rollback" "$switch")"
   printf '%-62s %10s\n' "rollback of a changed 1 GiB model, copy mode" "$model_rollback"
   printf '%-62s %10s  ratio %s\n' "  cp of the 1 GiB model + sync" "$cp_model" "$(ratio "$model_rollback" "$cp_model")"
+  printf '%-62s %10s  ratio %s\n' "  sha256sum of the 1 GiB model (the re-hash alone)" "$hash_model" "$(ratio "$model_rollback" "$hash_model")"
+  printf '%-62s %10s\n' "  floor for a copy that re-hashes: sha256sum / (cp + sync)" "$(ratio "$hash_model" "$cp_model")"
 }
 
 gen_events() { # file count seconds-span: unique ids, 80 % intraday, 20 % swing, from 2025-01-01
