@@ -345,6 +345,7 @@ pub fn run(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
         }
+        crate::yaml::remember_parsed(&release_dir.join("store").join("parsed"), text.as_bytes(), &bundle);
         return Ok(AuditOutcome {
             bundle_path: bundle_dir.join(BUNDLE_FILE),
             bundle_dir,
@@ -357,7 +358,8 @@ pub fn run(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<
 /// Read and parse a bundle directory's `bundle.yaml`, returning it with its exact bytes.
 pub fn read_bundle(bundle_dir: &Path) -> Result<(AuditBundle, Vec<u8>)> {
     let path = bundle_dir.join(BUNDLE_FILE);
-    let (bundle, bytes): (AuditBundle, Vec<u8>) = crate::yaml::read(&path)?;
+    let parsed = crate::manifest::parsed_dir_of(&path, "audit_");
+    let (bundle, bytes, _): (AuditBundle, Vec<u8>, _) = crate::yaml::read_parsed(&path, parsed.as_deref())?;
     if bundle.schema_version != BUNDLE_SCHEMA {
         return Err(Error::invalid(
             &path,

@@ -180,12 +180,40 @@ pub struct FileStat {
 
 impl FileStat {
     fn of(path: &Path, hash: Digest) -> Result<FileStat> {
-        Ok(FileStat::from_meta(&fs::metadata(path).at(path, "reading metadata")?, hash))
+        Ok(FileStat::from_seen(&Seen::of(&fs::metadata(path).at(path, "reading metadata")?), hash))
     }
 
-    fn from_meta(meta: &fs::Metadata, hash: Digest) -> FileStat {
-        FileStat {
-            hash,
+    fn from_seen(seen: &Seen, hash: Digest) -> FileStat {
+        FileStat { hash, size: seen.size, mtime_ns: seen.mtime_ns, ctime_ns: seen.ctime_ns, ino: seen.ino }
+    }
+
+    /// The same file, same size and mtime; the ctime is compared by the caller.
+    fn same_but_ctime(&self, seen: &Seen) -> bool {
+        seen.is_file && seen.size == self.size && seen.mtime_ns == self.mtime_ns && seen.ino == self.ino
+    }
+
+    fn matches(&self, seen: &Seen) -> bool {
+        self.same_but_ctime(seen) && seen.ctime_ns == self.ctime_ns
+    }
+
+    fn still_matches(&self, path: &Path) -> bool {
+        fs::metadata(path).is_ok_and(|meta| self.matches(&Seen::of(&meta)))
+    }
+}
+
+/// What a stat of a file says, for the stat caches.
+struct Seen {
+    is_file: bool,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+}
+
+impl Seen {
+    fn of(meta: &fs::Metadata) -> Seen {
+        Seen {
+            is_file: meta.is_file(),
             size: meta.len(),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
@@ -193,20 +221,17 @@ impl FileStat {
         }
     }
 
-    /// The same file, same size and mtime; the ctime is compared by the caller.
-    fn same_but_ctime(&self, meta: &fs::Metadata) -> bool {
-        meta.is_file()
-            && meta.len() == self.size
-            && meta.mtime() * 1_000_000_000 + meta.mtime_nsec() == self.mtime_ns
-            && meta.ino() == self.ino
-    }
-
-    fn matches(&self, meta: &fs::Metadata) -> bool {
-        self.same_but_ctime(meta) && meta.ctime() * 1_000_000_000 + meta.ctime_nsec() == self.ctime_ns
-    }
-
-    fn still_matches(&self, path: &Path) -> bool {
-        fs::metadata(path).is_ok_and(|meta| self.matches(&meta))
+    /// `path` (relative) under the open directory `dir`: one short lookup instead of a walk from
+    /// the root, which is most of a stat's cost for the hundreds of files of a release.
+    fn at(dir: &std::os::fd::OwnedFd, path: &str) -> Option<Seen> {
+        let stat = rustix::fs::statat(dir, path, rustix::fs::AtFlags::empty()).ok()?;
+        Some(Seen {
+            is_file: rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile,
+            size: u64::try_from(stat.st_size).ok()?,
+            mtime_ns: stat.st_mtime * 1_000_000_000 + i64::try_from(stat.st_mtime_nsec).ok()?,
+            ctime_ns: stat.st_ctime * 1_000_000_000 + i64::try_from(stat.st_ctime_nsec).ok()?,
+            ino: stat.st_ino,
+        })
     }
 }
 
@@ -243,7 +268,7 @@ fn observed(path: &Path, cached: Option<&FileStat>) -> Result<Option<Digest>> {
         Ok(meta) if !meta.is_file() => return Ok(Some(Digest([0; 32]))), // not a regular file: never equal
         Ok(meta) => meta,
     };
-    if let Some(stat) = cached.filter(|s| s.matches(&meta)) {
+    if let Some(stat) = cached.filter(|s| s.matches(&Seen::of(&meta))) {
         return Ok(Some(stat.hash));
     }
     Ok(Some(hash_file(path, &NoProgress)?.0))
@@ -572,23 +597,31 @@ fn materialise_release(
         // the state written after the newest link (another release's) records it as it is now.
         let mut recorded: Option<HashSet<FileStat>> = None;
         let mut refreshed = false;
-        let intact = release.files.iter().all(|(path, (hash, _))| {
-            let (Some(stat), Ok(meta)) = (state.files.get_mut(path), fs::metadata(final_dir.join(path))) else {
-                return false;
-            };
-            if stat.hash != *hash || !stat.same_but_ctime(&meta) {
-                return false;
-            }
-            if stat.matches(&meta) {
-                return true;
-            }
-            let now = FileStat::from_meta(&meta, *hash);
-            if !recorded.get_or_insert_with(|| recorded_stats(target)).contains(&now) {
-                return false;
-            }
-            *stat = now;
-            refreshed = true;
-            true
+        let dir = rustix::fs::open(
+            &final_dir,
+            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok();
+        let intact = dir.is_some_and(|dir| {
+            release.files.iter().all(|(path, (hash, _))| {
+                let (Some(stat), Some(seen)) = (state.files.get_mut(path), Seen::at(&dir, path)) else {
+                    return false;
+                };
+                if stat.hash != *hash || !stat.same_but_ctime(&seen) {
+                    return false;
+                }
+                if stat.matches(&seen) {
+                    return true;
+                }
+                let now = FileStat::from_seen(&seen, *hash);
+                if !recorded.get_or_insert_with(|| recorded_stats(target)).contains(&now) {
+                    return false;
+                }
+                *stat = now;
+                refreshed = true;
+                true
+            })
         });
         if intact {
             if refreshed {
@@ -1067,11 +1100,14 @@ fn run_phases(
             journal.phase("switching", now)?;
             switch_link(target, Some(&plan.to.release_id), &plan.txid)?;
             journal.phase("switched", now)?;
-            let differing = drift(target, &plan.to, false)?;
-            if !differing.is_empty() {
+            // The directory was proven (or built and hashed) just above, under the lock; the switch
+            // is one rename, so what remains to check is where `current` points now.
+            let current = current_release(target);
+            if current.as_deref() != Some(plan.to.release_id.as_str()) {
                 return Err(Error::Check(format!(
-                    "after the switch the target differs from the release: {}",
-                    differing.join(", ")
+                    "after the switch `current` points at {}, not {}",
+                    current.unwrap_or_else(|| "nothing".into()),
+                    plan.to.release_id
                 )));
             }
         }

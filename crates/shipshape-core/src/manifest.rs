@@ -249,8 +249,11 @@ impl<'de> Deserialize<'de> for ArtifactsByKind {
                 f.write_str("a map from artifact kind to a list of artifacts")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
+                let mut out: Vec<(String, Vec<ManifestArtifact>)> = Vec::new();
                 while let Some(kind) = map.next_key::<String>()? {
+                    if out.iter().any(|(k, _)| *k == kind) {
+                        return Err(serde::de::Error::custom(format!("artifact kind `{kind}` appears twice")));
+                    }
                     out.push((kind, map.next_value()?));
                 }
                 Ok(ArtifactsByKind(out))
@@ -348,7 +351,8 @@ pub struct LoadedManifest {
 
 /// Read and strictly parse one manifest; also checks its file name against its release id.
 pub fn load(path: &Path) -> Result<LoadedManifest> {
-    let (manifest, bytes): (Manifest, Vec<u8>) = crate::yaml::read(path)?;
+    let parsed = parsed_dir_of(path, "manifests");
+    let (manifest, bytes, digest): (Manifest, Vec<u8>, Digest) = crate::yaml::read_parsed(path, parsed.as_deref())?;
     if manifest.schema_version != MANIFEST_SCHEMA {
         return Err(Error::invalid(
             path,
@@ -362,8 +366,17 @@ pub fn load(path: &Path) -> Result<LoadedManifest> {
             format!("release_id is {} but the file is not named {expected_name}", manifest.release_id),
         ));
     }
-    let digest = Digest::of(&bytes);
     Ok(LoadedManifest { path: path.to_path_buf(), manifest, bytes, digest })
+}
+
+/// Where parse results of the documents in `release/<dir>/` are kept: `release/store/parsed/`
+/// (see [`crate::yaml::read_parsed`]); `None` for a file anywhere else.
+pub fn parsed_dir_of(path: &Path, dir: &str) -> Option<PathBuf> {
+    let parent = path.parent()?;
+    let release = parent.parent()?;
+    let in_dir =
+        if dir == "audit_" { parent.file_name()?.to_str()?.starts_with("audit_") } else { parent.file_name()? == dir };
+    (in_dir && release.file_name()? == "release").then(|| release.join("store").join("parsed"))
 }
 
 /// Paths of every manifest file in `release/manifests`, in release id order.
@@ -444,7 +457,8 @@ pub fn link_problem(workspace: &Workspace, loaded: &LoadedManifest) -> Option<St
                             manifest.release_id, manifest.release_id
                         ));
                     }
-                    match crate::yaml::parse::<Manifest>(&previous_path, &String::from_utf8_lossy(&bytes)) {
+                    let parsed = parsed_dir_of(&previous_path, "manifests");
+                    match crate::yaml::read_parsed::<Manifest>(&previous_path, parsed.as_deref()).map(|(m, _, _)| m) {
                         Ok(before) if before.sequence >= manifest.sequence => Some(format!(
                             "{name}: sequence {} is not above its previous manifest's {}",
                             manifest.sequence, before.sequence
@@ -673,6 +687,7 @@ pub fn create(
     let _ = store.record_verified(&digests);
     let bytes = text.into_bytes();
     let digest = Digest::of(&bytes);
+    crate::yaml::remember_parsed(&store.root().join("parsed"), &bytes, &manifest);
     Ok(ManifestOutcome {
         loaded: LoadedManifest { path, manifest, bytes, digest },
         new_objects,

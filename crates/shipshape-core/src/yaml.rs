@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::hash::Digest;
 
 /// Parse `text` (read from `path`) strictly into `T`.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
@@ -66,6 +67,52 @@ fn first_line_without_location(text: &str) -> String {
     }
 }
 
+/// Read a YAML document shipshape wrote (a manifest, an audit bundle) strictly — without parsing it
+/// again when `parsed` (a directory of parse results named by the SHA-256 of the bytes they came
+/// from) holds its value. A cached value is used only if it **serializes to exactly the file's
+/// bytes** after their leading comment lines: serialization is deterministic and a strict parse
+/// returns what was serialized (tested below), so that value is the one a strict parse would
+/// return. A forged, stale or torn cache entry can only miss. Returns the value, the bytes and
+/// their digest.
+pub fn read_parsed<T: DeserializeOwned + Serialize>(
+    path: &Path,
+    parsed: Option<&Path>,
+) -> Result<(T, Vec<u8>, Digest)> {
+    let bytes = crate::atomic::read(path)?;
+    let digest = Digest::of(&bytes);
+    if let Some(dir) = parsed
+        && let Ok(json) = std::fs::read(dir.join(format!("{}.json", digest.hex())))
+        && let Ok(value) = serde_json::from_slice::<T>(&json)
+        && is_canonical(&bytes, &value)
+    {
+        return Ok((value, bytes, digest));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| Error::invalid(path, format!("not valid UTF-8 (first bad byte at offset {})", e.valid_up_to())))?;
+    let value = parse(path, text)?;
+    Ok((value, bytes, digest))
+}
+
+/// Record the parse result of `bytes` (which shipshape just wrote from `value`) for
+/// [`read_parsed`]. Best effort: a cache that cannot be written is only a slower read later.
+pub fn remember_parsed<T: Serialize>(parsed: &Path, bytes: &[u8], value: &T) {
+    if !is_canonical(bytes, value) {
+        return;
+    }
+    let Ok(json) = serde_json::to_vec(value) else { return };
+    if std::fs::create_dir_all(parsed).is_ok() {
+        let _ = crate::atomic::write_atomic(&parsed.join(format!("{}.json", Digest::of(bytes).hex())), &json);
+    }
+}
+
+/// Whether `bytes` are comment lines followed by exactly the serialization of `value`.
+fn is_canonical<T: Serialize>(bytes: &[u8], value: &T) -> bool {
+    let Ok(text) = to_string(value) else { return false };
+    bytes.strip_suffix(text.as_bytes()).is_some_and(|prefix| {
+        prefix.split_inclusive(|b| *b == b'\n').all(|line| line.starts_with(b"#") && line.ends_with(b"\n"))
+    })
+}
+
 /// Read a cache file shipshape writes for itself (stat caches): JSON — which is YAML too, so a
 /// person or a YAML tool reads it as before — parsed as JSON first, ten times faster than YAML on
 /// the 200-file states every deploy and rollback reads; a file in the YAML of older versions is
@@ -82,7 +129,7 @@ pub fn read_cache<T: DeserializeOwned>(path: &Path) -> Result<T> {
 
 /// Write a cache file read by [`read_cache`], atomically.
 pub fn write_cache<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::invalid(path, e.to_string()))?;
+    let mut bytes = serde_json::to_vec(value).map_err(|e| Error::invalid(path, e.to_string()))?;
     bytes.push(b'\n');
     crate::atomic::write_atomic(path, &bytes)
 }
@@ -164,5 +211,35 @@ mod tests {
         assert_eq!(read_cache::<Doc>(&path).unwrap(), doc);
         std::fs::write(&path, "name: [").unwrap();
         assert!(read_cache::<Doc>(&path).unwrap_err().to_string().contains("state.yaml"));
+    }
+
+    #[test]
+    fn a_parse_result_is_used_only_if_it_serializes_to_the_very_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let parsed = dir.path().join("parsed");
+        let path = dir.path().join("doc.yaml");
+        let doc = Doc { name: "model.bin".into(), inner: Inner { size: 7 } };
+        let bytes = format!("# written by shipshape\n# do not edit\n{}", to_string(&doc).unwrap()).into_bytes();
+        std::fs::write(&path, &bytes).unwrap();
+        remember_parsed(&parsed, &bytes, &doc);
+        let cached = parsed.join(format!("{}.json", Digest::of(&bytes).hex()));
+        assert!(cached.exists());
+        let (read, read_bytes, digest) = read_parsed::<Doc>(&path, Some(&parsed)).unwrap();
+        assert_eq!((read, read_bytes, digest), (doc, bytes.clone(), Digest::of(&bytes)));
+
+        // A forged entry (another value under the file's digest) is ignored: the strict parse wins.
+        let forged = Doc { name: "evil.bin".into(), inner: Inner { size: 7 } };
+        std::fs::write(&cached, serde_json::to_vec(&forged).unwrap()).unwrap();
+        assert_eq!(read_parsed::<Doc>(&path, Some(&parsed)).unwrap().0.name, "model.bin");
+        // So is a torn one, and a file that is not exactly what shipshape writes is never cached.
+        std::fs::write(&cached, b"{\"name\": \"mod").unwrap();
+        assert_eq!(read_parsed::<Doc>(&path, Some(&parsed)).unwrap().0.name, "model.bin");
+        let edited = b"name: model.bin   # a comment\ninner:\n  size: 7\n".to_vec();
+        let value: Doc = parse(&path, std::str::from_utf8(&edited).unwrap()).unwrap();
+        remember_parsed(&parsed, &edited, &value);
+        assert!(!parsed.join(format!("{}.json", Digest::of(&edited).hex())).exists());
+        // Bad input still gets the strict parser's error.
+        std::fs::write(&path, b"name: [").unwrap();
+        assert!(read_parsed::<Doc>(&path, Some(&parsed)).unwrap_err().to_string().contains("doc.yaml"));
     }
 }

@@ -404,3 +404,24 @@ fn default_rollback_follows_the_active_manifest_not_the_registry() {
         "{history}"
     );
 }
+
+/// Manifests and audit bundles are read through a parse cache (`release/store/parsed/`, written
+/// when they are made) — which is trusted only where it reproduces the signed bytes exactly. A
+/// forged entry claiming other artifacts changes nothing: verify and deploy read the real manifest.
+#[test]
+fn a_forged_parse_cache_changes_nothing() {
+    let s = Setup::new("copy");
+    let a = s.release(A);
+    let digest = util::sha256sum(&a).trim_start_matches("sha256:").to_string();
+    let cached = s.ws.path(&format!("release/store/parsed/{digest}.json"));
+    let json = fs::read_to_string(&cached).expect("the manifest's parse result is cached when it is made");
+    let files = files_of(&a);
+    let (path, hash) = files.iter().next().unwrap();
+    let forged_hash = format!("sha256:{}", "0".repeat(64));
+    assert!(json.contains(hash.as_str()));
+    fs::write(&cached, json.replace(hash.as_str(), &forged_hash)).unwrap();
+    let output = s.shipshape(A, &["verify", a.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(s.deploy(A, &a).status.success());
+    assert_eq!(&util::sha256sum(&s.live(path)), hash);
+}
