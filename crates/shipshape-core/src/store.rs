@@ -143,6 +143,16 @@ impl Stamp {
         fs::metadata(path).ok().as_ref().map(Stamp::from_meta)
     }
 
+    /// The stamp of a stat(2) result.
+    pub fn from_stat(stat: &rustix::fs::Stat) -> Option<Stamp> {
+        Some(Stamp {
+            size: u64::try_from(stat.st_size).ok()?,
+            mtime_ns: stat.st_mtime * 1_000_000_000 + i64::try_from(stat.st_mtime_nsec).ok()?,
+            ctime_ns: stat.st_ctime * 1_000_000_000 + i64::try_from(stat.st_ctime_nsec).ok()?,
+            ino: stat.st_ino,
+        })
+    }
+
     /// The stamp of a file whose metadata was just read.
     pub fn from_meta(meta: &fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
@@ -177,8 +187,14 @@ impl Store {
     }
 
     /// Whether `digest` was fully verified and its file (whose metadata was just read) is untouched since.
-    pub fn verified_unchanged(&self, cache: &VerifiedCache, digest: &Digest, meta: &fs::Metadata) -> bool {
-        cache.objects.get(&digest.hex()).is_some_and(|stamp| Stamp::from_meta(meta) == *stamp)
+    pub fn verified_unchanged(&self, cache: &VerifiedCache, digest: &Digest, now: &Stamp) -> bool {
+        cache.objects.get(&digest.hex()) == Some(now)
+    }
+
+    /// An object's path under `sha256/` (for stats relative to that directory).
+    pub fn object_relative(digest: &Digest) -> String {
+        let hex = digest.hex();
+        format!("{}/{}", &hex[..2], &hex[2..])
     }
 
     /// Record objects just verified by a full re-hash.

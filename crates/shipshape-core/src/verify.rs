@@ -7,8 +7,6 @@
 //! link to its (just verified) store object is not hashed twice.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -19,6 +17,7 @@ use crate::error::Result;
 use crate::hash::{Digest, Progress, hash_file_with, parallel_map, read_ahead_helps};
 use crate::manifest::{self, LoadedManifest};
 use crate::paths::confine;
+use crate::store::{Stamp, Store};
 use crate::workspace::Workspace;
 
 /// One check and its outcome.
@@ -89,7 +88,8 @@ pub struct VerifyOptions {
 
 enum Job {
     Object(Digest, u64),
-    Backup(PathBuf, Digest),
+    /// The backup's path (empty: a hard link to its object, proven), its digest, its name in the manifest.
+    Backup(PathBuf, Digest, String),
     Workspace(PathBuf, Digest),
 }
 
@@ -307,14 +307,23 @@ fn verify_with(
     let mut seen_objects = HashSet::new();
     let store = workspace.store();
     let cache = if options.use_verified_cache { store.verified_cache() } else { Default::default() };
-    // Each object's metadata, read once: for the verified cache and the backups' hard links.
-    let object_meta: HashMap<Digest, Option<fs::Metadata>> =
-        manifest.artifacts.iter().map(|(_, a)| (a.hash, fs::metadata(store.object_path(&a.hash)).ok())).collect();
+    // Each object's stat, taken once (relative to the store's directory): for the verified cache
+    // and the backups' hard links.
+    let objects = crate::atomic::StatDir::open(&store.root().join("sha256"));
+    let object_stat: HashMap<Digest, Option<(u64, u64, Stamp)>> = manifest
+        .artifacts
+        .iter()
+        .map(|(_, a)| {
+            let stat = objects.stat(&Store::object_relative(&a.hash));
+            (a.hash, stat.and_then(|s| Some((s.st_ino, s.st_dev, Stamp::from_stat(&s)?))))
+        })
+        .collect();
+    let object_of = |digest: &Digest| object_stat.get(digest).copied().flatten();
     for (_, artifact) in manifest.artifacts.iter() {
         if seen_objects.insert(artifact.hash) {
-            let meta = object_meta.get(&artifact.hash).and_then(Option::as_ref);
             if options.use_verified_cache
-                && meta.is_some_and(|meta| store.verified_unchanged(&cache, &artifact.hash, meta))
+                && object_of(&artifact.hash)
+                    .is_some_and(|(_, _, stamp)| store.verified_unchanged(&cache, &artifact.hash, &stamp))
             {
                 report.push(
                     "store object",
@@ -326,26 +335,27 @@ fn verify_with(
             jobs.push((Job::Object(artifact.hash, artifact.size), artifact.size));
         }
     }
+    let expected_prefix = format!("release/backups/{}/", manifest.release_id);
+    let backups = crate::atomic::StatDir::open(&workspace.backups_dir().join(manifest.release_id.as_str()));
     for (_, artifact) in manifest.artifacts.iter() {
         let backup = artifact.backup.under(&workspace.root);
-        let expected_prefix = format!("release/backups/{}/", manifest.release_id);
-        if !artifact.backup.as_str().starts_with(&expected_prefix) {
+        let Some(relative) = artifact.backup.as_str().strip_prefix(&expected_prefix) else {
             report.push(
                 "backup",
                 artifact.backup.to_string(),
                 Err(format!("backups must live under {expected_prefix}")),
             );
             continue;
-        }
-        let same_inode = match (fs::metadata(&backup), object_meta.get(&artifact.hash).and_then(Option::as_ref)) {
-            (Ok(b), Some(o)) => b.ino() == o.ino() && b.dev() == o.dev(),
+        };
+        let same_inode = match (backups.stat(relative), object_of(&artifact.hash)) {
+            (Some(b), Some((ino, dev, _))) => b.st_ino == ino && b.st_dev == dev,
             _ => false,
         };
         if same_inode {
             // Verified with its object below: a hard link is the same bytes.
-            jobs.push((Job::Backup(PathBuf::new(), artifact.hash), 0));
+            jobs.push((Job::Backup(PathBuf::new(), artifact.hash, artifact.backup.to_string()), 0));
         } else {
-            jobs.push((Job::Backup(backup, artifact.hash), artifact.size));
+            jobs.push((Job::Backup(backup, artifact.hash, artifact.backup.to_string()), artifact.size));
         }
     }
     if options.artifacts {
@@ -365,8 +375,8 @@ fn verify_with(
                 .verify(digest, Some(*size), progress, read_ahead)
                 .map(|()| "re-hashed".into())
                 .map_err(|e| e.to_string()),
-            Job::Backup(path, _) if path.as_os_str().is_empty() => Ok("hard link to its store object".into()),
-            Job::Backup(path, digest) | Job::Workspace(path, digest) => {
+            Job::Backup(path, _, _) if path.as_os_str().is_empty() => Ok("hard link to its store object".into()),
+            Job::Backup(path, digest, _) | Job::Workspace(path, digest) => {
                 match hash_file_with(path, progress, read_ahead) {
                     Ok((actual, _)) if actual == *digest => Ok("re-hashed".into()),
                     Ok((actual, _)) => Err(format!("content hash {actual} does not match the manifest's {digest}")),
@@ -391,21 +401,16 @@ fn verify_with(
     if options.use_verified_cache {
         let _ = store.record_verified(&verified);
     }
-    let path_of = |digest: &Digest| {
-        manifest.artifacts.iter().find(|(_, a)| a.hash == *digest).map(|(_, a)| a.path.to_string()).unwrap_or_default()
-    };
+    let mut paths_by_hash: HashMap<Digest, &str> = HashMap::new();
+    for (_, artifact) in manifest.artifacts.iter() {
+        paths_by_hash.entry(artifact.hash).or_insert(artifact.path.as_str());
+    }
+    let path_of = |digest: &Digest| paths_by_hash.get(digest).copied().unwrap_or_default().to_string();
     for ((job, _), outcome) in jobs.iter().zip(results) {
         match job {
             Job::Object(digest, _) => report.push("store object", format!("{} ({digest})", path_of(digest)), outcome),
-            Job::Backup(path, digest) => {
-                let subject = manifest
-                    .artifacts
-                    .iter()
-                    .find(|(_, a)| {
-                        a.hash == *digest && (path.as_os_str().is_empty() || a.backup.under(&workspace.root) == *path)
-                    })
-                    .map(|(_, a)| a.backup.to_string())
-                    .unwrap_or_else(|| path.display().to_string());
+            Job::Backup(path, digest, subject) => {
+                let subject = subject.clone();
                 let outcome = match outcome {
                     Ok(_) if failed_objects.contains(digest) && path.as_os_str().is_empty() => {
                         Err("hard link to a corrupt store object".to_string())
