@@ -564,12 +564,16 @@ pub fn create(
 
     let store = workspace.store();
     store.sweep_staging()?;
-    let store_existed = store.root().exists();
+    // A refused manifest leaves the disk as it found it: the staging area and the store itself go
+    // again if this command made them (the audit may have made the store, for its parse cache).
+    let (store_existed, staging_existed) = (store.root().exists(), store.root().join("tmp").exists());
     let prepared = match stage_artifacts(workspace, &bundle, progress) {
         Ok(prepared) => prepared,
         Err(e) => {
-            if !store_existed {
+            if !staging_existed {
                 let _ = fs::remove_dir(store.root().join("tmp"));
+            }
+            if !store_existed {
                 let _ = fs::remove_dir(store.root());
             }
             return Err(e);
