@@ -212,26 +212,16 @@ struct Seen {
 
 impl Seen {
     fn of(meta: &fs::Metadata) -> Seen {
-        Seen {
-            is_file: meta.is_file(),
-            size: meta.len(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-            ino: meta.ino(),
-        }
+        Seen::from_stamp(meta.is_file(), &crate::store::Stamp::from_meta(meta))
     }
 
-    /// `path` (relative) under the open directory `dir`: one short lookup instead of a walk from
-    /// the root, which is most of a stat's cost for the hundreds of files of a release.
-    fn at(dir: &std::os::fd::OwnedFd, path: &str) -> Option<Seen> {
-        let stat = rustix::fs::statat(dir, path, rustix::fs::AtFlags::empty()).ok()?;
-        Some(Seen {
-            is_file: rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile,
-            size: u64::try_from(stat.st_size).ok()?,
-            mtime_ns: stat.st_mtime * 1_000_000_000 + i64::try_from(stat.st_mtime_nsec).ok()?,
-            ctime_ns: stat.st_ctime * 1_000_000_000 + i64::try_from(stat.st_ctime_nsec).ok()?,
-            ino: stat.st_ino,
-        })
+    fn from_stat(stat: &rustix::fs::Stat) -> Option<Seen> {
+        let is_file = rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile;
+        Some(Seen::from_stamp(is_file, &crate::store::Stamp::from_stat(stat)?))
+    }
+
+    fn from_stamp(is_file: bool, stamp: &crate::store::Stamp) -> Seen {
+        Seen { is_file, size: stamp.size, mtime_ns: stamp.mtime_ns, ctime_ns: stamp.ctime_ns, ino: stamp.ino }
     }
 }
 
@@ -597,31 +587,26 @@ fn materialise_release(
         // the state written after the newest link (another release's) records it as it is now.
         let mut recorded: Option<HashSet<FileStat>> = None;
         let mut refreshed = false;
-        let dir = rustix::fs::open(
-            &final_dir,
-            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .ok();
-        let intact = dir.is_some_and(|dir| {
-            release.files.iter().all(|(path, (hash, _))| {
-                let (Some(stat), Some(seen)) = (state.files.get_mut(path), Seen::at(&dir, path)) else {
-                    return false;
-                };
-                if stat.hash != *hash || !stat.same_but_ctime(&seen) {
-                    return false;
-                }
-                if stat.matches(&seen) {
-                    return true;
-                }
-                let now = FileStat::from_seen(&seen, *hash);
-                if !recorded.get_or_insert_with(|| recorded_stats(target)).contains(&now) {
-                    return false;
-                }
-                *stat = now;
-                refreshed = true;
-                true
-            })
+        // Stats relative to the release directory: one short lookup per file.
+        let dir = crate::atomic::StatDir::open(&final_dir);
+        let intact = release.files.iter().all(|(path, (hash, _))| {
+            let seen = dir.stat(path).as_ref().and_then(Seen::from_stat);
+            let (Some(stat), Some(seen)) = (state.files.get_mut(path), seen) else {
+                return false;
+            };
+            if stat.hash != *hash || !stat.same_but_ctime(&seen) {
+                return false;
+            }
+            if stat.matches(&seen) {
+                return true;
+            }
+            let now = FileStat::from_seen(&seen, *hash);
+            if !recorded.get_or_insert_with(|| recorded_stats(target)).contains(&now) {
+                return false;
+            }
+            *stat = now;
+            refreshed = true;
+            true
         });
         if intact {
             if refreshed {
