@@ -229,7 +229,7 @@ fn failing_post_deploy_check_rolls_back_automatically() {
 
 #[test]
 fn concurrent_deploys_exactly_one_proceeds() {
-    let checks = "[[deploy.post_deploy_checks]]\nname = \"slow\"\ncommand = \"sleep 2\"\n";
+    let checks = "[[deploy.post_deploy_checks]]\nname = \"slow\"\ncommand = \"sleep 5\"\n";
     let s = Setup::with_checks("copy", checks);
     let a = s.release(A);
     let spawn = || {
@@ -243,7 +243,14 @@ fn concurrent_deploys_exactly_one_proceeds() {
             .unwrap()
     };
     let first = spawn();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The second starts once the first holds the lock (it then keeps it for the 5 s check): a fixed
+    // head start lost the race on a loaded CI machine.
+    let holder = s.ws.path("release/.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !fs::read_to_string(&holder).is_ok_and(|text| text.contains("running `deploy`")) {
+        assert!(std::time::Instant::now() < deadline, "the first deploy never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let second = spawn().wait_with_output().unwrap();
     let first = first.wait_with_output().unwrap();
     assert!(first.status.success(), "{}", stderr_of(&first));
