@@ -338,6 +338,18 @@ fn status_reports_drift_and_deploy_needs_confirmation() {
     assert_eq!(json["in_sync"], false);
 }
 
+/// Releases A, B (the two of `two_releases`) and C (another config change), deployed in turn.
+fn three_deployed(s: &Setup) -> (PathBuf, PathBuf, PathBuf) {
+    let (a, b) = two_releases(s, A, B);
+    let config = fs::read_to_string(s.ws.path("src/app/config.py")).unwrap();
+    s.ws.write("src/app/config.py", config.replace("0.64", "0.66").as_bytes());
+    let c = s.release(LATER);
+    for (manifest, at) in [(&a, A), (&b, B), (&c, LATER)] {
+        assert!(s.deploy(at, manifest).status.success());
+    }
+    (a, b, c)
+}
+
 /// Symlink mode keeps every release's directory, sharing unchanged files by hard links — and each
 /// link moves the shared inode's ctime. Rolling back to any earlier release (not only the one just
 /// replaced) must still find its directory intact and switch by one rename, without copying a byte;
@@ -347,13 +359,7 @@ fn status_reports_drift_and_deploy_needs_confirmation() {
 fn symlink_rollback_to_any_earlier_release_reuses_its_directory() {
     use std::os::unix::fs::MetadataExt;
     let s = Setup::new("symlink");
-    let (a, b) = two_releases(&s, A, B);
-    let config = fs::read_to_string(s.ws.path("src/app/config.py")).unwrap();
-    s.ws.write("src/app/config.py", config.replace("0.64", "0.66").as_bytes());
-    let c = s.release(LATER);
-    for (manifest, at) in [(&a, A), (&b, B), (&c, LATER)] {
-        assert!(s.deploy(at, manifest).status.success());
-    }
+    let (a, b, c) = three_deployed(&s);
     let id_a = yaml_value(&a)["release_id"].as_str().unwrap().to_string();
     let dir_a = s.target.join(".shipshape/releases").join(&id_a);
     let inodes = |dir: &Path| -> Vec<(String, u64)> {
@@ -389,13 +395,7 @@ fn symlink_rollback_to_any_earlier_release_reuses_its_directory() {
 #[test]
 fn default_rollback_follows_the_active_manifest_not_the_registry() {
     let s = Setup::new("symlink");
-    let (a, b) = two_releases(&s, A, B);
-    let config = fs::read_to_string(s.ws.path("src/app/config.py")).unwrap();
-    s.ws.write("src/app/config.py", config.replace("0.64", "0.66").as_bytes());
-    let c = s.release(LATER);
-    for (manifest, at) in [(&a, A), (&b, B), (&c, LATER)] {
-        assert!(s.deploy(at, manifest).status.success());
-    }
+    let (a, b, c) = three_deployed(&s);
     let id = |m: &Path| yaml_value(m)["release_id"].as_str().unwrap().to_string();
     let active_path = s.ws.path("data/monitoring/releases/active_release.yaml");
     let active = fs::read_to_string(&active_path).unwrap();
