@@ -13,9 +13,9 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use toml::Spanned;
 
-use crate::clock::Duration;
 use crate::error::{Error, Result, line_column};
-use crate::paths::check_relative;
+use crate::infra::clock::Duration;
+use crate::infra::paths::check_relative;
 
 /// The config file's name.
 pub const CONFIG_FILE: &str = "shipshape.toml";
@@ -241,7 +241,7 @@ struct ChecklistFile {
 
 /// Read a checklist file (`[[checklist]]` items) strictly, and check its items.
 pub fn load_checklist(path: &Path, backtest: Option<&BacktestConfig>) -> Result<Vec<ChecklistItem>> {
-    let text = crate::atomic::read_text(path)?;
+    let text = crate::infra::atomic::read_text(path)?;
     let file: ChecklistFile = parse_toml(path, &text)?;
     check_checklist(path, &text, &file.checklist, backtest)?;
     Ok(file.checklist)
@@ -658,7 +658,7 @@ impl fmt::Display for Slug {
 impl Config {
     /// Read and check the config at `path`.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = crate::atomic::read_text(path)?;
+        let text = crate::infra::atomic::read_text(path)?;
         Self::parse(path, text)
     }
 
@@ -751,7 +751,7 @@ impl Config {
                     check_relative(file).err().map(|rule| (file.as_str(), format!("unsafe path `{file}`: {rule}")))
                 }
                 SinkConfig::Webhook { url, .. } | SinkConfig::Alertmanager { url, .. } => {
-                    crate::http::Url::parse(url).err().map(|reason| (url.as_str(), format!("`{url}`: {reason}")))
+                    crate::infra::http::Url::parse(url).err().map(|reason| (url.as_str(), format!("`{url}`: {reason}")))
                 }
             };
             if let Some((needle, message)) = problem {

@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::atomic::{create_dir_all_durable, write_new_atomic};
 use crate::config::{CONFIG_FILE, CONFIG_TEMPLATE};
 use crate::error::Result;
+use crate::infra::atomic::{create_dir_all_durable, write_new_atomic};
 
 /// The Makefile `init` writes, with the story's targets.
 pub const MAKEFILE_TEMPLATE: &str = include_str!("../templates/Makefile");

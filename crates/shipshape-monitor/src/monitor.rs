@@ -9,13 +9,13 @@ use std::path::Path;
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
-use shipshape_core::clock::Time;
 use shipshape_core::config::{BaselineSource, MonitoringConfig};
 use shipshape_core::events::{Format, MAX_LINE};
-use shipshape_core::hash::NoProgress;
-use shipshape_core::paths::RelPath;
+use shipshape_core::infra::clock::Time;
+use shipshape_core::infra::hash::NoProgress;
+use shipshape_core::infra::paths::RelPath;
+use shipshape_core::layout::Workspace;
 use shipshape_core::registry::{self, ReleaseInfo};
-use shipshape_core::workspace::Workspace;
 use shipshape_core::{Error, Result, deploy};
 use shipshape_metrics::SharpeUnit;
 use shipshape_metrics::event::{CsvHeader, EventError, EventRef, parse_json_line};
@@ -353,12 +353,12 @@ impl Monitor {
     /// Baselines from the validation backtest of the manifest at `manifest_path` (relative to the
     /// workspace), checked against the hash the manifest recorded.
     pub fn validation_baselines(&self, manifest_path: &RelPath) -> Result<BTreeMap<String, Option<f64>>> {
-        let manifest = shipshape_core::manifest::load(&manifest_path.under(&self.workspace.root))?;
+        let manifest = shipshape_core::pipeline::manifest::load(&manifest_path.under(&self.workspace.root))?;
         let bundle = manifest.manifest.audit_bundle.under(&self.workspace.root);
-        let validation = match shipshape_core::validate::read(&bundle)? {
+        let validation = match shipshape_core::pipeline::validate::read(&bundle)? {
             Some((validation, bytes)) => {
                 // Checked on every read: the validation must be the one the manifest recorded.
-                if manifest.manifest.validation.sha256 != Some(shipshape_core::hash::Digest::of(&bytes)) {
+                if manifest.manifest.validation.sha256 != Some(shipshape_core::infra::hash::Digest::of(&bytes)) {
                     return Err(Error::invalid(
                         bundle.join("validation.yaml"),
                         format!("does not match the hash recorded in {manifest_path}: the baseline cannot be trusted"),
@@ -792,7 +792,7 @@ struct ReadContext {
     known: Vec<String>,
     last_eval: Option<Seconds>,
     horizon: Seconds,
-    skew: shipshape_core::clock::Duration,
+    skew: shipshape_core::infra::clock::Duration,
 }
 
 /// Parse, check and attribute every event of `reader`, handing each to `sink`.

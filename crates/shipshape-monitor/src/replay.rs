@@ -9,9 +9,9 @@ use std::path::Path;
 use jiff::Timestamp;
 use serde::Serialize;
 use shipshape_core::Result;
-use shipshape_core::clock::Time;
 use shipshape_core::config::BaselineSource;
-use shipshape_core::workspace::Workspace;
+use shipshape_core::infra::clock::Time;
+use shipshape_core::layout::Workspace;
 
 use crate::alert::{NotifyReason, Seconds};
 use crate::db::Db;
@@ -79,9 +79,9 @@ pub fn replay(
         .query_row("SELECT max(ts) FROM events", [], |row| row.get(0))
         .map_err(crate::db::sql_error(Path::new(":memory:"), "reading"))?;
     let validation = match source_kind {
-        BaselineSource::Validation => match shipshape_core::manifest::newest_path(&monitor.workspace) {
+        BaselineSource::Validation => match shipshape_core::pipeline::manifest::newest_path(&monitor.workspace) {
             Ok(path) => {
-                let manifest = shipshape_core::paths::RelPath::from_walk(&monitor.workspace.root, &path)
+                let manifest = shipshape_core::infra::paths::RelPath::from_walk(&monitor.workspace.root, &path)
                     .map_err(|rule| shipshape_core::Error::invalid(&path, rule.to_string()))?;
                 Some(monitor.validation_baselines(&manifest)?)
             }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shipshape_core::Result;
 use shipshape_core::config::SinkConfig;
-use shipshape_core::http::{Url, post_json};
+use shipshape_core::infra::http::{Url, post_json};
 
 use crate::alert::{NotifyReason, Seconds};
 use crate::db::Db;
@@ -106,7 +106,7 @@ pub fn backoff(attempts: i64) -> Seconds {
 }
 
 fn send(sink: &SinkConfig, root: &Path, payload: &str, log: &mut dyn FnMut(&str)) -> std::result::Result<(), String> {
-    let check = |response: shipshape_core::http::Response| {
+    let check = |response: shipshape_core::infra::http::Response| {
         if (200..300).contains(&response.status) {
             Ok(())
         } else {

@@ -16,9 +16,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shipshape_core::hash::NoProgress;
-use shipshape_core::manifest::ReleaseId;
-use shipshape_core::workspace::Workspace;
+use shipshape_core::infra::hash::NoProgress;
+use shipshape_core::layout::Workspace;
+use shipshape_core::pipeline::manifest::ReleaseId;
 use shipshape_core::{Error, deploy, registry};
 
 use crate::{AppState, blocking, check_post, error, same};
@@ -125,7 +125,7 @@ pub(crate) async fn view_bundle(State(state): State<Arc<AppState>>, UrlPath(id):
     let root = state.root.clone();
     let result = blocking(move || -> Result<Response, Response> {
         let path = manifest_path(&root, &id)?;
-        let loaded = shipshape_core::manifest::load(&path)
+        let loaded = shipshape_core::pipeline::manifest::load(&path)
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
         let bundle = loaded.manifest.audit_bundle.under(&root);
         let mut sections = Vec::new();
@@ -144,7 +144,7 @@ pub(crate) async fn view_bundle(State(state): State<Arc<AppState>>, UrlPath(id):
 
 /// What the panel needs from the active release's manifest.
 pub(crate) fn manifest_summary(workspace: &Workspace, info: &registry::ReleaseInfo) -> Value {
-    match shipshape_core::manifest::load(&info.manifest_path.under(&workspace.root)) {
+    match shipshape_core::pipeline::manifest::load(&info.manifest_path.under(&workspace.root)) {
         Ok(loaded) => json!({
             "release_type": loaded.manifest.release_type,
             "rollback_target": loaded.manifest.rollback_plan.previous_release_id.as_ref().map(|id| id.to_string()),
@@ -165,8 +165,8 @@ pub(crate) async fn get_checks(State(state): State<Arc<AppState>>) -> Response {
         let Some((info, files)) = deploy::active_files(&workspace, now)? else {
             return Ok(json!({ "active_release": null }));
         };
-        let loaded = shipshape_core::manifest::load(&info.manifest_path.under(&workspace.root))?;
-        let approvals = match shipshape_core::approvals::verify_approvals(&workspace, &loaded, now) {
+        let loaded = shipshape_core::pipeline::manifest::load(&info.manifest_path.under(&workspace.root))?;
+        let approvals = match shipshape_core::pipeline::approve::verify_approvals(&workspace, &loaded, now) {
             Ok(report) => serde_json::to_value(report).unwrap_or(Value::Null),
             Err(e) => json!({ "error": e.to_string() }),
         };
@@ -255,8 +255,8 @@ pub(crate) async fn get_analytics(State(state): State<Arc<AppState>>) -> Respons
         let workspace = Workspace::open(&root)?;
         let history = registry::history(&workspace)?;
         Ok(json!({
-            "30d": shipshape_core::analytics::analytics(&history, now, 30),
-            "90d": shipshape_core::analytics::analytics(&history, now, 90),
+            "30d": shipshape_core::registry::analytics::analytics(&history, now, 30),
+            "90d": shipshape_core::registry::analytics::analytics(&history, now, 90),
         }))
     })
     .await;
@@ -352,7 +352,7 @@ pub(crate) async fn post_rollback(State(state): State<Arc<AppState>>, headers: H
         else {
             return Err(conflict("nothing is deployed: there is nothing to roll back".into()));
         };
-        let loaded = shipshape_core::manifest::load(&active.manifest_path.under(&workspace.root))
+        let loaded = shipshape_core::pipeline::manifest::load(&active.manifest_path.under(&workspace.root))
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
         let Some(target) = loaded.manifest.rollback_plan.previous_release_id.clone() else {
             return Err(conflict(format!(

@@ -22,9 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shipshape_core::clock::Clock;
 use shipshape_core::events::Format;
-use shipshape_core::workspace::Workspace;
+use shipshape_core::infra::clock::Clock;
+use shipshape_core::layout::Workspace;
 use shipshape_core::{Error, registry};
 use shipshape_monitor::monitor::{IngestOptions, IngestReport, Monitor, Timeline};
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use shipshape_core::clock::{Clock, Time, clock_from_env};
-use shipshape_core::hash::{NoProgress, Progress};
-use shipshape_core::workspace::Workspace;
+use shipshape_core::infra::clock::{Clock, Time, clock_from_env};
+use shipshape_core::infra::hash::{NoProgress, Progress};
+use shipshape_core::layout::Workspace;
 
 use crate::progress::Bar;
 
@@ -40,7 +40,7 @@ impl Context {
 
     /// The same settings with the clock pinned at `time` (the demo's simulated hours).
     pub fn pinned(&self, time: Time) -> Context {
-        let clock: Arc<dyn Clock> = Arc::new(shipshape_core::clock::FixedClock(time));
+        let clock: Arc<dyn Clock> = Arc::new(shipshape_core::infra::clock::FixedClock(time));
         Context { start_dir: self.start_dir.clone(), quiet: self.quiet, clock }
     }
 

@@ -2,7 +2,7 @@
 //! `Progress` trait so the library never draws anything itself.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shipshape_core::hash::Progress;
+use shipshape_core::infra::hash::Progress;
 
 /// A bar on stderr.
 pub struct Bar(ProgressBar);

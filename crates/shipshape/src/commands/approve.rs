@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use shipshape_core::approvals::{self, ApproveRequest};
-use shipshape_core::manifest;
+use shipshape_core::pipeline::approve::{self, ApproveRequest};
+use shipshape_core::pipeline::manifest;
 
 use crate::cli::ApproveArgs;
 use crate::context::Context;
@@ -22,13 +22,13 @@ pub fn run(context: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
         email: args.email.clone(),
     };
     let now = context.now();
-    let check = approvals::approve(&workspace, &loaded, &request, now)?;
-    println!("{}", workspace.display(&approvals::approvals_path(&loaded.path)));
+    let check = approve::approve(&workspace, &loaded, &request, now)?;
+    println!("{}", workspace.display(&approve::approvals_path(&loaded.path)));
     context.note(format!(
         "approved {} as {} by {} <{}> ({})",
         loaded.manifest.release_id, check.role, check.name, check.email, check.key_fingerprint
     ));
-    let report = approvals::verify_approvals(&workspace, &loaded, now)?;
+    let report = approve::verify_approvals(&workspace, &loaded, now)?;
     for requirement in &report.requirements {
         context.note(format!(
             "  {} of {} approvals from {}{}",

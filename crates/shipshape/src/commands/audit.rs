@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use shipshape_core::audit;
+use shipshape_core::pipeline::audit;
 
 use crate::cli::AuditArgs;
 use crate::context::Context;
@@ -23,7 +23,7 @@ pub fn run(context: &Context, args: &AuditArgs) -> anyhow::Result<ExitCode> {
         super::print_json(&json!({
             "bundle": bundle_path,
             "bundle_id": bundle.bundle_id,
-            "bundle_sha256": shipshape_core::hash::Digest::of(&outcome.bytes),
+            "bundle_sha256": shipshape_core::infra::hash::Digest::of(&outcome.bytes),
             "created": bundle.created,
             "artifacts": bundle.totals.artifacts,
             "bytes": bundle.totals.bytes,

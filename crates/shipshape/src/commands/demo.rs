@@ -175,7 +175,8 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     for (who, email, role) in
         [("jane", "jane@sensequant.example", "risk-manager"), ("john", "john@sensequant.example", "engineering-lead")]
     {
-        let public = shipshape_core::approvals::generate_ed25519(&keys.join(who), &format!("{who} (demo key)"))?;
+        let public =
+            shipshape_core::pipeline::approve::generate_ed25519(&keys.join(who), &format!("{who} (demo key)"))?;
         signers.push_str(&format!("{email} namespaces=\"{role}@shipshape\" {public}\n"));
     }
     fs::write(dir.join("release/allowed_signers"), signers)?;
@@ -183,7 +184,7 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "generated two demo keys in {} (outside the workspace) and added their public keys to release/allowed_signers",
         keys.display()
     );
-    let first_manifest = shipshape_core::manifest::newest_path(&ws.workspace()?)?;
+    let first_manifest = shipshape_core::pipeline::manifest::newest_path(&ws.workspace()?)?;
     let first_rel = first_manifest.strip_prefix(&dir)?.to_path_buf();
     for (who, role) in [("jane", "risk-manager"), ("john", "engineering-lead")] {
         command_line(&format!(
@@ -216,7 +217,8 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "shipshape manifest --type hotfix --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-124",
     );
     expect_success(super::manifest::run(&ws, &manifest_args(ReleaseTypeArg::Hotfix, "SQNT-124"))?, "manifest")?;
-    let second_rel = shipshape_core::manifest::newest_path(&ws.workspace()?)?.strip_prefix(&dir)?.to_path_buf();
+    let second_rel =
+        shipshape_core::pipeline::manifest::newest_path(&ws.workspace()?)?.strip_prefix(&dir)?.to_path_buf();
     command_line(&format!(
         "shipshape approve {} --role engineering-lead --key {}   # a hotfix needs one approval",
         second_rel.display(),
@@ -232,8 +234,8 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "verify",
     )?;
     let workspace = ws.workspace()?;
-    let newest = shipshape_core::manifest::newest_path(&workspace)?;
-    let loaded = shipshape_core::manifest::load(&newest)?;
+    let newest = shipshape_core::pipeline::manifest::newest_path(&workspace)?;
+    let loaded = shipshape_core::pipeline::manifest::load(&newest)?;
     println!(
         "\nrollback plan of {} (back to {}):",
         loaded.manifest.release_id,
@@ -276,7 +278,8 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let tampered =
         dir.with_file_name(format!("{}-tampered", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
     copy_tree(&dir, &tampered)?;
-    let first = shipshape_core::manifest::manifest_paths(&workspace)?.into_iter().next().context("first manifest")?;
+    let first =
+        shipshape_core::pipeline::manifest::manifest_paths(&workspace)?.into_iter().next().context("first manifest")?;
     let first_in_copy = tampered.join(first.strip_prefix(&dir)?);
     let mut bytes = fs::read(&first_in_copy)?;
     if let Some(position) = bytes.windows(8).position(|w| w == b"deployer") {
@@ -434,7 +437,7 @@ fn serve_dashboard(ws: &Context, args: &DemoArgs, watch_end: i64) -> anyhow::Res
     step("Phase 6: the dashboard (shipshape serve)");
     let end = jiff::Timestamp::from_second(watch_end + 600)?;
     let offset = end.duration_since(jiff::Timestamp::now());
-    let later = ws.with_clock(std::sync::Arc::new(shipshape_core::clock::OffsetClock(offset)));
+    let later = ws.with_clock(std::sync::Arc::new(shipshape_core::infra::clock::OffsetClock(offset)));
     command_line("shipshape deploy --yes   # the hotfix once more: its regression was a data-feed fault, now fixed");
     expect_success(super::deploy::deploy(&later, &deploy_args(None))?, "deploy")?;
     command_line(&format!("shipshape serve --bind {}", args.bind));

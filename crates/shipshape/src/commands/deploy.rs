@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use shipshape_core::deploy::{self, Kind, Outcome, Plan, ReleaseFiles, Target};
-use shipshape_core::manifest::{self, ReleaseId};
-use shipshape_core::workspace::Workspace;
-use shipshape_core::{Error, registry, verify};
+use shipshape_core::layout::Workspace;
+use shipshape_core::pipeline::manifest::{self, ReleaseId};
+use shipshape_core::pipeline::verify;
+use shipshape_core::{Error, registry};
 
 use crate::cli::{DeployArgs, RollbackArgs};
 use crate::context::Context;

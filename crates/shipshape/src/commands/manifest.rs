@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use shipshape_core::manifest::{self, ManifestRequest, ReleaseType};
+use shipshape_core::pipeline::manifest::{self, ManifestRequest, ReleaseType};
 
 use crate::cli::{ManifestArgs, ReleaseTypeArg};
 use crate::context::Context;
@@ -32,7 +32,7 @@ pub fn run(context: &Context, args: &ManifestArgs) -> anyhow::Result<ExitCode> {
     }
     let loaded = &outcome.loaded;
     if let (Some(key), Some(role)) = (&args.sign, &args.sign_role) {
-        let request = shipshape_core::approvals::ApproveRequest {
+        let request = shipshape_core::pipeline::approve::ApproveRequest {
             role: role.clone(),
             key: Some(context.start_dir.join(key)),
             gpg: None,
@@ -40,7 +40,7 @@ pub fn run(context: &Context, args: &ManifestArgs) -> anyhow::Result<ExitCode> {
             name: args.deployer.clone(),
             email: None,
         };
-        let check = shipshape_core::approvals::approve(&workspace, loaded, &request, now)?;
+        let check = shipshape_core::pipeline::approve::approve(&workspace, loaded, &request, now)?;
         context.note(format!("approved as {} by {} <{}>", check.role, check.name, check.email));
     }
     if loaded.manifest.validation.overridden {

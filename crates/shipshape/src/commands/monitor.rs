@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use shipshape_core::Error;
-use shipshape_core::clock::Time;
 use shipshape_core::config::BaselineSource;
 use shipshape_core::events::Format;
+use shipshape_core::infra::clock::Time;
 use shipshape_monitor::alert::State;
 use shipshape_monitor::monitor::{IngestOptions, IngestReport, Monitor, Pass, Timeline};
 

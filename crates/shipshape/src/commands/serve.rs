@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use shipshape_core::Error;
-use shipshape_core::clock::Duration as ConfigDuration;
+use shipshape_core::infra::clock::Duration as ConfigDuration;
 use shipshape_monitor::monitor::Monitor;
 use shipshape_web::{AppState, Settings, random_hex, read_token_file};
 

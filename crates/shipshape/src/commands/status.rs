@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use shipshape_core::clock::humanize;
 use shipshape_core::deploy::{self, ReleaseFiles, Target};
-use shipshape_core::{manifest, registry};
+use shipshape_core::infra::clock::humanize;
+use shipshape_core::pipeline::manifest;
+use shipshape_core::registry;
 
 use crate::cli::{HistoryArgs, StatusArgs};
 use crate::context::Context;
@@ -92,7 +93,7 @@ pub fn analytics(context: &Context, args: &crate::cli::AnalyticsArgs) -> anyhow:
     let workspace = context.workspace()?;
     let history = registry::history(&workspace)?;
     let now = context.now();
-    let windows = [30, 90].map(|days| shipshape_core::analytics::analytics(&history, now, days));
+    let windows = [30, 90].map(|days| shipshape_core::registry::analytics::analytics(&history, now, days));
     if args.json {
         super::print_json(&json!({ "30d": windows[0], "90d": windows[1] }))?;
         return super::ok();
@@ -101,7 +102,7 @@ pub fn analytics(context: &Context, args: &crate::cli::AnalyticsArgs) -> anyhow:
     let restore = |v: Option<f64>| {
         v.map_or_else(
             || "n/a".to_string(),
-            |s| shipshape_core::clock::humanize(jiff::SignedDuration::from_secs(s.round() as i64)),
+            |s| shipshape_core::infra::clock::humanize(jiff::SignedDuration::from_secs(s.round() as i64)),
         )
     };
     println!("{:<24} {:>12} {:>12}", "", "30 days", "90 days");

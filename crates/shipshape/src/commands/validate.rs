@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use shipshape_core::validate::{self, Status, ValidateRequest};
+use shipshape_core::pipeline::validate::{self, Status, ValidateRequest};
 
 use crate::cli::ValidateArgs;
 use crate::context::Context;

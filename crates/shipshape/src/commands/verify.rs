@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use shipshape_core::manifest;
-use shipshape_core::verify::{self, VerifyOptions};
+use shipshape_core::pipeline::manifest;
+use shipshape_core::pipeline::verify::{self, VerifyOptions};
 
 use crate::cli::VerifyArgs;
 use crate::context::Context;

@@ -10,8 +10,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::clock::Time;
 use crate::error::{Error, IoContext, Result};
+use crate::infra::clock::Time;
 
 /// A held workspace lock; released on drop.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ impl WorkspaceLock {
     /// Take the lock at `path` for `command`, or fail naming whoever holds it.
     pub fn acquire(path: &Path, command: &str, now: Time) -> Result<WorkspaceLock> {
         if let Some(parent) = path.parent() {
-            crate::atomic::create_dir_all_durable(parent)?;
+            crate::infra::atomic::create_dir_all_durable(parent)?;
         }
         let mut file = OpenOptions::new()
             .read(true)

@@ -196,7 +196,7 @@ pub fn copy_file_then_hash(input: &File, output: &File, progress: &dyn Progress)
             let mut offset = 0u64;
             while offset < length {
                 let Some(n) = copy_chunk(offset)? else { return Ok(false) };
-                crate::atomic::start_writeback(output, offset, n);
+                crate::infra::atomic::start_writeback(output, offset, n);
                 offset += n;
                 let _ = done_tx.send(offset);
             }

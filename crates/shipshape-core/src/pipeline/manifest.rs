@@ -19,15 +19,15 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::atomic::{create_dir_all_durable, sync_dir, write_new_atomic};
-use crate::audit::{self, ArtifactRecord, AuditBundle};
-use crate::clock::Time;
 use crate::config::{ModePolicy, Slug};
 use crate::error::{Error, IoContext, Result};
-use crate::hash::{Digest, Progress, hash_file_with, parallel_map, read_ahead_helps};
-use crate::paths::{RelPath, confine};
-use crate::store::{StagedObject, link_or_copy};
-use crate::workspace::Workspace;
+use crate::infra::atomic::{create_dir_all_durable, sync_dir, write_new_atomic};
+use crate::infra::clock::Time;
+use crate::infra::hash::{Digest, Progress, hash_file_with, parallel_map, read_ahead_helps};
+use crate::infra::paths::{RelPath, confine};
+use crate::infra::store::{StagedObject, link_or_copy};
+use crate::layout::Workspace;
+use crate::pipeline::audit::{self, ArtifactRecord, AuditBundle};
 
 /// Current manifest schema.
 pub const MANIFEST_SCHEMA: u32 = 1;
@@ -352,7 +352,8 @@ pub struct LoadedManifest {
 /// Read and strictly parse one manifest; also checks its file name against its release id.
 pub fn load(path: &Path) -> Result<LoadedManifest> {
     let parsed = parsed_dir_of(path, "manifests");
-    let (manifest, bytes, digest): (Manifest, Vec<u8>, Digest) = crate::yaml::read_parsed(path, parsed.as_deref())?;
+    let (manifest, bytes, digest): (Manifest, Vec<u8>, Digest) =
+        crate::infra::yaml::read_parsed(path, parsed.as_deref())?;
     if manifest.schema_version != MANIFEST_SCHEMA {
         return Err(Error::invalid(
             path,
@@ -370,7 +371,7 @@ pub fn load(path: &Path) -> Result<LoadedManifest> {
 }
 
 /// Where parse results of the documents in `release/<dir>/` are kept: `release/store/parsed/`
-/// (see [`crate::yaml::read_parsed`]); `None` for a file anywhere else.
+/// (see [`crate::infra::yaml::read_parsed`]); `None` for a file anywhere else.
 pub fn parsed_dir_of(path: &Path, dir: &str) -> Option<PathBuf> {
     let parent = path.parent()?;
     let release = parent.parent()?;
@@ -447,7 +448,7 @@ pub fn link_problem(workspace: &Workspace, loaded: &LoadedManifest) -> Option<St
         }
         (Some(previous), Some(expected)) => {
             let previous_path = previous.under(&workspace.root);
-            match crate::atomic::read(&previous_path) {
+            match crate::infra::atomic::read(&previous_path) {
                 Err(_) => Some(format!("{name}: previous manifest {previous} is missing")),
                 Ok(bytes) => {
                     let actual = Digest::of(&bytes);
@@ -458,7 +459,9 @@ pub fn link_problem(workspace: &Workspace, loaded: &LoadedManifest) -> Option<St
                         ));
                     }
                     let parsed = parsed_dir_of(&previous_path, "manifests");
-                    match crate::yaml::read_parsed::<Manifest>(&previous_path, parsed.as_deref()).map(|(m, _, _)| m) {
+                    match crate::infra::yaml::read_parsed::<Manifest>(&previous_path, parsed.as_deref())
+                        .map(|(m, _, _)| m)
+                    {
                         Ok(before) if before.sequence >= manifest.sequence => Some(format!(
                             "{name}: sequence {} is not above its previous manifest's {}",
                             manifest.sequence, before.sequence
@@ -555,7 +558,7 @@ pub fn create(
 
     // Everything above only read. From here on we write, so serialise with other commands, and
     // look at the history again in case another manifest landed meanwhile.
-    let _lock = crate::lock::WorkspaceLock::acquire(&workspace.lock_path(), "manifest", now)?;
+    let _lock = crate::infra::lock::WorkspaceLock::acquire(&workspace.lock_path(), "manifest", now)?;
     let existing = check_history()?;
     let previous = existing
         .iter()
@@ -635,7 +638,7 @@ pub fn create(
     };
     let text = format!(
         "# shipshape release manifest. Approvers sign these exact bytes: do not edit.\n{}",
-        crate::yaml::to_string(&manifest)?
+        crate::infra::yaml::to_string(&manifest)?
     );
 
     // Commit point 1: objects become visible (harmless on their own: content-addressed).
@@ -656,9 +659,9 @@ pub fn create(
     // The backup view, assembled aside and renamed into place.
     let backups_dir = workspace.backups_dir();
     create_dir_all_durable(&backups_dir)?;
-    crate::atomic::remove_stale_temp_files(&backups_dir)?;
+    crate::infra::atomic::remove_stale_temp_files(&backups_dir)?;
     let backup_dir = backups_dir.join(release_id.as_str());
-    let staging = crate::atomic::temp_path_beside(&backup_dir);
+    let staging = crate::infra::atomic::temp_path_beside(&backup_dir);
     let result = (|| {
         fs::create_dir(&staging).at(&staging, "creating directory")?;
         for (_, artifact) in manifest.artifacts.iter() {
@@ -691,7 +694,7 @@ pub fn create(
     let _ = store.record_verified(&digests);
     let bytes = text.into_bytes();
     let digest = Digest::of(&bytes);
-    crate::yaml::remember_parsed(&store.root().join("parsed"), &bytes, &manifest);
+    crate::infra::yaml::remember_parsed(&store.root().join("parsed"), &bytes, &manifest);
     Ok(ManifestOutcome {
         loaded: LoadedManifest { path, manifest, bytes, digest },
         new_objects,
@@ -710,7 +713,7 @@ fn policy_ref(workspace: &Workspace) -> Result<Option<PolicyRef>> {
         return Ok(None);
     }
     confine(&workspace.root, &path, &workspace.config.path)?;
-    let (_, bytes) = crate::policy::Policy::load(&absolute)?;
+    let (_, bytes) = crate::trust::policy::Policy::load(&absolute)?;
     Ok(Some(PolicyRef { path, sha256: Digest::of(&bytes) }))
 }
 
@@ -723,7 +726,7 @@ fn validation_record(
     allow_unvalidated: bool,
 ) -> Result<ValidationRecord> {
     let name = workspace.display(bundle_dir).into_owned();
-    let record = match crate::validate::read(bundle_dir)? {
+    let record = match crate::pipeline::validate::read(bundle_dir)? {
         None => {
             ValidationRecord { status: "missing".into(), sha256: None, failed_items: Vec::new(), overridden: false }
         }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::hash::Digest;
+use crate::infra::hash::Digest;
 
 /// Parse `text` (read from `path`) strictly into `T`.
 pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
@@ -42,7 +42,7 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
 
 /// Read and parse a YAML file strictly.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<(T, Vec<u8>)> {
-    let bytes = crate::atomic::read(path)?;
+    let bytes = crate::infra::atomic::read(path)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| Error::invalid(path, format!("not valid UTF-8 (first bad byte at offset {})", e.valid_up_to())))?;
     let value = parse(path, text)?;
@@ -78,7 +78,7 @@ pub fn read_parsed<T: DeserializeOwned + Serialize>(
     path: &Path,
     parsed: Option<&Path>,
 ) -> Result<(T, Vec<u8>, Digest)> {
-    let bytes = crate::atomic::read(path)?;
+    let bytes = crate::infra::atomic::read(path)?;
     let digest = Digest::of(&bytes);
     if let Some(dir) = parsed
         && let Ok(json) = std::fs::read(dir.join(format!("{}.json", digest.hex())))
@@ -101,7 +101,7 @@ pub fn remember_parsed<T: Serialize>(parsed: &Path, bytes: &[u8], value: &T) {
     }
     let Ok(json) = serde_json::to_vec(value) else { return };
     if std::fs::create_dir_all(parsed).is_ok() {
-        let _ = crate::atomic::write_atomic(&parsed.join(format!("{}.json", Digest::of(bytes).hex())), &json);
+        let _ = crate::infra::atomic::write_atomic(&parsed.join(format!("{}.json", Digest::of(bytes).hex())), &json);
     }
 }
 
@@ -118,7 +118,7 @@ fn is_canonical<T: Serialize>(bytes: &[u8], value: &T) -> bool {
 /// the 200-file states every deploy and rollback reads; a file in the YAML of older versions is
 /// still read.
 pub fn read_cache<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = crate::atomic::read(path)?;
+    let bytes = crate::infra::atomic::read(path)?;
     if let Ok(value) = serde_json::from_slice(&bytes) {
         return Ok(value);
     }
@@ -131,7 +131,7 @@ pub fn read_cache<T: DeserializeOwned>(path: &Path) -> Result<T> {
 pub fn write_cache<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut bytes = serde_json::to_vec(value).map_err(|e| Error::invalid(path, e.to_string()))?;
     bytes.push(b'\n');
-    crate::atomic::write_atomic(path, &bytes)
+    crate::infra::atomic::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

@@ -11,11 +11,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Time;
 use crate::error::{Error, Result};
-use crate::hash::Digest;
-use crate::manifest::{LoadedManifest, ReleaseId};
-use crate::workspace::Workspace;
+use crate::infra::clock::Time;
+use crate::infra::hash::Digest;
+use crate::layout::Workspace;
+use crate::pipeline::manifest::{LoadedManifest, ReleaseId};
 
 /// Current schema.
 pub const STATE_SCHEMA: u32 = 1;
@@ -55,7 +55,7 @@ pub fn load(workspace: &Workspace) -> Result<State> {
     if !path.exists() {
         return Ok(State { schema_version: STATE_SCHEMA, environments: BTreeMap::new() });
     }
-    let (state, _): (State, Vec<u8>) = crate::yaml::read(&path)?;
+    let (state, _): (State, Vec<u8>) = crate::infra::yaml::read(&path)?;
     if state.schema_version != STATE_SCHEMA {
         return Err(Error::invalid(&path, format!("schema_version {} is not supported", state.schema_version)));
     }
@@ -102,11 +102,11 @@ pub fn record(workspace: &Workspace, loaded: &LoadedManifest, now: Time) -> Resu
     );
     let path = state_path(workspace);
     if let Some(parent) = path.parent() {
-        crate::atomic::create_dir_all_durable(parent)?;
+        crate::infra::atomic::create_dir_all_durable(parent)?;
     }
     let text = format!(
         "# Highest manifest accepted per environment. Written by deploy; do not edit.\n{}",
-        crate::yaml::to_string(&state)?
+        crate::infra::yaml::to_string(&state)?
     );
-    crate::atomic::write_atomic(&path, text.as_bytes())
+    crate::infra::atomic::write_atomic(&path, text.as_bytes())
 }

@@ -13,8 +13,8 @@ use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
 use pgp::packet::SignatureType;
 use pgp::types::KeyDetails;
 
-use crate::clock::Time;
 use crate::error::{Error, IoContext, Result};
+use crate::infra::clock::Time;
 
 /// The armor header of an OpenPGP signature.
 pub const ARMOR_HEADER: &str = "-----BEGIN PGP SIGNATURE-----";
@@ -47,7 +47,7 @@ pub fn load_keys(dir: &Path) -> Result<Vec<PublicKeyFile>> {
         .collect();
     paths.sort();
     for path in paths {
-        let text = crate::atomic::read_text(&path)?;
+        let text = crate::infra::atomic::read_text(&path)?;
         let (key, _) = SignedPublicKey::from_string(&text).map_err(|e| {
             Error::invalid(
                 &path,

@@ -11,9 +11,9 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::atomic::{TempFile, create_dir_all_durable};
 use crate::error::{Error, IoContext, Result};
-use crate::hash::{Digest, Progress, hash_stream, verify_file};
+use crate::infra::atomic::{TempFile, create_dir_all_durable};
+use crate::infra::hash::{Digest, Progress, hash_stream, verify_file};
 
 /// The object store rooted at `release/store`.
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ impl Store {
     }
 
     /// Re-hash the object named `digest` and check its size; `Err(Check)` on any difference.
-    /// `read_ahead`: see [`crate::hash::read_ahead_helps`].
+    /// `read_ahead`: see [`crate::infra::hash::read_ahead_helps`].
     pub fn verify(&self, digest: &Digest, size: Option<u64>, progress: &dyn Progress, read_ahead: bool) -> Result<()> {
         let path = self.object_path(digest);
         if !path.is_file() {
@@ -91,7 +91,7 @@ impl Store {
 
     /// Remove leftovers a crash may have left in the staging area.
     pub fn sweep_staging(&self) -> Result<usize> {
-        crate::atomic::remove_stale_temp_files(&self.staging_dir())
+        crate::infra::atomic::remove_stale_temp_files(&self.staging_dir())
     }
 
     /// Replace a corrupt object with freshly staged bytes of the right digest.
@@ -183,7 +183,7 @@ impl Store {
 
     /// The cache (empty when missing or unreadable: it only ever saves work).
     pub fn verified_cache(&self) -> VerifiedCache {
-        crate::yaml::read_cache::<VerifiedCache>(&self.cache_path()).unwrap_or_default()
+        crate::infra::yaml::read_cache::<VerifiedCache>(&self.cache_path()).unwrap_or_default()
     }
 
     /// Whether `digest` was fully verified and its file (whose metadata was just read) is untouched since.
@@ -208,7 +208,7 @@ impl Store {
                 cache.objects.insert(digest.hex(), stamp);
             }
         }
-        crate::yaml::write_cache(&self.cache_path(), &cache)
+        crate::infra::yaml::write_cache(&self.cache_path(), &cache)
     }
 }
 
@@ -223,7 +223,7 @@ pub fn link_or_copy(object: &Path, backup: &Path) -> Result<()> {
         Err(_) => {
             fs::copy(object, backup).at(backup, "copying backup")?;
             let file = File::open(backup).at(backup, "opening backup")?;
-            crate::atomic::set_read_only(&file).at(backup, "making read-only")?;
+            crate::infra::atomic::set_read_only(&file).at(backup, "making read-only")?;
             file.sync_all().at(backup, "syncing backup")
         }
     }
@@ -232,7 +232,7 @@ pub fn link_or_copy(object: &Path, backup: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::NoProgress;
+    use crate::infra::hash::NoProgress;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use crate::clock::Time;
+use crate::infra::clock::Time;
 use crate::registry::HistoryEntry;
 
 /// The measures over one window.
@@ -91,7 +91,7 @@ pub fn analytics(history: &[HistoryEntry], now: Time, days: i64) -> Analytics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::ReleaseId;
+    use crate::pipeline::manifest::ReleaseId;
 
     fn entry(at: &str, action: &str, release: &str, previous: Option<&str>, tx: &str) -> HistoryEntry {
         HistoryEntry {

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::audit;
-use crate::clock::Time;
 use crate::error::Result;
-use crate::hash::{Digest, Progress, hash_file_with, parallel_map, read_ahead_helps};
-use crate::manifest::{self, LoadedManifest};
-use crate::paths::confine;
-use crate::store::{Stamp, Store};
-use crate::workspace::Workspace;
+use crate::infra::clock::Time;
+use crate::infra::hash::{Digest, Progress, hash_file_with, parallel_map, read_ahead_helps};
+use crate::infra::paths::confine;
+use crate::infra::store::{Stamp, Store};
+use crate::layout::Workspace;
+use crate::pipeline::audit;
+use crate::pipeline::manifest::{self, LoadedManifest};
 
 /// One check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,7 +47,7 @@ pub struct VerifyReport {
     /// Notes that do not fail verification.
     pub warnings: Vec<String>,
     /// The approvals and their verdicts (absent with `integrity_only`).
-    pub approvals: Option<crate::approvals::ApprovalReport>,
+    pub approvals: Option<crate::pipeline::approve::ApprovalReport>,
 }
 
 impl VerifyReport {
@@ -82,7 +82,7 @@ pub struct VerifyOptions {
     /// anti-rollback (going back is exactly what those refuse for a deploy).
     pub for_rollback: bool,
     /// Skip re-hashing store objects fully verified before and untouched since (see
-    /// [`crate::store::VerifiedCache`]); for deploy and rollback, which re-hash what they copy.
+    /// [`crate::infra::store::VerifiedCache`]); for deploy and rollback, which re-hash what they copy.
     pub use_verified_cache: bool,
 }
 
@@ -235,7 +235,7 @@ fn verify_with(
             };
             report.push("expiry", report.release_id.clone(), expiry);
         }
-        match crate::approvals::verify_approvals(workspace, loaded, now) {
+        match crate::pipeline::approve::verify_approvals(workspace, loaded, now) {
             Err(e) => report.push("approvals", "threshold", Err(e.to_string())),
             Ok(approvals) => {
                 let summary: Vec<String> = approvals
@@ -253,12 +253,12 @@ fn verify_with(
             }
         }
         if !options.for_rollback {
-            match crate::anti_rollback::load(workspace) {
+            match crate::trust::anti_rollback::load(workspace) {
                 Err(e) => report.push("anti-rollback", "release/state", Err(e.to_string())),
                 Ok(state) => report.push(
                     "anti-rollback",
                     manifest.deployment.environment.to_string(),
-                    crate::anti_rollback::check(&state, loaded),
+                    crate::trust::anti_rollback::check(&state, loaded),
                 ),
             }
         }
@@ -273,24 +273,25 @@ fn verify_with(
     // The validation the manifest recorded.
     let validation = &manifest.validation;
     let validation_subject = format!("{}/validation.yaml", manifest.audit_bundle);
-    let outcome = match (crate::validate::read(&manifest.audit_bundle.under(&workspace.root)), &validation.sha256) {
-        (Err(e), _) => Err(e.to_string()),
-        (Ok(None), None) => Ok("none recorded (made with --allow-unvalidated)".to_string()),
-        (Ok(None), Some(_)) => Err("validation.yaml is missing".to_string()),
-        (Ok(Some(_)), None) => Ok("none recorded at manifest time (made with --allow-unvalidated)".to_string()),
-        (Ok(Some((_, bytes))), Some(expected)) => {
-            let actual = Digest::of(&bytes);
-            if actual == *expected {
-                Ok(format!(
-                    "{actual}; {}{}",
-                    validation.status,
-                    if validation.overridden { " (overridden)" } else { "" }
-                ))
-            } else {
-                Err(format!("validation.yaml hashes to {actual}, the manifest recorded {expected}"))
+    let outcome =
+        match (crate::pipeline::validate::read(&manifest.audit_bundle.under(&workspace.root)), &validation.sha256) {
+            (Err(e), _) => Err(e.to_string()),
+            (Ok(None), None) => Ok("none recorded (made with --allow-unvalidated)".to_string()),
+            (Ok(None), Some(_)) => Err("validation.yaml is missing".to_string()),
+            (Ok(Some(_)), None) => Ok("none recorded at manifest time (made with --allow-unvalidated)".to_string()),
+            (Ok(Some((_, bytes))), Some(expected)) => {
+                let actual = Digest::of(&bytes);
+                if actual == *expected {
+                    Ok(format!(
+                        "{actual}; {}{}",
+                        validation.status,
+                        if validation.overridden { " (overridden)" } else { "" }
+                    ))
+                } else {
+                    Err(format!("validation.yaml hashes to {actual}, the manifest recorded {expected}"))
+                }
             }
-        }
-    };
+        };
     report.push("validation", validation_subject, outcome);
     if validation.overridden {
         report
@@ -309,7 +310,7 @@ fn verify_with(
     let cache = if options.use_verified_cache { store.verified_cache() } else { Default::default() };
     // Each object's stat, taken once (relative to the store's directory): for the verified cache
     // and the backups' hard links.
-    let objects = crate::atomic::StatDir::open(&store.root().join("sha256"));
+    let objects = crate::infra::atomic::StatDir::open(&store.root().join("sha256"));
     let object_stat: HashMap<Digest, Option<(u64, u64, Stamp)>> = manifest
         .artifacts
         .iter()
@@ -336,7 +337,7 @@ fn verify_with(
         }
     }
     let expected_prefix = format!("release/backups/{}/", manifest.release_id);
-    let backups = crate::atomic::StatDir::open(&workspace.backups_dir().join(manifest.release_id.as_str()));
+    let backups = crate::infra::atomic::StatDir::open(&workspace.backups_dir().join(manifest.release_id.as_str()));
     for (_, artifact) in manifest.artifacts.iter() {
         let backup = artifact.backup.under(&workspace.root);
         let Some(relative) = artifact.backup.as_str().strip_prefix(&expected_prefix) else {

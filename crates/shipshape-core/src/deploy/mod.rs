@@ -31,16 +31,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{Syncer, create_dir_all_durable, sync_dir};
-use crate::clock::Time;
 use crate::config::{DeployMode, PostDeployCheck};
 use crate::error::{Error, IoContext, Result};
-use crate::hash::{Digest, NoProgress, Progress, hash_file};
-use crate::lock::WorkspaceLock;
-use crate::manifest::{LoadedManifest, ReleaseId};
-use crate::paths::RelPath;
+use crate::infra::atomic::{Syncer, create_dir_all_durable, sync_dir};
+use crate::infra::clock::Time;
+use crate::infra::hash::{Digest, NoProgress, Progress, hash_file};
+use crate::infra::lock::WorkspaceLock;
+use crate::infra::paths::RelPath;
+use crate::layout::Workspace;
+use crate::pipeline::manifest::{LoadedManifest, ReleaseId};
 use crate::registry::{self, HistoryEntry};
-use crate::workspace::Workspace;
 
 /// Whether `SHIPSHAPE_FAILPOINT` names `name` (debug builds only; always false in release builds).
 pub fn failpoint_set(name: &str) -> bool {
@@ -212,15 +212,15 @@ struct Seen {
 
 impl Seen {
     fn of(meta: &fs::Metadata) -> Seen {
-        Seen::from_stamp(meta.is_file(), &crate::store::Stamp::from_meta(meta))
+        Seen::from_stamp(meta.is_file(), &crate::infra::store::Stamp::from_meta(meta))
     }
 
     fn from_stat(stat: &rustix::fs::Stat) -> Option<Seen> {
         let is_file = rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile;
-        Some(Seen::from_stamp(is_file, &crate::store::Stamp::from_stat(stat)?))
+        Some(Seen::from_stamp(is_file, &crate::infra::store::Stamp::from_stat(stat)?))
     }
 
-    fn from_stamp(is_file: bool, stamp: &crate::store::Stamp) -> Seen {
+    fn from_stamp(is_file: bool, stamp: &crate::infra::store::Stamp) -> Seen {
         Seen { is_file, size: stamp.size, mtime_ns: stamp.mtime_ns, ctime_ns: stamp.ctime_ns, ino: stamp.ino }
     }
 }
@@ -239,7 +239,7 @@ fn read_state(path: &Path) -> Result<TargetState> {
     if !path.exists() {
         return Ok(TargetState::default());
     }
-    crate::yaml::read_cache(path)
+    crate::infra::yaml::read_cache(path)
 }
 
 /// The stat cache: what shipshape last wrote at the target (or in one release directory). Do not edit.
@@ -247,7 +247,7 @@ fn write_state(path: &Path, state: &TargetState) -> Result<()> {
     if let Some(parent) = path.parent() {
         create_dir_all_durable(parent)?;
     }
-    crate::yaml::write_cache(path, state)
+    crate::infra::yaml::write_cache(path, state)
 }
 
 /// The hash of the file at `path` now: from the stat cache when the file is untouched, else re-hashed.
@@ -588,7 +588,7 @@ fn materialise_release(
         let mut recorded: Option<HashSet<FileStat>> = None;
         let mut refreshed = false;
         // Stats relative to the release directory: one short lookup per file.
-        let dir = crate::atomic::StatDir::open(&final_dir);
+        let dir = crate::infra::atomic::StatDir::open(&final_dir);
         let intact = release.files.iter().all(|(path, (hash, _))| {
             let seen = dir.stat(path).as_ref().and_then(Seen::from_stat);
             let (Some(stat), Some(seen)) = (state.files.get_mut(path), seen) else {
@@ -655,7 +655,7 @@ fn materialise_release(
                 let (stat, file) = stage_file(workspace, hash, &destination)?;
                 if stat.is_none() {
                     // The source's bytes were hashed on their way here: hash what landed.
-                    crate::hash::verify_file(&destination, hash, &NoProgress, true)?;
+                    crate::infra::hash::verify_file(&destination, hash, &NoProgress, true)?;
                 }
                 syncer.push(file, destination.clone());
             }
@@ -921,7 +921,7 @@ pub fn apply(
         Ok(None) => {
             journal.phase("committed", now)?;
             if let Some(loaded) = accept {
-                crate::anti_rollback::record(workspace, loaded, now)?;
+                crate::trust::anti_rollback::record(workspace, loaded, now)?;
             }
             let action = match plan.kind {
                 Kind::Deploy => "deploy",
@@ -1103,11 +1103,11 @@ fn run_phases(
         let timeout = check.timeout.map_or(std::time::Duration::from_secs(300), |t| t.0.0.unsigned_abs());
         let command = format!(
             "SHIPSHAPE_TARGET={} SHIPSHAPE_RELEASE_ID={} ; export SHIPSHAPE_TARGET SHIPSHAPE_RELEASE_ID ; {}",
-            crate::manifest::shell_quote(&plan.target.to_string_lossy()),
+            crate::pipeline::manifest::shell_quote(&plan.target.to_string_lossy()),
             plan.to.release_id,
             check.command
         );
-        let outcome = crate::command::run_shell(&command, &workspace.root, timeout)?;
+        let outcome = crate::infra::command::run_shell(&command, &workspace.root, timeout)?;
         if !outcome.succeeded() {
             let tail = outcome.tail.lines().last().unwrap_or("").to_string();
             return Ok(Some(format!(
@@ -1135,11 +1135,11 @@ fn stage_file(workspace: &Workspace, hash: &Digest, temp: &Path) -> Result<(Opti
     let output =
         OpenOptions::new().read(true).write(true).create(true).truncate(true).open(temp).at(temp, "creating")?;
     let (digest, destination_hashed) =
-        match crate::hash::copy_file_then_hash(&input, &output, &NoProgress).at(temp, "writing")? {
+        match crate::infra::hash::copy_file_then_hash(&input, &output, &NoProgress).at(temp, "writing")? {
             Some(digest) => (digest, true),
             None => {
                 output.set_len(0).at(temp, "truncating")?;
-                (crate::hash::copy_hash_pipelined(&input, &output, &NoProgress).at(temp, "writing")?.0, false)
+                (crate::infra::hash::copy_hash_pipelined(&input, &output, &NoProgress).at(temp, "writing")?.0, false)
             }
         };
     if digest != *hash {
@@ -1257,7 +1257,7 @@ pub enum RollbackOutcome {
 /// The active release's files, if anything is deployed.
 pub fn active_files(workspace: &Workspace, now: Time) -> Result<Option<(registry::ReleaseInfo, ReleaseFiles)>> {
     let Some(info) = registry::get_active_release(workspace, now)? else { return Ok(None) };
-    let loaded = crate::manifest::load(&info.manifest_path.under(&workspace.root))?;
+    let loaded = crate::pipeline::manifest::load(&info.manifest_path.under(&workspace.root))?;
     let files = ReleaseFiles::of(workspace, &loaded)?;
     Ok(Some((info, files)))
 }
@@ -1277,7 +1277,7 @@ fn verify_for_rollback(
             workspace.display(&workspace.manifests_dir())
         )));
     }
-    Ok(crate::verify::trusted_for_rollback(workspace, &path, now, progress)?.0)
+    Ok(crate::pipeline::verify::trusted_for_rollback(workspace, &path, now, progress)?.0)
 }
 
 /// Roll the target back to an earlier release: the whole flow behind `shipshape rollback` and the
@@ -1304,7 +1304,7 @@ pub fn rollback(
     let hint = request.to.clone().or_else(|| active.rollback_to.clone());
     let (active_read, verified) = std::thread::scope(|scope| {
         let reading = scope.spawn(|| -> Result<(LoadedManifest, ReleaseFiles)> {
-            let loaded = crate::manifest::load(&active.manifest_path.under(&workspace.root))?;
+            let loaded = crate::pipeline::manifest::load(&active.manifest_path.under(&workspace.root))?;
             let files = ReleaseFiles::of(workspace, &loaded)?;
             Ok((loaded, files))
         });

@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use shipshape_metrics::{MetricKind, SharpeUnit, Stats};
 
-use crate::audit::{self, ToolInfo};
-use crate::clock::Time;
-use crate::command::run_shell;
 use crate::config::{BacktestConfig, ChecklistItem, load_checklist};
 use crate::error::{Error, Result};
 use crate::events::{self, ReadOptions};
-use crate::hash::{Digest, NoProgress, hash_file};
-use crate::paths::{RelPath, confine};
-use crate::workspace::Workspace;
+use crate::infra::clock::Time;
+use crate::infra::command::run_shell;
+use crate::infra::hash::{Digest, NoProgress, hash_file};
+use crate::infra::paths::{RelPath, confine};
+use crate::layout::Workspace;
+use crate::pipeline::audit::{self, ToolInfo};
 
 /// The file's name inside an audit bundle.
 pub const VALIDATION_FILE: &str = "validation.yaml";
@@ -444,11 +444,11 @@ pub fn run(workspace: &Workspace, plan: &Plan, now: Time) -> Result<ValidateOutc
     };
     let text = format!(
         "# shipshape validation of this audit bundle: checklist and dry-run backtest. The backtest\n# metrics are the release's monitoring baseline. Do not edit: manifests record this file's SHA-256.\n{}",
-        crate::yaml::to_string(&validation)?
+        crate::infra::yaml::to_string(&validation)?
     );
-    let _lock = crate::lock::WorkspaceLock::acquire(&workspace.lock_path(), "validate", now)?;
+    let _lock = crate::infra::lock::WorkspaceLock::acquire(&workspace.lock_path(), "validate", now)?;
     let path = plan.bundle_dir.join(VALIDATION_FILE);
-    crate::atomic::write_atomic(&path, text.as_bytes())?;
+    crate::infra::atomic::write_atomic(&path, text.as_bytes())?;
     Ok(ValidateOutcome { validation, path })
 }
 
@@ -458,7 +458,7 @@ pub fn read(bundle_dir: &Path) -> Result<Option<(Validation, Vec<u8>)>> {
     if !path.exists() {
         return Ok(None);
     }
-    let (validation, bytes): (Validation, Vec<u8>) = crate::yaml::read(&path)?;
+    let (validation, bytes): (Validation, Vec<u8>) = crate::infra::yaml::read(&path)?;
     Ok(Some((validation, bytes)))
 }
 

@@ -176,7 +176,7 @@ fn parse_time(text: &str) -> std::result::Result<Timestamp, String> {
     let padded = format!("{digits:0<14}");
     let civil =
         DateTime::strptime("%Y%m%d%H%M%S", &padded).map_err(|_| format!("`{text}` is not a valid date and time"))?;
-    let zone = if utc { TimeZone::UTC } else { crate::clock::system_zone().clone() };
+    let zone = if utc { TimeZone::UTC } else { crate::infra::clock::system_zone().clone() };
     zone.to_timestamp(civil).map_err(|_| format!("`{text}` does not exist in the local time zone"))
 }
 
@@ -235,7 +235,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<AllowedSigner>> {
 
 /// Read and parse an allowed_signers file.
 pub fn load(path: &Path) -> Result<Vec<AllowedSigner>> {
-    let text = crate::atomic::read_text(path)?;
+    let text = crate::infra::atomic::read_text(path)?;
     parse(path, &text)
 }
 

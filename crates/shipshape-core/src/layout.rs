@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{CONFIG_FILE, Config};
 use crate::error::{Error, IoContext, Result};
-use crate::store::Store;
+use crate::infra::store::Store;
 
 /// The release directory's name, relative to the workspace root.
 pub const RELEASE_DIR: &str = "release";

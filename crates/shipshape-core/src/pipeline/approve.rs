@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 
-use crate::allowed_signers::{self, AllowedSigner};
-use crate::clock::Time;
 use crate::error::{Error, Result};
-use crate::hash::Digest;
-use crate::manifest::{LoadedManifest, ReleaseId};
-use crate::policy::Policy;
-use crate::workspace::Workspace;
+use crate::infra::clock::Time;
+use crate::infra::hash::Digest;
+use crate::layout::Workspace;
+use crate::pipeline::manifest::{LoadedManifest, ReleaseId};
+use crate::trust::allowed_signers::{self, AllowedSigner};
+use crate::trust::policy::Policy;
 
 /// Current approvals-file schema.
 pub const APPROVALS_SCHEMA: u32 = 1;
@@ -89,7 +89,7 @@ pub fn load(loaded: &LoadedManifest) -> Result<ApprovalsFile> {
             approvals: Vec::new(),
         });
     }
-    let (file, _): (ApprovalsFile, Vec<u8>) = crate::yaml::read(&path)?;
+    let (file, _): (ApprovalsFile, Vec<u8>) = crate::infra::yaml::read(&path)?;
     if file.schema_version != APPROVALS_SCHEMA {
         return Err(Error::invalid(&path, format!("schema_version {} is not supported", file.schema_version)));
     }
@@ -112,7 +112,7 @@ pub struct Judge {
     /// The allowed signers.
     pub signers: Vec<AllowedSigner>,
     /// OpenPGP public keys.
-    pub pgp_keys: Vec<crate::openpgp::PublicKeyFile>,
+    pub pgp_keys: Vec<crate::trust::openpgp::PublicKeyFile>,
 }
 
 /// Load the policy the manifest recorded (refusing one whose bytes changed) and the signers file.
@@ -136,7 +136,7 @@ pub fn judge_for(workspace: &Workspace, loaded: &LoadedManifest) -> Result<Judge
     }
     let signers_path = workspace.root.join(&workspace.config.approvals.allowed_signers);
     let signers = if signers_path.exists() { allowed_signers::load(&signers_path)? } else { Vec::new() };
-    let pgp_keys = crate::openpgp::load_keys(&workspace.root.join(&workspace.config.approvals.pgp_keys))?;
+    let pgp_keys = crate::trust::openpgp::load_keys(&workspace.root.join(&workspace.config.approvals.pgp_keys))?;
     Ok(Judge { policy, policy_path, signers, pgp_keys })
 }
 
@@ -211,7 +211,8 @@ impl Judge {
         if !self.policy.allowed_key_types.iter().any(|t| t == "openpgp") {
             return Err("OpenPGP keys are not in the policy's allowed_key_types".into());
         }
-        let (fingerprint, key) = crate::openpgp::check(&approval.signature, manifest_bytes, &self.pgp_keys, now)?;
+        let (fingerprint, key) =
+            crate::trust::openpgp::check(&approval.signature, manifest_bytes, &self.pgp_keys, now)?;
         if !role_def.pgp_fingerprints.iter().any(|f| f.eq_ignore_ascii_case(&fingerprint)) {
             return Err(format!(
                 "OpenPGP key {fingerprint} is not listed for role {role} (pgp_fingerprints in the policy)"
@@ -223,7 +224,7 @@ impl Judge {
                 approval.key_fingerprint
             ));
         }
-        let emails = crate::openpgp::emails(key);
+        let emails = crate::trust::openpgp::emails(key);
         if !emails.contains(&approval.email.to_lowercase()) {
             return Err(format!("{} is not a user id of OpenPGP key {fingerprint}", approval.email));
         }
@@ -380,7 +381,7 @@ pub fn verify_approvals(workspace: &Workspace, loaded: &LoadedManifest, now: Tim
 /// instead: PEM-format keys, and about one ssh-keygen ECDSA key in 400, whose private scalar has a
 /// leading zero byte that ssh-key 0.6 rejects ("length invalid").
 pub fn sign_ssh(key_path: &Path, namespace: &str, bytes: &[u8]) -> Result<(String, String, String)> {
-    let text = crate::atomic::read_text(key_path)?;
+    let text = crate::infra::atomic::read_text(key_path)?;
     match PrivateKey::from_openssh(text.trim()) {
         Ok(key) if key.is_encrypted() => Err(Error::invalid(
             key_path,
@@ -481,9 +482,9 @@ fn pgp_approval(
     bytes: &[u8],
     now: Time,
 ) -> Result<Approval> {
-    let (fingerprint, key) = crate::openpgp::check(&signature, bytes, &judge.pgp_keys, now)
+    let (fingerprint, key) = crate::trust::openpgp::check(&signature, bytes, &judge.pgp_keys, now)
         .map_err(|reason| Error::Check(format!("this approval would not count, so it was not recorded: {reason}")))?;
-    let (key_name, key_email) = crate::openpgp::user_identity(key).unwrap_or_default();
+    let (key_name, key_email) = crate::trust::openpgp::user_identity(key).unwrap_or_default();
     let email = request.email.clone().unwrap_or(key_email);
     let name = request.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or(key_name);
     Ok(Approval {
@@ -520,7 +521,7 @@ pub fn generate_ed25519(path: &Path, comment: &str) -> Result<String> {
         source: e,
     })?;
     let public_path = path.with_extension("pub");
-    crate::atomic::write_atomic(&public_path, format!("{public}\n").as_bytes())?;
+    crate::infra::atomic::write_atomic(&public_path, format!("{public}\n").as_bytes())?;
     Ok(public)
 }
 
@@ -555,17 +556,17 @@ pub fn approve(
         )));
     }
     // Approve only what is intact: the bundle, validation, chain, store objects and backups.
-    let integrity = crate::verify::verify_loaded(
+    let integrity = crate::pipeline::verify::verify_loaded(
         workspace,
         loaded,
-        crate::verify::VerifyOptions {
+        crate::pipeline::verify::VerifyOptions {
             artifacts: false,
             integrity_only: true,
             for_rollback: false,
             use_verified_cache: false,
         },
         now,
-        &crate::hash::NoProgress,
+        &crate::infra::hash::NoProgress,
     );
     if !integrity.passed() {
         let failures: Vec<String> =
@@ -593,12 +594,12 @@ pub fn approve(
             ssh_approval(&judge, request, signature, fingerprint, comment, parsed.public_key(), now)?
         }
         (None, Some(key_id), None) => {
-            let signature = crate::openpgp::sign_with_gpg(key_id, &loaded.path)?;
+            let signature = crate::trust::openpgp::sign_with_gpg(key_id, &loaded.path)?;
             pgp_approval(&judge, request, signature, &loaded.bytes, now)?
         }
         (None, None, Some(signature_path)) => {
-            let text = crate::atomic::read_text(signature_path)?;
-            if text.trim_start().starts_with(crate::openpgp::ARMOR_HEADER) {
+            let text = crate::infra::atomic::read_text(signature_path)?;
+            if text.trim_start().starts_with(crate::trust::openpgp::ARMOR_HEADER) {
                 pgp_approval(&judge, request, text.trim().to_string() + "\n", &loaded.bytes, now)?
             } else {
                 let parsed = SshSig::from_pem(text.trim().as_bytes()).map_err(|e| {
@@ -626,7 +627,7 @@ pub fn approve(
             ));
         }
     };
-    let _lock = crate::lock::WorkspaceLock::acquire(&workspace.lock_path(), "approve", now)?;
+    let _lock = crate::infra::lock::WorkspaceLock::acquire(&workspace.lock_path(), "approve", now)?;
     let mut file = load(loaded)?;
     let mut candidate = file.approvals.clone();
     candidate.push(approval.clone());
@@ -639,9 +640,9 @@ pub fn approve(
     let text = format!(
         "# Approvals of {}: detached signatures over the manifest's exact bytes. Added by `shipshape approve`.\n{}",
         loaded.manifest.release_id,
-        crate::yaml::to_string(&file)?
+        crate::infra::yaml::to_string(&file)?
     );
-    crate::atomic::write_atomic(&approvals_path(&loaded.path), text.as_bytes())?;
+    crate::infra::atomic::write_atomic(&approvals_path(&loaded.path), text.as_bytes())?;
     Ok(check)
 }
 

@@ -8,16 +8,18 @@
 //! `ReleaseInfo`, with `heightened_monitoring_active` judged against the clock, so the switch back to
 //! normal monitoring after 48 hours needs no one to flip it.
 
+pub mod analytics;
+
 use std::fs;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Time;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::ReleaseId;
-use crate::paths::RelPath;
-use crate::workspace::Workspace;
+use crate::infra::clock::Time;
+use crate::infra::paths::RelPath;
+use crate::layout::Workspace;
+use crate::pipeline::manifest::ReleaseId;
 
 /// Where the registry lives, relative to the workspace.
 pub const REGISTRY_DIR: &str = "data/monitoring/releases";
@@ -97,15 +99,15 @@ fn history_path(workspace: &Workspace) -> PathBuf {
 }
 
 fn yaml_bytes<T: Serialize>(header: &str, value: &T) -> Result<Vec<u8>> {
-    Ok(format!("{header}\n{}", crate::yaml::to_string(value)?).into_bytes())
+    Ok(format!("{header}\n{}", crate::infra::yaml::to_string(value)?).into_bytes())
 }
 
-/// Write registry files together (see [`crate::atomic::write_atomic_all`]).
+/// Write registry files together (see [`crate::infra::atomic::write_atomic_all`]).
 fn write_all(files: Vec<(PathBuf, Vec<u8>)>) -> Result<()> {
     for parent in files.iter().filter_map(|(path, _)| path.parent()) {
-        crate::atomic::create_dir_all_durable(parent)?;
+        crate::infra::atomic::create_dir_all_durable(parent)?;
     }
-    crate::atomic::write_atomic_all(&files)
+    crate::infra::atomic::write_atomic_all(&files)
 }
 
 /// The story's `register_release`: make `release_id` active from `now`, heightened for `heightened_hours`.
@@ -181,7 +183,7 @@ pub fn get_active_release(workspace: &Workspace, now: Time) -> Result<Option<Rel
     if !path.exists() {
         return Ok(None);
     }
-    let (mut info, _): (ReleaseInfo, Vec<u8>) = crate::yaml::read(&path)?;
+    let (mut info, _): (ReleaseInfo, Vec<u8>) = crate::infra::yaml::read(&path)?;
     info.heightened_monitoring_active = info.is_in_heightened_period(now);
     Ok(Some(info))
 }
@@ -190,7 +192,7 @@ pub fn get_active_release(workspace: &Workspace, now: Time) -> Result<Option<Rel
 pub fn clear_active(workspace: &Workspace) -> Result<()> {
     let path = active_path(workspace);
     match std::fs::remove_file(&path) {
-        Ok(()) => crate::atomic::sync_dir(&dir(workspace)),
+        Ok(()) => crate::infra::atomic::sync_dir(&dir(workspace)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::Io { path, action: "removing", source: e }),
     }
@@ -202,7 +204,7 @@ pub fn history(workspace: &Workspace) -> Result<Vec<HistoryEntry>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let (history, _): (History, Vec<u8>) = crate::yaml::read(&path)?;
+    let (history, _): (History, Vec<u8>) = crate::infra::yaml::read(&path)?;
     Ok(history.entries)
 }
 
@@ -231,7 +233,7 @@ fn history_with(workspace: &Workspace, entry: HistoryEntry) -> Result<Option<(Pa
         && bytes.ends_with(b"\n")
         && memchr::memmem::find(&bytes, entry.transaction.as_bytes()).is_none()
     {
-        bytes.extend_from_slice(crate::yaml::to_string(&[&entry])?.as_bytes());
+        bytes.extend_from_slice(crate::infra::yaml::to_string(&[&entry])?.as_bytes());
         return Ok(Some((path, bytes)));
     }
     let mut entries = history(workspace)?;

@@ -23,7 +23,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::manifest::ReleaseType;
+use crate::pipeline::manifest::ReleaseType;
 
 /// Current policy schema.
 pub const POLICY_SCHEMA: u32 = 1;
@@ -84,7 +84,7 @@ impl Policy {
 
     /// Read and check a policy file.
     pub fn load(path: &Path) -> Result<(Policy, Vec<u8>)> {
-        let (policy, bytes): (Policy, Vec<u8>) = crate::yaml::read(path)?;
+        let (policy, bytes): (Policy, Vec<u8>) = crate::infra::yaml::read(path)?;
         policy.check(path)?;
         Ok((policy, bytes))
     }
@@ -161,7 +161,7 @@ release_types:
 
     fn parse(text: &str) -> Result<Policy> {
         let path = Path::new("policy.yaml");
-        let policy: Policy = crate::yaml::parse(path, text)?;
+        let policy: Policy = crate::infra::yaml::parse(path, text)?;
         policy.check(path)?;
         Ok(policy)
     }

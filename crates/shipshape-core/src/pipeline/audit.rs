@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::{create_dir_all_durable, sync_dir, write_new_atomic};
-use crate::clock::Time;
 use crate::config::{ArtifactKind, Config};
 use crate::error::{Error, IoContext, Result};
-use crate::git::{self, GitInfo};
-use crate::hash::{Digest, Progress, hash_files};
-use crate::paths::{RelPath, confine};
-use crate::workspace::{RELEASE_DIR, Workspace};
+use crate::infra::atomic::{create_dir_all_durable, sync_dir, write_new_atomic};
+use crate::infra::clock::Time;
+use crate::infra::git::{self, GitInfo};
+use crate::infra::hash::{Digest, Progress, hash_files};
+use crate::infra::paths::{RelPath, confine};
+use crate::layout::{RELEASE_DIR, Workspace};
 
 /// The bundle file's name inside an audit directory.
 pub const BUNDLE_FILE: &str = "bundle.yaml";
@@ -245,7 +245,7 @@ fn read_version(workspace: &Workspace, artifact: &RelPath, pattern: &str) -> Res
         return Ok(None);
     }
     let real = confine(&workspace.root, &version_path, &workspace.config.path)?;
-    let content = crate::atomic::read_text(&real)?;
+    let content = crate::infra::atomic::read_text(&real)?;
     let version = content.lines().next().unwrap_or("").trim().to_string();
     if version.is_empty() || version.len() > 128 || version.chars().any(char::is_control) {
         return Err(Error::invalid(&absolute, "the first line must hold the version (1 to 128 printable characters)"));
@@ -306,10 +306,10 @@ pub fn run(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<
         }
     };
     let totals = Totals { artifacts: artifacts.len() as u64, bytes: artifacts.iter().map(|a| a.size).sum() };
-    let _lock = crate::lock::WorkspaceLock::acquire(&workspace.lock_path(), "audit", now)?;
+    let _lock = crate::infra::lock::WorkspaceLock::acquire(&workspace.lock_path(), "audit", now)?;
     let release_dir = workspace.release_dir();
     create_dir_all_durable(&release_dir)?;
-    crate::atomic::remove_stale_temp_files(&release_dir)?;
+    crate::infra::atomic::remove_stale_temp_files(&release_dir)?;
     let mut created = now;
     loop {
         let bundle_id = format!("audit_{}", created.compact());
@@ -331,9 +331,9 @@ pub fn run(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<
         };
         let text = format!(
             "# shipshape audit bundle: the inventory a release manifest is made from. Do not edit:\n# manifests record this file's SHA-256.\n{}",
-            crate::yaml::to_string(&bundle)?
+            crate::infra::yaml::to_string(&bundle)?
         );
-        let staging = crate::atomic::temp_path_beside(&bundle_dir);
+        let staging = crate::infra::atomic::temp_path_beside(&bundle_dir);
         fs::create_dir(&staging).at(&staging, "creating directory")?;
         let staged = (|| {
             write_new_atomic(&staging.join(BUNDLE_FILE), text.as_bytes())?;
@@ -345,7 +345,7 @@ pub fn run(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
         }
-        crate::yaml::remember_parsed(&release_dir.join("store").join("parsed"), text.as_bytes(), &bundle);
+        crate::infra::yaml::remember_parsed(&release_dir.join("store").join("parsed"), text.as_bytes(), &bundle);
         return Ok(AuditOutcome {
             bundle_path: bundle_dir.join(BUNDLE_FILE),
             bundle_dir,
@@ -358,8 +358,8 @@ pub fn run(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<
 /// Read and parse a bundle directory's `bundle.yaml`, returning it with its exact bytes.
 pub fn read_bundle(bundle_dir: &Path) -> Result<(AuditBundle, Vec<u8>)> {
     let path = bundle_dir.join(BUNDLE_FILE);
-    let parsed = crate::manifest::parsed_dir_of(&path, "audit_");
-    let (bundle, bytes, _): (AuditBundle, Vec<u8>, _) = crate::yaml::read_parsed(&path, parsed.as_deref())?;
+    let parsed = crate::pipeline::manifest::parsed_dir_of(&path, "audit_");
+    let (bundle, bytes, _): (AuditBundle, Vec<u8>, _) = crate::infra::yaml::read_parsed(&path, parsed.as_deref())?;
     if bundle.schema_version != BUNDLE_SCHEMA {
         return Err(Error::invalid(
             &path,
