@@ -109,3 +109,19 @@ impl Workspace {
         Ok(real)
     }
 }
+
+/// Where a manifest's approvals live.
+pub fn approvals_path(manifest_path: &Path) -> PathBuf {
+    let stem = manifest_path.file_stem().and_then(|s| s.to_str()).unwrap_or("manifest");
+    manifest_path.with_file_name(format!("{stem}.approvals.yaml"))
+}
+
+/// Where parse results of the documents in `release/<dir>/` are kept: `release/store/parsed/`
+/// (see [`crate::infra::yaml::read_parsed`]); `None` for a file anywhere else.
+pub fn parsed_dir_of(path: &Path, dir: &str) -> Option<PathBuf> {
+    let parent = path.parent()?;
+    let release = parent.parent()?;
+    let in_dir =
+        if dir == "audit_" { parent.file_name()?.to_str()?.starts_with("audit_") } else { parent.file_name()? == dir };
+    (in_dir && release.file_name()? == "release").then(|| release.join("store").join("parsed"))
+}

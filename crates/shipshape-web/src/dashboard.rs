@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shipshape_core::infra::hash::NoProgress;
 use shipshape_core::layout::Workspace;
-use shipshape_core::pipeline::manifest::ReleaseId;
+use shipshape_core::model::ids::ReleaseId;
 use shipshape_core::{Error, deploy, registry};
 
 use crate::{AppState, blocking, check_post, error, same};
@@ -143,7 +143,7 @@ pub(crate) async fn view_bundle(State(state): State<Arc<AppState>>, UrlPath(id):
 }
 
 /// What the panel needs from the active release's manifest.
-pub(crate) fn manifest_summary(workspace: &Workspace, info: &registry::ReleaseInfo) -> Value {
+pub(crate) fn manifest_summary(workspace: &Workspace, info: &shipshape_core::model::registry::ReleaseInfo) -> Value {
     match shipshape_core::pipeline::manifest::load(&info.manifest_path.under(&workspace.root)) {
         Ok(loaded) => json!({
             "release_type": loaded.manifest.release_type,
@@ -166,7 +166,7 @@ pub(crate) async fn get_checks(State(state): State<Arc<AppState>>) -> Response {
             return Ok(json!({ "active_release": null }));
         };
         let loaded = shipshape_core::pipeline::manifest::load(&info.manifest_path.under(&workspace.root))?;
-        let approvals = match shipshape_core::pipeline::approve::verify_approvals(&workspace, &loaded, now) {
+        let approvals = match shipshape_core::trust::judge::verify_approvals(&workspace, &loaded, now) {
             Ok(report) => serde_json::to_value(report).unwrap_or(Value::Null),
             Err(e) => json!({ "error": e.to_string() }),
         };

@@ -39,8 +39,10 @@ use crate::infra::hash::{Digest, NoProgress, Progress, hash_file};
 use crate::infra::lock::WorkspaceLock;
 use crate::infra::paths::RelPath;
 use crate::layout::Workspace;
-use crate::pipeline::manifest::{LoadedManifest, ReleaseId};
-use crate::registry::{self, HistoryEntry};
+use crate::model::ids::ReleaseId;
+use crate::model::manifest::LoadedManifest;
+use crate::model::registry::HistoryEntry;
+use crate::registry::{self};
 
 /// Whether `SHIPSHAPE_FAILPOINT` names `name` (debug builds only; always false in release builds).
 pub fn failpoint_set(name: &str) -> bool {
@@ -1255,7 +1257,10 @@ pub enum RollbackOutcome {
 }
 
 /// The active release's files, if anything is deployed.
-pub fn active_files(workspace: &Workspace, now: Time) -> Result<Option<(registry::ReleaseInfo, ReleaseFiles)>> {
+pub fn active_files(
+    workspace: &Workspace,
+    now: Time,
+) -> Result<Option<(crate::model::registry::ReleaseInfo, ReleaseFiles)>> {
     let Some(info) = registry::get_active_release(workspace, now)? else { return Ok(None) };
     let loaded = crate::pipeline::manifest::load(&info.manifest_path.under(&workspace.root))?;
     let files = ReleaseFiles::of(workspace, &loaded)?;

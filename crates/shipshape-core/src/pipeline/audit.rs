@@ -12,87 +12,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
-use serde::{Deserialize, Serialize};
 
 use crate::config::{ArtifactKind, Config};
 use crate::error::{Error, IoContext, Result};
 use crate::infra::atomic::{create_dir_all_durable, sync_dir, write_new_atomic};
 use crate::infra::clock::Time;
-use crate::infra::git::{self, GitInfo};
-use crate::infra::hash::{Digest, Progress, hash_files};
+use crate::infra::git::{self};
+use crate::infra::hash::{Progress, hash_files};
 use crate::infra::paths::{RelPath, confine};
 use crate::layout::{RELEASE_DIR, Workspace};
-
-/// The bundle file's name inside an audit directory.
-pub const BUNDLE_FILE: &str = "bundle.yaml";
-/// Current bundle schema.
-pub const BUNDLE_SCHEMA: u32 = 1;
-
-/// The name and version of the tool that wrote a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToolInfo {
-    /// Always `shipshape`.
-    pub name: String,
-    /// The crate version.
-    pub version: String,
-}
-
-impl ToolInfo {
-    /// This build.
-    pub fn current() -> Self {
-        ToolInfo { name: "shipshape".into(), version: env!("CARGO_PKG_VERSION").into() }
-    }
-}
-
-/// One artifact as the audit saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ArtifactRecord {
-    /// Its kind (`configs`, `models`, …).
-    pub kind: String,
-    /// Path relative to the workspace.
-    pub path: RelPath,
-    /// Size in bytes.
-    pub size: u64,
-    /// Content hash.
-    pub hash: Digest,
-    /// Version from the kind's `version_file`, if it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-}
-
-/// Totals over the inventory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Totals {
-    /// Number of artifacts.
-    pub artifacts: u64,
-    /// Sum of their sizes.
-    pub bytes: u64,
-}
-
-/// `bundle.yaml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditBundle {
-    /// Schema version of this file.
-    pub schema_version: u32,
-    /// `audit_<YYYYMMDD_HHMMSS>`, the directory's name.
-    pub bundle_id: String,
-    /// When the audit ran.
-    pub created: Time,
-    /// The tool that ran it.
-    pub tool: ToolInfo,
-    /// Git metadata of the workspace; null when it is not a git repository.
-    pub git: Option<GitInfo>,
-    /// Warnings raised while auditing (e.g. no git repository).
-    pub warnings: Vec<String>,
-    /// Totals.
-    pub totals: Totals,
-    /// Every artifact, in kind order then path order.
-    pub artifacts: Vec<ArtifactRecord>,
-}
+use crate::model::audit::{ArtifactRecord, AuditBundle, BUNDLE_FILE, BUNDLE_SCHEMA, ToolInfo, Totals};
 
 /// A file the inventory found, before hashing.
 #[derive(Debug, Clone)]
@@ -358,7 +287,7 @@ pub fn run(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<
 /// Read and parse a bundle directory's `bundle.yaml`, returning it with its exact bytes.
 pub fn read_bundle(bundle_dir: &Path) -> Result<(AuditBundle, Vec<u8>)> {
     let path = bundle_dir.join(BUNDLE_FILE);
-    let parsed = crate::pipeline::manifest::parsed_dir_of(&path, "audit_");
+    let parsed = crate::layout::parsed_dir_of(&path, "audit_");
     let (bundle, bytes, _): (AuditBundle, Vec<u8>, _) = crate::infra::yaml::read_parsed(&path, parsed.as_deref())?;
     if bundle.schema_version != BUNDLE_SCHEMA {
         return Err(Error::invalid(

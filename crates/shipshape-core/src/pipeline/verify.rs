@@ -17,8 +17,9 @@ use crate::infra::hash::{Digest, Progress, hash_file_with, parallel_map, read_ah
 use crate::infra::paths::confine;
 use crate::infra::store::{Stamp, Store};
 use crate::layout::Workspace;
+use crate::model::manifest::LoadedManifest;
 use crate::pipeline::audit;
-use crate::pipeline::manifest::{self, LoadedManifest};
+use crate::pipeline::manifest::{self};
 
 /// One check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,7 +48,7 @@ pub struct VerifyReport {
     /// Notes that do not fail verification.
     pub warnings: Vec<String>,
     /// The approvals and their verdicts (absent with `integrity_only`).
-    pub approvals: Option<crate::pipeline::approve::ApprovalReport>,
+    pub approvals: Option<crate::trust::judge::ApprovalReport>,
 }
 
 impl VerifyReport {
@@ -235,7 +236,7 @@ fn verify_with(
             };
             report.push("expiry", report.release_id.clone(), expiry);
         }
-        match crate::pipeline::approve::verify_approvals(workspace, loaded, now) {
+        match crate::trust::judge::verify_approvals(workspace, loaded, now) {
             Err(e) => report.push("approvals", "threshold", Err(e.to_string())),
             Ok(approvals) => {
                 let summary: Vec<String> = approvals

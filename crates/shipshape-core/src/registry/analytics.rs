@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 use crate::infra::clock::Time;
-use crate::registry::HistoryEntry;
+use crate::model::registry::HistoryEntry;
 
 /// The measures over one window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -91,7 +91,7 @@ pub fn analytics(history: &[HistoryEntry], now: Time, days: i64) -> Analytics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::manifest::ReleaseId;
+    use crate::model::ids::ReleaseId;
 
     fn entry(at: &str, action: &str, release: &str, previous: Option<&str>, tx: &str) -> HistoryEntry {
         HistoryEntry {

@@ -5,5 +5,5 @@
 
 pub mod allowed_signers;
 pub mod anti_rollback;
+pub mod judge;
 pub mod openpgp;
-pub mod policy;

@@ -23,12 +23,12 @@ pub fn run(context: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     };
     let now = context.now();
     let check = approve::approve(&workspace, &loaded, &request, now)?;
-    println!("{}", workspace.display(&approve::approvals_path(&loaded.path)));
+    println!("{}", workspace.display(&shipshape_core::layout::approvals_path(&loaded.path)));
     context.note(format!(
         "approved {} as {} by {} <{}> ({})",
         loaded.manifest.release_id, check.role, check.name, check.email, check.key_fingerprint
     ));
-    let report = approve::verify_approvals(&workspace, &loaded, now)?;
+    let report = shipshape_core::trust::judge::verify_approvals(&workspace, &loaded, now)?;
     for requirement in &report.requirements {
         context.note(format!(
             "  {} of {} approvals from {}{}",

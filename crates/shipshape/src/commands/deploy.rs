@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 use shipshape_core::deploy::{self, Kind, Outcome, Plan, ReleaseFiles, Target};
 use shipshape_core::layout::Workspace;
-use shipshape_core::pipeline::manifest::{self, ReleaseId};
+use shipshape_core::model::ids::ReleaseId;
+use shipshape_core::pipeline::manifest::{self};
 use shipshape_core::pipeline::verify;
 use shipshape_core::{Error, registry};
 
@@ -41,7 +42,7 @@ fn print_plan(plan: &Plan) {
 fn active_files(
     workspace: &Workspace,
     context: &Context,
-) -> anyhow::Result<Option<(registry::ReleaseInfo, ReleaseFiles)>> {
+) -> anyhow::Result<Option<(shipshape_core::model::registry::ReleaseInfo, ReleaseFiles)>> {
     Ok(deploy::active_files(workspace, context.now())?)
 }
 

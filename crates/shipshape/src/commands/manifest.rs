@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use shipshape_core::pipeline::manifest::{self, ManifestRequest, ReleaseType};
+use shipshape_core::model::ids::ReleaseType;
+use shipshape_core::pipeline::manifest::{self, ManifestRequest};
 
 use crate::cli::{ManifestArgs, ReleaseTypeArg};
 use crate::context::Context;

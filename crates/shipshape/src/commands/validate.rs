@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use shipshape_core::pipeline::validate::{self, Status, ValidateRequest};
+use shipshape_core::pipeline::validate::{self, ValidateRequest};
+
+use shipshape_core::model::validation::Status;
 
 use crate::cli::ValidateArgs;
 use crate::context::Context;

@@ -23,7 +23,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::pipeline::manifest::ReleaseType;
+use crate::model::ids::ReleaseType;
 
 /// Current policy schema.
 pub const POLICY_SCHEMA: u32 = 1;
