@@ -58,6 +58,16 @@ pub enum DeployMode {
     Symlink,
 }
 
+impl DeployMode {
+    /// The name `shipshape.toml` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployMode::Copy => "copy",
+            DeployMode::Symlink => "symlink",
+        }
+    }
+}
+
 /// A post-deploy check: a command that must exit 0 after the switch, or the deploy is rolled back.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

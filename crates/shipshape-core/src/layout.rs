@@ -77,6 +77,11 @@ impl Workspace {
         Store::new(self.release_dir().join("store"))
     }
 
+    /// `release/journal/`: one file per deploy or rollback transaction (`done/` once finished).
+    pub fn journal_dir(&self) -> PathBuf {
+        self.release_dir().join("journal")
+    }
+
     /// `release/.lock`.
     pub fn lock_path(&self) -> PathBuf {
         self.release_dir().join(".lock")

@@ -88,7 +88,7 @@ pub struct Db {
 
 /// An error from SQLite, naming the database.
 pub(crate) fn sql_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(rusqlite::Error) -> Error + 'a {
-    move |e| Error::Io { path: path.to_path_buf(), action, source: std::io::Error::other(e) }
+    move |e| Error::Database { path: path.to_path_buf(), action, message: e.to_string() }
 }
 
 /// One event to store, already checked and attributed (borrowing from the line it was parsed from).

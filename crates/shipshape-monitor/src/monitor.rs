@@ -36,7 +36,7 @@ impl Timeline {
     pub fn of(workspace: &Workspace) -> Result<Timeline> {
         let mut points: Vec<(Seconds, String)> = registry::history(workspace)?
             .into_iter()
-            .filter(|e| matches!(e.action.as_str(), "deploy" | "rollback" | "auto_rollback"))
+            .filter(|e| e.action.activates())
             .map(|e| (e.at.unix_seconds(), e.release_id.to_string()))
             .collect();
         points.sort_by_key(|(at, _)| *at);

@@ -219,7 +219,7 @@ pub(crate) async fn get_metric(
         let history = registry::history(&monitor.workspace).map_err(internal)?;
         let markers: Vec<Value> = history
             .iter()
-            .filter(|e| matches!(e.action.as_str(), "deploy" | "rollback" | "auto_rollback" | "deploy_failed"))
+            .filter(|e| e.action.activates() || e.action == shipshape_core::model::registry::Action::DeployFailed)
             .map(|e| json!({ "at": e.at.unix_seconds(), "action": e.action, "release_id": e.release_id.to_string() }))
             .collect();
         let window = active.as_ref().filter(|a| Some(a.release_id.to_string()) == release).map(|a| {

@@ -12,7 +12,9 @@ Exit codes:
   2   bad input (malformed or unsafe file, unknown key, bad flag) or nothing to work on yet
   3   another shipshape process holds the workspace or target lock
   4   a deploy failed its post-deploy checks and was rolled back, or evaluate rolled back automatically
-  74  an operating-system error (disk full, I/O error)";
+  70  an internal error: a bug in shipshape (please report it)
+  74  an operating-system error (disk full, I/O error)
+  75  the monitoring database failed (busy past its timeout, corrupt, full)";
 
 /// Signed, atomic, reversible releases of configs and models, with a 48-hour watch after every deploy.
 #[derive(Debug, Parser)]

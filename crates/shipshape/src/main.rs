@@ -59,8 +59,12 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 pub const EXIT_LOCKED: u8 = 3;
 /// Exit code when a deploy failed its post-deploy checks and was rolled back.
 pub const EXIT_ROLLED_BACK: u8 = 4;
+/// Exit code for a bug in shipshape (sysexits' EX_SOFTWARE).
+pub const EXIT_INTERNAL: u8 = 70;
 /// Exit code for operating-system errors (sysexits' EX_IOERR).
 pub const EXIT_IO: u8 = 74;
+/// Exit code for database failures (sysexits' EX_TEMPFAIL: often worth retrying).
+pub const EXIT_DATABASE: u8 = 75;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -121,6 +125,8 @@ fn report(error: &anyhow::Error) -> ExitCode {
         Some(ErrorKind::CheckFailed) => EXIT_CHECK_FAILED,
         Some(ErrorKind::Locked) => EXIT_LOCKED,
         Some(ErrorKind::Io) => EXIT_IO,
+        Some(ErrorKind::Database) => EXIT_DATABASE,
+        Some(ErrorKind::Internal) => EXIT_INTERNAL,
         Some(ErrorKind::BadInput) | None => EXIT_BAD_INPUT,
         Some(_) => EXIT_BAD_INPUT,
     };

@@ -10,6 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use shipshape_core::config::DeployMode;
+use shipshape_core::deploy::failpoint;
 use util::{Setup, assert_one_line_error, files_of, stderr_of, two_releases, yaml_value};
 
 const CHECK_FAILED: i32 = 1;
@@ -22,47 +24,49 @@ const B: &str = "2025-10-12T20:00:00+05:30";
 const LATER: &str = "2025-10-12T21:00:00+05:30";
 
 fn deploy_with_failpoint(s: &Setup, manifest: &Path, failpoint: &str) -> Output {
-    s.ws.cmd_at(B).env("SHIPSHAPE_FAILPOINT", failpoint).arg("deploy").arg(manifest).arg("--yes").output().unwrap()
+    s.ws.cmd_at(B).env(failpoint::VARIABLE, failpoint).arg("deploy").arg(manifest).arg("--yes").output().unwrap()
 }
 
-const STEPS: [&str; 13] = [
-    "after-plan",
-    "after-verified",
-    "staging:1",
-    "staging:2",
-    "after-staged",
-    "after-switching",
-    "switching:1",
-    "switching:2",
-    "after-switched",
-    "after-checked",
-    "after-committed",
-    "after-registry",
-    "none",
-];
+/// Every crash point of a transaction that writes `files` files in `mode`, named by the engine
+/// itself (a renamed failpoint changes this list instead of silently never firing), then "none".
+fn steps(mode: &str, files: usize) -> Vec<String> {
+    let mode = if mode == "copy" { DeployMode::Copy } else { DeployMode::Symlink };
+    let mut steps = failpoint::crash_points(mode, files);
+    steps.push("none".into());
+    steps
+}
+
+/// A step other than "none" must have aborted the process (a signal, no exit code).
+fn assert_crashed_at(output: &Output, mode: &str, step: &str) {
+    if step == "none" {
+        assert!(output.status.success(), "{mode}: {}", stderr_of(output));
+    } else {
+        assert!(
+            output.status.code().is_none() && stderr_of(output).contains(&format!("failpoint {step}: aborting")),
+            "{mode} {step}: the step did not crash: {:?} {}",
+            output.status,
+            stderr_of(output)
+        );
+    }
+}
 
 /// A crash at every step of a deploy leaves, after `recover`, exactly the old or exactly the new
 /// release: the old before the commit point, the new after it.
 #[test]
 fn crash_at_every_deploy_step_recovers_to_old_or_new() {
     for mode in ["copy", "symlink"] {
-        for step in STEPS {
+        for step in steps(mode, 2) {
+            let step = step.as_str();
             let s = Setup::new(mode);
             let (a, b) = two_releases(&s, A, B);
             assert!(s.deploy(A, &a).status.success());
             let output = deploy_with_failpoint(&s, &b, step);
-            let crashed = !output.status.success();
-            if crashed {
-                assert!(
-                    output.status.code().is_none(),
-                    "{mode} {step}: aborted by a signal, not an error: {}",
-                    stderr_of(&output)
-                );
-            }
+            assert_crashed_at(&output, mode, step);
+            let crashed = step != "none";
             // Any mutating command recovers first; `recover` does only that.
             let output = s.shipshape(LATER, &["recover"]);
             assert!(output.status.success(), "{mode} {step}: {}", stderr_of(&output));
-            let forward = !crashed || ["after-committed", "after-registry"].contains(&step);
+            let forward = !crashed || !failpoint::is_before_commit(step);
             if forward {
                 s.assert_holds(&b, &a);
             } else {
@@ -97,17 +101,22 @@ fn crash_at_every_deploy_step_recovers_to_old_or_new() {
 #[test]
 fn crash_at_every_rollback_step_recovers_to_old_or_new() {
     for mode in ["copy", "symlink"] {
-        for step in STEPS {
+        // In symlink mode a rollback reuses the earlier release's intact directory: nothing is
+        // staged, so there are no staging crash points to pass.
+        let reused = |step: &String| mode == "copy" || !step.starts_with("staging:");
+        for step in steps(mode, 2).into_iter().filter(reused) {
+            let step = step.as_str();
             let s = Setup::new(mode);
             let (a, b) = two_releases(&s, A, B);
             assert!(s.deploy(A, &a).status.success());
             assert!(s.deploy(B, &b).status.success());
             let output =
-                s.ws.cmd_at(LATER).env("SHIPSHAPE_FAILPOINT", step).args(["rollback", "--yes"]).output().unwrap();
-            let crashed = !output.status.success();
+                s.ws.cmd_at(LATER).env(failpoint::VARIABLE, step).args(["rollback", "--yes"]).output().unwrap();
+            assert_crashed_at(&output, mode, step);
+            let crashed = step != "none";
             // The next mutating command recovers first: here, a dry run is not one, so recover.
             assert!(s.shipshape(LATER, &["recover"]).status.success());
-            let back = !crashed || ["after-committed", "after-registry"].contains(&step);
+            let back = !crashed || !failpoint::is_before_commit(step);
             if back {
                 s.assert_holds(&a, &b);
             } else {
@@ -186,7 +195,7 @@ fn full_disk_leaves_the_target_unchanged() {
     // staged files are removed and the old release stays, exactly.
     let output =
         s.ws.cmd_at(B)
-            .env("SHIPSHAPE_FAILPOINT", "skip-space-check")
+            .env(failpoint::VARIABLE, failpoint::SKIP_SPACE_CHECK)
             .arg("deploy")
             .arg(&b)
             .arg("--yes")

@@ -94,7 +94,7 @@ impl Syncer {
         self.sender = None;
         let mut outcome = Ok(());
         for worker in std::mem::take(&mut self.workers) {
-            let result = worker.join().unwrap_or_else(|_| Err(Error::Check("an fsync thread panicked".into())));
+            let result = worker.join().unwrap_or_else(|_| Err(Error::Internal("an fsync thread panicked".into())));
             if outcome.is_ok() {
                 outcome = result;
             }
@@ -260,7 +260,7 @@ pub fn write_atomic_all(files: &[(PathBuf, Vec<u8>)]) -> Result<()> {
         let syncing: Vec<_> = temps.iter().skip(1).map(|temp| scope.spawn(move || temp.finish(false))).collect();
         let first = temps.first().map_or(Ok(()), |temp| temp.finish(false));
         syncing.into_iter().fold(first, |outcome, handle| {
-            let synced = handle.join().unwrap_or_else(|_| Err(Error::Check("an fsync thread panicked".into())));
+            let synced = handle.join().unwrap_or_else(|_| Err(Error::Internal("an fsync thread panicked".into())));
             outcome.and(synced)
         })
     })?;

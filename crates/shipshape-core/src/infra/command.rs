@@ -136,6 +136,15 @@ pub fn run_shell(command: &str, dir: &Path, timeout: Duration) -> Result<Command
     Ok(CommandOutcome { exit_code: status.code(), timed_out, duration, stdout, tail })
 }
 
+/// Quote a word for a POSIX shell, only where needed.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./-=:@+".contains(&b)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

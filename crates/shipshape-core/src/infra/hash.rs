@@ -131,10 +131,14 @@ pub fn hash_file(path: &Path, progress: &dyn Progress) -> Result<(Digest, u64)> 
     hash_file_with(path, progress, true)
 }
 
-/// Whether a read-ahead thread pays off when `jobs` files are hashed at once: only while cores
-/// would otherwise sit idle; with every core hashing, the extra threads just compete.
-pub fn read_ahead_helps(jobs: usize) -> bool {
-    jobs < std::thread::available_parallelism().map_or(1, |n| n.get())
+/// Whether a read-ahead thread pays off for a file of `size` bytes among files of `total` bytes
+/// hashed at once on every core: only when cores would otherwise sit idle, that is when the file is
+/// more than an even share of the work — the other cores finish the rest and wait while it is
+/// hashed. Decided by bytes, not by the number of files: one 1 GiB model beside four small configs
+/// is the shape where read-ahead matters most; nine equal models keep every core busy without it.
+pub fn read_ahead_helps(size: u64, total: u64) -> bool {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u128;
+    cores > 1 && u128::from(size) * cores > u128::from(total)
 }
 
 /// Hash a file, streaming; `read_ahead` allows a second thread for large files.
@@ -321,8 +325,8 @@ pub fn copy_hash_pipelined(
 /// Hash many files on all cores. Results come back in the order of `paths`; the first error (in
 /// that order) is returned.
 pub fn hash_files(paths: &[(PathBuf, u64)], progress: &dyn Progress) -> Result<Vec<(Digest, u64)>> {
-    let read_ahead = read_ahead_helps(paths.len());
-    let results = parallel_map(paths, |(path, _)| hash_file_with(path, progress, read_ahead));
+    let total = paths.iter().map(|(_, size)| size).sum();
+    let results = parallel_map(paths, |(path, size)| hash_file_with(path, progress, read_ahead_helps(*size, total)));
     results.into_iter().collect()
 }
 
@@ -379,6 +383,23 @@ pub fn verify_file(path: &Path, expected: &Digest, progress: &dyn Progress, read
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_ahead_is_decided_by_bytes_not_by_the_number_of_files() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (gib, config) = (1u64 << 30, 4096u64);
+        if cores < 2 {
+            assert!(!read_ahead_helps(gib, gib), "one core: nothing to overlap with");
+            return;
+        }
+        // The realistic workspace: one model beside four configs. The model is the work that remains.
+        assert!(read_ahead_helps(gib, gib + 4 * config));
+        assert!(!read_ahead_helps(config, gib + 4 * config));
+        // Nine equal models keep every core (up to nine) busy without extra threads.
+        if cores < 9 {
+            assert!(!read_ahead_helps(gib, 9 * gib));
+        }
+    }
 
     #[test]
     fn kernel_copy_hashes_the_destination() {

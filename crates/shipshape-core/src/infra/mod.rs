@@ -15,4 +15,5 @@ pub mod http;
 pub mod lock;
 pub mod paths;
 pub mod store;
+pub mod user;
 pub mod yaml;

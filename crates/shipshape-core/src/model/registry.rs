@@ -1,10 +1,13 @@
 //! The registry's files under `data/monitoring/releases/`: the active release and the history.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::infra::clock::Time;
 use crate::infra::paths::RelPath;
 use crate::model::ids::ReleaseId;
+use crate::model::journal::Kind;
 
 /// The story's `ReleaseInfo`, plus who deployed it and where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,8 +29,8 @@ pub struct ReleaseInfo {
     pub deployer: String,
     /// The environment.
     pub environment: String,
-    /// `deploy` or `rollback`: how it became active.
-    pub activated_by: String,
+    /// How it became active.
+    pub activated_by: Kind,
     /// The release its manifest names as previous: where `shipshape rollback` goes by default
     /// (recorded so a rollback can verify it while the active manifest is read; checked against it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,14 +44,63 @@ impl ReleaseInfo {
     }
 }
 
+/// What a history entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A release was deployed.
+    Deploy,
+    /// The target went back to an earlier release.
+    Rollback,
+    /// A deploy whose post-deploy check failed (it was rolled back at once).
+    DeployFailed,
+    /// The previous release restored after a failed post-deploy check.
+    AutoRollback,
+    /// An interrupted transaction was undone by recovery.
+    Recovered,
+}
+
+impl Action {
+    /// The word the history writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deploy => "deploy",
+            Action::Rollback => "rollback",
+            Action::DeployFailed => "deploy_failed",
+            Action::AutoRollback => "auto_rollback",
+            Action::Recovered => "recovered",
+        }
+    }
+
+    /// Whether the release it names became active through it.
+    pub fn activates(self) -> bool {
+        matches!(self, Action::Deploy | Action::Rollback | Action::AutoRollback)
+    }
+}
+
+impl From<Kind> for Action {
+    fn from(kind: Kind) -> Action {
+        match kind {
+            Kind::Deploy => Action::Deploy,
+            Kind::Rollback => Action::Rollback,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One entry of the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryEntry {
     /// When.
     pub at: Time,
-    /// `deploy`, `rollback`, `deploy_failed` (post-deploy check failed, rolled back), `recovered`.
-    pub action: String,
+    /// What happened.
+    pub action: Action,
     /// The release made active (or attempted).
     pub release_id: ReleaseId,
     /// The release it replaced.

@@ -18,6 +18,7 @@ use crate::config::Slug;
 use crate::error::{Error, IoContext, Result};
 use crate::infra::atomic::{create_dir_all_durable, sync_dir, write_new_atomic};
 use crate::infra::clock::Time;
+use crate::infra::command::shell_quote;
 use crate::infra::hash::{Digest, Progress, hash_file_with, parallel_map, read_ahead_helps};
 use crate::infra::paths::{RelPath, confine};
 use crate::infra::store::{StagedObject, link_or_copy};
@@ -268,7 +269,7 @@ pub fn create(
         .clone()
         .filter(|d| !d.trim().is_empty())
         .or_else(|| Some(workspace.config.release.deployer.clone()).filter(|d| !d.trim().is_empty()))
-        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .or_else(crate::infra::user::current_user)
         .unwrap_or_else(|| "unknown".into());
     let monitoring_config = &workspace.config.monitoring;
     let manifest = Manifest {
@@ -437,8 +438,9 @@ fn stage_artifacts(workspace: &Workspace, bundle: &AuditBundle, progress: &dyn P
     }
     let total: u64 = jobs.iter().map(|(_, size)| size * 2).sum();
     progress.start("copying into the store", total);
-    let read_ahead = read_ahead_helps(jobs.len());
-    let results = parallel_map(&jobs, |((record, real), _)| -> Result<(Prepared, Digest)> {
+    let bytes = total / 2;
+    let results = parallel_map(&jobs, |((record, real), size)| -> Result<(Prepared, Digest)> {
+        let read_ahead = read_ahead_helps(*size, bytes);
         if store.contains(&record.hash) {
             let (digest, _) = hash_file_with(real, progress, read_ahead)?;
             if digest != record.hash {
@@ -492,15 +494,6 @@ fn group_artifacts(workspace: &Workspace, bundle: &AuditBundle, release_id: &Rel
         });
     }
     ArtifactsByKind(by_kind.into_values().collect())
-}
-
-/// Quote a word for a POSIX shell, only where needed.
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"_./-=:@+".contains(&b)) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
 }
 
 fn rollback_plan(

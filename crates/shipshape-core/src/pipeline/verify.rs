@@ -370,8 +370,8 @@ fn verify_with(
     }
     let total: u64 = jobs.iter().map(|(_, size)| size).sum();
     progress.start("verifying", total);
-    let read_ahead = read_ahead_helps(jobs.len());
-    let results = parallel_map(&jobs, |(job, _)| -> std::result::Result<String, String> {
+    let results = parallel_map(&jobs, |(job, size)| -> std::result::Result<String, String> {
+        let read_ahead = read_ahead_helps(*size, total);
         match job {
             Job::Object(digest, size) => store
                 .verify(digest, Some(*size), progress, read_ahead)

@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 use crate::infra::clock::Time;
-use crate::model::registry::HistoryEntry;
+use crate::model::registry::{Action, HistoryEntry};
 
 /// The measures over one window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,8 +32,8 @@ pub struct Analytics {
     pub mean_time_to_restore_seconds: Option<f64>,
 }
 
-fn is_rollback(action: &str) -> bool {
-    matches!(action, "rollback" | "auto_rollback")
+fn is_rollback(action: Action) -> bool {
+    matches!(action, Action::Rollback | Action::AutoRollback)
 }
 
 /// The measures over the `days` before `now`.
@@ -50,22 +50,22 @@ pub fn analytics(history: &[HistoryEntry], now: Time, days: i64) -> Analytics {
         if !in_window(entry) {
             continue;
         }
-        match entry.action.as_str() {
-            "deploy_failed" => {
+        match entry.action {
+            Action::DeployFailed => {
                 deploys += 1;
                 failed += 1;
                 // Restored in the same transaction (the `auto_rollback` entry beside it).
                 let restored = entries[index + 1..]
                     .iter()
-                    .find(|e| e.transaction == entry.transaction && e.action == "auto_rollback")
+                    .find(|e| e.transaction == entry.transaction && e.action == Action::AutoRollback)
                     .map_or(0, |e| e.at.unix_seconds() - entry.at.unix_seconds());
                 restore_times.push(restored.max(0) as f64);
             }
-            "deploy" => {
+            Action::Deploy => {
                 deploys += 1;
-                let next = entries[index + 1..].iter().find(|e| matches!(e.action.as_str(), "deploy" | "rollback"));
+                let next = entries[index + 1..].iter().find(|e| matches!(e.action, Action::Deploy | Action::Rollback));
                 if let Some(next) = next
-                    && is_rollback(&next.action)
+                    && is_rollback(next.action)
                     && next.previous_release_id.as_ref() == Some(&entry.release_id)
                 {
                     failed += 1;
@@ -75,7 +75,7 @@ pub fn analytics(history: &[HistoryEntry], now: Time, days: i64) -> Analytics {
             _ => {}
         }
     }
-    let rollbacks = entries.iter().filter(|e| in_window(e) && e.action == "rollback").count() as u64;
+    let rollbacks = entries.iter().filter(|e| in_window(e) && e.action == Action::Rollback).count() as u64;
     Analytics {
         days,
         deploys,
@@ -96,7 +96,7 @@ mod tests {
     fn entry(at: &str, action: &str, release: &str, previous: Option<&str>, tx: &str) -> HistoryEntry {
         HistoryEntry {
             at: at.parse().unwrap(),
-            action: action.into(),
+            action: serde_json::from_value(serde_json::Value::String(action.into())).unwrap(),
             release_id: ReleaseId::new(release).unwrap(),
             previous_release_id: previous.map(|p| ReleaseId::new(p).unwrap()),
             by: "test".into(),

@@ -20,6 +20,7 @@ use crate::infra::clock::Time;
 use crate::infra::paths::RelPath;
 use crate::layout::Workspace;
 use crate::model::ids::ReleaseId;
+use crate::model::journal::Kind;
 use crate::model::registry::{History, HistoryEntry, ReleaseInfo};
 
 /// Where the registry lives, relative to the workspace.
@@ -50,58 +51,51 @@ fn write_all(files: Vec<(PathBuf, Vec<u8>)>) -> Result<()> {
     crate::infra::atomic::write_atomic_all(&files)
 }
 
-/// The story's `register_release`: make `release_id` active from `now`, heightened for `heightened_hours`.
-#[allow(clippy::too_many_arguments)]
-pub fn register_release(
-    workspace: &Workspace,
-    release_id: &ReleaseId,
-    manifest_path: &RelPath,
-    heightened_hours: u32,
-    deployer: &str,
-    environment: &str,
-    activated_by: &str,
-    now: Time,
-) -> Result<ReleaseInfo> {
-    register_and_record(
-        workspace,
-        release_id,
-        manifest_path,
-        heightened_hours,
-        deployer,
-        environment,
-        activated_by,
-        now,
-        None,
-        None,
-    )
+/// What makes a release active: the registry's record of one activation.
+#[derive(Debug, Clone)]
+pub struct Activation<'a> {
+    /// The release.
+    pub release_id: &'a ReleaseId,
+    /// Its manifest, relative to the workspace.
+    pub manifest_path: &'a RelPath,
+    /// Hours of heightened monitoring from now.
+    pub heightened_hours: u32,
+    /// Who.
+    pub deployer: &'a str,
+    /// The environment.
+    pub environment: &'a str,
+    /// Deploy or rollback.
+    pub activated_by: Kind,
+    /// The release its manifest names as previous.
+    pub rollback_to: Option<&'a ReleaseId>,
+}
+
+/// The story's `register_release`: make a release active from `now`, heightened for its hours.
+pub fn register_release(workspace: &Workspace, activation: &Activation<'_>, now: Time) -> Result<ReleaseInfo> {
+    register_and_record(workspace, activation, now, None)
 }
 
 /// [`register_release`] and, with it, [`record`] `entry` in the history: the three files written
 /// together (what a deploy or rollback does at its commit).
-#[allow(clippy::too_many_arguments)]
 pub fn register_and_record(
     workspace: &Workspace,
-    release_id: &ReleaseId,
-    manifest_path: &RelPath,
-    heightened_hours: u32,
-    deployer: &str,
-    environment: &str,
-    activated_by: &str,
+    activation: &Activation<'_>,
     now: Time,
-    rollback_to: Option<&ReleaseId>,
     entry: Option<HistoryEntry>,
 ) -> Result<ReleaseInfo> {
+    let release_id = activation.release_id;
+    let heightened_hours = activation.heightened_hours;
     let info = ReleaseInfo {
         release_id: release_id.clone(),
         deployment_timestamp: now,
-        manifest_path: manifest_path.clone(),
+        manifest_path: activation.manifest_path.clone(),
         heightened_monitoring_active: true,
         heightened_monitoring_end: now.plus(jiff::SignedDuration::from_hours(i64::from(heightened_hours))),
         heightened_hours,
-        deployer: deployer.to_string(),
-        environment: environment.to_string(),
-        activated_by: activated_by.to_string(),
-        rollback_to: rollback_to.cloned(),
+        deployer: activation.deployer.to_string(),
+        environment: activation.environment.to_string(),
+        activated_by: activation.activated_by,
+        rollback_to: activation.rollback_to.cloned(),
     };
     let mut files = vec![
         (
@@ -187,11 +181,12 @@ fn history_with(workspace: &Workspace, entry: HistoryEntry) -> Result<Option<(Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::registry::Action;
 
-    fn entry(n: u32, action: &str, reason: Option<&str>) -> HistoryEntry {
+    fn entry(n: u32, action: Action, reason: Option<&str>) -> HistoryEntry {
         HistoryEntry {
             at: format!("2025-10-12T19:{n:02}:00Z").parse().unwrap(),
-            action: action.into(),
+            action,
             release_id: ReleaseId::new(&format!("release_20251012_19{n:02}00")).unwrap(),
             previous_release_id: (n > 0)
                 .then(|| ReleaseId::new(&format!("release_20251012_19{:02}00", n - 1)).unwrap()),
@@ -208,7 +203,11 @@ mod tests {
         let workspace = Workspace::open(dir.path()).unwrap();
         let entries: Vec<HistoryEntry> = (0..4)
             .map(|n| {
-                entry(n, if n % 2 == 0 { "deploy" } else { "rollback" }, (n == 3).then_some("a: \"quoted\"\nline"))
+                entry(
+                    n,
+                    if n % 2 == 0 { Action::Deploy } else { Action::Rollback },
+                    (n == 3).then_some("a: \"quoted\"\nline"),
+                )
             })
             .collect();
         for e in &entries {

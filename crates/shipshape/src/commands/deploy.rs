@@ -4,11 +4,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::bail;
-use shipshape_core::deploy::{self, Kind, Outcome, Plan, ReleaseFiles, Target};
-use shipshape_core::layout::Workspace;
+use shipshape_core::deploy::{self, DeployOutcome, Target};
 use shipshape_core::model::ids::ReleaseId;
+use shipshape_core::model::journal::Plan;
 use shipshape_core::pipeline::manifest::{self};
-use shipshape_core::pipeline::verify;
 use shipshape_core::{Error, registry};
 
 use crate::cli::{DeployArgs, RollbackArgs};
@@ -38,82 +37,53 @@ fn print_plan(plan: &Plan) {
     }
 }
 
-/// The active release's files, if anything is deployed.
-fn active_files(
-    workspace: &Workspace,
-    context: &Context,
-) -> anyhow::Result<Option<(shipshape_core::model::registry::ReleaseInfo, ReleaseFiles)>> {
-    Ok(deploy::active_files(workspace, context.now())?)
+fn report_recovery(context: &Context, recovered: &deploy::Recovered) {
+    context.warn(format!(
+        "recovered interrupted transaction {}: rolled {} to {}",
+        recovered.txid,
+        recovered.direction,
+        recovered.release.as_ref().map_or_else(|| "nothing deployed".to_string(), |r| r.to_string())
+    ));
 }
 
-fn run_recovery(workspace: &Workspace, target: &Target, context: &Context) -> anyhow::Result<()> {
-    for recovered in deploy::recover(workspace, target, context.now())? {
-        context.warn(format!(
-            "recovered interrupted transaction {}: rolled {} to {}",
-            recovered.txid,
-            recovered.direction,
-            recovered.release.map_or_else(|| "nothing deployed".to_string(), |r| r.to_string())
-        ));
-    }
-    Ok(())
-}
-
-/// Who is running this: `$USER`, `$LOGNAME`, or the account of this process's uid in /etc/passwd.
+/// Who is running this (recorded as the deployer).
 pub fn deployer() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .or_else(|| {
-            let uid = std::fs::read_to_string("/proc/self/status").ok()?.lines().find_map(|l| {
-                l.strip_prefix("Uid:").and_then(|rest| rest.split_whitespace().next().map(str::to_string))
-            })?;
-            std::fs::read_to_string("/etc/passwd")
-                .ok()?
-                .lines()
-                .find(|line| line.split(':').nth(2) == Some(uid.as_str()))
-                .and_then(|line| line.split(':').next().map(str::to_string))
-        })
-        .unwrap_or_else(|| "unknown".into())
+    shipshape_core::infra::user::current_user().unwrap_or_else(|| "unknown".into())
 }
 
 /// `shipshape deploy [MANIFEST] [--yes] [--dry-run]`.
 pub fn deploy(context: &Context, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
-    let target = Target::of(&workspace)?;
-    let path = match &args.manifest {
+    let manifest = match &args.manifest {
         Some(path) => workspace.resolve_user_path(&context.start_dir.join(path))?,
         None => manifest::newest_path(&workspace)?,
     };
     let now = context.now();
     let progress = context.progress();
-    // The one read path: integrity, approvals, expiry, anti-rollback.
-    let (loaded, _) = verify::trusted(&workspace, &path, now, progress.as_ref())?;
-    let to = ReleaseFiles::of(&workspace, &loaded)?;
-    let checks = workspace.config.deploy.as_ref().map(|d| d.post_deploy_checks.clone()).unwrap_or_default();
-    let environment = loaded.manifest.deployment.environment.to_string();
-    let make_plan = |workspace: &Workspace| -> anyhow::Result<Plan> {
-        let from = active_files(workspace, context)?.map(|(_, files)| files);
-        Ok(deploy::plan(workspace, &target, Kind::Deploy, from, to.clone(), &deployer(), None, &environment, now)?)
-    };
-    if args.dry_run {
-        let plan = make_plan(&workspace)?;
-        print_plan(&plan);
-        deploy::check_space(&target, &plan)?;
-        context.note("dry run: nothing was changed");
-        return super::ok();
-    }
-    let _locks = deploy::lock(&workspace, &target, "deploy", now)?;
-    run_recovery(&workspace, &target, context)?;
-    let plan = make_plan(&workspace)?;
-    print_plan(&plan);
-    deploy::check_space(&target, &plan)?;
-    if !confirm(&format!("Deploy {} to {}?", loaded.manifest.release_id, target.root.display()), args.yes)? {
-        bail!("not confirmed: nothing was deployed");
-    }
-    match deploy::apply(&workspace, &target, &plan, &checks, Some(&loaded), now, progress.as_ref())? {
-        Outcome::Committed => {
+    let request = deploy::DeployRequest { manifest, by: deployer(), dry_run: args.dry_run };
+    let outcome = deploy::deploy(
+        &workspace,
+        &request,
+        now,
+        progress.as_ref(),
+        &mut |r| report_recovery(context, r),
+        &mut |plan| {
+            print_plan(plan);
+            confirm(&format!("Deploy {} to {}?", plan.to.release_id, plan.target.display()), args.yes)
+                .map_err(|e| Error::Usage(e.to_string()))
+        },
+    )?;
+    match outcome {
+        DeployOutcome::DryRun(plan) => {
+            print_plan(&plan);
+            deploy::check_space(&Target::at(plan.target.clone(), plan.mode), &plan)?;
+            context.note("dry run: nothing was changed");
+            super::ok()
+        }
+        DeployOutcome::NotConfirmed(_) => bail!("not confirmed: nothing was deployed"),
+        DeployOutcome::Done(plan) => {
             let info = registry::get_active_release(&workspace, now)?;
-            println!("deployed {} to {}", plan.to.release_id, target.root.display());
+            println!("deployed {} to {}", plan.to.release_id, plan.target.display());
             if let Some(info) = info {
                 context.note(format!(
                     "heightened monitoring until {} ({} h); roll back with `shipshape rollback`",
@@ -122,7 +92,7 @@ pub fn deploy(context: &Context, args: &DeployArgs) -> anyhow::Result<ExitCode> 
             }
             super::ok()
         }
-        Outcome::RolledBack(reason) => {
+        DeployOutcome::RolledBack(plan, reason) => {
             eprintln!(
                 "error: {} failed its post-deploy check and was rolled back to {}: {reason}",
                 plan.to.release_id,
@@ -149,14 +119,7 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> anyhow::Result<ExitCo
         &request,
         context.now(),
         progress.as_ref(),
-        &mut |r| {
-            context.warn(format!(
-                "recovered interrupted transaction {}: rolled {} to {}",
-                r.txid,
-                r.direction,
-                r.release.as_ref().map_or_else(|| "nothing deployed".to_string(), |r| r.to_string())
-            ))
-        },
+        &mut |r| report_recovery(context, r),
         &mut |plan| {
             print_plan(plan);
             confirm(&format!("Roll {} back to {}?", plan.target.display(), plan.to.release_id), args.yes)

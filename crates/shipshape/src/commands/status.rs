@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use serde_json::json;
-use shipshape_core::deploy::{self, ReleaseFiles, Target};
+use shipshape_core::deploy::{self, Target};
 use shipshape_core::infra::clock::humanize;
+use shipshape_core::model::journal::ReleaseFiles;
 use shipshape_core::pipeline::manifest;
 use shipshape_core::registry;
 

@@ -1,0 +1,200 @@
+//! The journal of one transaction (`release/journal/<txid>.jsonl`): written append-only as the
+//! transaction goes, read back by recovery. Its records are [`crate::model::journal::Record`].
+//!
+//! Only the plan, the `committed` phase and the outcome are fsynced before the command goes on:
+//! recovery decides on those alone. The other phases are a record for people and reach the disk
+//! with the next fsync. A torn last line (a crash mid-append) is ignored: its step did not happen.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use crate::deploy::failpoint;
+use crate::error::{Error, IoContext, Result};
+use crate::infra::atomic::{create_dir_all_durable, sync_dir};
+use crate::infra::clock::Time;
+use crate::model::journal::{Ending, Phase, Plan, Record};
+
+/// An open journal, appended to.
+pub(crate) struct Journal {
+    pub(crate) path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    /// Create the journal of `plan` in `dir`, its plan record durable.
+    pub(crate) fn create(dir: &Path, plan: &Plan, now: Time) -> Result<Journal> {
+        create_dir_all_durable(dir)?;
+        let path = dir.join(format!("{}.jsonl", plan.txid));
+        let file = OpenOptions::new().append(true).create_new(true).open(&path).at(&path, "creating journal")?;
+        let mut journal = Journal { path, file };
+        journal.append(&Record::Plan { plan: Box::new(plan.clone()), at: now }, true)?;
+        sync_dir(dir)?;
+        Ok(journal)
+    }
+
+    /// Reopen an unfinished journal to append its outcome.
+    pub(crate) fn open(path: &Path) -> Result<Journal> {
+        let file = OpenOptions::new().append(true).open(path).at(path, "opening journal")?;
+        Ok(Journal { path: path.to_path_buf(), file })
+    }
+
+    /// Append a record; `durable` forces it to disk before returning.
+    fn append(&mut self, record: &Record, durable: bool) -> Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(|e| Error::invalid(&self.path, e.to_string()))?;
+        line.push(b'\n');
+        self.file.write_all(&line).at(&self.path, "writing journal")?;
+        if durable {
+            self.file.sync_data().at(&self.path, "syncing journal")?;
+        }
+        Ok(())
+    }
+
+    /// Record that `phase` was reached (durably for the commit point).
+    pub(crate) fn phase(&mut self, phase: Phase, now: Time) -> Result<()> {
+        self.append(&Record::Phase { phase, at: now }, phase == Phase::Committed)?;
+        failpoint::hit(&failpoint::after(phase));
+        Ok(())
+    }
+
+    /// Record how the transaction ended and retire the journal to `done/`.
+    pub(crate) fn outcome(&mut self, outcome: Ending, reason: Option<String>, now: Time) -> Result<()> {
+        self.append(&Record::Outcome { outcome, reason, at: now }, true)?;
+        retire(&self.path)
+    }
+}
+
+/// Move a finished journal to `journal/done/`, so that recovery, which every mutating command runs
+/// first, reads only unfinished ones. The move need not be durable: a finished journal left behind
+/// by a crash has its outcome, and the next recovery moves it.
+pub(crate) fn retire(path: &Path) -> Result<()> {
+    let Some((dir, name)) = path.parent().zip(path.file_name()) else { return Ok(()) };
+    let done = dir.join("done");
+    create_dir_all_durable(&done)?;
+    fs::rename(path, done.join(name)).at(path, "moving the finished journal to done/")
+}
+
+/// What a journal says.
+#[derive(Debug, Clone)]
+pub(crate) struct JournalRead {
+    pub(crate) plan: Plan,
+    pub(crate) phases: Vec<Phase>,
+    pub(crate) outcome: Option<Ending>,
+}
+
+impl JournalRead {
+    /// Whether the transaction passed its commit point.
+    pub(crate) fn committed(&self) -> bool {
+        self.phases.contains(&Phase::Committed)
+    }
+}
+
+/// Read a journal file.
+pub(crate) fn read(path: &Path) -> Result<JournalRead> {
+    let file = File::open(path).at(path, "opening journal")?;
+    read_from(path, BufReader::new(file))
+}
+
+fn read_from(path: &Path, reader: impl BufRead) -> Result<JournalRead> {
+    let (mut plan, mut phases, mut outcome) = (None, Vec::new(), None);
+    for line in reader.lines() {
+        let line = line.at(path, "reading journal")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        // A torn last line (crash mid-append) is ignored: its phase did not happen.
+        let Ok(record) = serde_json::from_str::<Record>(&line) else { continue };
+        match record {
+            Record::Plan { plan: p, .. } => plan = Some(*p),
+            Record::Phase { phase, .. } => phases.push(phase),
+            Record::Outcome { outcome: o, .. } => outcome = Some(o),
+        }
+    }
+    let plan = plan.ok_or_else(|| Error::invalid(path, "journal without a plan"))?;
+    Ok(JournalRead { plan, phases, outcome })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::DeployMode;
+    use crate::deploy::plan::tests::files;
+    use crate::model::journal::Kind;
+
+    fn plan() -> Plan {
+        Plan {
+            txid: "tx_1".into(),
+            kind: Kind::Deploy,
+            mode: DeployMode::Copy,
+            target: PathBuf::from("/srv/t"),
+            from: None,
+            to: files("release_20251012_190000", &[("a.yaml", 1)]),
+            changes: Vec::new(),
+            unchanged: 1,
+            by: "jane".into(),
+            reason: None,
+            environment: "production".into(),
+            heightened_hours: 48,
+        }
+    }
+
+    fn line(record: &Record) -> String {
+        serde_json::to_string(record).unwrap() + "\n"
+    }
+
+    fn at() -> Time {
+        "2025-10-12T19:00:00+05:30".parse().unwrap()
+    }
+
+    #[test]
+    fn phases_and_outcome_are_read_back_in_order() {
+        let text = [
+            line(&Record::Plan { plan: Box::new(plan()), at: at() }),
+            line(&Record::Phase { phase: Phase::Verified, at: at() }),
+            line(&Record::Phase { phase: Phase::Committed, at: at() }),
+            line(&Record::Outcome { outcome: Ending::Committed, reason: None, at: at() }),
+        ]
+        .concat();
+        let read = read_from(Path::new("j"), text.as_bytes()).unwrap();
+        assert_eq!(read.phases, [Phase::Verified, Phase::Committed]);
+        assert!(read.committed());
+        assert_eq!(read.outcome, Some(Ending::Committed));
+        assert_eq!(read.plan.to.release_id.as_str(), "release_20251012_190000");
+    }
+
+    #[test]
+    fn a_torn_last_record_did_not_happen_whatever_its_type() {
+        let head = line(&Record::Plan { plan: Box::new(plan()), at: at() });
+        for torn in [
+            line(&Record::Phase { phase: Phase::Committed, at: at() }),
+            line(&Record::Outcome { outcome: Ending::Failed, reason: Some("x".into()), at: at() }),
+        ] {
+            let cut = &torn[..torn.len() / 2];
+            let read = read_from(Path::new("j"), format!("{head}{cut}").as_bytes()).unwrap();
+            assert!(read.phases.is_empty() && read.outcome.is_none(), "{cut}");
+            assert!(!read.committed());
+        }
+    }
+
+    #[test]
+    fn an_empty_or_planless_journal_is_refused_with_its_name() {
+        for text in ["", "\n\n", "{\"record\":\"pla"] {
+            let error = read_from(Path::new("release/journal/tx_9.jsonl"), text.as_bytes()).unwrap_err();
+            assert_eq!(error.to_string(), "release/journal/tx_9.jsonl: journal without a plan");
+        }
+    }
+
+    #[test]
+    fn written_journals_read_back_and_retire_to_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::create(dir.path(), &plan(), at()).unwrap();
+        journal.phase(Phase::Verified, at()).unwrap();
+        let read = super::read(&journal.path).unwrap();
+        assert_eq!((read.phases.as_slice(), read.outcome), ([Phase::Verified].as_slice(), None));
+        journal.outcome(Ending::RolledBack, Some("check".into()), at()).unwrap();
+        assert!(!dir.path().join("tx_1.jsonl").exists());
+        let done = super::read(&dir.path().join("done/tx_1.jsonl")).unwrap();
+        assert_eq!(done.outcome, Some(Ending::RolledBack));
+    }
+}

@@ -1,0 +1,111 @@
+//! Recovery: finish or undo every transaction a crash left unfinished. Before the commit point the
+//! target is brought back to exactly the old release, after it forward to exactly the new one —
+//! idempotently, so a crash during recovery is recovered by the next run. Every mutating command
+//! runs this first, under the locks.
+
+use std::fmt;
+use std::fs;
+use std::path::PathBuf;
+
+use crate::deploy::journal::{self, Journal};
+use crate::deploy::target::Target;
+use crate::deploy::{converge, finish};
+use crate::error::{IoContext, Result};
+use crate::infra::clock::Time;
+use crate::layout::Workspace;
+use crate::model::ids::ReleaseId;
+use crate::model::journal::Ending;
+use crate::model::registry::{Action, HistoryEntry};
+use crate::registry;
+
+/// Which way recovery moved an interrupted transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// To the new release: it had passed its commit point.
+    Forward,
+    /// Back to the old release.
+    Back,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Direction::Forward => "forward",
+            Direction::Back => "back",
+        })
+    }
+}
+
+/// What recovery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// The transaction.
+    pub txid: String,
+    /// Which way.
+    pub direction: Direction,
+    /// The release the target now holds.
+    pub release: Option<ReleaseId>,
+}
+
+/// Finish or undo every unfinished transaction in the journal. The caller holds the locks of
+/// `target`; each transaction is replayed against the target its plan recorded, which is `target`
+/// unless `[deploy] target` was changed with a transaction open — then that one's target too.
+pub fn recover(workspace: &Workspace, target: &Target, now: Time) -> Result<Vec<Recovered>> {
+    let dir = workspace.journal_dir();
+    let mut done = Vec::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
+        Err(e) => return Err(e).at(&dir, "listing"),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let read = journal::read(&path)?;
+        if read.outcome.is_some() {
+            journal::retire(&path)?;
+            continue;
+        }
+        let plan = &read.plan;
+        let plan_target = if plan.target == target.root && plan.mode == target.mode {
+            target.clone()
+        } else {
+            Target::at(plan.target.clone(), plan.mode)
+        };
+        let mut journal = Journal::open(&path)?;
+        if read.committed() {
+            converge(workspace, &plan_target, Some(&plan.to), plan)?;
+            finish(workspace, plan, now)?;
+            journal.outcome(Ending::RecoveredForward, None, now)?;
+            done.push(Recovered {
+                txid: plan.txid.clone(),
+                direction: Direction::Forward,
+                release: Some(plan.to.release_id.clone()),
+            });
+        } else {
+            converge(workspace, &plan_target, plan.from.as_ref(), plan)?;
+            registry::record(
+                workspace,
+                HistoryEntry {
+                    at: now,
+                    action: Action::Recovered,
+                    release_id: plan.from.as_ref().map_or_else(|| plan.to.release_id.clone(), |f| f.release_id.clone()),
+                    previous_release_id: Some(plan.to.release_id.clone()),
+                    by: "shipshape recover".into(),
+                    reason: Some(format!("an interrupted {} of {} was undone", plan.kind, plan.to.release_id)),
+                    transaction: plan.txid.clone(),
+                },
+            )?;
+            journal.outcome(Ending::RecoveredBack, None, now)?;
+            done.push(Recovered {
+                txid: plan.txid.clone(),
+                direction: Direction::Back,
+                release: plan.from.as_ref().map(|f| f.release_id.clone()),
+            });
+        }
+    }
+    Ok(done)
+}
