@@ -5,9 +5,9 @@
 //! from the workspace — and re-hashed as they are copied, in one of two modes: [`copy`] (file by
 //! file, each renamed into place) or [`symlink`] (a directory per release, one `current` link).
 //!
-//! A transaction: [`plan`] computes the changes; [`apply`] writes the plan to the [`journal`]
+//! A transaction: [`plan()`] computes the changes; [`apply`] writes the plan to the [`journal`]
 //! (`release/journal/<txid>.jsonl`), then each phase (`verified`, `staged`, `switching`, `switched`,
-//! `checked`, `committed`) and the outcome. `committed` is the commit point: [`recover`] brings an
+//! `checked`, `committed`) and the outcome. `committed` is the commit point: [`recover()`] brings an
 //! unfinished transaction back to exactly the old release before it, and forward to the new one
 //! after it, idempotently. The workspace lock and a lock in the target ([`target`]) are both taken
 //! without waiting, so two deploys into one target cannot interleave even from two workspaces.
