@@ -151,6 +151,36 @@ pub fn step(state: State, verdict: &Verdict, now: Seconds, cadence: &Cadence) ->
     (next, effects)
 }
 
+impl State {
+    /// The state's name, as the database and the API write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Inactive => "inactive",
+            State::InsufficientData => "insufficient_data",
+            State::Pending { .. } => "pending",
+            State::Firing { .. } => "firing",
+            State::Resolved { .. } => "resolved",
+        }
+    }
+
+    /// Whether an alert episode is open (pending or firing).
+    pub fn is_open(&self) -> bool {
+        matches!(self, State::Pending { .. } | State::Firing { .. })
+    }
+}
+
+impl NotifyReason {
+    /// The reason's name, as notifications carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyReason::Firing => "firing",
+            NotifyReason::Repeat => "repeat",
+            NotifyReason::Escalated => "escalated",
+            NotifyReason::Resolved => "resolved",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

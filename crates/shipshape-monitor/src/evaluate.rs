@@ -20,6 +20,16 @@ pub enum Mode {
     Normal,
 }
 
+impl Mode {
+    /// The mode's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Heightened => "heightened",
+            Mode::Normal => "normal",
+        }
+    }
+}
+
 /// The mode at `now` for a release whose heightened window ends at `heightened_end`.
 pub fn mode_at(now: Seconds, heightened_end: Seconds) -> Mode {
     if now < heightened_end { Mode::Heightened } else { Mode::Normal }

@@ -93,6 +93,36 @@ pub fn judge(current: &MetricValue, baseline: f64, rule: &Rule) -> Verdict {
     Verdict::Breach { drop, severity }
 }
 
+impl Severity {
+    /// The severity's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl Verdict {
+    /// The verdict's name, as the evaluations table records it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::InsufficientData { .. } => "insufficient_data",
+            Verdict::Healthy { .. } => "healthy",
+            Verdict::Breach { severity: Severity::Warning, .. } => "breach_warning",
+            Verdict::Breach { severity: Severity::Critical, .. } => "breach_critical",
+        }
+    }
+
+    /// The measured relative drop, when there was enough data to judge.
+    pub fn drop(&self) -> Option<f64> {
+        match self {
+            Verdict::Healthy { drop } | Verdict::Breach { drop, .. } => Some(*drop),
+            Verdict::InsufficientData { .. } => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,27 @@
-//! Post-deploy monitoring (work in progress, issue 6): the pure parts first.
+//! Post-deploy monitoring: outcome events in, rolling-window metrics judged against the release's
+//! baseline, alerts through a state machine, notifications out, and an optional auto-rollback.
 //!
+//! # Modules, bottom to top
+//!
+//! Pure (no I/O, no clock):
+//! - [`window`]: rolling windows over time buckets of statistics, O(log n) per event and per query.
 //! - [`judge`]: is a metric's value a breach of its baseline under the active policy — larger than
 //!   the threshold *and* statistically significant for its sample size — and how severe.
-//! - [`window`]: rolling windows over time buckets of statistics, O(log n) per event and per query.
+//! - [`alert`]: the alert state machine (inactive → pending → firing → resolved, plus
+//!   insufficient-data): evaluations in, transitions and notifications out.
+//! - [`policy`]: the monitored metrics, built from `[monitoring]` in `shipshape.toml`.
 //! - [`evaluate`]: the mode (heightened/normal) at a time, the window (never before the deploy), the
 //!   metric over it and the verdict.
-//! - [`alert`]: the alert state machine (inactive → pending → firing → resolved, plus
-//!   insufficient-data) as pure code: evaluations in, transitions and notifications out, no I/O, no
-//!   clock. Storage, ingestion, the scheduler and the sinks drive it from outside.
+//!
+//! Storage and drivers:
+//! - [`db`]: the SQLite database (`data/monitoring/monitor.db`) and all of its SQL — [`db::events`]
+//!   (idempotent ingestion, time buckets, windows), [`db::alerts`] (the state machine's memory, alert
+//!   episodes, transitions, evaluations, one pass's writes in one transaction, auto-rollback claims),
+//!   [`db::outbox`] (notifications until delivered).
+//! - [`sinks`]: notification payloads and delivery with retries.
+//! - [`monitor`]: [`monitor::Monitor`] orchestrates — reading event files, one evaluation pass,
+//!   auto-rollback through `shipshape_core::deploy::rollback` — with no SQL of its own.
+//! - [`replay`]: the monitor over history in an in-memory database.
 
 pub mod alert;
 pub mod db;

@@ -7,7 +7,6 @@ use std::io::BufRead;
 use std::path::Path;
 
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use shipshape_core::config::{BaselineSource, MonitoringConfig};
 use shipshape_core::events::{Format, MAX_LINE};
@@ -22,9 +21,11 @@ use shipshape_metrics::SharpeUnit;
 use shipshape_metrics::event::{CsvHeader, EventError, EventRef, parse_json_line};
 
 use crate::alert::{self, Effect, NotifyReason, Seconds, State};
-use crate::db::{Db, NewEvent, content_id, sql_error};
+use crate::db::alerts::Measured;
+use crate::db::events::Attribution;
+use crate::db::{Db, NewEvent, content_id};
 use crate::evaluate::{Evaluation, MetricPolicy, evaluate_with, window_at};
-use crate::judge::{Severity, Verdict};
+use crate::judge::Severity;
 use crate::sinks::{self, Delivery, Notification};
 
 /// Which release was active when: every activation (deploy, rollback) in the registry's history.
@@ -172,41 +173,22 @@ fn ts(seconds: Seconds) -> String {
     Timestamp::from_second(seconds).map(|t| t.to_string()).unwrap_or_else(|_| seconds.to_string())
 }
 
-fn state_name(state: &State) -> &'static str {
-    match state {
-        State::Inactive => "inactive",
-        State::InsufficientData => "insufficient_data",
-        State::Pending { .. } => "pending",
-        State::Firing { .. } => "firing",
-        State::Resolved { .. } => "resolved",
-    }
-}
-
-fn is_open(state: &State) -> bool {
-    matches!(state, State::Pending { .. } | State::Firing { .. })
-}
-
-fn severity_name(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Warning => "warning",
-        Severity::Critical => "critical",
-    }
-}
-
-fn reason_name(reason: NotifyReason) -> &'static str {
-    match reason {
-        NotifyReason::Firing => "firing",
-        NotifyReason::Repeat => "repeat",
-        NotifyReason::Escalated => "escalated",
-        NotifyReason::Resolved => "resolved",
-    }
-}
-
-fn drop_of(verdict: &Verdict) -> Option<f64> {
-    match verdict {
-        Verdict::Healthy { drop } | Verdict::Breach { drop, .. } => Some(*drop),
-        Verdict::InsufficientData { .. } => None,
-    }
+/// A notification's one-line summary.
+fn summary(measured: &Measured<'_>, resolved: bool, severity: Severity) -> String {
+    format!(
+        "{} {} {} ({} mode): {} vs baseline {} (drop {}, threshold {}, {} samples) for release {}",
+        measured.metric,
+        if resolved { "recovered" } else { severity.as_str() },
+        if resolved { "" } else { "drop" },
+        measured.mode,
+        measured.value.map_or("n/a".into(), |v| format!("{v:.4}")),
+        measured.baseline.map_or("n/a".into(), |v| format!("{v:.4}")),
+        measured.drop.map_or("n/a".into(), |d| format!("{d:.4}")),
+        measured.threshold,
+        measured.samples,
+        measured.release
+    )
+    .replace("  ", " ")
 }
 
 /// Read lines of at most [`MAX_LINE`] bytes; `Err` names the line that is too long or not UTF-8.
@@ -454,112 +436,41 @@ impl Monitor {
         let environment = self.workspace.config.release.environment.to_string();
         let eval_interval = self.config.eval_interval.0.seconds();
         let path = self.db.path().to_path_buf();
-        let error = sql_error(&path, "recording an evaluation");
-        let tx = self.db.conn_mut().transaction().map_err(&error)?;
-        // Alerts of releases that are no longer active — or of an earlier activation of the active
-        // one (rolled back, then deployed again) — are closed (resolved), once.
+        let activation = active.map_or(0, |a| a.deployed_at);
+        let recorder = self.db.record()?;
         if let Some(release) = &pass.release_id {
-            let activation = active.map_or(0, |a| a.deployed_at);
-            let stale: Vec<(String, String, String, Option<i64>)> = {
-                let mut statement = tx
-                    .prepare(
-                        "SELECT release_id, metric, state, alert_id FROM alert_state
-                         WHERE release_id != ?1 OR activation != ?2",
-                    )
-                    .map_err(&error)?;
-                let rows = statement
-                    .query_map(params![release, activation], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                    })
-                    .map_err(&error)?;
-                rows.collect::<rusqlite::Result<_>>().map_err(&error)?
-            };
-            for (old_release, metric, state, alert_id) in stale {
-                let state: State = serde_json::from_str(&state).unwrap_or(State::Inactive);
-                if is_open(&state) {
-                    tx.execute(
-                        "UPDATE alerts SET state = CASE state WHEN 'firing' THEN 'resolved' ELSE 'cleared' END,
-                                resolved_at = CASE state WHEN 'firing' THEN ?2 ELSE resolved_at END, updated_at = ?2
-                         WHERE id = ?1",
-                        params![alert_id, at],
-                    )
-                    .map_err(&error)?;
-                    tx.execute(
-                        "INSERT INTO transitions (alert_id, at, release_id, strategy, metric, from_state, to_state, mode)
-                         SELECT id, ?2, release_id, strategy, metric, ?3, 'closed', mode FROM alerts WHERE id = ?1",
-                        params![alert_id, at, state_name(&state)],
-                    )
-                    .map_err(&error)?;
-                }
-                tx.execute(
-                    "DELETE FROM alert_state WHERE release_id = ?1 AND metric = ?2",
-                    params![old_release, metric],
-                )
-                .map_err(&error)?;
-            }
+            recorder.close_stale(release, activation, at)?;
         }
+        let release = pass.release_id.clone().unwrap_or_default();
         for (policy, evaluation) in measured {
-            let release = pass.release_id.clone().unwrap_or_default();
             let rules = policy.rules(evaluation.mode);
-            let (state, mut alert_id): (State, Option<i64>) = tx
-                .query_row(
-                    "SELECT state, alert_id FROM alert_state WHERE release_id = ?1 AND metric = ?2",
-                    params![release, policy.name],
-                    |row| Ok((row.get::<_, String>(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(&error)?
-                .map(|(s, id)| (serde_json::from_str(&s).unwrap_or(State::Inactive), id))
-                .unwrap_or((State::Inactive, None));
+            let (state, mut alert_id) = recorder.state(&release, &policy.name)?;
             let (next, effects) = alert::step(state, &evaluation.verdict, at, &rules.cadence);
-            let value = evaluation.value.value;
-            let drop = drop_of(&evaluation.verdict);
-            let threshold = rules.rule.threshold;
-            let samples = evaluation.value.samples as i64;
-            let mode = serde_json::to_value(evaluation.mode).ok().and_then(|v| v.as_str().map(str::to_string));
-            let mode = mode.unwrap_or_default();
-            let (from, to) = evaluation.window;
-            if is_open(&next) && !is_open(&state) {
-                tx.execute(
-                    "INSERT INTO alerts (release_id, strategy, metric, state, mode, started_at, updated_at)
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
-                    params![release, policy.strategy, policy.name, mode, at],
-                )
-                .map_err(&error)?;
-                alert_id = Some(tx.last_insert_rowid());
+            let measured = Measured {
+                release: &release,
+                strategy: &policy.strategy,
+                metric: &policy.name,
+                mode: evaluation.mode.as_str(),
+                value: evaluation.value.value,
+                baseline: evaluation.baseline,
+                threshold: rules.rule.threshold,
+                drop: evaluation.verdict.drop(),
+                samples: evaluation.value.samples as i64,
+                window: evaluation.window,
+            };
+            if next.is_open() && !state.is_open() {
+                alert_id = Some(recorder.open_alert(&measured, at)?);
             }
             if let Some(id) = alert_id {
                 let (new_state, severity) = match (&state, &next) {
                     (_, State::Pending { .. }) => (Some("pending"), None),
-                    (_, State::Firing { severity, .. }) => (Some("firing"), Some(severity_name(*severity))),
+                    (_, State::Firing { severity, .. }) => (Some("firing"), Some(severity.as_str())),
                     (State::Firing { .. }, State::Resolved { .. }) => (Some("resolved"), None),
                     (State::Pending { .. }, _) => (Some("cleared"), None),
                     _ => (None, None),
                 };
                 if let Some(new_state) = new_state {
-                    tx.execute(
-                        "UPDATE alerts SET state = ?2, severity = coalesce(?3, severity), mode = ?4, value = ?5,
-                                baseline = ?6, threshold = ?7, drop_ = ?8, samples = ?9, window_from = ?10,
-                                window_to = ?11, updated_at = ?12,
-                                fired_at = CASE WHEN ?2 = 'firing' AND fired_at IS NULL THEN ?12 ELSE fired_at END,
-                                resolved_at = CASE WHEN ?2 = 'resolved' THEN ?12 ELSE resolved_at END
-                         WHERE id = ?1",
-                        params![
-                            id,
-                            new_state,
-                            severity,
-                            mode,
-                            value,
-                            evaluation.baseline,
-                            threshold,
-                            drop,
-                            samples,
-                            from,
-                            to,
-                            at
-                        ],
-                    )
-                    .map_err(&error)?;
+                    recorder.update_alert(id, new_state, severity, &measured, at)?;
                 }
             }
             let notify = effects.iter().find_map(|e| match e {
@@ -569,60 +480,19 @@ impl Monitor {
             for effect in &effects {
                 if let Effect::Transition { from: before, to: after } = effect {
                     let severity = match after {
-                        State::Firing { severity, .. } => Some(severity_name(*severity)),
-                        _ => notify.map(|(_, s)| severity_name(s)),
+                        State::Firing { severity, .. } => Some(severity.as_str()),
+                        _ => notify.map(|(_, s)| s.as_str()),
                     };
-                    tx.execute(
-                        "INSERT INTO transitions (alert_id, at, release_id, strategy, metric, from_state, to_state,
-                             severity, notify, mode, value, baseline, threshold, drop_, samples, window_from, window_to)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-                        params![
-                            alert_id,
-                            at,
-                            release,
-                            policy.strategy,
-                            policy.name,
-                            state_name(before),
-                            state_name(after),
-                            severity,
-                            notify.map(|(r, _)| reason_name(r)),
-                            mode,
-                            value,
-                            evaluation.baseline,
-                            threshold,
-                            drop,
-                            samples,
-                            from,
-                            to
-                        ],
-                    )
-                    .map_err(&error)?;
+                    recorder.transition(alert_id, before, after, severity, notify.map(|(r, _)| r), &measured, at)?;
                 }
             }
             if let (Some((reason, severity)), Some(id)) = (notify, alert_id) {
-                let started = match next {
-                    State::Firing { since, .. } => since,
-                    _ => match state {
-                        State::Firing { since, .. } => since,
-                        _ => at,
-                    },
+                let started = match (&next, &state) {
+                    (State::Firing { since, .. }, _) | (_, State::Firing { since, .. }) => *since,
+                    _ => at,
                 };
                 let resolved = reason == NotifyReason::Resolved;
                 let ends_at = if resolved { at } else { at + rules.cadence.repeat_every + 2 * eval_interval };
-                let summary = format!(
-                    "{} {} {} ({} mode): {} vs baseline {} (drop {}, threshold {}, {} samples) for release {}",
-                    policy.name,
-                    if resolved { "recovered" } else { severity_name(severity) },
-                    if resolved { "" } else { "drop" },
-                    mode,
-                    value.map_or("n/a".into(), |v| format!("{v:.4}")),
-                    evaluation.baseline.map_or("n/a".into(), |v| format!("{v:.4}")),
-                    drop.map_or("n/a".into(), |d| format!("{d:.4}")),
-                    threshold,
-                    samples,
-                    release
-                )
-                .replace("  ", " ");
                 let notification = Notification {
                     reason,
                     alert_id: id,
@@ -633,75 +503,36 @@ impl Monitor {
                     mode: evaluation.mode,
                     strategy: policy.strategy.clone(),
                     metric: policy.name.clone(),
-                    value,
-                    baseline: evaluation.baseline,
-                    drop,
-                    threshold,
-                    samples: samples as u64,
-                    window_from: ts(from),
-                    window_to: ts(to),
+                    value: measured.value,
+                    baseline: measured.baseline,
+                    drop: measured.drop,
+                    threshold: measured.threshold,
+                    samples: evaluation.value.samples,
+                    window_from: ts(measured.window.0),
+                    window_to: ts(measured.window.1),
                     started_at: ts(started),
                     at: ts(at),
                     ends_at: ts(ends_at),
-                    summary,
+                    summary: summary(&measured, resolved, severity),
                 };
                 let payload = serde_json::to_string(&notification)
                     .map_err(|e| Error::invalid(&path, format!("encoding a notification: {e}")))?;
-                let wall = sinks::wall_seconds();
-                for sink in &sinks {
-                    tx.execute(
-                        "INSERT INTO outbox (alert_id, sink, payload, created, next_attempt) VALUES (?1, ?2, ?3, ?4, ?4)",
-                        params![id, sink, payload, wall],
-                    )
-                    .map_err(&error)?;
-                }
+                recorder.enqueue(id, &sinks, &payload, sinks::wall_seconds())?;
                 pass.notifications.push(notification);
             }
-            tx.execute(
-                "INSERT OR REPLACE INTO alert_state (release_id, metric, state, alert_id, activation)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    release,
-                    policy.name,
-                    serde_json::to_string(&next).unwrap_or_default(),
-                    alert_id,
-                    active.map_or(0, |a| a.deployed_at)
-                ],
-            )
-            .map_err(&error)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO evaluations (release_id, metric, at, strategy, mode, value, ci_low, ci_high,
-                     samples, baseline, threshold, verdict, drop_)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    release,
-                    policy.name,
-                    at,
-                    policy.strategy,
-                    mode,
-                    value,
-                    evaluation.value.ci_low,
-                    evaluation.value.ci_high,
-                    samples,
-                    evaluation.baseline,
-                    threshold,
-                    verdict_name(&evaluation.verdict),
-                    drop
-                ],
-            )
-            .map_err(&error)?;
+            recorder.save_state(&measured, &next, alert_id, activation)?;
+            let interval = (evaluation.value.ci_low, evaluation.value.ci_high);
+            recorder.evaluation(&measured, interval, evaluation.verdict.name(), at)?;
             pass.metrics.push(MetricReport {
                 metric: policy.name.clone(),
                 strategy: policy.strategy.clone(),
+                threshold: measured.threshold,
                 evaluation,
-                threshold,
                 state: next,
-                alert_id: alert_id.filter(|_| is_open(&next) || matches!(next, State::Resolved { .. })),
+                alert_id: alert_id.filter(|_| next.is_open() || matches!(next, State::Resolved { .. })),
             });
         }
-        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_evaluation', ?1)", [at.to_string()])
-            .map_err(&error)?;
-        tx.commit().map_err(&error)?;
+        recorder.commit(at)?;
         Ok(pass)
     }
 
@@ -710,26 +541,9 @@ impl Monitor {
     fn auto_rollback(&mut self, info: &ReleaseInfo, now: Time) -> Result<Option<AutoRollback>> {
         let at = now.unix_seconds();
         let policy = &self.config.auto_rollback;
-        let path = self.db.path().to_path_buf();
-        let error = sql_error(&path, "checking auto-rollback");
         let since = at - policy.within.0.seconds();
-        let firings: Vec<(String, i64, Option<f64>, Option<f64>)> = {
-            let mut statement = self
-                .db
-                .conn()
-                .prepare(
-                    "SELECT metric, at, value, baseline FROM transitions
-                     WHERE release_id = ?1 AND at > ?2 AND at <= ?3 AND severity = 'critical'
-                       AND notify IN ('firing', 'escalated') ORDER BY at",
-                )
-                .map_err(&error)?;
-            let rows = statement
-                .query_map(params![info.release_id.as_str(), since, at], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })
-                .map_err(&error)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(&error)?
-        };
+        let release = info.release_id.as_str();
+        let firings = self.db.critical_firings(release, since, at)?;
         if firings.len() < policy.critical_firings.0 as usize {
             return Ok(None);
         }
@@ -739,25 +553,18 @@ impl Monitor {
             policy.within.0,
             firings
                 .iter()
-                .map(|(metric, when, value, baseline)| format!(
-                    "{metric} at {} ({} vs baseline {})",
-                    ts(*when),
-                    value.map_or("n/a".into(), |v| format!("{v:.4}")),
-                    baseline.map_or("n/a".into(), |v| format!("{v:.4}"))
+                .map(|f| format!(
+                    "{} at {} ({} vs baseline {})",
+                    f.metric,
+                    ts(f.at),
+                    f.value.map_or("n/a".into(), |v| format!("{v:.4}")),
+                    f.baseline.map_or("n/a".into(), |v| format!("{v:.4}"))
                 ))
                 .collect::<Vec<_>>()
                 .join("; ")
         );
         // Exactly once per release: the claim is the row.
-        let claimed = self
-            .db
-            .conn()
-            .execute(
-                "INSERT OR IGNORE INTO auto_rollbacks (release_id, at, reason, outcome) VALUES (?1, ?2, ?3, 'started')",
-                params![info.release_id.as_str(), at, reason],
-            )
-            .map_err(&error)?;
-        if claimed == 0 {
+        if !self.db.claim_auto_rollback(release, at, &reason)? {
             return Ok(None);
         }
         let request = deploy::RollbackRequest {
@@ -772,13 +579,7 @@ impl Monitor {
                 Ok(_) => "not applied".to_string(),
                 Err(e) => format!("failed: {e}"),
             };
-        self.db
-            .conn()
-            .execute(
-                "UPDATE auto_rollbacks SET outcome = ?2 WHERE release_id = ?1",
-                params![info.release_id.as_str(), outcome],
-            )
-            .map_err(&error)?;
+        self.db.auto_rollback_outcome(release, &outcome)?;
         Ok(Some(AutoRollback { release_id: info.release_id.to_string(), reason, outcome }))
     }
 
@@ -873,9 +674,9 @@ fn read_events(
             continue;
         }
         let (release_id, attributed) = match (&event.release_id, options.timeline.at(at)) {
-            (Some(id), _) => (id.as_ref(), "producer"),
-            (None, Some(id)) => (id, "time"),
-            (None, None) => ("", "none"),
+            (Some(id), _) => (id.as_ref(), Attribution::Producer),
+            (None, Some(id)) => (id, Attribution::Time),
+            (None, None) => ("", Attribution::None),
         };
         let derived;
         let id = match &event.id {
@@ -908,15 +709,6 @@ fn read_events(
         sink(&new)?;
     }
     Ok(())
-}
-
-fn verdict_name(verdict: &Verdict) -> &'static str {
-    match verdict {
-        Verdict::InsufficientData { .. } => "insufficient_data",
-        Verdict::Healthy { .. } => "healthy",
-        Verdict::Breach { severity: Severity::Warning, .. } => "breach_warning",
-        Verdict::Breach { severity: Severity::Critical, .. } => "breach_critical",
-    }
 }
 
 #[cfg(test)]

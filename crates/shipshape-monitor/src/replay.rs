@@ -73,11 +73,7 @@ pub fn replay(
         events,
         &IngestOptions { format: None, skip_bad, timeline: &timeline, now, check_skew: false },
     )?;
-    let last_event: Option<Seconds> = monitor
-        .db
-        .conn()
-        .query_row("SELECT max(ts) FROM events", [], |row| row.get(0))
-        .map_err(crate::db::sql_error(Path::new(":memory:"), "reading"))?;
+    let last_event: Option<Seconds> = monitor.db.last_event()?;
     let validation = match source_kind {
         BaselineSource::Validation => match shipshape_core::pipeline::manifest::newest_path(&monitor.workspace) {
             Ok(path) => {

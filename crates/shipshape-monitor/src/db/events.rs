@@ -1,23 +1,8 @@
-//! The monitor's storage: one embedded SQLite database (`data/monitoring/monitor.db`, WAL).
-//!
-//! - `events`: every accepted outcome event in arrival order, unique on its `id`, which makes
-//!   ingestion idempotent: the same event sent twice is stored once. Rows append; the id index is
-//!   written in sorted batches.
-//! - `minutes` and `hours`: sufficient statistics per release, strategy and time bucket, updated in
-//!   the same transaction as the events. A window is read from whole hours plus the minutes at its
-//!   edges, so an evaluation reads a few hundred rows, never the raw events.
-//! - `alert_state`, `alerts`, `transitions`: the state machine's memory, the alert episodes and every
-//!   transition with its metric value, window, threshold, baseline, sample count, mode and release.
-//! - `evaluations`: each metric at each evaluation (the dashboard's charts).
-//! - `outbox`: each notification for each sink until it is delivered (retried with backoff; a failing
-//!   sink never loses the alert record, which is written first).
-//! - `auto_rollbacks`: at most one automatic rollback per release.
-//!
-//! Commits are `synchronous = FULL`: an acknowledged event survives a crash of the process or the
-//! machine.
+//! Events and their time buckets: idempotent ingestion in batches, and windows read from whole
+//! hours plus the minutes at their edges.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest as _, Sha256};
@@ -25,70 +10,28 @@ use shipshape_core::{Error, Result};
 use shipshape_metrics::{Signal, Stats};
 
 use crate::alert::Seconds;
+use crate::db::{Db, HOUR, MINUTE, sql_error};
 
-/// Where the database lives, relative to the workspace.
-pub const DB_PATH: &str = "data/monitoring/monitor.db";
-
-const MINUTE: Seconds = 60;
-const HOUR: Seconds = 3600;
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = "
-CREATE TABLE events (
-    seq        INTEGER PRIMARY KEY,
-    id         TEXT NOT NULL UNIQUE,
-    ts         INTEGER NOT NULL,
-    strategy   TEXT NOT NULL,
-    symbol     TEXT NOT NULL,
-    signal     INTEGER NOT NULL,
-    outcome    INTEGER NOT NULL,
-    ret        REAL NOT NULL,
-    release_id TEXT NOT NULL,
-    attributed TEXT NOT NULL,
-    received   INTEGER NOT NULL
-);
-CREATE TABLE minutes (release_id TEXT, strategy TEXT, bucket INTEGER, stats BLOB NOT NULL,
-    PRIMARY KEY (release_id, strategy, bucket)) WITHOUT ROWID;
-CREATE TABLE hours (release_id TEXT, strategy TEXT, bucket INTEGER, stats BLOB NOT NULL,
-    PRIMARY KEY (release_id, strategy, bucket)) WITHOUT ROWID;
-CREATE TABLE alert_state (release_id TEXT, metric TEXT, state TEXT NOT NULL, alert_id INTEGER,
-    activation INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (release_id, metric)) WITHOUT ROWID;
-CREATE TABLE alerts (
-    id INTEGER PRIMARY KEY, release_id TEXT NOT NULL, strategy TEXT NOT NULL, metric TEXT NOT NULL,
-    state TEXT NOT NULL, severity TEXT, mode TEXT NOT NULL, value REAL, baseline REAL, threshold REAL,
-    drop_ REAL, samples INTEGER, window_from INTEGER, window_to INTEGER, started_at INTEGER NOT NULL,
-    fired_at INTEGER, resolved_at INTEGER, updated_at INTEGER NOT NULL);
-CREATE INDEX alerts_by_release ON alerts (release_id, state);
-CREATE TABLE transitions (
-    id INTEGER PRIMARY KEY, alert_id INTEGER, at INTEGER NOT NULL, release_id TEXT NOT NULL,
-    strategy TEXT NOT NULL, metric TEXT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL,
-    severity TEXT, notify TEXT, mode TEXT NOT NULL, value REAL, baseline REAL, threshold REAL, drop_ REAL,
-    samples INTEGER, window_from INTEGER, window_to INTEGER);
-CREATE INDEX transitions_by_release ON transitions (release_id, at);
-CREATE TABLE evaluations (
-    release_id TEXT, metric TEXT, at INTEGER, strategy TEXT NOT NULL, mode TEXT NOT NULL, value REAL,
-    ci_low REAL, ci_high REAL, samples INTEGER NOT NULL, baseline REAL, threshold REAL NOT NULL,
-    verdict TEXT NOT NULL, drop_ REAL, PRIMARY KEY (release_id, metric, at)) WITHOUT ROWID;
-CREATE TABLE outbox (
-    id INTEGER PRIMARY KEY, alert_id INTEGER, sink TEXT NOT NULL, payload TEXT NOT NULL,
-    created INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt INTEGER NOT NULL,
-    delivered_at INTEGER, last_error TEXT);
-CREATE INDEX outbox_due ON outbox (delivered_at, next_attempt);
-CREATE TABLE auto_rollbacks (release_id TEXT PRIMARY KEY, at INTEGER NOT NULL, reason TEXT NOT NULL,
-    outcome TEXT NOT NULL);
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-INSERT INTO meta (key, value) VALUES ('events', '0');
-";
-
-/// The monitor database.
-pub struct Db {
-    conn: Connection,
-    path: PathBuf,
+/// How an event was attributed to a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribution {
+    /// The event named its release.
+    Producer,
+    /// The release active at the event's time.
+    Time,
+    /// None: the event is older than any deploy.
+    None,
 }
 
-/// An error from SQLite, naming the database.
-pub(crate) fn sql_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(rusqlite::Error) -> Error + 'a {
-    move |e| Error::Database { path: path.to_path_buf(), action, message: e.to_string() }
+impl Attribution {
+    /// The word the events table stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attribution::Producer => "producer",
+            Attribution::Time => "time",
+            Attribution::None => "none",
+        }
+    }
 }
 
 /// One event to store, already checked and attributed (borrowing from the line it was parsed from).
@@ -110,8 +53,8 @@ pub struct NewEvent<'a> {
     pub ret: f64,
     /// The release it is attributed to (empty: before any deploy).
     pub release_id: &'a str,
-    /// `producer` (the event named it), `time` (the release active at its time) or `none`.
-    pub attributed: &'static str,
+    /// How the release was found.
+    pub attributed: Attribution,
     /// Older than the last evaluation (counted in the report when stored).
     pub late: bool,
     /// Of a strategy some policy watches (others are counted in the report when stored).
@@ -143,7 +86,7 @@ struct Buffered {
     outcome: Signal,
     ret: f64,
     release: usize,
-    attributed: &'static str,
+    attributed: Attribution,
     late: bool,
     known_strategy: bool,
 }
@@ -271,7 +214,7 @@ impl Ingest<'_> {
                     event.outcome.as_i64(),
                     event.ret,
                     self.names[event.release],
-                    event.attributed,
+                    event.attributed.as_str(),
                     self.received
                 ])
                 .map_err(&error)?
@@ -287,7 +230,7 @@ impl Ingest<'_> {
                 event.outcome,
                 event.ret,
             );
-            if event.attributed == "none" {
+            if event.attributed == Attribution::None {
                 self.counts.unattributed += 1;
             }
             if event.late {
@@ -347,136 +290,7 @@ impl Ingest<'_> {
     }
 }
 
-/// One row of the `alerts` table: an alert episode.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct AlertRow {
-    /// Its id.
-    pub id: i64,
-    /// The release judged.
-    pub release_id: String,
-    /// Strategy.
-    pub strategy: String,
-    /// Metric name (`intraday_hit_ratio`, …).
-    pub metric: String,
-    /// `pending`, `firing`, `resolved` or `cleared` (breached, but not long enough to fire).
-    pub state: String,
-    /// `warning` or `critical` once firing.
-    pub severity: Option<String>,
-    /// `heightened` or `normal` at the last evaluation.
-    pub mode: String,
-    /// The metric's value at the last evaluation.
-    pub value: Option<f64>,
-    /// Its baseline.
-    pub baseline: Option<f64>,
-    /// The threshold.
-    pub threshold: Option<f64>,
-    /// The drop (relative or absolute).
-    pub drop: Option<f64>,
-    /// Samples in the window.
-    pub samples: Option<i64>,
-    /// Window start (unix seconds).
-    pub window_from: Option<i64>,
-    /// Window end.
-    pub window_to: Option<i64>,
-    /// When it started (pending).
-    pub started_at: i64,
-    /// When it fired.
-    pub fired_at: Option<i64>,
-    /// When it resolved.
-    pub resolved_at: Option<i64>,
-    /// Last change.
-    pub updated_at: i64,
-}
-
-/// One evaluated value of a metric (the charts).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct SeriesPoint {
-    /// When (unix seconds).
-    pub at: i64,
-    /// `heightened` or `normal`.
-    pub mode: String,
-    /// The value (`None`: no data).
-    pub value: Option<f64>,
-    /// Confidence interval, low.
-    pub ci_low: Option<f64>,
-    /// Confidence interval, high.
-    pub ci_high: Option<f64>,
-    /// Samples in the window.
-    pub samples: i64,
-    /// Baseline.
-    pub baseline: Option<f64>,
-    /// Threshold of the mode.
-    pub threshold: f64,
-    /// `healthy`, `breach_warning`, `breach_critical` or `insufficient_data`.
-    pub verdict: String,
-}
-
-/// A notification waiting in the outbox.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxRow {
-    /// Row id.
-    pub id: i64,
-    /// The sink's name (see `SinkConfig::name`).
-    pub sink: String,
-    /// The JSON notification.
-    pub payload: String,
-    /// Attempts so far.
-    pub attempts: i64,
-}
-
 impl Db {
-    /// Open (creating it and its directory if needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Db> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-                path: parent.to_path_buf(),
-                action: "creating",
-                source,
-            })?;
-        }
-        let conn = Connection::open(path).map_err(sql_error(path, "opening the monitor database"))?;
-        Self::init(conn, path)
-    }
-
-    /// A throw-away database in memory (tests, replay).
-    pub fn in_memory() -> Result<Db> {
-        let path = Path::new(":memory:");
-        let conn = Connection::open_in_memory().map_err(sql_error(path, "opening"))?;
-        Self::init(conn, path)
-    }
-
-    fn init(conn: Connection, path: &Path) -> Result<Db> {
-        let error = sql_error(path, "preparing the monitor database");
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(&error)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(&error)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(&error)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(&error)?;
-        // 64 MiB of page cache: a large ingest keeps the key index in memory instead of spilling it.
-        conn.pragma_update(None, "cache_size", -65536).map_err(&error)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(&error)?;
-        match version {
-            0 => {
-                let tx = conn.unchecked_transaction().map_err(&error)?;
-                tx.execute_batch(SCHEMA).map_err(&error)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&error)?;
-                tx.commit().map_err(&error)?;
-            }
-            SCHEMA_VERSION => {}
-            other => {
-                return Err(Error::invalid(
-                    path,
-                    format!("schema version {other} is newer than this shipshape understands ({SCHEMA_VERSION})"),
-                ));
-            }
-        }
-        Ok(Db { conn, path: path.to_path_buf() })
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Start an ingest; `received` is the time it is recorded with.
     pub fn ingest(&mut self, received: Seconds) -> Result<Ingest<'_>> {
         let error = sql_error(&self.path, "starting an ingest");
@@ -557,177 +371,14 @@ impl Db {
             .map_err(sql_error(&self.path, "counting events"))?;
         Ok(count as u64)
     }
+}
 
-    /// The newest transition id, and the alerts changed by transitions after `since`.
-    pub fn alerts_changed_since(&self, since: i64) -> Result<(i64, Vec<AlertRow>)> {
-        let error = sql_error(&self.path, "reading alert changes");
-        let newest: i64 = self
-            .conn
-            .query_row("SELECT coalesce(max(id), 0) FROM transitions", [], |row| row.get(0))
-            .map_err(&error)?;
-        if newest <= since {
-            return Ok((newest, Vec::new()));
-        }
-        let ids: Vec<i64> = {
-            let mut statement = self
-                .conn
-                .prepare_cached(
-                    "SELECT DISTINCT alert_id FROM transitions WHERE id > ?1 AND alert_id IS NOT NULL ORDER BY alert_id",
-                )
-                .map_err(&error)?;
-            let rows = statement.query_map([since], |row| row.get(0)).map_err(&error)?;
-            rows.collect::<rusqlite::Result<_>>().map_err(&error)?
-        };
-        let mut changed = Vec::new();
-        for id in ids {
-            if let Some(row) = self.alert(id)? {
-                changed.push(row);
-            }
-        }
-        Ok((newest, changed))
-    }
-
-    /// One alert episode.
-    pub fn alert(&self, id: i64) -> Result<Option<AlertRow>> {
-        Ok(self.alerts_where("id = ?1", params![id], 1)?.into_iter().next())
-    }
-
-    /// The connection (for the monitor's own queries).
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
-    }
-
-    /// The connection, mutable (transactions).
-    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
-    }
-
-    /// A value from the `meta` table.
-    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+impl Db {
+    /// The time of the newest stored event, if any.
+    pub fn last_event(&self) -> Result<Option<Seconds>> {
         self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
-            .optional()
+            .query_row("SELECT max(ts) FROM events", [], |row| row.get(0))
             .map_err(sql_error(&self.path, "reading"))
-    }
-
-    /// Alert episodes, newest first, filtered by state and release.
-    pub fn alerts(&self, state: Option<&str>, release: Option<&str>, limit: usize) -> Result<Vec<AlertRow>> {
-        self.alerts_where(
-            "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR release_id = ?2)",
-            params![state, release],
-            limit,
-        )
-    }
-
-    fn alerts_where(&self, condition: &str, values: &[&dyn rusqlite::ToSql], limit: usize) -> Result<Vec<AlertRow>> {
-        let error = sql_error(&self.path, "reading alerts");
-        let sql = format!(
-            "SELECT id, release_id, strategy, metric, state, severity, mode, value, baseline, threshold, drop_,
-                    samples, window_from, window_to, started_at, fired_at, resolved_at, updated_at
-             FROM alerts WHERE {condition} ORDER BY updated_at DESC, id DESC LIMIT {limit}"
-        );
-        let mut statement = self.conn.prepare_cached(&sql).map_err(&error)?;
-        let rows = statement
-            .query_map(values, |row| {
-                Ok(AlertRow {
-                    id: row.get(0)?,
-                    release_id: row.get(1)?,
-                    strategy: row.get(2)?,
-                    metric: row.get(3)?,
-                    state: row.get(4)?,
-                    severity: row.get(5)?,
-                    mode: row.get(6)?,
-                    value: row.get(7)?,
-                    baseline: row.get(8)?,
-                    threshold: row.get(9)?,
-                    drop: row.get(10)?,
-                    samples: row.get(11)?,
-                    window_from: row.get(12)?,
-                    window_to: row.get(13)?,
-                    started_at: row.get(14)?,
-                    fired_at: row.get(15)?,
-                    resolved_at: row.get(16)?,
-                    updated_at: row.get(17)?,
-                })
-            })
-            .map_err(&error)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&error)
-    }
-
-    /// The newest `limit` evaluations of `metric` for `release`, oldest first.
-    pub fn series(&self, release: &str, metric: &str, limit: usize) -> Result<Vec<SeriesPoint>> {
-        let error = sql_error(&self.path, "reading metric series");
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT at, mode, value, ci_low, ci_high, samples, baseline, threshold, verdict FROM evaluations
-                 WHERE release_id = ?1 AND metric = ?2 ORDER BY at DESC LIMIT ?3",
-            )
-            .map_err(&error)?;
-        let rows = statement
-            .query_map(params![release, metric, limit as i64], |row| {
-                Ok(SeriesPoint {
-                    at: row.get(0)?,
-                    mode: row.get(1)?,
-                    value: row.get(2)?,
-                    ci_low: row.get(3)?,
-                    ci_high: row.get(4)?,
-                    samples: row.get(5)?,
-                    baseline: row.get(6)?,
-                    threshold: row.get(7)?,
-                    verdict: row.get(8)?,
-                })
-            })
-            .map_err(&error)?;
-        let mut points = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&error)?;
-        points.reverse();
-        Ok(points)
-    }
-
-    /// Notifications due for delivery at `now` (wall clock), oldest first.
-    pub fn due_notifications(&self, now: Seconds, limit: usize) -> Result<Vec<OutboxRow>> {
-        let error = sql_error(&self.path, "reading the outbox");
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT id, sink, payload, attempts FROM outbox WHERE delivered_at IS NULL AND next_attempt <= ?1
-                 ORDER BY id LIMIT ?2",
-            )
-            .map_err(&error)?;
-        let rows = statement
-            .query_map(params![now, limit as i64], |row| {
-                Ok(OutboxRow { id: row.get(0)?, sink: row.get(1)?, payload: row.get(2)?, attempts: row.get(3)? })
-            })
-            .map_err(&error)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&error)
-    }
-
-    /// Record a delivery attempt: delivered, or failed and due again at `retry_at`.
-    pub fn record_delivery(&self, id: i64, now: Seconds, failure: Option<(&str, Seconds)>) -> Result<()> {
-        let error = sql_error(&self.path, "updating the outbox");
-        match failure {
-            None => self.conn.execute(
-                "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-                params![id, now],
-            ),
-            Some((message, retry_at)) => self.conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, retry_at, message],
-            ),
-        }
-        .map_err(&error)?;
-        Ok(())
-    }
-
-    /// Notifications not yet delivered, and how many of those have failed at least once.
-    pub fn outbox_backlog(&self) -> Result<(u64, u64)> {
-        self.conn
-            .query_row(
-                "SELECT count(*), coalesce(sum(attempts > 0), 0) FROM outbox WHERE delivered_at IS NULL",
-                [],
-                |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)),
-            )
-            .map_err(sql_error(&self.path, "reading the outbox"))
     }
 }
 
@@ -745,7 +396,7 @@ mod tests {
             outcome: if hit { Signal::Long } else { Signal::Short },
             ret: if hit { 0.01 } else { -0.01 },
             release_id: "r1",
-            attributed: "time",
+            attributed: Attribution::Time,
             late: false,
             known_strategy: true,
         }
