@@ -19,9 +19,12 @@ use serde_json::{Value, json};
 use shipshape_core::infra::hash::NoProgress;
 use shipshape_core::layout::Workspace;
 use shipshape_core::model::ids::ReleaseId;
-use shipshape_core::{Error, deploy, registry};
+use shipshape_core::{deploy, registry};
 
-use crate::{AppState, blocking, check_post, error, same};
+use crate::api::blocking;
+use crate::auth::{check_post, same};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 const PAGE: &str = include_str!("../assets/dashboard.html");
 
@@ -87,26 +90,27 @@ fn text_page(title: &str, sections: &[(String, String)]) -> Response {
     response
 }
 
-fn manifest_path(root: &std::path::Path, id: &str) -> Result<std::path::PathBuf, Response> {
-    let id =
-        ReleaseId::new(id).map_err(|e| error(StatusCode::NOT_FOUND, format!("not a release id: {e}"), Value::Null))?;
-    let workspace =
-        Workspace::open(root).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
+fn manifest_path(root: &std::path::Path, id: &str) -> Result<std::path::PathBuf, ApiError> {
+    let id = ReleaseId::new(id).map_err(|e| ApiError::not_found(format!("not a release id: {e}")))?;
+    let workspace = Workspace::open(root)?;
     let path = workspace.manifests_dir().join(format!("{id}.yaml"));
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(error(StatusCode::NOT_FOUND, format!("there is no manifest for {id}"), Value::Null))
-    }
+    if path.is_file() { Ok(path) } else { Err(ApiError::not_found(format!("there is no manifest for {id}"))) }
+}
+
+/// An error of the server's own reading (not the request's): 500.
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
 }
 
 /// `GET /releases/{id}/manifest`: the manifest's text, read-only (only manifests, by release id).
-pub(crate) async fn view_manifest(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
+pub(crate) async fn view_manifest(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
     let root = state.root.clone();
-    let result = blocking(move || -> Result<Response, Response> {
+    blocking(move || -> Result<Response, ApiError> {
         let path = manifest_path(&root, &id)?;
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
+        let text = std::fs::read_to_string(&path).map_err(internal)?;
         let approvals = std::fs::read_to_string(path.with_extension("approvals.yaml")).unwrap_or_default();
         let mut sections = vec![(format!("release/manifests/{id}.yaml"), text)];
         if !approvals.is_empty() {
@@ -114,19 +118,18 @@ pub(crate) async fn view_manifest(State(state): State<Arc<AppState>>, UrlPath(id
         }
         Ok(text_page(&format!("Manifest {id}"), &sections))
     })
-    .await;
-    match result {
-        Ok(Ok(response) | Err(response)) | Err(response) => response,
-    }
+    .await?
 }
 
 /// `GET /releases/{id}/bundle`: the audit bundle (and validation) the manifest was made from.
-pub(crate) async fn view_bundle(State(state): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> Response {
+pub(crate) async fn view_bundle(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
     let root = state.root.clone();
-    let result = blocking(move || -> Result<Response, Response> {
+    blocking(move || -> Result<Response, ApiError> {
         let path = manifest_path(&root, &id)?;
-        let loaded = shipshape_core::pipeline::manifest::load(&path)
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
+        let loaded = shipshape_core::pipeline::manifest::load(&path).map_err(internal)?;
         let bundle = loaded.manifest.audit_bundle.under(&root);
         let mut sections = Vec::new();
         for file in ["bundle.yaml", "validation.yaml"] {
@@ -136,10 +139,7 @@ pub(crate) async fn view_bundle(State(state): State<Arc<AppState>>, UrlPath(id):
         }
         Ok(text_page(&format!("Audit bundle of {id}"), &sections))
     })
-    .await;
-    match result {
-        Ok(Ok(response) | Err(response)) | Err(response) => response,
-    }
+    .await?
 }
 
 /// What the panel needs from the active release's manifest.
@@ -157,7 +157,7 @@ pub(crate) fn manifest_summary(workspace: &Workspace, info: &shipshape_core::mod
 
 /// `GET /api/v1/checks`: the active release's approvals (verified now, per role) and whether the
 /// target holds exactly its files.
-pub(crate) async fn get_checks(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn get_checks(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
     let root = state.root.clone();
     let now = state.clock.now();
     let result = blocking(move || -> shipshape_core::Result<Value> {
@@ -176,12 +176,9 @@ pub(crate) async fn get_checks(State(state): State<Arc<AppState>>) -> Response {
         };
         Ok(json!({ "release_id": info.release_id.to_string(), "approvals": approvals, "target": sync }))
     })
-    .await;
-    match result {
-        Err(response) => response,
-        Ok(Ok(value)) => axum::Json(value).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
-    }
+    .await?
+    .map_err(internal)?;
+    Ok(axum::Json(result))
 }
 
 #[derive(Deserialize)]
@@ -196,18 +193,13 @@ pub(crate) async fn get_metric(
     State(state): State<Arc<AppState>>,
     UrlPath(name): UrlPath<String>,
     Query(query): Query<MetricQuery>,
-) -> Response {
+) -> Result<axum::Json<Value>, ApiError> {
     let worker = Arc::clone(&state);
-    let result = blocking(move || -> Result<Value, Response> {
-        let internal = |e: Error| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null);
+    let result = blocking(move || -> Result<Value, ApiError> {
         let monitor = worker.monitor();
         let Some(policy) = monitor.policies.iter().find(|p| p.name == name) else {
             let names: Vec<&str> = monitor.policies.iter().map(|p| p.name.as_str()).collect();
-            return Err(error(
-                StatusCode::NOT_FOUND,
-                format!("unknown metric `{name}`: {}", names.join(", ")),
-                Value::Null,
-            ));
+            return Err(ApiError::not_found(format!("unknown metric `{name}`: {}", names.join(", "))));
         };
         let now = worker.clock.now();
         let active = registry::get_active_release(&monitor.workspace, now).map_err(internal)?;
@@ -240,15 +232,12 @@ pub(crate) async fn get_metric(
             "points": points,
         }))
     })
-    .await;
-    match result {
-        Err(response) | Ok(Err(response)) => response,
-        Ok(Ok(value)) => axum::Json(value).into_response(),
-    }
+    .await??;
+    Ok(axum::Json(result))
 }
 
 /// `GET /api/v1/analytics`: deploy frequency, change failure rate, mean time to restore.
-pub(crate) async fn get_analytics(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn get_analytics(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
     let root = state.root.clone();
     let now = state.clock.now();
     let result = blocking(move || -> shipshape_core::Result<Value> {
@@ -259,12 +248,9 @@ pub(crate) async fn get_analytics(State(state): State<Arc<AppState>>) -> Respons
             "90d": shipshape_core::registry::analytics::analytics(&history, now, 90),
         }))
     })
-    .await;
-    match result {
-        Err(response) => response,
-        Ok(Ok(value)) => axum::Json(value).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null),
-    }
+    .await?
+    .map_err(internal)?;
+    Ok(axum::Json(result))
 }
 
 /// `GET /api/v1/alerts/stream`: Server-Sent Events. An `alerts` event carries every alert that
@@ -319,53 +305,41 @@ struct RollbackBody {
 
 /// `POST /api/v1/rollback`: operator token, CSRF token (`X-CSRF-Token`), and the typed id of the
 /// release it will restore; then the deploy engine's rollback.
-pub(crate) async fn post_rollback(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(refusal) = check_post(&state, &headers) {
-        return refusal;
-    }
+pub(crate) async fn post_rollback(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_post(&state, &headers)?;
     let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !same(csrf, &state.csrf) {
-        return error(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "missing or wrong CSRF token: reload the dashboard and try again",
-            Value::Null,
-        );
+        ));
     }
-    let request: RollbackBody = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"release_id\": \"...\", \"note\": \"...\"}}: {e}"),
-                Value::Null,
-            );
-        }
-    };
+    let request: RollbackBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"release_id\": \"...\", \"note\": \"...\"}}: {e}")))?;
     let root = state.root.clone();
     let now = state.clock.now();
-    let result = blocking(move || -> Result<Value, Response> {
-        let workspace =
-            Workspace::open(&root).map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
-        let conflict = |message: String| error(StatusCode::CONFLICT, message, Value::Null);
-        let Some(active) = registry::get_active_release(&workspace, now)
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?
-        else {
-            return Err(conflict("nothing is deployed: there is nothing to roll back".into()));
+    let result = blocking(move || -> Result<Value, ApiError> {
+        let workspace = Workspace::open(&root).map_err(internal)?;
+        let Some(active) = registry::get_active_release(&workspace, now).map_err(internal)? else {
+            return Err(ApiError::conflict("nothing is deployed: there is nothing to roll back"));
         };
-        let loaded = shipshape_core::pipeline::manifest::load(&active.manifest_path.under(&workspace.root))
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Value::Null))?;
+        let loaded =
+            shipshape_core::pipeline::manifest::load(&active.manifest_path.under(&workspace.root)).map_err(internal)?;
         let Some(target) = loaded.manifest.rollback_plan.previous_release_id.clone() else {
-            return Err(conflict(format!(
+            return Err(ApiError::conflict(format!(
                 "{} is the first release: there is nothing to roll back to",
                 active.release_id
             )));
         };
         if request.release_id.trim() != target.as_str() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("type the id of the release the rollback restores, {target}, to confirm; nothing was changed"),
-                json!({ "expected": target.to_string() }),
-            ));
+            return Err(ApiError::bad_request(format!(
+                "type the id of the release the rollback restores, {target}, to confirm; nothing was changed"
+            ))
+            .with(json!({ "expected": target.to_string() })));
         }
         let note = request.note.filter(|n| !n.trim().is_empty());
         let reason = match note {
@@ -379,16 +353,13 @@ pub(crate) async fn post_rollback(State(state): State<Arc<AppState>>, headers: H
                 "rolled_back_to": plan.to.release_id.to_string(),
                 "from": active.release_id.to_string(),
             })),
-            Ok(_) => Err(conflict("the rollback was not applied".into())),
-            Err(e @ Error::Locked { .. }) => Err(conflict(e.to_string())),
-            Err(e) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string(), Value::Null)),
+            Ok(_) => Err(ApiError::conflict("the rollback was not applied")),
+            // Locked → 409; a refused check or state → 422; the rest → 500 (see `ApiError`).
+            Err(e) => Err(ApiError::from(e)),
         }
     })
-    .await;
-    match result {
-        Err(response) | Ok(Err(response)) => response,
-        Ok(Ok(value)) => axum::Json(value).into_response(),
-    }
+    .await??;
+    Ok(axum::Json(result))
 }
 
 #[cfg(test)]

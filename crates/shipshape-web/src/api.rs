@@ -1,0 +1,121 @@
+//! The JSON API's read endpoints and `POST /api/v1/evaluate`.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shipshape_core::layout::Workspace;
+use shipshape_core::registry;
+
+use crate::auth::check_post;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Run `f` on the blocking pool (the libraries below are synchronous).
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}")))
+}
+
+/// `POST /api/v1/evaluate`: one pass now.
+pub(crate) async fn post_evaluate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    check_post(&state, &headers)?;
+    let worker = Arc::clone(&state);
+    Ok(axum::Json(blocking(move || worker.evaluate_now(&mut |line| eprintln!("{line}"))).await??))
+}
+
+pub(crate) fn status_json(state: &AppState) -> shipshape_core::Result<Value> {
+    let monitor = state.monitor();
+    let now = state.clock.now();
+    let active = registry::get_active_release(&monitor.workspace, now)?;
+    let (pending, failing) = monitor.db.outbox_backlog()?;
+    let firing = monitor.db.alerts(Some("firing"), active.as_ref().map(|a| a.release_id.as_str()), 1000)?;
+    let active_json = active.as_ref().map(|info| {
+        let remaining = info.heightened_monitoring_end.since(&now).as_secs().max(0);
+        json!({
+            "release_id": info.release_id.to_string(),
+            "manifest": crate::dashboard::manifest_summary(&monitor.workspace, info),
+            "deployed_at": info.deployment_timestamp.instant().to_string(),
+            "deployed_ago_seconds": now.since(&info.deployment_timestamp).as_secs(),
+            "mode": if info.heightened_monitoring_active { "heightened" } else { "normal" },
+            "heightened_until": info.heightened_monitoring_end.instant().to_string(),
+            "heightened_remaining_seconds": remaining,
+            "deployer": info.deployer,
+            "environment": info.environment,
+        })
+    });
+    Ok(json!({
+        "now": now.instant().to_string(),
+        "active_release": active_json,
+        "firing_alerts": firing.len(),
+        "last_evaluation": monitor.db.meta("last_evaluation")?.and_then(|s| s.parse::<i64>().ok())
+            .and_then(|s| jiff::Timestamp::from_second(s).ok()).map(|t| t.to_string()),
+        "events_stored": monitor.db.event_count()?,
+        "notifications_pending": pending,
+        "notifications_failing": failing,
+    }))
+}
+
+/// `GET /api/v1/status`.
+pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
+    let worker = Arc::clone(&state);
+    Ok(axum::Json(blocking(move || status_json(&worker)).await??))
+}
+
+/// `GET /api/v1/releases`: the active release and the history.
+pub(crate) async fn get_releases(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
+    let root = state.root.clone();
+    let clock = Arc::clone(&state.clock);
+    let result = blocking(move || -> shipshape_core::Result<Value> {
+        let workspace = Workspace::open(&root)?;
+        let active = registry::get_active_release(&workspace, clock.now())?;
+        let history = registry::history(&workspace)?;
+        Ok(json!({
+            "active": active.map(|a| serde_json::to_value(a).unwrap_or(Value::Null)),
+            "history": serde_json::to_value(history).unwrap_or(Value::Null),
+        }))
+    })
+    .await??;
+    Ok(axum::Json(result))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AlertsQuery {
+    state: Option<String>,
+    release: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/alerts?state=&release=&limit=`.
+pub(crate) async fn get_alerts(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<AlertsQuery>,
+) -> Result<Response, ApiError> {
+    if let Some(s) = &query.state
+        && !["pending", "firing", "resolved", "cleared"].contains(&s.as_str())
+    {
+        return Err(ApiError::bad_request(format!("unknown state `{s}`: pending, firing, resolved or cleared")));
+    }
+    let worker = Arc::clone(&state);
+    let result = blocking(move || {
+        worker.monitor().db.alerts(
+            query.state.as_deref(),
+            query.release.as_deref(),
+            query.limit.unwrap_or(100).min(10_000),
+        )
+    })
+    .await??;
+    Ok(axum::Json(result).into_response())
+}
+
+/// Any other path.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint: see docs/monitoring.md for the API")
+}

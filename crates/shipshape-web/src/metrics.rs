@@ -1,0 +1,78 @@
+//! `/metrics` in the Prometheus text exposition format.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use shipshape_core::registry;
+
+use crate::api::blocking;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `/metrics` in the Prometheus text exposition format.
+pub(crate) async fn get_metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let worker = Arc::clone(&state);
+    let result = blocking(move || -> shipshape_core::Result<String> {
+        let c = &worker.counters;
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+        };
+        counter("shipshape_ingest_requests_total", "Event batches received.", c.ingest_requests.load(Ordering::Relaxed));
+        counter("shipshape_ingest_rejected_total", "Event batches refused.", c.ingest_rejected.load(Ordering::Relaxed));
+        counter("shipshape_events_accepted_total", "Events stored.", c.events_accepted.load(Ordering::Relaxed));
+        counter("shipshape_events_duplicate_total", "Events already stored.", c.events_duplicate.load(Ordering::Relaxed));
+        counter("shipshape_evaluations_total", "Evaluation passes.", c.evaluations.load(Ordering::Relaxed));
+        counter("shipshape_evaluation_errors_total", "Failed passes.", c.evaluation_errors.load(Ordering::Relaxed));
+        counter(
+            "shipshape_notifications_delivered_total",
+            "Notifications delivered.",
+            c.notifications_delivered.load(Ordering::Relaxed),
+        );
+        counter(
+            "shipshape_notification_failures_total",
+            "Failed delivery attempts.",
+            c.notification_failures.load(Ordering::Relaxed),
+        );
+        let monitor = worker.monitor();
+        let now = worker.clock.now();
+        let (pending, _) = monitor.db.outbox_backlog()?;
+        out.push_str(&format!(
+            "# HELP shipshape_notifications_pending Notifications waiting for delivery.\n# TYPE shipshape_notifications_pending gauge\nshipshape_notifications_pending {pending}\n"
+        ));
+        out.push_str(&format!(
+            "# HELP shipshape_events_stored Events in the database.\n# TYPE shipshape_events_stored gauge\nshipshape_events_stored {}\n",
+            monitor.db.event_count()?
+        ));
+        if let Some(active) = registry::get_active_release(&monitor.workspace, now)? {
+            let release = active.release_id.to_string();
+            out.push_str("# HELP shipshape_heightened_monitoring 1 while the active release is in its heightened period.\n# TYPE shipshape_heightened_monitoring gauge\n");
+            out.push_str(&format!(
+                "shipshape_heightened_monitoring{{release_id=\"{release}\"}} {}\n",
+                u8::from(active.heightened_monitoring_active)
+            ));
+            out.push_str("# HELP shipshape_alerts Alerts of the active release by state.\n# TYPE shipshape_alerts gauge\n");
+            for state in ["pending", "firing"] {
+                let count = monitor.db.alerts(Some(state), Some(&release), 10_000)?.len();
+                out.push_str(&format!("shipshape_alerts{{release_id=\"{release}\",state=\"{state}\"}} {count}\n"));
+            }
+            out.push_str("# HELP shipshape_metric_value The latest evaluated value of each metric.\n# TYPE shipshape_metric_value gauge\n");
+            for policy in &monitor.policies {
+                if let Some(point) = monitor.db.series(&release, &policy.name, 1)?.last()
+                    && let Some(value) = point.value
+                {
+                    out.push_str(&format!(
+                        "shipshape_metric_value{{release_id=\"{release}\",metric=\"{}\",strategy=\"{}\"}} {value}\n",
+                        policy.name, policy.strategy
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    })
+    .await??;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], result).into_response())
+}

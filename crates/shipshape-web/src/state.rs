@@ -1,0 +1,139 @@
+//! What every handler shares: the monitor (behind a mutex: SQLite is the truth, not memory), the
+//! ingest writer's queue, the clock, the operator and CSRF tokens, and the `/metrics` counters.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use shipshape_core::Error;
+use shipshape_core::infra::clock::Clock;
+use shipshape_monitor::monitor::Monitor;
+
+use crate::ingest::{IngestJob, writer};
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) ingest_requests: AtomicU64,
+    pub(crate) ingest_rejected: AtomicU64,
+    pub(crate) events_accepted: AtomicU64,
+    pub(crate) events_duplicate: AtomicU64,
+    pub(crate) evaluations: AtomicU64,
+    pub(crate) evaluation_errors: AtomicU64,
+    pub(crate) notifications_delivered: AtomicU64,
+    pub(crate) notification_failures: AtomicU64,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub(crate) monitor: Arc<Mutex<Monitor>>,
+    pub(crate) ingest: Mutex<std::sync::mpsc::Sender<IngestJob>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) token: String,
+    pub(crate) csrf: String,
+    pub(crate) counters: Counters,
+    pub(crate) root: PathBuf,
+    /// Set when the server shuts down (ends the event streams).
+    pub(crate) stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Random hex from the kernel.
+pub fn random_hex(bytes: usize) -> shipshape_core::Result<String> {
+    let mut buffer = vec![0u8; bytes];
+    let mut random = std::fs::File::open("/dev/urandom").map_err(|source| Error::Io {
+        path: "/dev/urandom".into(),
+        action: "opening",
+        source,
+    })?;
+    std::io::Read::read_exact(&mut random, &mut buffer).map_err(|source| Error::Io {
+        path: "/dev/urandom".into(),
+        action: "reading",
+        source,
+    })?;
+    Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Read the operator token from `path` (its first line, at least 32 characters).
+pub fn read_token_file(path: &Path) -> shipshape_core::Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        action: "reading the token file",
+        source,
+    })?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.len() < 32 || token.contains(char::is_whitespace) {
+        return Err(Error::invalid(
+            path,
+            "the token must be one line of at least 32 characters without spaces (e.g. `openssl rand -hex 32`)",
+        ));
+    }
+    Ok(token)
+}
+
+impl AppState {
+    /// State over an open monitor.
+    pub fn new(monitor: Monitor, clock: Arc<dyn Clock>, token: String) -> shipshape_core::Result<Arc<AppState>> {
+        let root = monitor.workspace.root.clone();
+        let monitor = Arc::new(Mutex::new(monitor));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let writer_monitor = Arc::clone(&monitor);
+        let writer_clock = Arc::clone(&clock);
+        std::thread::spawn(move || writer(&writer_monitor, writer_clock.as_ref(), &receiver));
+        Ok(Arc::new(AppState {
+            monitor,
+            ingest: Mutex::new(sender),
+            clock,
+            token,
+            csrf: random_hex(24)?,
+            counters: Counters::default(),
+            root,
+            stop: tokio::sync::watch::channel(false).0,
+        }))
+    }
+
+    pub(crate) fn monitor(&self) -> std::sync::MutexGuard<'_, Monitor> {
+        lock(&self.monitor)
+    }
+
+    /// One evaluation pass now, then delivery; the pass as JSON.
+    pub fn evaluate_now(&self, log: &mut dyn FnMut(&str)) -> shipshape_core::Result<Value> {
+        let now = self.clock.now();
+        let mut monitor = self.monitor();
+        let result = monitor.evaluate(now);
+        self.counters.evaluations.fetch_add(1, Ordering::Relaxed);
+        let pass = match result {
+            Ok(pass) => pass,
+            Err(e) => {
+                self.counters.evaluation_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        for n in &pass.notifications {
+            log(&format!("alert {}: {}", n.alert_id, n.summary));
+        }
+        if let Some(auto) = &pass.auto_rollback {
+            log(&format!("AUTO-ROLLBACK of {}: {} ({})", auto.release_id, auto.outcome, auto.reason));
+        }
+        drop(monitor);
+        self.deliver(log);
+        Ok(serde_json::to_value(&pass).unwrap_or(Value::Null))
+    }
+
+    /// Deliver due notifications (failures are retried later).
+    pub fn deliver(&self, log: &mut dyn FnMut(&str)) {
+        let monitor = self.monitor();
+        match monitor.deliver(log) {
+            Ok(delivery) => {
+                self.counters.notifications_delivered.fetch_add(delivery.delivered, Ordering::Relaxed);
+                self.counters.notification_failures.fetch_add(delivery.failed, Ordering::Relaxed);
+            }
+            Err(e) => log(&format!("delivering notifications: {e}")),
+        }
+    }
+}
+
+pub(crate) fn lock(monitor: &Mutex<Monitor>) -> std::sync::MutexGuard<'_, Monitor> {
+    // A panic in another handler must not stop the monitor: the data is in SQLite, not in memory.
+    monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
