@@ -1,13 +1,9 @@
 //! `init`, workspace discovery (`-C`, searching upwards), the Makefile, `--help`, and the demo.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
 use std::fs;
 use std::process::Command;
 
-use util::{Workspace, assert_one_line_error, example_dir};
+use crate::util::{TestWorkspace, assert_one_line_error, example_dir};
 
 fn shipshape() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("shipshape").unwrap()
@@ -50,7 +46,7 @@ fn example_makefile_is_the_one_init_writes() {
     );
 }
 
-fn make(ws: &Workspace, target: &str) -> std::process::Output {
+fn make(ws: &TestWorkspace, target: &str) -> std::process::Output {
     Command::new("make")
         .arg("-s")
         .arg(target)
@@ -63,7 +59,7 @@ fn make(ws: &Workspace, target: &str) -> std::process::Output {
 
 #[test]
 fn makefile_targets_run_shipshape_or_say_plainly_they_cannot() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let help = make(&ws, "help");
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
@@ -139,7 +135,7 @@ fn makefile_targets_run_shipshape_or_say_plainly_they_cannot() {
 
 #[test]
 fn workspace_is_found_from_a_subdirectory_and_with_dash_c() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let output = ws.cmd().current_dir(ws.path("src/app")).arg("audit").assert().success();
     assert_eq!(
         String::from_utf8_lossy(&output.get_output().stdout).trim(),
@@ -200,12 +196,12 @@ fn bad_flags_exit_2() {
 
 #[test]
 fn bad_clock_override_is_refused() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let before = ws.snapshot();
     let output = ws.cmd_at("yesterday").arg("audit").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_one_line_error(&output, "SHIPSHAPE_NOW");
-    util::assert_same_tree(&before, &ws.snapshot(), "audit with a bad clock");
+    crate::util::assert_same_tree(&before, &ws.snapshot(), "audit with a bad clock");
 }
 
 #[test]
@@ -270,11 +266,7 @@ fn demo_ends_serving_the_dashboard_with_a_rollback_target() {
         }
     }
     let address = address.expect("the demo did not start serving");
-    let mut stream = std::net::TcpStream::connect(&address).unwrap();
-    std::io::Write::write_all(&mut stream, b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let (status, response) = crate::util::http::request(&address, "GET", "/api/v1/status", &[], b"");
     child.kill().unwrap();
     let stderr = {
         let mut text = String::new();
@@ -282,8 +274,8 @@ fn demo_ends_serving_the_dashboard_with_a_rollback_target() {
         text
     };
     child.wait().unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(status, 200, "{response}");
+    let body: serde_json::Value = serde_json::from_str(&response).unwrap();
     let active = &body["active_release"];
     assert_eq!(active["mode"], "heightened");
     assert_eq!(active["manifest"]["release_type"], "hotfix");
@@ -337,7 +329,7 @@ fn example_ci_workflow_parses_and_stops_before_deploy() {
 #[test]
 fn a_reader_that_stops_early_is_not_a_panic() {
     // `true` exits at once; shipshape then writes into a closed pipe (EPIPE).
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let binary = assert_cmd::cargo::cargo_bin("shipshape");
     for command in ["history", "status", "analytics", "analytics --json", "alerts"] {
         let script = format!("(sleep 0.3; exec {} -C {} {command}) | true", binary.display(), ws.root.display());

@@ -2,17 +2,13 @@
 //! step (failpoints and a real kill -9) in both modes, a full disk, post-deploy check failure with
 //! automatic rollback, concurrent deploys, tampered objects and paths escaping the target.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::util::{Setup, assert_one_line_error, files_of, stderr_of, two_releases, yaml_value};
 use shipshape_core::config::DeployMode;
 use shipshape_core::deploy::failpoint;
-use util::{Setup, assert_one_line_error, files_of, stderr_of, two_releases, yaml_value};
 
 const CHECK_FAILED: i32 = 1;
 const BAD_INPUT: i32 = 2;
@@ -185,11 +181,11 @@ fn full_disk_leaves_the_target_unchanged() {
     let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     s.ws.write("data/models/student_model.pkl", &big);
     let b = s.release(B);
-    let before = util::snapshot(&s.target);
+    let before = crate::util::snapshot(&s.target);
     let output = s.deploy(B, &b);
     assert_eq!(output.status.code(), Some(CHECK_FAILED), "{}", stderr_of(&output));
     assert_one_line_error(&output, "bytes free, the deploy needs");
-    util::assert_same_tree(&before, &util::snapshot(&s.target), "a deploy onto a full disk");
+    crate::util::assert_same_tree(&before, &crate::util::snapshot(&s.target), "a deploy onto a full disk");
     s.assert_holds(&a, &b);
     // Past the free-space check (debug builds can skip it), the write itself hits ENOSPC: the
     // staged files are removed and the old release stays, exactly.
@@ -276,14 +272,14 @@ fn tampered_store_object_refuses_deploy_and_rollback_before_any_change() {
     let hash = files_of(&b)["search_space.yaml"].clone();
     let hex = &hash["sha256:".len()..];
     let object = s.ws.path(&format!("release/store/sha256/{}/{}", &hex[..2], &hex[2..]));
-    util::make_writable(&object);
+    crate::util::make_writable(&object);
     fs::write(&object, "tampered\n").unwrap();
-    let before = util::snapshot(&s.target);
+    let before = crate::util::snapshot(&s.target);
     let output = s.deploy(B, &b);
     assert_eq!(output.status.code(), Some(CHECK_FAILED));
     assert_one_line_error(&output, "is not trusted");
     assert!(stderr_of(&output).contains("corrupt"), "{}", stderr_of(&output));
-    util::assert_same_tree(&before, &util::snapshot(&s.target), "deploy with a tampered object");
+    crate::util::assert_same_tree(&before, &crate::util::snapshot(&s.target), "deploy with a tampered object");
     // Rolling back to a release whose object is tampered is refused too.
     let s = Setup::new("copy");
     let (a, b) = two_releases(&s, A, B);
@@ -292,13 +288,13 @@ fn tampered_store_object_refuses_deploy_and_rollback_before_any_change() {
     let hash = files_of(&a)["search_space.yaml"].clone();
     let hex = &hash["sha256:".len()..];
     let object = s.ws.path(&format!("release/store/sha256/{}/{}", &hex[..2], &hex[2..]));
-    util::make_writable(&object);
+    crate::util::make_writable(&object);
     fs::write(&object, "tampered\n").unwrap();
-    let before = util::snapshot(&s.target);
+    let before = crate::util::snapshot(&s.target);
     let output = s.shipshape(LATER, &["rollback", "--yes"]);
     assert_eq!(output.status.code(), Some(CHECK_FAILED));
     assert_one_line_error(&output, "is not trusted");
-    util::assert_same_tree(&before, &util::snapshot(&s.target), "rollback to a tampered release");
+    crate::util::assert_same_tree(&before, &crate::util::snapshot(&s.target), "rollback to a tampered release");
 }
 
 #[test]
@@ -387,7 +383,7 @@ fn symlink_rollback_to_any_earlier_release_reuses_its_directory() {
     let id_b = yaml_value(&b)["release_id"].as_str().unwrap().to_string();
     let edited = s.target.join(".shipshape/releases").join(&id_b).join("search_space.yaml");
     let meta = fs::metadata(&edited).unwrap();
-    util::make_writable(&edited);
+    crate::util::make_writable(&edited);
     let original = fs::read(&edited).unwrap();
     let mut tampered = original.clone();
     tampered[0] ^= 0x20;
@@ -428,7 +424,7 @@ fn default_rollback_follows_the_active_manifest_not_the_registry() {
 fn a_forged_parse_cache_changes_nothing() {
     let s = Setup::new("copy");
     let a = s.release(A);
-    let digest = util::sha256sum(&a).trim_start_matches("sha256:").to_string();
+    let digest = crate::util::sha256sum(&a).trim_start_matches("sha256:").to_string();
     let cached = s.ws.path(&format!("release/store/parsed/{digest}.json"));
     let json = fs::read_to_string(&cached).expect("the manifest's parse result is cached when it is made");
     let files = files_of(&a);
@@ -439,5 +435,5 @@ fn a_forged_parse_cache_changes_nothing() {
     let output = s.shipshape(A, &["verify", a.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     assert!(s.deploy(A, &a).status.success());
-    assert_eq!(&util::sha256sum(&s.live(path)), hash);
+    assert_eq!(&crate::util::sha256sum(&s.live(path)), hash);
 }

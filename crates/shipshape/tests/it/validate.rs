@@ -1,27 +1,23 @@
 //! `validate` and `score`: the promotion checklist, the dry-run backtest, the manifest gate, and every
 //! bad input the validation issue lists.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
 use std::fs;
 use std::process::Command;
 
+use crate::util::{TestWorkspace, assert_one_line_error, assert_same_tree, sha256sum, stderr_of, yaml_value};
 use serde_json::Value;
-use util::{Workspace, assert_one_line_error, assert_same_tree, sha256sum, stderr_of, yaml_value};
 
 const BAD_INPUT: i32 = 2;
 const CHECK_FAILED: i32 = 1;
 const BUNDLE: &str = "release/audit_20251012_190000";
 
-fn audited() -> Workspace {
-    let ws = Workspace::example();
+fn audited() -> TestWorkspace {
+    let ws = TestWorkspace::example();
     ws.cmd().arg("audit").assert().success();
     ws
 }
 
-fn set_config(ws: &Workspace, from: &str, to: &str) {
+fn set_config(ws: &TestWorkspace, from: &str, to: &str) {
     let text = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
     assert!(text.contains(from), "{from}");
     ws.write("shipshape.toml", text.replacen(from, to, 1).as_bytes());
@@ -131,7 +127,7 @@ fn missing_validation_blocks_the_manifest() {
 
 #[test]
 fn tampered_validation_is_caught_by_verify() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let path = ws.path(&format!("{BUNDLE}/validation.yaml"));
     let text = fs::read_to_string(&path).unwrap();
@@ -169,7 +165,7 @@ fn json_output_is_machine_readable() {
 }
 
 /// Run `args`, expect `code` and an error naming each needle, and no validation.yaml written.
-fn refused_without_validation(ws: &Workspace, args: &[&str], code: i32, needles: &[&str]) {
+fn refused_without_validation(ws: &TestWorkspace, args: &[&str], code: i32, needles: &[&str]) {
     let before = ws.snapshot();
     let output = ws.cmd().args(args).output().unwrap();
     assert_eq!(output.status.code(), Some(code), "{args:?}: {}", stderr_of(&output));

@@ -2,17 +2,13 @@
 //! batch atomicity (400 with the line number), 401/413, the JSON API and /metrics, graceful
 //! shutdown, and a `kill -9` during ingestion that loses no acknowledged event.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+use crate::util::http::try_request;
+use crate::util::{Setup, stderr_of};
 use serde_json::Value;
-use util::{Setup, stderr_of};
 
 const DEPLOY: &str = "2025-10-13T09:00:00Z";
 const LATER: &str = "2025-10-13T12:00:00Z";
@@ -43,24 +39,14 @@ fn start(s: &Setup, extra: &[&str]) -> Server {
     Server { child, address, token: TOKEN.to_string() }
 }
 
-/// One HTTP/1.1 request; (status, body).
+/// One request with the operator token (when given) and a JSON-lines body; (status, body).
 fn http(address: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    // A server refusing a large body may close before reading it all.
-    let _ = stream.write_all(body);
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response).to_string();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(text.clone()))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/x-ndjson")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
+    }
+    try_request(address, method, path, &headers, body)
 }
 
 fn batch(tag: &str, from: usize, count: usize) -> String {
@@ -188,12 +174,12 @@ fn refuses_non_loopback_without_a_token_file_and_short_tokens() {
     let s = Setup::new("copy");
     let output = s.shipshape(LATER, &["serve", "--bind", "0.0.0.0:0"]);
     assert_eq!(output.status.code(), Some(2));
-    util::assert_one_line_error(&output, "--token-file");
+    crate::util::assert_one_line_error(&output, "--token-file");
     let short = s.ws.temp.path().join("short.token");
     std::fs::write(&short, "secret\n").unwrap();
     let output = s.shipshape(LATER, &["serve", "--bind", "127.0.0.1:0", "--token-file", short.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
-    util::assert_one_line_error(&output, "at least 32 characters");
+    crate::util::assert_one_line_error(&output, "at least 32 characters");
 }
 
 #[test]

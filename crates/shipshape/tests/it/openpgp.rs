@@ -2,15 +2,11 @@
 //! signatures → `gpgv` accepts them; expired and revoked keys are refused although `gpg --verify`
 //! exits 0 for an expired key.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use util::{Workspace, assert_one_line_error, stderr_of, yaml_value};
+use crate::util::{TestWorkspace, assert_one_line_error, stderr_of, yaml_value};
 
 const CHECK_FAILED: i32 = 1;
 
@@ -75,7 +71,7 @@ impl Drop for Gpg {
 }
 
 struct Setup {
-    ws: Workspace,
+    ws: TestWorkspace,
     gpg: Gpg,
     rita: String,
     eddie: String,
@@ -85,7 +81,7 @@ struct Setup {
 /// The example with two OpenPGP approvers in the policy: Rita (risk-manager, key expires in a year)
 /// and Eddie (engineering-lead), released as a minor release.
 fn setup() -> Setup {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let gpg = Gpg::new(ws.temp.path());
     let rita = gpg.key("Rita Risk <rita@example.com>", "1y");
     let eddie = gpg.key("Eddie Eng <eddie@example.com>", "never");

@@ -1,28 +1,24 @@
 //! Every bad input the foundation issue lists: each gets a clear one-line cause naming the file, a
 //! non-zero exit code, and leaves every byte on disk as it was.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use util::{Workspace, assert_one_line_error, make_writable, stderr_of};
+use crate::util::{TestWorkspace, assert_one_line_error, make_writable, stderr_of};
 
 const BAD_INPUT: i32 = 2;
 const CHECK_FAILED: i32 = 1;
 const LOCKED: i32 = 3;
 
 /// Run `args` in `ws`, expect `code`, a first stderr line mentioning each needle, and no change on disk.
-fn refused(ws: &Workspace, args: &[&str], code: i32, needles: &[&str]) -> String {
+fn refused(ws: &TestWorkspace, args: &[&str], code: i32, needles: &[&str]) -> String {
     let before = ws.snapshot();
     let output = ws.cmd().args(args).output().unwrap();
     assert_eq!(output.status.code(), Some(code), "{args:?}: {}", stderr_of(&output));
     for needle in needles {
         assert_one_line_error(&output, needle);
     }
-    util::assert_same_tree(&before, &ws.snapshot(), &format!("{args:?}"));
+    crate::util::assert_same_tree(&before, &ws.snapshot(), &format!("{args:?}"));
     stderr_of(&output)
 }
 
@@ -39,14 +35,14 @@ fn missing_config_says_what_to_do() {
 
 #[test]
 fn malformed_config_names_file_and_line() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     ws.write("shipshape.toml", b"[release]\nenvironment = \"production\n");
     refused(&ws, &["audit"], BAD_INPUT, &["shipshape.toml:2:"]);
 }
 
 #[test]
 fn unknown_key_names_file_line_and_key() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let text = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
     ws.write(
         "shipshape.toml",
@@ -57,7 +53,7 @@ fn unknown_key_names_file_line_and_key() {
 
 #[test]
 fn wrong_type_names_the_key() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let text = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
     ws.write("shipshape.toml", text.replace("heightened_hours = 48", "heightened_hours = \"48\"").as_bytes());
     refused(&ws, &["audit"], BAD_INPUT, &["shipshape.toml:", "monitoring.heightened_hours", "invalid type"]);
@@ -65,7 +61,7 @@ fn wrong_type_names_the_key() {
 
 #[test]
 fn glob_matching_nothing_names_line_and_key() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let text = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
     let line = text.lines().position(|l| l.contains("notebooks/**/*.ipynb")).unwrap() + 1;
     ws.write("shipshape.toml", text.replace("notebooks/**/*.ipynb", "reports/**/*.ipynb").as_bytes());
@@ -80,7 +76,7 @@ fn glob_matching_nothing_names_line_and_key() {
 #[test]
 fn escaping_globs_are_refused() {
     for glob in ["../outside.yaml", "/etc/passwd", "src/../../x"] {
-        let ws = Workspace::example();
+        let ws = TestWorkspace::example();
         let text = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
         ws.write("shipshape.toml", text.replace("\"search_space.yaml\"", &format!("\"{glob}\"")).as_bytes());
         refused(&ws, &["audit"], BAD_INPUT, &["shipshape.toml:", "unsafe path"]);
@@ -89,7 +85,7 @@ fn escaping_globs_are_refused() {
 
 #[test]
 fn symlink_out_of_the_workspace_is_refused() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let outside = ws.temp.path().join("secret.py");
     fs::write(&outside, b"API_KEY = 'x'\n").unwrap();
     fs::remove_file(ws.path("src/app/config.py")).unwrap();
@@ -99,7 +95,7 @@ fn symlink_out_of_the_workspace_is_refused() {
 
 #[test]
 fn symlink_inside_the_workspace_is_followed() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     fs::rename(ws.path("search_space.yaml"), ws.path("src/search_space.yaml")).unwrap();
     std::os::unix::fs::symlink("src/search_space.yaml", ws.path("search_space.yaml")).unwrap();
     ws.cmd().arg("audit").assert().success();
@@ -107,7 +103,7 @@ fn symlink_inside_the_workspace_is_followed() {
 
 #[test]
 fn unreadable_file_is_named() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     fs::set_permissions(ws.path("src/app/config.py"), fs::Permissions::from_mode(0o000)).unwrap();
     let is_root = fs::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
@@ -137,7 +133,7 @@ fn unreadable_file_is_named() {
     assert_eq!(output.status.code(), Some(BAD_INPUT), "{}", stderr_of(&output));
     assert_one_line_error(&output, "src/app/config.py");
     assert_one_line_error(&output, "ermission denied");
-    util::assert_same_tree(&before, &ws.snapshot(), "the command");
+    crate::util::assert_same_tree(&before, &ws.snapshot(), "the command");
 }
 
 fn walk(dir: &std::path::PathBuf) -> Vec<std::path::PathBuf> {
@@ -154,7 +150,7 @@ fn walk(dir: &std::path::PathBuf) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn artifact_changed_between_audit_and_manifest_is_named() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     ws.cmd().arg("audit").assert().success();
     ws.cmd().arg("validate").assert().success();
     ws.write("data/models/student_model.pkl", b"retrained in a hurry");
@@ -166,7 +162,7 @@ fn artifact_changed_between_audit_and_manifest_is_named() {
 
 #[test]
 fn earlier_manifest_changed_by_one_byte_breaks_the_chain() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let first = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let second = ws.release("2025-10-12T20:00:00+05:30", &[]);
     // One byte of a value: the first hex digit of the recorded bundle hash ('a' <-> 'b', '0' <-> '1', ...).
@@ -182,7 +178,7 @@ fn earlier_manifest_changed_by_one_byte_breaks_the_chain() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("FAIL chain") && stdout.contains("release_20251012_190000.yaml was changed"), "{stdout}");
     assert_one_line_error(&output, "release_20251012_200000.yaml failed verification");
-    util::assert_same_tree(&before, &ws.snapshot(), "the command");
+    crate::util::assert_same_tree(&before, &ws.snapshot(), "the command");
     // And no new manifest may extend a broken chain.
     ws.cmd().arg("audit").assert().success();
     ws.cmd().arg("validate").assert().success();
@@ -191,9 +187,9 @@ fn earlier_manifest_changed_by_one_byte_breaks_the_chain() {
 
 #[test]
 fn tampered_store_object_is_reported() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
-    let hash = util::yaml_value(&manifest)["artifacts"]["models"][0]["hash"].as_str().unwrap().to_string();
+    let hash = crate::util::yaml_value(&manifest)["artifacts"]["models"][0]["hash"].as_str().unwrap().to_string();
     let hex = &hash["sha256:".len()..];
     let object = ws.path(&format!("release/store/sha256/{}/{}", &hex[..2], &hex[2..]));
     make_writable(&object);
@@ -215,12 +211,12 @@ fn tampered_store_object_is_reported() {
         "the hard-linked backup is bad too: {stdout}"
     );
     assert_eq!(stdout.lines().filter(|l| l.starts_with("FAIL")).count(), 2, "{stdout}");
-    util::assert_same_tree(&before, &ws.snapshot(), "the command");
+    crate::util::assert_same_tree(&before, &ws.snapshot(), "the command");
 }
 
 #[test]
 fn tampered_backup_is_reported() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     ws.release("2025-10-12T19:00:00+05:30", &[]);
     let backup = ws.path("release/backups/release_20251012_190000/src/app/config.py");
     fs::remove_file(&backup).unwrap();
@@ -240,9 +236,9 @@ fn tampered_backup_is_reported() {
 
 #[test]
 fn deleted_store_object_is_reported() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
-    let hash = util::yaml_value(&manifest)["artifacts"]["configs"][0]["hash"].as_str().unwrap().to_string();
+    let hash = crate::util::yaml_value(&manifest)["artifacts"]["configs"][0]["hash"].as_str().unwrap().to_string();
     let hex = &hash["sha256:".len()..];
     fs::remove_file(ws.path(&format!("release/store/sha256/{}/{}", &hex[..2], &hex[2..]))).unwrap();
     let output = ws.cmd().args(["verify", "--integrity-only"]).output().unwrap();
@@ -253,7 +249,7 @@ fn deleted_store_object_is_reported() {
 
 #[test]
 fn manifest_with_unknown_field_is_refused() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let text = fs::read_to_string(&manifest).unwrap();
     fs::write(&manifest, text.replace("sequence: 1\n", "sequence: 1\napproved_by_everyone: true\n")).unwrap();
@@ -267,7 +263,7 @@ fn manifest_with_unknown_field_is_refused() {
 
 #[test]
 fn manifest_with_duplicate_key_is_refused() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let text = fs::read_to_string(&manifest).unwrap();
     fs::write(&manifest, text.replace("release_type: minor\n", "release_type: minor\nrelease_type: hotfix\n")).unwrap();
@@ -281,7 +277,7 @@ fn manifest_with_duplicate_key_is_refused() {
 
 #[test]
 fn manifest_with_traversal_path_is_refused() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let text = fs::read_to_string(&manifest).unwrap();
     fs::write(&manifest, text.replace("- path: src/app/config.py", "- path: ../../etc/passwd")).unwrap();
@@ -290,7 +286,7 @@ fn manifest_with_traversal_path_is_refused() {
 
 #[test]
 fn manifest_with_wrong_type_is_refused() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let text = fs::read_to_string(&manifest).unwrap();
     fs::write(&manifest, text.replace("sequence: 1\n", "sequence: first\n")).unwrap();
@@ -304,7 +300,7 @@ fn manifest_with_wrong_type_is_refused() {
 
 #[test]
 fn non_utf8_manifest_is_refused() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
     let mut bytes = fs::read(&manifest).unwrap();
     bytes.extend_from_slice(b"\xff\xfe\n");
@@ -314,14 +310,14 @@ fn non_utf8_manifest_is_refused() {
 
 #[test]
 fn nothing_to_verify_or_manifest_yet_says_what_to_do() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     refused(&ws, &["verify", "--integrity-only"], BAD_INPUT, &["no manifest", "shipshape audit"]);
     refused(&ws, &["manifest"], BAD_INPUT, &["no audit bundle", "shipshape audit"]);
 }
 
 #[test]
 fn held_lock_is_refused_at_once() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     ws.cmd().arg("audit").assert().success();
     ws.cmd().arg("validate").assert().success();
     let lock = fs::OpenOptions::new().read(true).write(true).open(ws.path("release/.lock")).unwrap();
@@ -330,14 +326,14 @@ fn held_lock_is_refused_at_once() {
     let output = ws.cmd().arg("manifest").output().unwrap();
     assert_eq!(output.status.code(), Some(LOCKED), "{}", stderr_of(&output));
     assert_one_line_error(&output, "release/.lock is held by");
-    util::assert_same_tree(&before, &ws.snapshot(), "the command");
+    crate::util::assert_same_tree(&before, &ws.snapshot(), "the command");
     drop(lock);
     ws.cmd().arg("manifest").assert().success();
 }
 
 #[test]
 fn verify_refuses_a_manifest_outside_the_workspace() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     ws.release("2025-10-12T19:00:00+05:30", &[]);
     let elsewhere = ws.temp.path().join("release_20251012_190000.yaml");
     fs::copy(ws.manifests()[0].clone(), &elsewhere).unwrap();

@@ -2,8 +2,7 @@
 //! an independent SHA-256 (coreutils' `sha256sum`), and whole-tree snapshots to prove that a refused
 //! command changed nothing on disk.
 
-#![allow(dead_code, clippy::unwrap_used)]
-
+pub mod http;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -38,22 +37,22 @@ pub fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// A fresh copy of the example workspace in a temporary directory; `.0` keeps it alive.
-pub struct Workspace {
+pub struct TestWorkspace {
     pub temp: tempfile::TempDir,
     pub root: PathBuf,
 }
 
-impl Workspace {
-    pub fn example() -> Workspace {
+impl TestWorkspace {
+    pub fn example() -> TestWorkspace {
         let temp = tempfile::tempdir().unwrap();
         let root = temp.path().join("sensequant");
         copy_tree(&example_dir(), &root);
-        Workspace { temp, root }
+        TestWorkspace { temp, root }
     }
 
     /// The example as a git repository with one commit tagged v1.0.0.
-    pub fn example_git() -> Workspace {
-        let ws = Workspace::example();
+    pub fn example_git() -> TestWorkspace {
+        let ws = TestWorkspace::example();
         ws.git(&["init", "-q", "-b", "release/v1.0.0"]);
         ws.git(&["add", "-A"]);
         ws.git(&["commit", "-q", "-m", "initial"]);
@@ -208,7 +207,7 @@ pub fn assert_same_tree(before: &BTreeMap<PathBuf, Vec<u8>>, after: &BTreeMap<Pa
     assert!(differences.is_empty(), "{what} changed the disk: {differences:?}");
 }
 
-impl Workspace {
+impl TestWorkspace {
     /// The binary as a plain `std::process::Command` (for spawning in the background).
     pub fn std_cmd(&self, now: &str) -> std::process::Command {
         let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("shipshape"));
@@ -219,7 +218,7 @@ impl Workspace {
 
 /// A copy of the example deploying into `<temp>/prod` with one approver key (made at run time).
 pub struct Setup {
-    pub ws: Workspace,
+    pub ws: TestWorkspace,
     pub target: PathBuf,
     pub key: PathBuf,
     pub mode: &'static str,
@@ -231,7 +230,7 @@ impl Setup {
     }
 
     pub fn with_checks(mode: &'static str, checks: &str) -> Setup {
-        let ws = Workspace::example();
+        let ws = TestWorkspace::example();
         let target = ws.temp.path().join("prod");
         let key = ws.temp.path().join("jane");
         assert!(

@@ -1,15 +1,11 @@
 //! Signed approvals: interoperability with the real `ssh-keygen`, and every threat the approvals
 //! issue lists, each refused with a message naming the rule that refused it.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use util::{Workspace, assert_one_line_error, stderr_of, yaml_value};
+use crate::util::{TestWorkspace, assert_one_line_error, stderr_of, yaml_value};
 
 const NOW: &str = "2025-10-12T19:00:00+05:30";
 const CHECK_FAILED: i32 = 1;
@@ -33,7 +29,7 @@ fn public(key: &Path) -> String {
 }
 
 struct Setup {
-    ws: Workspace,
+    ws: TestWorkspace,
     keys: PathBuf,
     manifest: PathBuf,
 }
@@ -41,7 +37,7 @@ struct Setup {
 impl Setup {
     /// The example released (minor) with signers: jane (risk-manager), john (engineering-lead).
     fn new() -> Setup {
-        let ws = Workspace::example();
+        let ws = TestWorkspace::example();
         let keys = ws.temp.path().join("keys");
         fs::create_dir_all(&keys).unwrap();
         let jane = keygen(&keys, "jane", "ed25519");
@@ -70,7 +66,7 @@ impl Setup {
     }
 }
 
-fn add_signer(ws: &Workspace, line: &str) {
+fn add_signer(ws: &TestWorkspace, line: &str) {
     let path = ws.path("release/allowed_signers");
     let mut text = fs::read_to_string(&path).unwrap();
     text.push_str(line);
@@ -480,7 +476,7 @@ fn anti_rollback_refuses_older_and_conflicting_manifests() {
             "schema_version: 1\nenvironments:\n  production:\n    sequence: 2\n    release_id: release_20251012_200000\n    manifest_sha256: {digest}\n    accepted: \"2025-10-12T20:30:00+05:30\"\n"
         )
     };
-    fs::write(&state, accepted(&util::sha256sum(&second))).unwrap();
+    fs::write(&state, accepted(&crate::util::sha256sum(&second))).unwrap();
     assert_eq!(s.verify(&second).0, 0);
     let (code, stdout) = s.verify(&s.manifest);
     assert_eq!(code, CHECK_FAILED);

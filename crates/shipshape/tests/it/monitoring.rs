@@ -2,19 +2,15 @@
 //! alerts in heightened vs normal mode, significance, notification sinks against a real HTTP
 //! receiver, auto-rollback, replay, and ingest's bad input.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
+use crate::util::watch::{DEPLOY, HOUR, MINUTE, at, baseline, deployed, evaluate, events, ingest, run, state};
+use crate::util::{Setup, assert_one_line_error, stderr_of, yaml_value};
 use jiff::Timestamp;
 use serde_json::Value;
-use util::watch::{DEPLOY, HOUR, MINUTE, at, baseline, deployed, evaluate, events, ingest, run, state};
-use util::{Setup, assert_one_line_error, stderr_of, yaml_value};
 
 #[test]
 fn small_samples_do_not_fire_large_ones_do() {
@@ -174,7 +170,9 @@ fn auto_rollback_after_three_critical_alerts_happens_once() {
     assert!(reason.starts_with("auto-rollback: 3 critical alerts within 1h"), "{reason}");
     assert!(reason.contains("intraday_hit_ratio") && reason.contains("intraday_sharpe"), "{reason}");
     // The target holds the first release again.
-    util::files_of(&first).iter().for_each(|(path, hash)| assert_eq!(&util::sha256sum(&s.target.join(path)), hash));
+    crate::util::files_of(&first)
+        .iter()
+        .for_each(|(path, hash)| assert_eq!(&crate::util::sha256sum(&s.target.join(path)), hash));
 }
 
 #[test]
@@ -265,12 +263,12 @@ fn invalid_monitoring_settings_are_refused_at_load() {
         let s = Setup::new("copy");
         let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
         fs::write(s.ws.path("shipshape.toml"), format!("{config}\n{extra}")).unwrap();
-        let before = util::snapshot(&s.ws.root);
+        let before = crate::util::snapshot(&s.ws.root);
         let output = s.shipshape(DEPLOY, &["evaluate"]);
         assert_eq!(output.status.code(), Some(2), "{extra}: {}", stderr_of(&output));
         assert_one_line_error(&output, needle);
         assert!(stderr_of(&output).contains("shipshape.toml"), "{}", stderr_of(&output));
-        util::assert_same_tree(&before, &util::snapshot(&s.ws.root), extra);
+        crate::util::assert_same_tree(&before, &crate::util::snapshot(&s.ws.root), extra);
     }
     // Negative windows and durations, thresholds of 1 or more.
     for (from, to, needle) in [

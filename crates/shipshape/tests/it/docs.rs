@@ -2,15 +2,11 @@
 //! workspace with this build's `shipshape` first on PATH, so the documentation cannot drift from the
 //! binary. Blocks in other languages (```bash, ```text, ```toml, ...) are shown, not run.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use util::Workspace;
+use crate::util::TestWorkspace;
 
 fn sh_blocks(markdown: &str) -> Vec<(usize, String)> {
     let mut blocks = Vec::new();
@@ -59,7 +55,7 @@ fn every_sh_block_in_the_docs_runs() {
             continue;
         }
         // One workspace per document: its blocks build on each other, as a reader's would.
-        let ws = Workspace::example_git();
+        let ws = TestWorkspace::example_git();
         for (line, block) in blocks {
             let output = Command::new("bash")
                 .args(["-euo", "pipefail", "-c", &block])

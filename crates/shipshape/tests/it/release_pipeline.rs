@@ -5,18 +5,15 @@
 //! the whole story end to end (`test_story_end_to_end`). Deeper tests of each part live beside it
 //! (deploy.rs, monitoring.rs, approvals.rs, dashboard.rs, …).
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
+use crate::util::http::get_json;
+use crate::util::watch::{HOUR, MINUTE, at, baseline, deployed, evaluate, events, ingest, metric, run, state};
+use crate::util::{Setup, TestWorkspace, sha256sum, stderr_of, two_releases, yaml_value};
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use util::watch::{HOUR, MINUTE, at, baseline, deployed, evaluate, events, ingest, metric, run, state};
-use util::{Setup, Workspace, sha256sum, stderr_of, two_releases, yaml_value};
 
 const NOW: &str = "2025-10-12T19:00:00+05:30";
 
@@ -24,7 +21,7 @@ const NOW: &str = "2025-10-12T19:00:00+05:30";
 /// independent SHA-256 (coreutils).
 #[test]
 fn test_release_manifest_generation() {
-    let ws = Workspace::example_git();
+    let ws = TestWorkspace::example_git();
     let head = ws.git(&["rev-parse", "HEAD"]);
 
     let audit = ws.cmd_at("2025-10-12T18:30:00+05:30").args(["audit", "--json"]).assert().success();
@@ -171,7 +168,7 @@ fn test_release_manifest_generation() {
 /// release's files, which `verify --artifacts` on the first manifest then confirms.
 #[test]
 fn second_manifest_chains_and_its_rollback_plan_works() {
-    let ws = Workspace::example_git();
+    let ws = TestWorkspace::example_git();
     // Without a [deploy] target the rollback plan restores the workspace files from the backups
     // (the deploy tests cover the plan that runs `shipshape rollback`).
     let config = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
@@ -219,7 +216,7 @@ fn second_manifest_chains_and_its_rollback_plan_works() {
 /// Identical bytes are stored once; backups are hard links into the store.
 #[test]
 fn unchanged_artifacts_are_deduplicated() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     ws.release("2025-10-12T19:00:00+05:30", &[]);
     ws.write("search_space.yaml", b"student_model: {learning_rate: 0.01}\n");
     ws.release("2025-10-12T20:00:00+05:30", &[]);
@@ -233,7 +230,7 @@ fn unchanged_artifacts_are_deduplicated() {
 /// Two manifests made in the same second get distinct, increasing ids.
 #[test]
 fn release_ids_are_unique_within_a_second() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let a = ws.release(NOW, &[]);
     let b = ws.release(NOW, &[]);
     assert_eq!(a.file_name().unwrap(), "release_20251012_190000.yaml");
@@ -252,7 +249,7 @@ fn release_ids_are_unique_within_a_second() {
 /// Environments keep separate sequences and chains.
 #[test]
 fn environments_have_their_own_sequence() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     ws.release("2025-10-12T19:00:00+05:30", &[]);
     let staging = ws.release("2025-10-12T19:10:00+05:30", &["--environment", "staging"]);
     let production = ws.release("2025-10-12T19:20:00+05:30", &[]);
@@ -265,7 +262,7 @@ fn environments_have_their_own_sequence() {
 /// Without git the audit still works, records null and warns.
 #[test]
 fn audit_without_git_records_null_with_a_warning() {
-    let ws = Workspace::example();
+    let ws = TestWorkspace::example();
     let output = ws.cmd().arg("audit").assert().success();
     let stderr = String::from_utf8_lossy(&output.get_output().stderr).into_owned();
     assert!(stderr.contains("warning:") && stderr.contains("not in a git repository"), "{stderr}");
@@ -277,7 +274,7 @@ fn audit_without_git_records_null_with_a_warning() {
 /// `--quiet` prints only the result.
 #[test]
 fn quiet_prints_only_the_result() {
-    let ws = Workspace::example_git();
+    let ws = TestWorkspace::example_git();
     let output = ws.cmd().args(["--quiet", "audit"]).assert().success();
     assert!(output.get_output().stderr.is_empty());
     assert_eq!(
@@ -463,19 +460,6 @@ fn shipshape_ok(s: &Setup, now: &str, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// One HTTP GET to a running `shipshape serve`.
-fn get(address: &str, path: &str) -> Value {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
-}
-
 /// The whole story through the real binary: init; audit, validate, manifest, approvals by the two
 /// roles, verify, deploy; a hotfix deployed; post-deploy events with a regression; alerts in
 /// heightened mode (on disk, from the CLI and over the API); a manual rollback; the hotfix again with
@@ -521,7 +505,7 @@ fn test_story_end_to_end() {
     shipshape_ok(&s, &t0, &["verify", first_str, "--artifacts"]);
     shipshape_ok(&s, &t0, &["deploy", first_str, "--yes"]);
     let first_id = yaml_value(&first)["release_id"].as_str().unwrap().to_string();
-    for (path, hash) in util::files_of(&first) {
+    for (path, hash) in crate::util::files_of(&first) {
         assert_eq!(sha256sum(&s.target.join(&path)), hash, "{path} in production");
     }
 
@@ -562,19 +546,19 @@ fn test_story_end_to_end() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().unwrap()), &mut line).unwrap();
     let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
-    let status = get(&address, "/api/v1/status");
+    let status = get_json(&address, "/api/v1/status");
     assert_eq!(status["active_release"]["release_id"], second_id.as_str());
     assert_eq!(status["active_release"]["mode"], "heightened");
     assert_eq!(status["active_release"]["manifest"]["rollback_target"], first_id.as_str());
     assert!(status["firing_alerts"].as_u64().unwrap() >= 1);
-    let firing = get(&address, "/api/v1/alerts?state=firing");
+    let firing = get_json(&address, "/api/v1/alerts?state=firing");
     assert!(firing.as_array().unwrap().iter().any(|a| a["metric"] == "intraday_hit_ratio"));
     server.kill().unwrap();
     server.wait().unwrap();
 
     // A manual rollback: production holds release 1 again.
     shipshape_ok(&s, &at(90 * MINUTE), &["rollback", "--yes", "--reason", "hit ratio regression"]);
-    for (path, hash) in util::files_of(&first) {
+    for (path, hash) in crate::util::files_of(&first) {
         assert_eq!(sha256sum(&s.target.join(&path)), hash, "{path} after the rollback");
     }
 

@@ -1,12 +1,9 @@
 //! Every endpoint of `shipshape serve`, driven in-process through the router (no socket): status
 //! codes, content types and the JSON each returns, on a workspace with two deployed releases.
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
 use std::sync::Arc;
 
+use crate::util::{Setup, yaml_value};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
@@ -14,7 +11,6 @@ use shipshape_core::infra::clock::{Clock, FixedClock};
 use shipshape_core::layout::Workspace;
 use shipshape_monitor::monitor::Monitor;
 use tower::ServiceExt;
-use util::{Setup, yaml_value};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-routes";
 

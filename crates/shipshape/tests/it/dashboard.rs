@@ -5,78 +5,19 @@
 //! width, and the state-changing endpoints refusing requests without token, CSRF token or origin.
 //! Also saves a screenshot (`SHIPSHAPE_SCREENSHOT=path` copies it there, e.g. docs/img/dashboard.png).
 
-#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
-
-mod util;
-
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::util::http::request;
+use crate::util::{Setup, stderr_of, yaml_value};
 use serde_json::{Value, json};
-use util::{Setup, stderr_of, yaml_value};
 
 const A: &str = "2025-10-13T07:00:00Z";
 const B: &str = "2025-10-13T09:00:00Z";
 const NOW: &str = "2025-10-13T10:00:00Z";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-browser-test";
-
-/// One HTTP/1.1 request; (status, body).
-fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    // Read the head, then exactly the body (some servers keep the connection open).
-    let mut reader = BufReader::new(stream);
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let status = head[9..12].parse().unwrap();
-    let lower = head.to_ascii_lowercase();
-    let length =
-        lower.lines().find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()));
-    let body = match length {
-        Some(length) => {
-            let mut body = vec![0u8; length];
-            reader.read_exact(&mut body).unwrap();
-            String::from_utf8_lossy(&body).to_string()
-        }
-        None => {
-            let mut rest = String::new();
-            reader.read_to_string(&mut rest).unwrap();
-            if lower.contains("transfer-encoding: chunked") { dechunk(&rest) } else { rest }
-        }
-    };
-    (status, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    out
-}
 
 struct Driver {
     child: Child,
@@ -103,7 +44,7 @@ impl Driver {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]
         }}}});
-        let (status, body) = http(
+        let (status, body) = request(
             &address,
             "POST",
             "/session",
@@ -118,7 +59,7 @@ impl Driver {
     fn call(&self, method: &str, path: &str, body: Value) -> Value {
         let path = format!("/session/{}{path}", self.session);
         let payload = if method == "GET" { Vec::new() } else { body.to_string().into_bytes() };
-        let (status, text) = http(&self.address, method, &path, &[("Content-Type", "application/json")], &payload);
+        let (status, text) = request(&self.address, method, &path, &[("Content-Type", "application/json")], &payload);
         assert_eq!(status, 200, "{method} {path}: {text}");
         serde_json::from_str::<Value>(&text).unwrap()["value"].clone()
     }
@@ -174,7 +115,7 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = http(&self.address, "DELETE", &format!("/session/{}", self.session), &[], b"");
+        let _ = request(&self.address, "DELETE", &format!("/session/{}", self.session), &[], b"");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -304,9 +245,10 @@ fn dashboard_in_a_real_browser() {
     // A new alert through the API (swing precision collapses) appears within 2 seconds, no reload.
     let auth = format!("Bearer {TOKEN}");
     let swing = events("swing", 80, 0.2);
-    let (status, text) = http(&server.address, "POST", "/api/v1/events", &[("Authorization", &auth)], swing.as_bytes());
+    let (status, text) =
+        request(&server.address, "POST", "/api/v1/events", &[("Authorization", &auth)], swing.as_bytes());
     assert_eq!(status, 200, "{text}");
-    let (status, text) = http(&server.address, "POST", "/api/v1/evaluate", &[("Authorization", &auth)], b"");
+    let (status, text) = request(&server.address, "POST", "/api/v1/evaluate", &[("Authorization", &auth)], b"");
     assert_eq!(status, 200, "{text}");
     let took = driver.wait(
         "return [...document.querySelectorAll('#alerts li[data-alert-id]')].some(li => li.textContent.includes('swing_precision'))",
@@ -374,7 +316,7 @@ fn dashboard_in_a_real_browser() {
 fn state_changing_requests_need_token_csrf_and_same_origin() {
     let (s, a, b) = two_deployed();
     let server = serve(&s);
-    let page = http(&server.address, "GET", "/", &[], b"").1;
+    let page = request(&server.address, "GET", "/", &[], b"").1;
     let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     let auth = format!("Bearer {TOKEN}");
     let body = json!({ "release_id": a }).to_string();
@@ -386,16 +328,16 @@ fn state_changing_requests_need_token_csrf_and_same_origin() {
         (vec![("Authorization", &auth), ("X-CSRF-Token", &csrf), ("Origin", "http://evil.example")], 403),
     ];
     for (headers, expected) in cases {
-        let (status, text) = http(&server.address, "POST", "/api/v1/rollback", &headers, body.as_bytes());
+        let (status, text) = request(&server.address, "POST", "/api/v1/rollback", &headers, body.as_bytes());
         assert_eq!(status, expected, "{headers:?}: {text}");
         let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
         assert_eq!(active["release_id"], b.as_str(), "{headers:?} changed the active release");
     }
-    let events_without_token = http(&server.address, "POST", "/api/v1/events", &[], b"{}");
+    let events_without_token = request(&server.address, "POST", "/api/v1/events", &[], b"{}");
     assert_eq!(events_without_token.0, 401);
     // Everything right, from the page's own origin: rolled back.
     let origin = format!("http://{}", server.address);
-    let (status, text) = http(
+    let (status, text) = request(
         &server.address,
         "POST",
         "/api/v1/rollback",
@@ -407,13 +349,13 @@ fn state_changing_requests_need_token_csrf_and_same_origin() {
     let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
     assert_eq!(active["release_id"], a.as_str());
     // Read-only views: only manifests by release id, escaped.
-    assert_eq!(http(&server.address, "GET", "/releases/..%2F..%2Fetc%2Fpasswd/manifest", &[], b"").0, 404);
-    assert_eq!(http(&server.address, "GET", "/releases/release_20990101_000000/manifest", &[], b"").0, 404);
-    let (status, manifest) = http(&server.address, "GET", &format!("/releases/{a}/manifest"), &[], b"");
+    assert_eq!(request(&server.address, "GET", "/releases/..%2F..%2Fetc%2Fpasswd/manifest", &[], b"").0, 404);
+    assert_eq!(request(&server.address, "GET", "/releases/release_20990101_000000/manifest", &[], b"").0, 404);
+    let (status, manifest) = request(&server.address, "GET", &format!("/releases/{a}/manifest"), &[], b"");
     assert_eq!(status, 200);
     assert!(manifest.contains(&format!("release_id: {a}")), "{manifest}");
-    let (status, bundle) = http(&server.address, "GET", &format!("/releases/{a}/bundle"), &[], b"");
+    let (status, bundle) = request(&server.address, "GET", &format!("/releases/{a}/bundle"), &[], b"");
     assert_eq!(status, 200);
     assert!(bundle.contains("bundle.yaml"));
-    assert_eq!(http(&server.address, "GET", "/healthz", &[], b""), (200, "ok\n".into()));
+    assert_eq!(request(&server.address, "GET", "/healthz", &[], b""), (200, "ok\n".into()));
 }
