@@ -68,12 +68,34 @@ pub struct PolicyRef {
     pub sha256: Digest,
 }
 
+/// How the bundle's validation stood when the manifest was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidationStatus {
+    /// Every checklist item and the backtest passed.
+    Passed,
+    /// Something failed (`failed_items` names it).
+    Failed,
+    /// `shipshape validate` was never run on the bundle.
+    Missing,
+}
+
+impl fmt::Display for ValidationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            ValidationStatus::Passed => "passed",
+            ValidationStatus::Failed => "failed",
+            ValidationStatus::Missing => "missing",
+        })
+    }
+}
+
 /// What the manifest records of the bundle's validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValidationRecord {
-    /// `passed`, `failed` or `missing`.
-    pub status: String,
+    /// How validation stood.
+    pub status: ValidationStatus,
     /// SHA-256 of `validation.yaml` (null when missing).
     pub sha256: Option<Digest>,
     /// Items that failed.

@@ -200,10 +200,8 @@ pub fn approve(
         workspace,
         loaded,
         crate::pipeline::verify::VerifyOptions {
-            artifacts: false,
-            integrity_only: true,
-            for_rollback: false,
-            use_verified_cache: false,
+            purpose: crate::pipeline::verify::Purpose::Integrity,
+            ..Default::default()
         },
         now,
         &crate::infra::hash::NoProgress,

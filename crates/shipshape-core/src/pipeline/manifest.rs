@@ -25,7 +25,10 @@ use crate::infra::store::{StagedObject, link_or_copy};
 use crate::layout::{Workspace, parsed_dir_of};
 use crate::model::audit::{ArtifactRecord, AuditBundle};
 use crate::model::ids::{ReleaseId, ReleaseType};
-use crate::model::manifest::*;
+use crate::model::manifest::{
+    ArtifactsByKind, Deployment, LoadedManifest, MANIFEST_SCHEMA, Manifest, ManifestArtifact, Metadata, MonitoringPlan,
+    PolicyRef, RollbackPlan, ValidationRecord, ValidationStatus,
+};
 use crate::pipeline::audit::{self};
 
 /// Read and strictly parse one manifest; also checks its file name against its release id.
@@ -396,28 +399,31 @@ fn validation_record(
 ) -> Result<ValidationRecord> {
     let name = workspace.display(bundle_dir).into_owned();
     let record = match crate::pipeline::validate::read(bundle_dir)? {
-        None => {
-            ValidationRecord { status: "missing".into(), sha256: None, failed_items: Vec::new(), overridden: false }
-        }
+        None => ValidationRecord {
+            status: ValidationStatus::Missing,
+            sha256: None,
+            failed_items: Vec::new(),
+            overridden: false,
+        },
         Some((validation, bytes)) => {
             if validation.bundle_sha256 != Digest::of(bundle_bytes) {
                 return Err(Error::Check(format!(
                     "{name}/validation.yaml was made for different bundle contents; run `shipshape validate` again"
                 )));
             }
-            let status = if validation.passed { "passed" } else { "failed" };
+            let status = if validation.passed { ValidationStatus::Passed } else { ValidationStatus::Failed };
             ValidationRecord {
-                status: status.into(),
+                status,
                 sha256: Some(Digest::of(&bytes)),
                 failed_items: validation.failed_items(),
                 overridden: false,
             }
         }
     };
-    match record.status.as_str() {
-        "passed" => Ok(record),
+    match record.status {
+        ValidationStatus::Passed => Ok(record),
         _ if allow_unvalidated => Ok(ValidationRecord { overridden: true, ..record }),
-        "missing" => Err(Error::Check(format!(
+        ValidationStatus::Missing => Err(Error::Check(format!(
             "{name} has not been validated: run `shipshape validate` (or pass --allow-unvalidated, which the manifest records)"
         ))),
         _ => Err(Error::Check(format!(

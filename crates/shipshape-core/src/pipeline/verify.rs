@@ -21,11 +21,70 @@ use crate::model::manifest::LoadedManifest;
 use crate::pipeline::audit;
 use crate::pipeline::manifest::{self};
 
+/// What a check looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Check {
+    /// The manifest parses strictly.
+    #[serde(rename = "manifest")]
+    Manifest,
+    /// It has not expired.
+    #[serde(rename = "expiry")]
+    Expiry,
+    /// Its approvals meet the policy.
+    #[serde(rename = "approvals")]
+    Approvals,
+    /// Its sequence is not below the accepted one.
+    #[serde(rename = "anti-rollback")]
+    AntiRollback,
+    /// The audit bundle it names, byte for byte.
+    #[serde(rename = "audit bundle")]
+    AuditBundle,
+    /// The validation record it names.
+    #[serde(rename = "validation")]
+    Validation,
+    /// Its link to the previous manifest.
+    #[serde(rename = "chain")]
+    Chain,
+    /// A store object, re-hashed.
+    #[serde(rename = "store object")]
+    StoreObject,
+    /// A backup, re-hashed (or proven a link to its object).
+    #[serde(rename = "backup")]
+    Backup,
+    /// A workspace file, re-hashed (`--artifacts`).
+    #[serde(rename = "workspace file")]
+    WorkspaceFile,
+}
+
+impl Check {
+    /// Its name, as reports print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Manifest => "manifest",
+            Check::Expiry => "expiry",
+            Check::Approvals => "approvals",
+            Check::AntiRollback => "anti-rollback",
+            Check::AuditBundle => "audit bundle",
+            Check::Validation => "validation",
+            Check::Chain => "chain",
+            Check::StoreObject => "store object",
+            Check::Backup => "backup",
+            Check::WorkspaceFile => "workspace file",
+        }
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckResult {
-    /// What was checked (`store object`, `backup`, `chain`, …).
-    pub check: String,
+    /// What was checked.
+    pub check: Check,
     /// The thing checked (a path or an id).
     pub subject: String,
     /// Whether it held.
@@ -62,35 +121,57 @@ impl VerifyReport {
         self.checks.iter().filter(|c| !c.ok)
     }
 
-    fn push(&mut self, check: &str, subject: impl Into<String>, outcome: std::result::Result<String, String>) {
+    fn push(&mut self, check: Check, subject: impl Into<String>, outcome: std::result::Result<String, String>) {
         let (ok, detail) = match outcome {
             Ok(detail) => (true, detail),
             Err(detail) => (false, detail),
         };
-        self.checks.push(CheckResult { check: check.into(), subject: subject.into(), ok, detail });
+        self.checks.push(CheckResult { check, subject: subject.into(), ok, detail });
     }
 }
 
-/// What to verify beyond the manifest's own claims.
+/// Which judgement a verification makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Purpose {
+    /// Integrity only (hashes, chain, validation record): not approvals, expiry or anti-rollback —
+    /// for the step between `manifest` and `approve`, and for auditing old releases.
+    Integrity,
+    /// May it be deployed: integrity, approvals, expiry and anti-rollback.
+    #[default]
+    Deploy,
+    /// An earlier release to roll back to: integrity and approvals, but not expiry or anti-rollback
+    /// (going back is exactly what those refuse for a deploy).
+    Rollback,
+}
+
+/// How store objects are proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rehash {
+    /// Re-hash every object (`shipshape verify`).
+    #[default]
+    Always,
+    /// Skip objects fully verified before and untouched since (see
+    /// [`crate::infra::store::VerifiedCache`]); for deploy and rollback, which re-hash what they copy.
+    UnlessVerified,
+}
+
+/// What to verify.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VerifyOptions {
+    /// Which judgement.
+    pub purpose: Purpose,
+    /// How store objects are proven.
+    pub rehash: Rehash,
     /// Also hash the workspace files and compare them with the manifest.
     pub artifacts: bool,
-    /// Check only integrity (hashes, chain, validation record): not approvals, expiry or
-    /// anti-rollback — for the step between `manifest` and `approve`, and for auditing old releases.
-    pub integrity_only: bool,
-    /// Judging an earlier release to roll back to: integrity and approvals, but not expiry or
-    /// anti-rollback (going back is exactly what those refuse for a deploy).
-    pub for_rollback: bool,
-    /// Skip re-hashing store objects fully verified before and untouched since (see
-    /// [`crate::infra::store::VerifiedCache`]); for deploy and rollback, which re-hash what they copy.
-    pub use_verified_cache: bool,
 }
 
 enum Job {
     Object(Digest, u64),
-    /// The backup's path (empty: a hard link to its object, proven), its digest, its name in the manifest.
+    /// A backup file to re-hash: its path, digest and name in the manifest.
     Backup(PathBuf, Digest, String),
+    /// A backup that is a hard link to its object (proven by inode): its digest and name.
+    LinkedBackup(Digest, String),
     Workspace(PathBuf, Digest),
 }
 
@@ -115,7 +196,8 @@ pub fn trusted(
     now: Time,
     progress: &dyn Progress,
 ) -> Result<(LoadedManifest, VerifyReport)> {
-    trusted_with(workspace, path, VerifyOptions { use_verified_cache: true, ..VerifyOptions::default() }, now, progress)
+    let options = VerifyOptions { purpose: Purpose::Deploy, rehash: Rehash::UnlessVerified, artifacts: false };
+    trusted_with(workspace, path, options, now, progress)
 }
 
 /// [`trusted`] for a release being rolled back to (no expiry or anti-rollback checks).
@@ -128,7 +210,7 @@ pub fn trusted_for_rollback(
     trusted_with(
         workspace,
         path,
-        VerifyOptions { for_rollback: true, use_verified_cache: true, ..VerifyOptions::default() },
+        VerifyOptions { purpose: Purpose::Rollback, rehash: Rehash::UnlessVerified, artifacts: false },
         now,
         progress,
     )
@@ -146,7 +228,7 @@ fn trusted_with(
     if !report.passed() {
         let mut failures: Vec<String> =
             report.failures().map(|c| format!("{} {}: {}", c.check, c.subject, c.detail)).collect();
-        if report.failures().any(|c| c.check == "approvals") {
+        if report.failures().any(|c| c.check == Check::Approvals) {
             failures.push(format!(
                 "next: each approver signs it with `shipshape approve {} --role <role> --key <their SSH key>` (docs/approvals.md)",
                 report.manifest
@@ -222,22 +304,22 @@ fn verify_with(
         warnings: Vec::new(),
         approvals: None,
     };
-    report.push("manifest", report.manifest.clone(), Ok(format!("parses strictly; {}", loaded.digest)));
-    if options.integrity_only {
+    report.push(Check::Manifest, report.manifest.clone(), Ok(format!("parses strictly; {}", loaded.digest)));
+    if options.purpose == Purpose::Integrity {
         if manifest.expires <= now {
             report.warnings.push(format!("the manifest expired at {} and can no longer be deployed", manifest.expires));
         }
     } else {
-        if !options.for_rollback {
+        if options.purpose != Purpose::Rollback {
             let expiry = if manifest.expires > now {
                 Ok(format!("expires {}", manifest.expires))
             } else {
                 Err(format!("expired at {}: make a new manifest (an expired one is never deployed)", manifest.expires))
             };
-            report.push("expiry", report.release_id.clone(), expiry);
+            report.push(Check::Expiry, report.release_id.clone(), expiry);
         }
         match crate::trust::judge::verify_approvals(workspace, loaded, now) {
-            Err(e) => report.push("approvals", "threshold", Err(e.to_string())),
+            Err(e) => report.push(Check::Approvals, "threshold", Err(e.to_string())),
             Ok(approvals) => {
                 let summary: Vec<String> = approvals
                     .requirements
@@ -249,15 +331,15 @@ fn verify_with(
                 } else {
                     Err(format!("{} release needs more approvals: {}", approvals.release_type, summary.join("; ")))
                 };
-                report.push("approvals", "threshold", outcome);
+                report.push(Check::Approvals, "threshold", outcome);
                 report.approvals = Some(approvals);
             }
         }
-        if !options.for_rollback {
+        if options.purpose != Purpose::Rollback {
             match crate::trust::anti_rollback::load(workspace) {
-                Err(e) => report.push("anti-rollback", "release/state", Err(e.to_string())),
+                Err(e) => report.push(Check::AntiRollback, "release/state", Err(e.to_string())),
                 Ok(state) => report.push(
-                    "anti-rollback",
+                    Check::AntiRollback,
                     manifest.deployment.environment.to_string(),
                     crate::trust::anti_rollback::check(&state, loaded),
                 ),
@@ -269,7 +351,7 @@ fn verify_with(
     let (bundle, chain) = side_checks.join().unwrap_or_else(|_| {
         (Err("the checking thread panicked".to_string()), Err("the checking thread panicked".to_string()))
     });
-    report.push("audit bundle", manifest.audit_bundle.to_string(), bundle);
+    report.push(Check::AuditBundle, manifest.audit_bundle.to_string(), bundle);
 
     // The validation the manifest recorded.
     let validation = &manifest.validation;
@@ -293,7 +375,7 @@ fn verify_with(
                 }
             }
         };
-    report.push("validation", validation_subject, outcome);
+    report.push(Check::Validation, validation_subject, outcome);
     if validation.overridden {
         report
             .warnings
@@ -302,13 +384,13 @@ fn verify_with(
 
     let chain_subject =
         manifest.previous_manifest.as_ref().map_or_else(|| "(first manifest)".to_string(), |p| p.to_string());
-    report.push("chain", chain_subject, chain);
+    report.push(Check::Chain, chain_subject, chain);
 
     // Paths recorded in the manifest must stay inside the workspace.
     let mut jobs = Vec::new();
     let mut seen_objects = HashSet::new();
     let store = workspace.store();
-    let cache = if options.use_verified_cache { store.verified_cache() } else { Default::default() };
+    let cache = if options.rehash == Rehash::UnlessVerified { store.verified_cache() } else { Default::default() };
     // Each object's stat, taken once (relative to the store's directory): for the verified cache
     // and the backups' hard links.
     let objects = crate::infra::atomic::StatDir::open(&store.root().join("sha256"));
@@ -323,12 +405,12 @@ fn verify_with(
     let object_of = |digest: &Digest| object_stat.get(digest).copied().flatten();
     for (_, artifact) in manifest.artifacts.iter() {
         if seen_objects.insert(artifact.hash) {
-            if options.use_verified_cache
+            if options.rehash == Rehash::UnlessVerified
                 && object_of(&artifact.hash)
                     .is_some_and(|(_, _, stamp)| store.verified_unchanged(&cache, &artifact.hash, &stamp))
             {
                 report.push(
-                    "store object",
+                    Check::StoreObject,
                     format!("{} ({})", artifact.path, artifact.hash),
                     Ok("verified before, untouched since".into()),
                 );
@@ -343,7 +425,7 @@ fn verify_with(
         let backup = artifact.backup.under(&workspace.root);
         let Some(relative) = artifact.backup.as_str().strip_prefix(&expected_prefix) else {
             report.push(
-                "backup",
+                Check::Backup,
                 artifact.backup.to_string(),
                 Err(format!("backups must live under {expected_prefix}")),
             );
@@ -355,7 +437,7 @@ fn verify_with(
         };
         if same_inode {
             // Verified with its object below: a hard link is the same bytes.
-            jobs.push((Job::Backup(PathBuf::new(), artifact.hash, artifact.backup.to_string()), 0));
+            jobs.push((Job::LinkedBackup(artifact.hash, artifact.backup.to_string()), 0));
         } else {
             jobs.push((Job::Backup(backup, artifact.hash, artifact.backup.to_string()), artifact.size));
         }
@@ -364,7 +446,7 @@ fn verify_with(
         for (_, artifact) in manifest.artifacts.iter() {
             match confine(&workspace.root, &artifact.path, &loaded.path) {
                 Ok(real) => jobs.push((Job::Workspace(real, artifact.hash), artifact.size)),
-                Err(e) => report.push("workspace file", artifact.path.to_string(), Err(e.to_string())),
+                Err(e) => report.push(Check::WorkspaceFile, artifact.path.to_string(), Err(e.to_string())),
             }
         }
     }
@@ -377,7 +459,7 @@ fn verify_with(
                 .verify(digest, Some(*size), progress, read_ahead)
                 .map(|()| "re-hashed".into())
                 .map_err(|e| e.to_string()),
-            Job::Backup(path, _, _) if path.as_os_str().is_empty() => Ok("hard link to its store object".into()),
+            Job::LinkedBackup(..) => Ok("hard link to its store object".into()),
             Job::Backup(path, digest, _) | Job::Workspace(path, digest) => {
                 match hash_file_with(path, progress, read_ahead) {
                     Ok((actual, _)) if actual == *digest => Ok("re-hashed".into()),
@@ -400,7 +482,7 @@ fn verify_with(
         }
     }
     // Only the mutating commands (deploy, rollback) keep the cache; `verify` writes nothing.
-    if options.use_verified_cache {
+    if options.rehash == Rehash::UnlessVerified {
         let _ = store.record_verified(&verified);
     }
     let mut paths_by_hash: HashMap<Digest, &str> = HashMap::new();
@@ -410,18 +492,18 @@ fn verify_with(
     let path_of = |digest: &Digest| paths_by_hash.get(digest).copied().unwrap_or_default().to_string();
     for ((job, _), outcome) in jobs.iter().zip(results) {
         match job {
-            Job::Object(digest, _) => report.push("store object", format!("{} ({digest})", path_of(digest)), outcome),
-            Job::Backup(path, digest, subject) => {
-                let subject = subject.clone();
+            Job::Object(digest, _) => {
+                report.push(Check::StoreObject, format!("{} ({digest})", path_of(digest)), outcome)
+            }
+            Job::Backup(_, _, subject) => report.push(Check::Backup, subject.clone(), outcome),
+            Job::LinkedBackup(digest, subject) => {
                 let outcome = match outcome {
-                    Ok(_) if failed_objects.contains(digest) && path.as_os_str().is_empty() => {
-                        Err("hard link to a corrupt store object".to_string())
-                    }
+                    Ok(_) if failed_objects.contains(digest) => Err("hard link to a corrupt store object".to_string()),
                     other => other,
                 };
-                report.push("backup", subject, outcome);
+                report.push(Check::Backup, subject.clone(), outcome);
             }
-            Job::Workspace(_, digest) => report.push("workspace file", path_of(digest), outcome),
+            Job::Workspace(_, digest) => report.push(Check::WorkspaceFile, path_of(digest), outcome),
         }
     }
     report

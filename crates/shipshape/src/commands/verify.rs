@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use shipshape_core::pipeline::manifest;
-use shipshape_core::pipeline::verify::{self, VerifyOptions};
+use shipshape_core::pipeline::verify::{self, Purpose, Rehash, VerifyOptions};
 
 use crate::cli::VerifyArgs;
 use crate::context::Context;
@@ -17,10 +17,9 @@ pub fn run(context: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let progress = context.progress();
     let options = VerifyOptions {
+        purpose: if args.integrity_only { Purpose::Integrity } else { Purpose::Deploy },
+        rehash: Rehash::Always,
         artifacts: args.artifacts,
-        integrity_only: args.integrity_only,
-        for_rollback: false,
-        use_verified_cache: false,
     };
     let report = verify::verify(&workspace, &path, options, context.now(), progress.as_ref())?;
     if args.json {
