@@ -5,7 +5,8 @@
 #   scripts/bench.sh [audit|score|deploy|monitor]      (default: all benchmarks)
 #
 # audit: `shipshape audit` over 1 x 1 GiB + 8 x 128 MiB files vs `openssl dgst -sha256` and
-#        `sha256sum` over the same files: the single large file, and the whole set.
+#        `sha256sum` over the same files: the single large file, the whole set, and the shape of a
+#        real workspace (one 1 GiB model beside four small configs and a notebook).
 # score: `shipshape score` over 10 million JSON-lines events (parsing included) vs `wc -l` (reading
 #        only, the floor) and Python's json module (parsing only, on the first million lines).
 # deploy: first deploy of 1 x 1 GiB + 200 small files (copy mode) vs `cp -r` + `sync`; a redeploy
@@ -62,26 +63,46 @@ bench_audit() {
     head -c $((1024 * 1024 * 1024)) /dev/urandom >"$BENCH_DIR/files/big.bin"
     for i in 1 2 3 4 5 6 7 8; do head -c $((128 * 1024 * 1024)) /dev/urandom >"$BENCH_DIR/files/part$i.bin"; done
   fi
-  rm -rf "$BENCH_DIR/one" "$BENCH_DIR/set"
+  rm -rf "$BENCH_DIR/one" "$BENCH_DIR/set" "$BENCH_DIR/real"
   make_workspace "$BENCH_DIR/one" big.bin
   make_workspace "$BENCH_DIR/set" big.bin part1.bin part2.bin part3.bin part4.bin part5.bin part6.bin part7.bin part8.bin
+  # The realistic shape: the example's small files (four configs, a notebook) beside one 1 GiB model.
+  make_workspace "$BENCH_DIR/real" big.bin
+  mkdir -p "$BENCH_DIR/real/config" "$BENCH_DIR/real/notebooks"
+  for name in strategy risk universe search_space; do
+    head -c 3000 /dev/urandom | base64 >"$BENCH_DIR/real/config/$name.yaml"
+  done
+  head -c 40000 /dev/urandom | base64 >"$BENCH_DIR/real/notebooks/report.ipynb"
+  cat >>"$BENCH_DIR/real/shipshape.toml" <<TOML
+
+[artifacts.configs]
+include = ["config/*.yaml"]
+
+[artifacts.notebooks]
+include = ["notebooks/*.ipynb"]
+TOML
   local files=("$BENCH_DIR/files/big.bin")
   local set=("$BENCH_DIR"/files/big.bin "$BENCH_DIR"/files/part*.bin)
+  local real=("$BENCH_DIR"/real/data/big.bin "$BENCH_DIR"/real/config/*.yaml "$BENCH_DIR"/real/notebooks/report.ipynb)
 
-  local s_one o_one c_one s_set o_set c_set
+  local s_one o_one c_one s_set o_set c_set s_real o_real c_real
   s_one=$(median "$BIN" -q -C "$BENCH_DIR/one" audit)
   o_one=$(median openssl dgst -sha256 "${files[@]}")
   c_one=$(median sha256sum "${files[@]}")
   s_set=$(median "$BIN" -q -C "$BENCH_DIR/set" audit)
   o_set=$(median openssl dgst -sha256 "${set[@]}")
   c_set=$(median sha256sum "${set[@]}")
-  rm -rf "$BENCH_DIR/one/release" "$BENCH_DIR/set/release"
+  s_real=$(median "$BIN" -q -C "$BENCH_DIR/real" audit)
+  o_real=$(median openssl dgst -sha256 "${real[@]}")
+  c_real=$(median sha256sum "${real[@]}")
+  rm -rf "$BENCH_DIR/one/release" "$BENCH_DIR/set/release" "$BENCH_DIR/real/release"
 
   echo
   echo "audit, median of $RUNS runs (seconds; ratio = reference time / shipshape time, >1 means shipshape is faster)"
   printf '%-28s %10s %10s %10s %16s %16s\n' "files" "shipshape" "openssl" "sha256sum" "vs openssl" "vs sha256sum"
   printf '%-28s %10.3f %10.3f %10.3f %15sx %15sx\n' "1 x 1 GiB" "$s_one" "$o_one" "$c_one" "$(ratio "$o_one" "$s_one")" "$(ratio "$c_one" "$s_one")"
   printf '%-28s %10.3f %10.3f %10.3f %15sx %15sx\n' "1 x 1 GiB + 8 x 128 MiB" "$s_set" "$o_set" "$c_set" "$(ratio "$o_set" "$s_set")" "$(ratio "$c_set" "$s_set")"
+  printf '%-28s %10.3f %10.3f %10.3f %15sx %15sx\n' "1 GiB model + 5 small files" "$s_real" "$o_real" "$c_real" "$(ratio "$o_real" "$s_real")" "$(ratio "$c_real" "$s_real")"
   echo "cores: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); sha_ni: $(grep -q sha_ni /proc/cpuinfo && echo yes || echo no)"
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -12,14 +12,7 @@ use shipshape_core::registry;
 
 use crate::auth::check_post;
 use crate::error::ApiError;
-use crate::state::AppState;
-
-/// Run `f` on the blocking pool (the libraries below are synchronous).
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}")))
-}
+use crate::state::{AppState, blocking};
 
 /// `POST /api/v1/evaluate`: one pass now.
 pub(crate) async fn post_evaluate(
@@ -41,7 +34,7 @@ pub(crate) fn status_json(state: &AppState) -> shipshape_core::Result<Value> {
         let remaining = info.heightened_monitoring_end.since(&now).as_secs().max(0);
         json!({
             "release_id": info.release_id.to_string(),
-            "manifest": crate::dashboard::manifest_summary(&monitor.workspace, info),
+            "manifest": manifest_summary(&monitor.workspace, info),
             "deployed_at": info.deployment_timestamp.instant().to_string(),
             "deployed_ago_seconds": now.since(&info.deployment_timestamp).as_secs(),
             "mode": if info.heightened_monitoring_active { "heightened" } else { "normal" },
@@ -118,4 +111,17 @@ pub(crate) async fn get_alerts(
 /// Any other path.
 pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint: see docs/monitoring.md for the API")
+}
+
+/// What the panel needs from the active release's manifest.
+pub(crate) fn manifest_summary(workspace: &Workspace, info: &shipshape_core::model::registry::ReleaseInfo) -> Value {
+    match shipshape_core::pipeline::manifest::load(&info.manifest_path.under(&workspace.root)) {
+        Ok(loaded) => json!({
+            "release_type": loaded.manifest.release_type,
+            "rollback_target": loaded.manifest.rollback_plan.previous_release_id.as_ref().map(|id| id.to_string()),
+            "manifest_url": format!("/releases/{}/manifest", info.release_id),
+            "bundle_url": format!("/releases/{}/bundle", info.release_id),
+        }),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
 }

@@ -21,10 +21,10 @@ use shipshape_core::layout::Workspace;
 use shipshape_core::model::ids::ReleaseId;
 use shipshape_core::{deploy, registry};
 
-use crate::api::blocking;
 use crate::auth::{check_post, same};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::state::blocking;
 
 const PAGE: &str = include_str!("../assets/dashboard.html");
 
@@ -140,19 +140,6 @@ pub(crate) async fn view_bundle(
         Ok(text_page(&format!("Audit bundle of {id}"), &sections))
     })
     .await?
-}
-
-/// What the panel needs from the active release's manifest.
-pub(crate) fn manifest_summary(workspace: &Workspace, info: &shipshape_core::model::registry::ReleaseInfo) -> Value {
-    match shipshape_core::pipeline::manifest::load(&info.manifest_path.under(&workspace.root)) {
-        Ok(loaded) => json!({
-            "release_type": loaded.manifest.release_type,
-            "rollback_target": loaded.manifest.rollback_plan.previous_release_id.as_ref().map(|id| id.to_string()),
-            "manifest_url": format!("/releases/{}/manifest", info.release_id),
-            "bundle_url": format!("/releases/{}/bundle", info.release_id),
-        }),
-        Err(e) => json!({ "error": e.to_string() }),
-    }
 }
 
 /// `GET /api/v1/checks`: the active release's approvals (verified now, per role) and whether the

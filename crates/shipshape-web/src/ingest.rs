@@ -1,81 +1,19 @@
-//! `POST /api/v1/events` and the one writer behind it: batches wait in a queue and are stored
-//! together (group commit: one fsync for all), each batch still all or nothing.
+//! `POST /api/v1/events`: the batch is queued to the one writer (see `state`), which stores waiting
+//! batches together (group commit: one fsync for all), each batch still all or nothing.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use shipshape_core::Error;
 use shipshape_core::events::Format;
-use shipshape_core::infra::clock::Clock;
-use shipshape_monitor::monitor::{IngestOptions, IngestReport, Monitor, Timeline};
 
 use crate::auth::check_post;
 use crate::error::ApiError;
-use crate::state::{AppState, lock};
-
-/// A reply to an event batch: the report, or (HTTP status, message, line).
-pub(crate) type IngestReply = Result<IngestReport, (StatusCode, String, Option<usize>)>;
-
-/// One event batch waiting for the writer.
-pub(crate) struct IngestJob {
-    body: Bytes,
-    format: Format,
-    reply: tokio::sync::oneshot::Sender<IngestReply>,
-}
-
-/// The one writer: takes every batch waiting and stores them in one transaction (group commit: one
-/// fsync for all), each batch still all or nothing; then answers each. Ends when the server does.
-pub(crate) fn writer(monitor: &Mutex<Monitor>, clock: &dyn Clock, jobs: &std::sync::mpsc::Receiver<IngestJob>) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < 64 {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        let batches: Vec<(&[u8], Option<Format>)> = group.iter().map(|j| (&j.body[..], Some(j.format))).collect();
-        let outcome = {
-            let mut monitor = lock(monitor);
-            Timeline::of(&monitor.workspace).and_then(|timeline| {
-                let options = IngestOptions {
-                    format: None,
-                    skip_bad: false,
-                    timeline: &timeline,
-                    now: clock.now(),
-                    check_skew: true,
-                };
-                monitor.ingest_batches(&batches, &options)
-            })
-        };
-        drop(batches);
-        match outcome {
-            Ok(results) => {
-                for (job, result) in group.into_iter().zip(results) {
-                    let reply = result.map_err(|e| match e {
-                        Error::Parse { line, message, .. } => (
-                            StatusCode::BAD_REQUEST,
-                            format!("line {line}: {message}; nothing from this batch was stored"),
-                            Some(line),
-                        ),
-                        other => (StatusCode::BAD_REQUEST, other.to_string(), None),
-                    });
-                    let _ = job.reply.send(reply);
-                }
-            }
-            Err(e) => {
-                for job in group {
-                    let _ = job.reply.send(Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)));
-                }
-            }
-        }
-    }
-}
+use crate::state::{AppState, IngestJob};
 
 /// `POST /api/v1/events`: a batch of JSON lines (or CSV with `Content-Type: text/csv`), all or nothing.
 pub(crate) async fn post_events(

@@ -11,9 +11,10 @@
 //! # Modules, bottom to top
 //!
 //! - `error`: [`ApiError`], the one error type of every handler (kind → status, JSON body).
-//! - `state`: [`AppState`], what every handler shares, and the `/metrics` counters.
+//! - `state`: [`AppState`], what every handler shares — the monitor, the one group-committing
+//!   ingest writer and its queue, the `/metrics` counters — and `blocking` (work on the blocking pool).
 //! - `auth`: the operator token and the same-origin rule.
-//! - `ingest`: `POST /api/v1/events` and the one group-committing writer behind it.
+//! - `ingest`: `POST /api/v1/events`, queued to the writer.
 //! - `api`: the read endpoints, `POST /api/v1/evaluate`, the 404 fallback.
 //! - `metrics`: `/metrics`.
 //! - `dashboard`: the page, its read-only views, the live alert stream, the guarded rollback.

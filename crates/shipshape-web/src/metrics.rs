@@ -8,9 +8,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use shipshape_core::registry;
 
-use crate::api::blocking;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::state::blocking;
 
 /// `/metrics` in the Prometheus text exposition format.
 pub(crate) async fn get_metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {

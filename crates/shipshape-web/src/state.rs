@@ -1,5 +1,6 @@
 //! What every handler shares: the monitor (behind a mutex: SQLite is the truth, not memory), the
-//! ingest writer's queue, the clock, the operator and CSRF tokens, and the `/metrics` counters.
+//! one ingest writer and its queue, the clock, the operator and CSRF tokens, and the `/metrics`
+//! counters.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +11,12 @@ use shipshape_core::Error;
 use shipshape_core::infra::clock::Clock;
 use shipshape_monitor::monitor::Monitor;
 
-use crate::ingest::{IngestJob, writer};
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use shipshape_core::events::Format;
+use shipshape_monitor::monitor::{IngestOptions, IngestReport, Timeline};
+
+use crate::error::ApiError;
 
 /// Counters for `/metrics`.
 #[derive(Default)]
@@ -136,4 +142,70 @@ impl AppState {
 pub(crate) fn lock(monitor: &Mutex<Monitor>) -> std::sync::MutexGuard<'_, Monitor> {
     // A panic in another handler must not stop the monitor: the data is in SQLite, not in memory.
     monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A reply to an event batch: the report, or (HTTP status, message, line).
+pub(crate) type IngestReply = Result<IngestReport, (StatusCode, String, Option<usize>)>;
+
+/// One event batch waiting for the writer.
+pub(crate) struct IngestJob {
+    pub(crate) body: Bytes,
+    pub(crate) format: Format,
+    pub(crate) reply: tokio::sync::oneshot::Sender<IngestReply>,
+}
+
+/// The one writer: takes every batch waiting and stores them in one transaction (group commit: one
+/// fsync for all), each batch still all or nothing; then answers each. Ends when the server does.
+pub(crate) fn writer(monitor: &Mutex<Monitor>, clock: &dyn Clock, jobs: &std::sync::mpsc::Receiver<IngestJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < 64 {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let batches: Vec<(&[u8], Option<Format>)> = group.iter().map(|j| (&j.body[..], Some(j.format))).collect();
+        let outcome = {
+            let mut monitor = lock(monitor);
+            Timeline::of(&monitor.workspace).and_then(|timeline| {
+                let options = IngestOptions {
+                    format: None,
+                    skip_bad: false,
+                    timeline: &timeline,
+                    now: clock.now(),
+                    check_skew: true,
+                };
+                monitor.ingest_batches(&batches, &options)
+            })
+        };
+        drop(batches);
+        match outcome {
+            Ok(results) => {
+                for (job, result) in group.into_iter().zip(results) {
+                    let reply = result.map_err(|e| match e {
+                        Error::Parse { line, message, .. } => (
+                            StatusCode::BAD_REQUEST,
+                            format!("line {line}: {message}; nothing from this batch was stored"),
+                            Some(line),
+                        ),
+                        other => (StatusCode::BAD_REQUEST, other.to_string(), None),
+                    });
+                    let _ = job.reply.send(reply);
+                }
+            }
+            Err(e) => {
+                for job in group {
+                    let _ = job.reply.send(Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)));
+                }
+            }
+        }
+    }
+}
+
+/// Run `f` on the blocking pool (the libraries below are synchronous).
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}")))
 }
