@@ -28,6 +28,10 @@ fi
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "==> module cycles (no two modules of a crate import each other)"
+python3 scripts/check-module-cycles.py --self-test
+python3 scripts/check-module-cycles.py crates/*/src
+
 echo "==> cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
