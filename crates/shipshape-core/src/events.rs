@@ -173,34 +173,14 @@ fn score_block(block: &[u8], header: Option<&CsvHeader>, partial: &mut Partial, 
 pub fn score_file(path: &Path, display_path: &Path, options: ReadOptions) -> Result<Scored> {
     let mut file = File::open(path).at(display_path, "opening")?;
     let format = Format::of(path);
-    let mut carry: Vec<u8> = Vec::new();
-    let mut first_line = 1usize;
-    let mut header = None;
-    if format == Format::Csv {
-        // The header is the first line.
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let n = file.read(&mut buffer).at(display_path, "reading")?;
-            carry.extend_from_slice(&buffer[..n]);
-            if let Some(position) = memchr::memchr(b'\n', &carry) {
-                let line = carry[..position].to_vec();
-                carry.drain(..=position);
-                let text = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(&line))
-                    .map_err(|_| Error::parse(display_path, 1, 1, "the header is not valid UTF-8"))?;
-                header = Some(CsvHeader::parse(text).map_err(|e| Error::parse(display_path, 1, 1, e.to_string()))?);
-                first_line = 2;
-                break;
-            }
-            if n == 0 || carry.len() > MAX_LINE {
-                let message = if carry.iter().all(u8::is_ascii_whitespace) {
-                    "empty file: no header and no events"
-                } else {
-                    "no complete header line"
-                };
-                return Err(Error::parse(display_path, 1, 1, message));
-            }
+    // A CSV file's header is its first line; the bytes read past it are carried to the blocks.
+    let (header, mut carry, first_line) = match format {
+        Format::Csv => {
+            let (header, carry) = read_csv_header(&mut file, display_path)?;
+            (Some(header), carry, 2)
         }
-    }
+        Format::JsonLines => (None, Vec::new(), 1usize),
+    };
     let header = header.as_ref();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(workers * 2);
@@ -310,6 +290,32 @@ pub fn score_file(path: &Path, display_path: &Path, options: ReadOptions) -> Res
     scored.first_ts = partial.first_ts;
     scored.last_ts = partial.last_ts;
     Ok(scored)
+}
+
+/// Read a CSV file's header line: the header, and the bytes read after it.
+fn read_csv_header(file: &mut File, display_path: &Path) -> Result<(CsvHeader, Vec<u8>)> {
+    let mut carry = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer).at(display_path, "reading")?;
+        carry.extend_from_slice(&buffer[..n]);
+        if let Some(position) = memchr::memchr(b'\n', &carry) {
+            let line = carry[..position].to_vec();
+            carry.drain(..=position);
+            let text = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(&line))
+                .map_err(|_| Error::parse(display_path, 1, 1, "the header is not valid UTF-8"))?;
+            let header = CsvHeader::parse(text).map_err(|e| Error::parse(display_path, 1, 1, e.to_string()))?;
+            return Ok((header, carry));
+        }
+        if n == 0 || carry.len() > MAX_LINE {
+            let message = if carry.iter().all(u8::is_ascii_whitespace) {
+                "empty file: no header and no events"
+            } else {
+                "no complete header line"
+            };
+            return Err(Error::parse(display_path, 1, 1, message));
+        }
+    }
 }
 
 /// Read and drop bytes up to and including the next newline; return what followed it in the

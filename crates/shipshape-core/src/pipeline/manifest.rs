@@ -267,14 +267,7 @@ pub fn create(
         .transpose()
         .map_err(|rule| Error::invalid(workspace.manifests_dir(), format!("manifest path is not usable: {rule}")))?;
     let rollback_plan = rollback_plan(workspace, previous, previous_rel.as_ref());
-    let deployer = request
-        .deployer
-        .clone()
-        .filter(|d| !d.trim().is_empty())
-        .or_else(|| Some(workspace.config.release.deployer.clone()).filter(|d| !d.trim().is_empty()))
-        .or_else(crate::infra::user::current_user)
-        .unwrap_or_else(|| "unknown".into());
-    let monitoring_config = &workspace.config.monitoring;
+    let deployer = deployer_of(workspace, request);
     let manifest = Manifest {
         schema_version: MANIFEST_SCHEMA,
         release_id: release_id.clone(),
@@ -291,22 +284,8 @@ pub fn create(
         deployment: Deployment { timestamp: now, deployer, environment },
         artifacts,
         rollback_plan,
-        monitoring: MonitoringPlan {
-            heightened_period_hours: monitoring_config.heightened_hours.0,
-            alert_thresholds: (&monitoring_config.heightened).into(),
-            alert_frequency_hours: monitoring_config.heightened.notify_every.0.as_hours_f64(),
-            normal_alert_thresholds: (&monitoring_config.normal).into(),
-            normal_alert_frequency_hours: monitoring_config.normal.notify_every.0.as_hours_f64(),
-        },
-        metadata: Metadata {
-            git_commit: bundle.git.as_ref().map(|g| g.commit.clone()),
-            git_branch: bundle.git.as_ref().and_then(|g| g.branch.clone()),
-            git_tag: bundle.git.as_ref().and_then(|g| g.tag.clone()),
-            git_dirty: bundle.git.as_ref().map(|g| g.dirty),
-            build_id: request.build_id.clone(),
-            jira_tickets: request.tickets.clone(),
-            tool_version: env!("CARGO_PKG_VERSION").into(),
-        },
+        monitoring: monitoring_plan(&workspace.config.monitoring),
+        metadata: metadata(&bundle, request),
     };
     let text = format!(
         "# shipshape release manifest. Approvers sign these exact bytes: do not edit.\n{}",
@@ -314,6 +293,60 @@ pub fn create(
     );
 
     // Commit point 1: objects become visible (harmless on their own: content-addressed).
+    let (new_objects, reused_objects, repaired_objects) = commit_objects(&store, prepared)?;
+    let path = write_backups_and_manifest(workspace, &manifest, &text)?;
+    // Every object was re-hashed above (copied, or verified in place) and its backup linked, which
+    // moved its ctime: stamp them now so that a deploy need not hash unchanged models again.
+    let digests: Vec<Digest> = manifest.artifacts.iter().map(|(_, a)| a.hash).collect();
+    let _ = store.record_verified(&digests);
+    let bytes = text.into_bytes();
+    let digest = Digest::of(&bytes);
+    crate::infra::yaml::remember_parsed(&store.root().join("parsed"), &bytes, &manifest);
+    Ok(ManifestOutcome {
+        loaded: LoadedManifest { path, manifest, bytes, digest },
+        new_objects,
+        reused_objects,
+        repaired_objects,
+    })
+}
+
+/// Who the manifest names as deployer: `--deployer`, else `[release] deployer`, else the user.
+fn deployer_of(workspace: &Workspace, request: &ManifestRequest) -> String {
+    request
+        .deployer
+        .clone()
+        .filter(|d| !d.trim().is_empty())
+        .or_else(|| Some(workspace.config.release.deployer.clone()).filter(|d| !d.trim().is_empty()))
+        .or_else(crate::infra::user::current_user)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The story's `monitoring` block, from `[monitoring]`.
+fn monitoring_plan(config: &crate::config::MonitoringConfig) -> MonitoringPlan {
+    MonitoringPlan {
+        heightened_period_hours: config.heightened_hours.0,
+        alert_thresholds: (&config.heightened).into(),
+        alert_frequency_hours: config.heightened.notify_every.0.as_hours_f64(),
+        normal_alert_thresholds: (&config.normal).into(),
+        normal_alert_frequency_hours: config.normal.notify_every.0.as_hours_f64(),
+    }
+}
+
+/// The story's `metadata` block: git as the audit saw it, the build and the tickets.
+fn metadata(bundle: &AuditBundle, request: &ManifestRequest) -> Metadata {
+    Metadata {
+        git_commit: bundle.git.as_ref().map(|g| g.commit.clone()),
+        git_branch: bundle.git.as_ref().and_then(|g| g.branch.clone()),
+        git_tag: bundle.git.as_ref().and_then(|g| g.tag.clone()),
+        git_dirty: bundle.git.as_ref().map(|g| g.dirty),
+        build_id: request.build_id.clone(),
+        jira_tickets: request.tickets.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// Make the staged objects visible: (new, reused, repaired).
+fn commit_objects(store: &crate::infra::store::Store, prepared: Vec<Prepared>) -> Result<(usize, usize, Vec<Digest>)> {
     let (mut new_objects, mut reused_objects, mut repaired_objects) = (0, 0, Vec::new());
     for item in prepared {
         match item {
@@ -328,7 +361,14 @@ pub fn create(
             }
         }
     }
-    // The backup view, assembled aside and renamed into place.
+    Ok((new_objects, reused_objects, repaired_objects))
+}
+
+/// The backup view (assembled aside and renamed into place), then — commit point 2 — the manifest
+/// itself, never clobbering another. On failure nothing of this release is left visible.
+fn write_backups_and_manifest(workspace: &Workspace, manifest: &Manifest, text: &str) -> Result<PathBuf> {
+    let store = workspace.store();
+    let release_id = &manifest.release_id;
     let backups_dir = workspace.backups_dir();
     create_dir_all_durable(&backups_dir)?;
     crate::infra::atomic::remove_stale_temp_files(&backups_dir)?;
@@ -350,28 +390,11 @@ pub fn create(
         }
         Ok(path)
     })();
-    let path = match result {
-        Ok(path) => path,
-        Err(e) => {
-            let _ = fs::remove_dir_all(&staging);
-            if !workspace.manifests_dir().join(format!("{release_id}.yaml")).exists() {
-                let _ = fs::remove_dir_all(&backup_dir);
-            }
-            return Err(e);
+    result.inspect_err(|_| {
+        let _ = fs::remove_dir_all(&staging);
+        if !workspace.manifests_dir().join(format!("{release_id}.yaml")).exists() {
+            let _ = fs::remove_dir_all(&backup_dir);
         }
-    };
-    // Every object was re-hashed above (copied, or verified in place) and its backup linked, which
-    // moved its ctime: stamp them now so that a deploy need not hash unchanged models again.
-    let digests: Vec<Digest> = manifest.artifacts.iter().map(|(_, a)| a.hash).collect();
-    let _ = store.record_verified(&digests);
-    let bytes = text.into_bytes();
-    let digest = Digest::of(&bytes);
-    crate::infra::yaml::remember_parsed(&store.root().join("parsed"), &bytes, &manifest);
-    Ok(ManifestOutcome {
-        loaded: LoadedManifest { path, manifest, bytes, digest },
-        new_objects,
-        reused_objects,
-        repaired_objects,
     })
 }
 

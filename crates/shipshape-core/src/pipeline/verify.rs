@@ -304,6 +304,31 @@ fn verify_with(
         warnings: Vec::new(),
         approvals: None,
     };
+    judge_trust(workspace, loaded, options, now, &mut report);
+    // The audit bundle and the hash chain (both parse YAML) were checked on the side meanwhile.
+    let (bundle, chain) = side_checks.join().unwrap_or_else(|_| {
+        (Err("the checking thread panicked".to_string()), Err("the checking thread panicked".to_string()))
+    });
+    report.push(Check::AuditBundle, manifest.audit_bundle.to_string(), bundle);
+
+    check_validation(workspace, loaded, &mut report);
+    let chain_subject =
+        manifest.previous_manifest.as_ref().map_or_else(|| "(first manifest)".to_string(), |p| p.to_string());
+    report.push(Check::Chain, chain_subject, chain);
+
+    verify_content(workspace, loaded, options, progress, &mut report);
+    report
+}
+
+/// The manifest's own claims: it parses, and — by purpose — its expiry, approvals and sequence.
+fn judge_trust(
+    workspace: &Workspace,
+    loaded: &LoadedManifest,
+    options: VerifyOptions,
+    now: Time,
+    report: &mut VerifyReport,
+) {
+    let manifest = &loaded.manifest;
     report.push(Check::Manifest, report.manifest.clone(), Ok(format!("parses strictly; {}", loaded.digest)));
     if options.purpose == Purpose::Integrity {
         if manifest.expires <= now {
@@ -346,14 +371,11 @@ fn verify_with(
             }
         }
     }
+}
 
-    // The audit bundle and the hash chain (both parse YAML) were checked on the side meanwhile.
-    let (bundle, chain) = side_checks.join().unwrap_or_else(|_| {
-        (Err("the checking thread panicked".to_string()), Err("the checking thread panicked".to_string()))
-    });
-    report.push(Check::AuditBundle, manifest.audit_bundle.to_string(), bundle);
-
-    // The validation the manifest recorded.
+/// The validation record the manifest names, byte for byte.
+fn check_validation(workspace: &Workspace, loaded: &LoadedManifest, report: &mut VerifyReport) {
+    let manifest = &loaded.manifest;
     let validation = &manifest.validation;
     let validation_subject = format!("{}/validation.yaml", manifest.audit_bundle);
     let outcome =
@@ -381,12 +403,22 @@ fn verify_with(
             .warnings
             .push(format!("this release was made with --allow-unvalidated: validation was {}", validation.status));
     }
+}
 
-    let chain_subject =
-        manifest.previous_manifest.as_ref().map_or_else(|| "(first manifest)".to_string(), |p| p.to_string());
-    report.push(Check::Chain, chain_subject, chain);
-
-    // Paths recorded in the manifest must stay inside the workspace.
+/// The bytes: every store object, every backup, and (with `artifacts`) every workspace file,
+/// re-hashed on all cores; paths recorded in the manifest must stay inside the workspace.
+///
+/// Longer than most (about 130 lines) on purpose: planning the jobs, running them in parallel and
+/// reporting them share the objects' stats, the verified cache and the set of failed objects (a
+/// backup linked to a corrupt object fails with it); split, those would travel as five arguments.
+fn verify_content(
+    workspace: &Workspace,
+    loaded: &LoadedManifest,
+    options: VerifyOptions,
+    progress: &dyn Progress,
+    report: &mut VerifyReport,
+) {
+    let manifest = &loaded.manifest;
     let mut jobs = Vec::new();
     let mut seen_objects = HashSet::new();
     let store = workspace.store();
@@ -506,5 +538,4 @@ fn verify_with(
             Job::Workspace(_, digest) => report.push(Check::WorkspaceFile, path_of(digest), outcome),
         }
     }
-    report
 }

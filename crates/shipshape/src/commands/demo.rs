@@ -121,190 +121,14 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => context.start_dir.join(dir),
         None => default_dir(),
     };
-    step("Setup: a fresh copy of the SenseQuant example workspace");
-    write_example(&dir)?;
-    let dir = dir.canonicalize()?;
-    println!("workspace: {}", dir.display());
-    let has_git = git(&dir, &["init", "-q", "-b", "main"]).is_ok()
-        && git(&dir, &["add", "-A"]).is_ok()
-        && git(&dir, &["commit", "-q", "-m", "SenseQuant v1.0: student model v1.0_20251010"]).is_ok()
-        && git(&dir, &["tag", "v1.0.0"]).is_ok();
-    if has_git {
-        println!("git repository initialised, commit tagged v1.0.0");
-    } else {
-        context.warn("git is not available: the audit will record null git metadata");
-    }
+    let (dir, has_git) = setup(context, &dir)?;
     let ws = context.at(dir.clone());
-
-    step("Phase 1: Release Audit (make release-audit)");
-    command_line("shipshape audit");
-    expect_success(super::audit::run(&ws, &AuditArgs { json: false })?, "audit")?;
-
-    step("Phase 2: Release Validation (make release-validate)");
-    command_line("shipshape validate --dry-run");
-    expect_success(super::validate::run(&ws, &validate_args(None, true))?, "validate --dry-run")?;
-    command_line("shipshape validate --checklist checklists/strict.toml   # a deliberately strict gate");
-    let strict = super::validate::run(&ws, &validate_args(Some("checklists/strict.toml"), false))?;
-    if strict == ExitCode::SUCCESS {
-        bail!("the strict gate passed; the demo expected it to fail");
-    }
-    println!("(failed, as intended: exit code 1)");
-    command_line("shipshape manifest --type minor");
-    match super::manifest::run(&ws, &manifest_args(ReleaseTypeArg::Minor, "SQNT-123")) {
-        Err(error) => println!("error: {error}\n(refused, as it must be: the bundle's validation failed)"),
-        Ok(_) => bail!("manifest accepted a bundle whose validation failed"),
-    }
-    command_line("shipshape validate");
-    expect_success(super::validate::run(&ws, &validate_args(None, false))?, "validate")?;
-
-    step("Phase 3: Release Manifest (make release-manifest)");
-    command_line(
-        "shipshape manifest --type minor --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-123",
-    );
-    expect_success(super::manifest::run(&ws, &manifest_args(ReleaseTypeArg::Minor, "SQNT-123"))?, "manifest")?;
-    command_line("shipshape verify --integrity-only");
-    expect_success(
-        super::verify::run(&ws, &VerifyArgs { manifest: None, artifacts: true, integrity_only: true, json: false })?,
-        "verify",
-    )?;
-
-    step("Approvals: the story's two roles sign the manifest's exact bytes");
-    let keys = dir.with_file_name(format!("{}-keys", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
-    fs::create_dir_all(&keys)?;
-    let mut signers = fs::read_to_string(dir.join("release/allowed_signers"))?;
-    for (who, email, role) in
-        [("jane", "jane@sensequant.example", "risk-manager"), ("john", "john@sensequant.example", "engineering-lead")]
-    {
-        let public =
-            shipshape_core::pipeline::approve::generate_ed25519(&keys.join(who), &format!("{who} (demo key)"))?;
-        signers.push_str(&format!("{email} namespaces=\"{role}@shipshape\" {public}\n"));
-    }
-    fs::write(dir.join("release/allowed_signers"), signers)?;
-    println!(
-        "generated two demo keys in {} (outside the workspace) and added their public keys to release/allowed_signers",
-        keys.display()
-    );
-    let first_manifest = shipshape_core::pipeline::manifest::newest_path(&ws.workspace()?)?;
-    let first_rel = first_manifest.strip_prefix(&dir)?.to_path_buf();
-    for (who, role) in [("jane", "risk-manager"), ("john", "engineering-lead")] {
-        command_line(&format!(
-            "shipshape approve {} --role {role} --key {}",
-            first_rel.display(),
-            keys.join(who).display()
-        ));
-        expect_success(super::approve::run(&ws, &approve_args(&first_rel, role, &keys.join(who)))?, "approve")?;
-    }
-    command_line("shipshape verify");
-    expect_success(
-        super::verify::run(&ws, &VerifyArgs { manifest: None, artifacts: false, integrity_only: false, json: false })?,
-        "verify",
-    )?;
-
-    step("A second release: a tuned search space, as a hotfix");
-    let search_space = dir.join("search_space.yaml");
-    let text = fs::read_to_string(&search_space)?.replace("[0.55, 0.60, 0.62, 0.65]", "[0.58, 0.60, 0.62, 0.65]");
-    fs::write(&search_space, text)?;
-    println!("edited search_space.yaml (intraday_confidence grid)");
-    if has_git {
-        git(&dir, &["commit", "-q", "-am", "Tune intraday confidence grid"])?;
-        git(&dir, &["tag", "v1.0.1"])?;
-    }
-    command_line("shipshape audit");
-    expect_success(super::audit::run(&ws, &AuditArgs { json: false })?, "audit")?;
-    command_line("shipshape validate");
-    expect_success(super::validate::run(&ws, &validate_args(None, false))?, "validate")?;
-    command_line(
-        "shipshape manifest --type hotfix --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-124",
-    );
-    expect_success(super::manifest::run(&ws, &manifest_args(ReleaseTypeArg::Hotfix, "SQNT-124"))?, "manifest")?;
-    let second_rel =
-        shipshape_core::pipeline::manifest::newest_path(&ws.workspace()?)?.strip_prefix(&dir)?.to_path_buf();
-    command_line(&format!(
-        "shipshape approve {} --role engineering-lead --key {}   # a hotfix needs one approval",
-        second_rel.display(),
-        keys.join("john").display()
-    ));
-    expect_success(
-        super::approve::run(&ws, &approve_args(&second_rel, "engineering-lead", &keys.join("john")))?,
-        "approve",
-    )?;
-    command_line("shipshape verify --artifacts");
-    expect_success(
-        super::verify::run(&ws, &VerifyArgs { manifest: None, artifacts: true, integrity_only: false, json: false })?,
-        "verify",
-    )?;
-    let workspace = ws.workspace()?;
-    let newest = shipshape_core::pipeline::manifest::newest_path(&workspace)?;
-    let loaded = shipshape_core::pipeline::manifest::load(&newest)?;
-    println!(
-        "\nrollback plan of {} (back to {}):",
-        loaded.manifest.release_id,
-        loaded.manifest.rollback_plan.previous_release_id.as_ref().map_or("nothing".to_string(), |id| id.to_string())
-    );
-    for command in &loaded.manifest.rollback_plan.restore_commands {
-        println!("  {command}");
-    }
-
-    step("Phase 4: Production Deployment (make release-deploy)");
-    command_line(&format!("shipshape deploy {} --yes", first_rel.display()));
-    expect_success(super::deploy::deploy(&ws, &deploy_args(Some(first_rel.clone())))?, "deploy")?;
-    command_line("shipshape deploy --yes   # the newest approved manifest: the hotfix");
-    expect_success(super::deploy::deploy(&ws, &deploy_args(None))?, "deploy")?;
-    command_line("shipshape status");
-    expect_success(super::status::status(&ws, &crate::cli::StatusArgs { deep: false, json: false })?, "status")?;
-
-    step("Rollback (make release-rollback)");
-    command_line("shipshape rollback --yes --reason \"demo: back to the minor release\"");
-    expect_success(
-        super::deploy::rollback(
-            &ws,
-            &crate::cli::RollbackArgs {
-                to: None,
-                reason: Some("demo: back to the minor release".into()),
-                yes: true,
-                dry_run: false,
-            },
-        )?,
-        "rollback",
-    )?;
-    command_line("shipshape status");
-    expect_success(super::status::status(&ws, &crate::cli::StatusArgs { deep: false, json: false })?, "status")?;
-    command_line("shipshape history");
-    expect_success(super::status::history(&ws, &crate::cli::HistoryArgs { json: false })?, "history")?;
-
+    first_release(&ws)?;
+    let (keys, first_rel) = approve_first_release(&ws, &dir)?;
+    second_release(&ws, &dir, has_git, &keys)?;
+    deploy_and_roll_back(&ws, &first_rel)?;
     let watch_end = watch(&ws, &dir)?;
-
-    step("Tamper drill: one byte of the first manifest changed, in a copy of the workspace");
-    let tampered =
-        dir.with_file_name(format!("{}-tampered", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
-    copy_tree(&dir, &tampered)?;
-    let first =
-        shipshape_core::pipeline::manifest::manifest_paths(&workspace)?.into_iter().next().context("first manifest")?;
-    let first_in_copy = tampered.join(first.strip_prefix(&dir)?);
-    let mut bytes = fs::read(&first_in_copy)?;
-    if let Some(position) = bytes.windows(8).position(|w| w == b"deployer") {
-        bytes[position + 10] ^= 0x01;
-    }
-    fs::write(&first_in_copy, bytes)?;
-    println!("changed one byte of {} in {}", first.strip_prefix(&dir)?.display(), tampered.display());
-    command_line(&format!("shipshape -C {} verify", tampered.display()));
-    let code = super::verify::run(
-        &context.at(tampered.clone()),
-        &VerifyArgs { manifest: None, artifacts: false, integrity_only: false, json: false },
-    )?;
-    if code == ExitCode::SUCCESS {
-        bail!("verify accepted a tampered manifest chain");
-    }
-    println!("(refused, as it must be: exit code 1)");
-    command_line(&format!("shipshape -C {} verify {}", tampered.display(), first_rel.display()));
-    let code = super::verify::run(
-        &context.at(tampered.clone()),
-        &VerifyArgs { manifest: Some(tampered.join(&first_rel)), artifacts: false, integrity_only: false, json: false },
-    )?;
-    if code == ExitCode::SUCCESS {
-        bail!("verify accepted approvals of a tampered manifest");
-    }
-    println!("(refused, as it must be: the approvals no longer match the manifest's bytes)");
+    let tampered = tamper_drill(context, &dir, &first_rel)?;
 
     step("Done");
     println!("demo workspace:  {}", dir.display());
@@ -323,6 +147,221 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A fresh copy of the example workspace, in git when git is there: (its path, whether git is used).
+fn setup(context: &Context, dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    step("Setup: a fresh copy of the SenseQuant example workspace");
+    write_example(dir)?;
+    let dir = dir.canonicalize()?;
+    println!("workspace: {}", dir.display());
+    let has_git = git(&dir, &["init", "-q", "-b", "main"]).is_ok()
+        && git(&dir, &["add", "-A"]).is_ok()
+        && git(&dir, &["commit", "-q", "-m", "SenseQuant v1.0: student model v1.0_20251010"]).is_ok()
+        && git(&dir, &["tag", "v1.0.0"]).is_ok();
+    if has_git {
+        println!("git repository initialised, commit tagged v1.0.0");
+    } else {
+        context.warn("git is not available: the audit will record null git metadata");
+    }
+
+    Ok((dir, has_git))
+}
+
+/// Phases 1–3: audit, validation (a strict gate refused first), the manifest.
+fn first_release(ws: &Context) -> anyhow::Result<()> {
+    step("Phase 1: Release Audit (make release-audit)");
+    command_line("shipshape audit");
+    expect_success(super::audit::run(ws, &AuditArgs { json: false })?, "audit")?;
+
+    step("Phase 2: Release Validation (make release-validate)");
+    command_line("shipshape validate --dry-run");
+    expect_success(super::validate::run(ws, &validate_args(None, true))?, "validate --dry-run")?;
+    command_line("shipshape validate --checklist checklists/strict.toml   # a deliberately strict gate");
+    let strict = super::validate::run(ws, &validate_args(Some("checklists/strict.toml"), false))?;
+    if strict == ExitCode::SUCCESS {
+        bail!("the strict gate passed; the demo expected it to fail");
+    }
+    println!("(failed, as intended: exit code 1)");
+    command_line("shipshape manifest --type minor");
+    match super::manifest::run(ws, &manifest_args(ReleaseTypeArg::Minor, "SQNT-123")) {
+        Err(error) => println!("error: {error}\n(refused, as it must be: the bundle's validation failed)"),
+        Ok(_) => bail!("manifest accepted a bundle whose validation failed"),
+    }
+    command_line("shipshape validate");
+    expect_success(super::validate::run(ws, &validate_args(None, false))?, "validate")?;
+
+    step("Phase 3: Release Manifest (make release-manifest)");
+    command_line(
+        "shipshape manifest --type minor --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-123",
+    );
+    expect_success(super::manifest::run(ws, &manifest_args(ReleaseTypeArg::Minor, "SQNT-123"))?, "manifest")?;
+    command_line("shipshape verify --integrity-only");
+    expect_success(
+        super::verify::run(ws, &VerifyArgs { manifest: None, artifacts: true, integrity_only: true, json: false })?,
+        "verify",
+    )?;
+
+    Ok(())
+}
+
+/// Two demo keys (outside the workspace) for the story's two roles, and their approvals of the
+/// first manifest: (the keys' directory, the manifest's path relative to the workspace).
+fn approve_first_release(ws: &Context, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    step("Approvals: the story's two roles sign the manifest's exact bytes");
+    let keys = dir.with_file_name(format!("{}-keys", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
+    fs::create_dir_all(&keys)?;
+    let mut signers = fs::read_to_string(dir.join("release/allowed_signers"))?;
+    for (who, email, role) in
+        [("jane", "jane@sensequant.example", "risk-manager"), ("john", "john@sensequant.example", "engineering-lead")]
+    {
+        let public =
+            shipshape_core::pipeline::approve::generate_ed25519(&keys.join(who), &format!("{who} (demo key)"))?;
+        signers.push_str(&format!("{email} namespaces=\"{role}@shipshape\" {public}\n"));
+    }
+    fs::write(dir.join("release/allowed_signers"), signers)?;
+    println!(
+        "generated two demo keys in {} (outside the workspace) and added their public keys to release/allowed_signers",
+        keys.display()
+    );
+    let first_manifest = shipshape_core::pipeline::manifest::newest_path(&ws.workspace()?)?;
+    let first_rel = first_manifest.strip_prefix(dir)?.to_path_buf();
+    for (who, role) in [("jane", "risk-manager"), ("john", "engineering-lead")] {
+        command_line(&format!(
+            "shipshape approve {} --role {role} --key {}",
+            first_rel.display(),
+            keys.join(who).display()
+        ));
+        expect_success(super::approve::run(ws, &approve_args(&first_rel, role, &keys.join(who)))?, "approve")?;
+    }
+    command_line("shipshape verify");
+    expect_success(
+        super::verify::run(ws, &VerifyArgs { manifest: None, artifacts: false, integrity_only: false, json: false })?,
+        "verify",
+    )?;
+
+    Ok((keys, first_rel))
+}
+
+/// A tuned search space released as a hotfix, approved by one role; its rollback plan printed.
+fn second_release(ws: &Context, dir: &Path, has_git: bool, keys: &Path) -> anyhow::Result<()> {
+    step("A second release: a tuned search space, as a hotfix");
+    let search_space = dir.join("search_space.yaml");
+    let text = fs::read_to_string(&search_space)?.replace("[0.55, 0.60, 0.62, 0.65]", "[0.58, 0.60, 0.62, 0.65]");
+    fs::write(&search_space, text)?;
+    println!("edited search_space.yaml (intraday_confidence grid)");
+    if has_git {
+        git(dir, &["commit", "-q", "-am", "Tune intraday confidence grid"])?;
+        git(dir, &["tag", "v1.0.1"])?;
+    }
+    command_line("shipshape audit");
+    expect_success(super::audit::run(ws, &AuditArgs { json: false })?, "audit")?;
+    command_line("shipshape validate");
+    expect_success(super::validate::run(ws, &validate_args(None, false))?, "validate")?;
+    command_line(
+        "shipshape manifest --type hotfix --deployer demo-release-manager --build-id demo-build-1 --ticket SQNT-124",
+    );
+    expect_success(super::manifest::run(ws, &manifest_args(ReleaseTypeArg::Hotfix, "SQNT-124"))?, "manifest")?;
+    let second_rel =
+        shipshape_core::pipeline::manifest::newest_path(&ws.workspace()?)?.strip_prefix(dir)?.to_path_buf();
+    command_line(&format!(
+        "shipshape approve {} --role engineering-lead --key {}   # a hotfix needs one approval",
+        second_rel.display(),
+        keys.join("john").display()
+    ));
+    expect_success(
+        super::approve::run(ws, &approve_args(&second_rel, "engineering-lead", &keys.join("john")))?,
+        "approve",
+    )?;
+    command_line("shipshape verify --artifacts");
+    expect_success(
+        super::verify::run(ws, &VerifyArgs { manifest: None, artifacts: true, integrity_only: false, json: false })?,
+        "verify",
+    )?;
+    let workspace = ws.workspace()?;
+    let newest = shipshape_core::pipeline::manifest::newest_path(&workspace)?;
+    let loaded = shipshape_core::pipeline::manifest::load(&newest)?;
+    println!(
+        "\nrollback plan of {} (back to {}):",
+        loaded.manifest.release_id,
+        loaded.manifest.rollback_plan.previous_release_id.as_ref().map_or("nothing".to_string(), |id| id.to_string())
+    );
+    for command in &loaded.manifest.rollback_plan.restore_commands {
+        println!("  {command}");
+    }
+
+    Ok(())
+}
+
+/// Phase 4: deploy the first release, then the hotfix; roll back; status and history.
+fn deploy_and_roll_back(ws: &Context, first_rel: &Path) -> anyhow::Result<()> {
+    step("Phase 4: Production Deployment (make release-deploy)");
+    command_line(&format!("shipshape deploy {} --yes", first_rel.display()));
+    expect_success(super::deploy::deploy(ws, &deploy_args(Some(first_rel.to_path_buf())))?, "deploy")?;
+    command_line("shipshape deploy --yes   # the newest approved manifest: the hotfix");
+    expect_success(super::deploy::deploy(ws, &deploy_args(None))?, "deploy")?;
+    command_line("shipshape status");
+    expect_success(super::status::status(ws, &crate::cli::StatusArgs { deep: false, json: false })?, "status")?;
+
+    step("Rollback (make release-rollback)");
+    command_line("shipshape rollback --yes --reason \"demo: back to the minor release\"");
+    expect_success(
+        super::deploy::rollback(
+            ws,
+            &crate::cli::RollbackArgs {
+                to: None,
+                reason: Some("demo: back to the minor release".into()),
+                yes: true,
+                dry_run: false,
+            },
+        )?,
+        "rollback",
+    )?;
+    command_line("shipshape status");
+    expect_success(super::status::status(ws, &crate::cli::StatusArgs { deep: false, json: false })?, "status")?;
+    command_line("shipshape history");
+    expect_success(super::status::history(ws, &crate::cli::HistoryArgs { json: false })?, "history")?;
+
+    Ok(())
+}
+
+/// One byte of the first manifest changed in a copy of the workspace: verification refuses the
+/// chain and the approvals. Returns the copy's path.
+fn tamper_drill(context: &Context, dir: &Path, first_rel: &Path) -> anyhow::Result<PathBuf> {
+    let workspace = context.at(dir.to_path_buf()).workspace()?;
+    step("Tamper drill: one byte of the first manifest changed, in a copy of the workspace");
+    let tampered =
+        dir.with_file_name(format!("{}-tampered", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
+    copy_tree(dir, &tampered)?;
+    let first =
+        shipshape_core::pipeline::manifest::manifest_paths(&workspace)?.into_iter().next().context("first manifest")?;
+    let first_in_copy = tampered.join(first.strip_prefix(dir)?);
+    let mut bytes = fs::read(&first_in_copy)?;
+    if let Some(position) = bytes.windows(8).position(|w| w == b"deployer") {
+        bytes[position + 10] ^= 0x01;
+    }
+    fs::write(&first_in_copy, bytes)?;
+    println!("changed one byte of {} in {}", first.strip_prefix(dir)?.display(), tampered.display());
+    command_line(&format!("shipshape -C {} verify", tampered.display()));
+    let code = super::verify::run(
+        &context.at(tampered.clone()),
+        &VerifyArgs { manifest: None, artifacts: false, integrity_only: false, json: false },
+    )?;
+    if code == ExitCode::SUCCESS {
+        bail!("verify accepted a tampered manifest chain");
+    }
+    println!("(refused, as it must be: exit code 1)");
+    command_line(&format!("shipshape -C {} verify {}", tampered.display(), first_rel.display()));
+    let code = super::verify::run(
+        &context.at(tampered.clone()),
+        &VerifyArgs { manifest: Some(tampered.join(first_rel)), artifacts: false, integrity_only: false, json: false },
+    )?;
+    if code == ExitCode::SUCCESS {
+        bail!("verify accepted approvals of a tampered manifest");
+    }
+    println!("(refused, as it must be: the approvals no longer match the manifest's bytes)");
+
+    Ok(tampered)
 }
 
 /// Outcome events of a regressed model for `(from, to]` (deterministic): intraday trades for five
