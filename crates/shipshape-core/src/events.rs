@@ -182,7 +182,7 @@ pub fn score_file(path: &Path, display_path: &Path, options: ReadOptions) -> Res
         Format::JsonLines => (None, Vec::new(), 1usize),
     };
     let header = header.as_ref();
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = crate::infra::hash::cores();
     let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(workers * 2);
     let receiver = Mutex::new(receiver);
     let results: Mutex<BTreeMap<usize, BlockResult>> = Mutex::new(BTreeMap::new());

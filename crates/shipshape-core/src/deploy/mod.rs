@@ -312,3 +312,71 @@ pub fn deploy(
         Outcome::RolledBack(reason) => DeployOutcome::RolledBack(plan, reason),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+    use std::fs;
+
+    use super::*;
+    use crate::infra::hash::Digest;
+    use crate::infra::paths::RelPath;
+    use crate::model::ids::ReleaseId;
+    use crate::model::journal::TargetState;
+
+    /// A copy-mode target holding `files`, with the stat cache a deploy would have written.
+    fn deployed(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Target, ReleaseFiles) {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::at(dir.path().to_path_buf(), DeployMode::Copy);
+        let mut release = ReleaseFiles {
+            release_id: ReleaseId::new("release_20251012_190000").unwrap(),
+            manifest: RelPath::new("release/manifests/release_20251012_190000.yaml").unwrap(),
+            files: BTreeMap::new(),
+            rollback_to: None,
+        };
+        let mut state = TargetState { release_id: Some(release.release_id.clone()), files: BTreeMap::new() };
+        for (path, bytes) in files {
+            let rel = RelPath::new(path).unwrap();
+            let live = rel.under(&target.root);
+            fs::create_dir_all(live.parent().unwrap()).unwrap();
+            fs::write(&live, bytes).unwrap();
+            let digest = Digest::of(bytes);
+            release.files.insert(rel.clone(), (digest, bytes.len() as u64));
+            state.files.insert(rel, state::stat_of(&live, digest).unwrap());
+        }
+        state::write_state(&target.state_path(), &state).unwrap();
+        (dir, target, release)
+    }
+
+    #[test]
+    fn an_intact_target_has_no_drift_shallow_or_deep() {
+        let (_dir, target, release) = deployed(&[("config/a.yaml", b"a: 1\n"), ("models/m.pkl", b"model")]);
+        assert!(drift(&target, &release, false).unwrap().is_empty());
+        assert!(drift(&target, &release, true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn edited_missing_and_replaced_files_are_drift() {
+        let (_dir, target, release) =
+            deployed(&[("config/a.yaml", b"a: 1\n"), ("config/b.yaml", b"b: 2\n"), ("models/m.pkl", b"model")]);
+        fs::write(target.root.join("config/a.yaml"), b"a: 9\n").unwrap();
+        fs::remove_file(target.root.join("config/b.yaml")).unwrap();
+        fs::remove_file(target.root.join("models/m.pkl")).unwrap();
+        fs::create_dir(target.root.join("models/m.pkl")).unwrap(); // not a regular file any more
+        let mut drifted = drift(&target, &release, false).unwrap();
+        drifted.sort();
+        assert_eq!(drifted, ["config/a.yaml", "config/b.yaml", "models/m.pkl"]);
+    }
+
+    #[test]
+    fn an_edit_that_restores_size_and_mtime_is_caught_by_the_ctime() {
+        let (_dir, target, release) = deployed(&[("config/a.yaml", b"a: 1\n")]);
+        let live = target.root.join("config/a.yaml");
+        let before = fs::metadata(&live).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&live, b"a: 2\n").unwrap(); // same size
+        fs::File::options().write(true).open(&live).unwrap().set_modified(before.modified().unwrap()).unwrap();
+        assert_eq!(drift(&target, &release, false).unwrap(), ["config/a.yaml"]);
+    }
+}

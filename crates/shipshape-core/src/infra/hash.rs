@@ -137,8 +137,15 @@ pub fn hash_file(path: &Path, progress: &dyn Progress) -> Result<(Digest, u64)> 
 /// hashed. Decided by bytes, not by the number of files: one 1 GiB model beside four small configs
 /// is the shape where read-ahead matters most; nine equal models keep every core busy without it.
 pub fn read_ahead_helps(size: u64, total: u64) -> bool {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u128;
+    let cores = cores() as u128;
     cores > 1 && u128::from(size) * cores > u128::from(total)
+}
+
+/// The cores this process may use, found once: `available_parallelism` reads the cgroup's CPU quota
+/// from /sys and /proc on every call (about 80 µs here), which a per-file decision cannot afford.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Hash a file, streaming; `read_ahead` allows a second thread for large files.
@@ -337,7 +344,7 @@ pub fn parallel_map<T: Sync, R: Send>(items: &[(T, u64)], work: impl Fn(&(T, u64
         // Nothing to read (hard links already proven, empty files): threads would cost more.
         return items.iter().map(work).collect();
     }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    let workers = cores().min(items.len().max(1));
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|&a, &b| items[b].1.cmp(&items[a].1));
     let next = AtomicUsize::new(0);
@@ -386,7 +393,7 @@ mod tests {
 
     #[test]
     fn read_ahead_is_decided_by_bytes_not_by_the_number_of_files() {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = cores();
         let (gib, config) = (1u64 << 30, 4096u64);
         if cores < 2 {
             assert!(!read_ahead_helps(gib, gib), "one core: nothing to overlap with");
