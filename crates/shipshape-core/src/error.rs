@@ -21,6 +21,7 @@ pub enum ErrorKind {
     /// The operating system refused something that is not the user's input (disk full, I/O error).
     Io,
     /// A database failed (busy past its timeout, corrupt, full): not the user's input, not a file.
+    /// The release engine has no database; the monitor's errors (`shipshape_monitor::error`) use it.
     Database,
     /// A bug in shipshape: something it guarantees did not hold. Please report it.
     Internal,
@@ -77,16 +78,6 @@ pub enum Error {
         /// Who holds it (pid, host, command, since when), as recorded in the lock file.
         holder: String,
     },
-    /// A database error.
-    #[error("{}: {action}: {message}", path.display())]
-    Database {
-        /// The database file.
-        path: PathBuf,
-        /// What shipshape was doing.
-        action: &'static str,
-        /// The database's message.
-        message: String,
-    },
     /// A bug in shipshape (a worker thread panicked, an invariant did not hold).
     #[error("internal error (a bug in shipshape, please report it): {0}")]
     Internal(String),
@@ -112,7 +103,6 @@ impl Error {
             }
             Error::Check(_) => ErrorKind::CheckFailed,
             Error::Locked { .. } => ErrorKind::Locked,
-            Error::Database { .. } => ErrorKind::Database,
             Error::Internal(_) => ErrorKind::Internal,
             Error::Io { source, .. } => match source.kind() {
                 io::ErrorKind::NotFound

@@ -14,6 +14,7 @@
 //!   metric over it and the verdict.
 //!
 //! Storage and drivers:
+//! - [`error`]: the monitor's error type — the engine's errors, or the database's.
 //! - [`db`]: the SQLite database (`data/monitoring/monitor.db`) and all of its SQL — [`db::events`]
 //!   (idempotent ingestion, time buckets, windows), [`db::alerts`] (the state machine's memory, alert
 //!   episodes, transitions, evaluations, one pass's writes in one transaction, auto-rollback claims),
@@ -25,6 +26,7 @@
 
 pub mod alert;
 pub mod db;
+pub mod error;
 pub mod evaluate;
 pub mod judge;
 pub mod monitor;

@@ -9,6 +9,7 @@ use std::path::Path;
 use jiff::Timestamp;
 use serde::Serialize;
 use shipshape_core::config::{BaselineSource, MonitoringConfig};
+use shipshape_core::deploy;
 use shipshape_core::events::{Format, MAX_LINE};
 use shipshape_core::infra::clock::Time;
 use shipshape_core::infra::hash::NoProgress;
@@ -16,7 +17,8 @@ use shipshape_core::infra::paths::RelPath;
 use shipshape_core::layout::Workspace;
 use shipshape_core::model::registry::ReleaseInfo;
 use shipshape_core::registry::{self};
-use shipshape_core::{Error, Result, deploy};
+
+use crate::error::{Error, Result};
 use shipshape_metrics::SharpeUnit;
 use shipshape_metrics::event::{CsvHeader, EventError, EventRef, parse_json_line};
 
@@ -611,7 +613,7 @@ fn read_events(
     let mut header: Option<CsvHeader> = None;
     let mut format = format;
     let mut line_number = 0u64;
-    let read_error = |e: std::io::Error| Error::Io { path: source.to_path_buf(), action: "reading", source: e };
+    let read_error = |e: std::io::Error| Error::io(source, "reading", e);
     while let Some(read) = next_line(reader, &mut buffer).map_err(read_error)? {
         line_number += 1;
         let bad = |message: String, report: &mut IngestReport| -> Result<()> {

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
 
+use crate::error::Result;
 use jiff::Timestamp;
 use serde::Serialize;
-use shipshape_core::Result;
 use shipshape_core::config::BaselineSource;
 use shipshape_core::infra::clock::Time;
 use shipshape_core::layout::Workspace;
@@ -78,7 +78,7 @@ pub fn replay(
         BaselineSource::Validation => match shipshape_core::pipeline::manifest::newest_path(&monitor.workspace) {
             Ok(path) => {
                 let manifest = shipshape_core::infra::paths::RelPath::from_walk(&monitor.workspace.root, &path)
-                    .map_err(|rule| shipshape_core::Error::invalid(&path, rule.to_string()))?;
+                    .map_err(|rule| crate::error::Error::invalid(&path, rule.to_string()))?;
                 Some(monitor.validation_baselines(&manifest)?)
             }
             Err(_) => None, // no manifest yet: the events before each deploy

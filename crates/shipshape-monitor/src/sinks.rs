@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
-use shipshape_core::Result;
 use shipshape_core::config::SinkConfig;
 use shipshape_core::infra::http::{Url, post_json};
 

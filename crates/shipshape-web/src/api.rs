@@ -24,7 +24,7 @@ pub(crate) async fn post_evaluate(
     Ok(axum::Json(blocking(move || worker.evaluate_now(&mut |line| eprintln!("{line}"))).await??))
 }
 
-pub(crate) fn status_json(state: &AppState) -> shipshape_core::Result<Value> {
+pub(crate) fn status_json(state: &AppState) -> shipshape_monitor::error::Result<Value> {
     let monitor = state.monitor();
     let now = state.clock.now();
     let active = registry::get_active_release(&monitor.workspace, now)?;
@@ -66,7 +66,7 @@ pub(crate) async fn get_status(State(state): State<Arc<AppState>>) -> Result<axu
 pub(crate) async fn get_releases(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
     let root = state.root.clone();
     let clock = Arc::clone(&state.clock);
-    let result = blocking(move || -> shipshape_core::Result<Value> {
+    let result = blocking(move || -> shipshape_monitor::error::Result<Value> {
         let workspace = Workspace::open(&root)?;
         let active = registry::get_active_release(&workspace, clock.now())?;
         let history = registry::history(&workspace)?;

@@ -147,7 +147,7 @@ pub(crate) async fn view_bundle(
 pub(crate) async fn get_checks(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
     let root = state.root.clone();
     let now = state.clock.now();
-    let result = blocking(move || -> shipshape_core::Result<Value> {
+    let result = blocking(move || -> shipshape_monitor::error::Result<Value> {
         let workspace = Workspace::open(&root)?;
         let Some((info, files)) = deploy::active_files(&workspace, now)? else {
             return Ok(json!({ "active_release": null }));
@@ -227,7 +227,7 @@ pub(crate) async fn get_metric(
 pub(crate) async fn get_analytics(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
     let root = state.root.clone();
     let now = state.clock.now();
-    let result = blocking(move || -> shipshape_core::Result<Value> {
+    let result = blocking(move || -> shipshape_monitor::error::Result<Value> {
         let workspace = Workspace::open(&root)?;
         let history = registry::history(&workspace)?;
         Ok(json!({

@@ -65,6 +65,15 @@ impl From<shipshape_core::Error> for ApiError {
     }
 }
 
+impl From<shipshape_monitor::error::Error> for ApiError {
+    fn from(error: shipshape_monitor::error::Error) -> ApiError {
+        match error {
+            shipshape_monitor::error::Error::Core(error) => ApiError::from(error),
+            database => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, database.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
@@ -96,12 +105,18 @@ mod tests {
         assert_eq!(status_of(shipshape_core::Error::Check("hash mismatch".into())), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(status_of(shipshape_core::Error::Usage("already active".into())), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(status_of(shipshape_core::Error::Internal("bug".into())), StatusCode::INTERNAL_SERVER_ERROR);
-        let database = shipshape_core::Error::Database {
+        let database = shipshape_monitor::error::Error::Database {
             path: PathBuf::from("monitor.db"),
             action: "reading",
-            message: "database is locked".into(),
+            cause: rusqlite_locked(),
         };
-        assert_eq!(status_of(database), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(ApiError::from(database).status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let through_monitor = shipshape_monitor::error::Error::Core(shipshape_core::Error::Check("tampered".into()));
+        assert_eq!(ApiError::from(through_monitor).status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    fn rusqlite_locked() -> shipshape_monitor::error::SqliteError {
+        shipshape_monitor::error::SqliteError::InvalidQuery
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use crate::state::blocking;
 /// `/metrics` in the Prometheus text exposition format.
 pub(crate) async fn get_metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let worker = Arc::clone(&state);
-    let result = blocking(move || -> shipshape_core::Result<String> {
+    let result = blocking(move || -> shipshape_monitor::error::Result<String> {
         let c = &worker.counters;
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {

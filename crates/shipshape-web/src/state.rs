@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use shipshape_core::Error;
 use shipshape_core::infra::clock::Clock;
+use shipshape_monitor::error::Error as MonitorError;
 use shipshape_monitor::monitor::Monitor;
 
 use axum::body::Bytes;
@@ -79,7 +80,11 @@ pub fn read_token_file(path: &Path) -> shipshape_core::Result<String> {
 
 impl AppState {
     /// State over an open monitor.
-    pub fn new(monitor: Monitor, clock: Arc<dyn Clock>, token: String) -> shipshape_core::Result<Arc<AppState>> {
+    pub fn new(
+        monitor: Monitor,
+        clock: Arc<dyn Clock>,
+        token: String,
+    ) -> shipshape_monitor::error::Result<Arc<AppState>> {
         let root = monitor.workspace.root.clone();
         let monitor = Arc::new(Mutex::new(monitor));
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -103,7 +108,7 @@ impl AppState {
     }
 
     /// One evaluation pass now, then delivery; the pass as JSON.
-    pub fn evaluate_now(&self, log: &mut dyn FnMut(&str)) -> shipshape_core::Result<Value> {
+    pub fn evaluate_now(&self, log: &mut dyn FnMut(&str)) -> shipshape_monitor::error::Result<Value> {
         let now = self.clock.now();
         let mut monitor = self.monitor();
         let result = monitor.evaluate(now);
@@ -184,7 +189,7 @@ pub(crate) fn writer(monitor: &Mutex<Monitor>, clock: &dyn Clock, jobs: &std::sy
             Ok(results) => {
                 for (job, result) in group.into_iter().zip(results) {
                     let reply = result.map_err(|e| match e {
-                        Error::Parse { line, message, .. } => (
+                        MonitorError::Core(Error::Parse { line, message, .. }) => (
                             StatusCode::BAD_REQUEST,
                             format!("line {line}: {message}; nothing from this batch was stored"),
                             Some(line),

@@ -121,7 +121,11 @@ fn report(error: &anyhow::Error) -> ExitCode {
     for cause in error.chain().skip(1) {
         let _ = writeln!(stderr, "  caused by: {cause}");
     }
-    let code = match error.downcast_ref::<shipshape_core::Error>().map(|e| e.kind()) {
+    let kind = error
+        .downcast_ref::<shipshape_core::Error>()
+        .map(|e| e.kind())
+        .or_else(|| error.downcast_ref::<shipshape_monitor::error::Error>().map(|e| e.kind()));
+    let code = match kind {
         Some(ErrorKind::CheckFailed) => EXIT_CHECK_FAILED,
         Some(ErrorKind::Locked) => EXIT_LOCKED,
         Some(ErrorKind::Io) => EXIT_IO,

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use crate::error::{Error, Result};
 use rusqlite::{OptionalExtension, Transaction, params};
-use shipshape_core::{Error, Result};
 
 use crate::alert::{NotifyReason, Seconds, State};
 use crate::db::{Db, sql_error};

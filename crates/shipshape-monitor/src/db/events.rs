@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest as _, Sha256};
-use shipshape_core::{Error, Result};
 use shipshape_metrics::{Signal, Stats};
 
 use crate::alert::Seconds;

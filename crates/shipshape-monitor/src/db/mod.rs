@@ -18,8 +18,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension};
-use shipshape_core::{Error, Result};
 
 use crate::alert::Seconds;
 
@@ -93,18 +93,14 @@ pub struct Db {
 
 /// An error from SQLite, naming the database.
 pub(crate) fn sql_error<'a>(path: &'a Path, action: &'static str) -> impl Fn(rusqlite::Error) -> Error + 'a {
-    move |e| Error::Database { path: path.to_path_buf(), action, message: e.to_string() }
+    move |cause| Error::Database { path: path.to_path_buf(), action, cause }
 }
 
 impl Db {
     /// Open (creating it and its directory if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Db> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-                path: parent.to_path_buf(),
-                action: "creating",
-                source,
-            })?;
+            std::fs::create_dir_all(parent).map_err(|source| Error::io(parent, "creating", source))?;
         }
         let conn = Connection::open(path).map_err(sql_error(path, "opening the monitor database"))?;
         Self::init(conn, path)

@@ -1,7 +1,7 @@
 //! The outbox: each notification for each sink until it is delivered, retried with backoff.
 
+use crate::error::Result;
 use rusqlite::params;
-use shipshape_core::Result;
 
 use crate::alert::Seconds;
 use crate::db::{Db, sql_error};

@@ -320,3 +320,20 @@ fn a_release_deployed_again_starts_with_fresh_alerts() {
     assert!(!alerts.is_empty());
     assert!(alerts.iter().all(|a| a["state"] == "resolved" || a["state"] == "cleared"), "{alerts:?}");
 }
+
+/// A database that is not one (here: garbage where `monitor.db` should be) is a database failure,
+/// with its own exit code (75), naming the file — not an I/O error on the user's files (74), and
+/// not bad input (2).
+#[test]
+fn a_broken_monitoring_database_exits_75_naming_it() {
+    let (s, _) = deployed("");
+    let db = s.ws.path("data/monitoring/monitor.db");
+    fs::create_dir_all(db.parent().unwrap()).unwrap();
+    fs::write(&db, vec![0x5a; 64 * 1024]).unwrap();
+    for args in [&["evaluate"][..], &["alerts"][..]] {
+        let output = s.shipshape(&at(HOUR), args);
+        assert_eq!(output.status.code(), Some(75), "{args:?}: {}", stderr_of(&output));
+        let stderr = stderr_of(&output);
+        assert!(stderr.contains("data/monitoring/monitor.db") && stderr.contains("not a database"), "{stderr}");
+    }
+}
