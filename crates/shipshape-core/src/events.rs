@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -267,19 +267,18 @@ pub fn score_file(path: &Path, display_path: &Path, options: ReadOptions) -> Res
     // Turn block-relative line numbers into file line numbers.
     let mut line_base = first_line;
     let mut scored = Scored::default();
+    let mut bad = BadLines::new(options.skip_bad);
     for result in results.values() {
+        // A block keeps the first few of its bad lines; the rest are only counted.
+        let kept = result.bad.len() as u64;
         for (offset, reason) in &result.bad {
-            let line = line_base + offset;
-            if !options.skip_bad {
-                return Err(Error::parse(display_path, line, 1, reason.clone()));
-            }
-            if scored.skipped_examples.len() < REPORTED_SKIPS {
-                scored.skipped_examples.push(format!("{}:{line}: {reason}", display_path.display()));
-            }
+            bad.record(display_path, line_base + offset, reason)?;
         }
-        scored.skipped += result.bad_count;
+        bad.skipped += result.bad_count.saturating_sub(kept);
         line_base += result.newlines;
     }
+    scored.skipped = bad.skipped;
+    scored.skipped_examples = bad.examples;
     if partial.events == 0 {
         let message =
             if scored.skipped > 0 { "no valid events (every line was skipped)" } else { "no events in the file" };
@@ -351,9 +350,91 @@ pub fn display_path(root: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// What to do with a line that is not an event — the one rule every reader of event files follows
+/// (`score`, validation's backtest, `ingest`, `replay`): refuse the file at that line, or with
+/// `skip_bad` count it and keep the first few as `file:line: reason` for the report.
+#[derive(Debug, Clone, Default)]
+pub struct BadLines {
+    skip: bool,
+    /// Lines skipped.
+    pub skipped: u64,
+    /// The first few skipped lines, as `file:line: reason`.
+    pub examples: Vec<String>,
+}
+
+impl BadLines {
+    /// Refuse (`skip` false) or skip and count (`skip` true) bad lines.
+    pub fn new(skip: bool) -> BadLines {
+        BadLines { skip, skipped: 0, examples: Vec::new() }
+    }
+
+    /// A bad line: `Err` naming the file and line when skipping is off, else counted.
+    pub fn record(&mut self, display_path: &Path, line: usize, reason: &str) -> Result<()> {
+        if !self.skip {
+            return Err(Error::parse(display_path, line, 1, reason));
+        }
+        if self.examples.len() < REPORTED_SKIPS {
+            self.examples.push(format!("{}:{line}: {reason}", display_path.display()));
+        }
+        self.skipped += 1;
+        Ok(())
+    }
+}
+
+/// Read one line of at most [`MAX_LINE`] bytes into `buffer` (newline included). `Ok(None)` at the
+/// end; `Ok(Some(Err(reason)))` for a line too long to be an event, whose rest is read and dropped
+/// so that the next call starts at the next line.
+pub fn next_line(
+    reader: &mut dyn BufRead,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<Option<std::result::Result<(), String>>> {
+    buffer.clear();
+    let n = std::io::Read::take(&mut *reader, MAX_LINE as u64 + 1).read_until(b'\n', buffer)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buffer.len() > MAX_LINE && buffer.last() != Some(&b'\n') {
+        let mut rest = Vec::new();
+        loop {
+            rest.clear();
+            let n = std::io::Read::take(&mut *reader, 1 << 20).read_until(b'\n', &mut rest)?;
+            if n == 0 || rest.last() == Some(&b'\n') {
+                break;
+            }
+        }
+        return Ok(Some(Err(format!("line is longer than {} MiB: not an event", MAX_LINE >> 20))));
+    }
+    Ok(Some(Ok(())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_lines_are_refused_by_line_or_counted_with_the_first_ten_kept() {
+        let path = Path::new("events.jsonl");
+        let refused = BadLines::new(false).record(path, 7, "`signal`: 2 is not -1, 0 or 1").unwrap_err();
+        assert_eq!(refused.to_string(), "events.jsonl:7:1: `signal`: 2 is not -1, 0 or 1");
+        let mut skipped = BadLines::new(true);
+        for line in 1..=12 {
+            skipped.record(path, line, "bad").unwrap();
+        }
+        assert_eq!(skipped.skipped, 12);
+        assert_eq!(skipped.examples.len(), 10);
+        assert_eq!(skipped.examples[0], "events.jsonl:1: bad");
+    }
+
+    #[test]
+    fn next_line_bounds_a_line_and_resumes_after_an_overlong_one() {
+        let text = format!("{}\nshort\n", "x".repeat(MAX_LINE + 10));
+        let mut reader = std::io::BufReader::new(text.as_bytes());
+        let mut buffer = Vec::new();
+        assert!(next_line(&mut reader, &mut buffer).unwrap().unwrap().unwrap_err().contains("longer than"));
+        assert_eq!(next_line(&mut reader, &mut buffer).unwrap(), Some(Ok(())));
+        assert_eq!(buffer, b"short\n");
+        assert_eq!(next_line(&mut reader, &mut buffer).unwrap(), None);
+    }
     use std::io::Write;
 
     fn line(i: usize, strategy: &str, signal: i64, outcome: i64, ret: f64) -> String {

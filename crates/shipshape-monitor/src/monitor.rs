@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use shipshape_core::config::{BaselineSource, MonitoringConfig};
 use shipshape_core::deploy;
-use shipshape_core::events::{Format, MAX_LINE};
+use shipshape_core::events::{BadLines, Format, next_line};
 use shipshape_core::infra::clock::Time;
 use shipshape_core::infra::hash::NoProgress;
 use shipshape_core::infra::paths::RelPath;
@@ -191,31 +191,6 @@ fn summary(measured: &Measured<'_>, resolved: bool, severity: Severity) -> Strin
         measured.release
     )
     .replace("  ", " ")
-}
-
-/// Read lines of at most [`MAX_LINE`] bytes; `Err` names the line that is too long or not UTF-8.
-fn next_line(
-    reader: &mut dyn BufRead,
-    buffer: &mut Vec<u8>,
-) -> std::io::Result<Option<std::result::Result<(), String>>> {
-    buffer.clear();
-    let n = std::io::Read::take(&mut *reader, MAX_LINE as u64 + 1).read_until(b'\n', buffer)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if buffer.len() > MAX_LINE && buffer.last() != Some(&b'\n') {
-        // Swallow the rest of the line.
-        let mut rest = Vec::new();
-        loop {
-            rest.clear();
-            let n = std::io::Read::take(&mut *reader, 1 << 20).read_until(b'\n', &mut rest)?;
-            if n == 0 || rest.last() == Some(&b'\n') {
-                break;
-            }
-        }
-        return Ok(Some(Err(format!("line is longer than {} MiB: not an event", MAX_LINE >> 20))));
-    }
-    Ok(Some(Ok(())))
 }
 
 impl Monitor {
@@ -614,25 +589,17 @@ fn read_events(
     let mut format = format;
     let mut line_number = 0u64;
     let read_error = |e: std::io::Error| Error::io(source, "reading", e);
+    let mut bad_lines = BadLines::new(skip_bad);
     while let Some(read) = next_line(reader, &mut buffer).map_err(read_error)? {
         line_number += 1;
-        let bad = |message: String, report: &mut IngestReport| -> Result<()> {
-            if skip_bad {
-                report.skipped += 1;
-                if report.skipped_examples.len() < 10 {
-                    report.skipped_examples.push(format!("{}:{line_number}: {message}", source.display()));
-                }
-                Ok(())
-            } else {
-                Err(Error::parse(source, line_number as usize, 1, message))
-            }
-        };
+        let line = line_number as usize;
+        let mut bad = |message: String| bad_lines.record(source, line, &message);
         if let Err(message) = read {
-            bad(message, report)?;
+            bad(message)?;
             continue;
         }
         let Ok(text) = std::str::from_utf8(&buffer) else {
-            bad("not UTF-8".into(), report)?;
+            bad("not UTF-8".into())?;
             continue;
         };
         let text = text.trim_end_matches(['\n', '\r']);
@@ -658,21 +625,18 @@ fn read_events(
         let event = match parsed {
             Ok(event) => event,
             Err(e) => {
-                bad(e.to_string(), report)?;
+                bad(e.to_string())?;
                 continue;
             }
         };
         let at = event.ts.as_second();
         if at > context.horizon {
-            bad(
-                format!(
-                    "`ts`: {} is in the future (the clock says {}; at most {} of skew is accepted)",
-                    event.ts,
-                    now.instant(),
-                    context.skew
-                ),
-                report,
-            )?;
+            bad(format!(
+                "`ts`: {} is in the future (the clock says {}; at most {} of skew is accepted)",
+                event.ts,
+                now.instant(),
+                context.skew
+            ))?;
             continue;
         }
         let (release_id, attributed) = match (&event.release_id, options.timeline.at(at)) {
@@ -710,6 +674,9 @@ fn read_events(
         };
         sink(&new)?;
     }
+    report.skipped += bad_lines.skipped;
+    let room = 10usize.saturating_sub(report.skipped_examples.len());
+    report.skipped_examples.extend(bad_lines.examples.into_iter().take(room));
     Ok(())
 }
 
