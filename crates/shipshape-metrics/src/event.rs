@@ -59,7 +59,7 @@ pub struct Event {
     pub ts: Timestamp,
     /// Strategy (`intraday`, `swing`, …).
     pub strategy: String,
-    /// Instrument.
+    /// The instrument traded (recorded; metrics do not group by it).
     pub symbol: String,
     /// Predicted direction; 0 = no trade.
     pub signal: Signal,

@@ -34,7 +34,7 @@ pub enum State {
         /// Since when.
         since: Seconds,
     },
-    /// Firing.
+    /// A sustained, significant breach: notifications go out, and repeat.
     Firing {
         /// How bad.
         severity: Severity,
@@ -45,7 +45,7 @@ pub enum State {
     },
     /// Resolved after firing.
     Resolved {
-        /// When.
+        /// The evaluation time of the change.
         at: Seconds,
     },
 }
@@ -56,14 +56,14 @@ pub enum State {
 pub enum Effect {
     /// Record a transition.
     Transition {
-        /// From.
+        /// The state before the evaluation.
         from: State,
-        /// To.
+        /// The state after it.
         to: State,
     },
     /// Send a notification.
     Notify {
-        /// Why.
+        /// Why a notification is due: first firing, repeat, escalation or recovery.
         reason: NotifyReason,
         /// How bad.
         severity: Severity,

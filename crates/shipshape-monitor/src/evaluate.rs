@@ -16,7 +16,7 @@ use crate::window::Series;
 pub enum Mode {
     /// The first `heightened_hours` after a deploy.
     Heightened,
-    /// Afterwards.
+    /// After the heightened period: wider windows, looser thresholds.
     Normal,
 }
 

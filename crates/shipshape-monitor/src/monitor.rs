@@ -113,7 +113,7 @@ pub struct Active {
 pub struct MetricReport {
     /// Metric name.
     pub metric: String,
-    /// Strategy.
+    /// The strategy the metric is computed over.
     pub strategy: String,
     /// The evaluation.
     #[serde(flatten)]

@@ -37,9 +37,9 @@ pub struct Notification {
     pub environment: String,
     /// `heightened` or `normal`.
     pub mode: Mode,
-    /// Strategy.
+    /// The strategy whose metric breached.
     pub strategy: String,
-    /// Metric.
+    /// The metric, as `[monitoring]` names it (`intraday_hit_ratio`, …).
     pub metric: String,
     /// The metric's value.
     pub value: Option<f64>,

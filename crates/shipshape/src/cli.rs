@@ -376,7 +376,7 @@ pub struct AlertsArgs {
 pub enum AlertStateArg {
     /// Breaching, not yet for long enough.
     Pending,
-    /// Firing.
+    /// Alerts that are firing now.
     Firing,
     /// Resolved after firing.
     Resolved,

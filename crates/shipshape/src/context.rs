@@ -54,7 +54,7 @@ impl Context {
         Arc::clone(&self.clock)
     }
 
-    /// Now.
+    /// The time the command runs at: `SHIPSHAPE_NOW` when set, else the system clock.
     pub fn now(&self) -> Time {
         self.clock.now()
     }

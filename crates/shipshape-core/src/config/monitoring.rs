@@ -85,7 +85,7 @@ pub enum SinkConfig {
     },
     /// A JSON `POST` of each notification to `url` (http://).
     Webhook {
-        /// Where.
+        /// The endpoint to POST to.
         url: String,
         /// Per request.
         #[serde(default = "default_sink_timeout")]

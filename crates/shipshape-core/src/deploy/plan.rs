@@ -82,7 +82,7 @@ pub struct PlanRequest {
     pub from: Option<ReleaseFiles>,
     /// What will be.
     pub to: ReleaseFiles,
-    /// Who.
+    /// Who asks for it (recorded in the journal and the history).
     pub by: String,
     /// Why (rollbacks).
     pub reason: Option<String>,

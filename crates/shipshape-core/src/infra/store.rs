@@ -127,13 +127,13 @@ impl StagedObject {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stamp {
-    /// Size.
+    /// Size in bytes.
     pub size: u64,
     /// Modification time (ns).
     pub mtime_ns: i64,
     /// Change time (ns).
     pub ctime_ns: i64,
-    /// Inode.
+    /// Inode number: a replaced file has another.
     pub ino: u64,
 }
 

@@ -73,7 +73,7 @@ pub struct AuditBundle {
     pub git: Option<GitInfo>,
     /// Warnings raised while auditing (e.g. no git repository).
     pub warnings: Vec<String>,
-    /// Totals.
+    /// Counts and bytes per artifact kind, for the report.
     pub totals: Totals,
     /// Every artifact, in kind order then path order.
     pub artifacts: Vec<ArtifactRecord>,

@@ -90,7 +90,7 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Files already right, left untouched.
     pub unchanged: usize,
-    /// Who.
+    /// Who started the transaction (recorded in the history).
     pub by: String,
     /// Why (rollbacks).
     pub reason: Option<String>,
@@ -166,9 +166,9 @@ pub enum Record {
     },
     /// A phase reached.
     Phase {
-        /// Which.
+        /// The phase reached.
         phase: Phase,
-        /// When.
+        /// When it was reached.
         at: Time,
     },
     /// The last record.
@@ -177,7 +177,7 @@ pub enum Record {
         outcome: Ending,
         /// Why, when it did not commit.
         reason: Option<String>,
-        /// When.
+        /// When the transaction ended.
         at: Time,
     },
 }
@@ -189,13 +189,13 @@ pub enum Record {
 pub struct FileStat {
     /// Content hash when written.
     pub hash: Digest,
-    /// Size.
+    /// Size in bytes when written.
     pub size: u64,
     /// Modification time (ns).
     pub mtime_ns: i64,
     /// Change time (ns): any write or metadata change moves it.
     pub ctime_ns: i64,
-    /// Inode.
+    /// Inode number: a replaced file has another.
     pub ino: u64,
 }
 

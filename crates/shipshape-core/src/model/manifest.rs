@@ -54,7 +54,7 @@ pub struct Manifest {
     pub rollback_plan: RollbackPlan,
     /// The monitoring policy approved with this release.
     pub monitoring: MonitoringPlan,
-    /// Provenance.
+    /// Where the release came from: git, build, tickets, tool version.
     pub metadata: Metadata,
 }
 

@@ -97,7 +97,7 @@ impl fmt::Display for Action {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryEntry {
-    /// When.
+    /// When it happened.
     pub at: Time,
     /// What happened.
     pub action: Action,
@@ -105,7 +105,7 @@ pub struct HistoryEntry {
     pub release_id: ReleaseId,
     /// The release it replaced.
     pub previous_release_id: Option<ReleaseId>,
-    /// Who.
+    /// Who did it (the deployer, an operator, or `shipshape` itself for automatic steps).
     pub by: String,
     /// Why (rollbacks, failures).
     pub reason: Option<String>,

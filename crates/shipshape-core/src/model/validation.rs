@@ -116,7 +116,7 @@ pub struct Validation {
     pub bundle_id: String,
     /// SHA-256 of that bundle's `bundle.yaml` at validation time.
     pub bundle_sha256: Digest,
-    /// When.
+    /// When the validation ran.
     pub created: Time,
     /// The tool.
     pub tool: ToolInfo,

@@ -164,7 +164,7 @@ pub struct ManifestRequest {
     pub environment: Option<String>,
     /// CI build id.
     pub build_id: Option<String>,
-    /// Tickets.
+    /// Ticket ids the release closes (the story's `jira_tickets`).
     pub tickets: Vec<String>,
     /// Make the manifest even though validation is missing or failed (recorded in it).
     pub allow_unvalidated: bool,

@@ -60,7 +60,7 @@ pub struct Activation<'a> {
     pub manifest_path: &'a RelPath,
     /// Hours of heightened monitoring from now.
     pub heightened_hours: u32,
-    /// Who.
+    /// Who deployed it.
     pub deployer: &'a str,
     /// The environment.
     pub environment: &'a str,

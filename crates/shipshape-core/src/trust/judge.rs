@@ -87,11 +87,11 @@ pub fn judge_for(workspace: &Workspace, loaded: &LoadedManifest) -> Result<Judge
 /// Why one approval does or does not count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApprovalCheck {
-    /// Role.
+    /// The role the signature approves for.
     pub role: String,
-    /// Name.
+    /// The approver's name, as given when signing.
     pub name: String,
-    /// Email.
+    /// The approver's email: the principal `allowed_signers` must list for the key.
     pub email: String,
     /// Fingerprint as recorded.
     pub key_fingerprint: String,

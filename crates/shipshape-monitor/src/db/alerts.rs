@@ -16,7 +16,7 @@ pub struct AlertRow {
     pub id: i64,
     /// The release judged.
     pub release_id: String,
-    /// Strategy.
+    /// The strategy the metric is computed over.
     pub strategy: String,
     /// Metric name (`intraday_hit_ratio`, …).
     pub metric: String,
@@ -65,7 +65,7 @@ pub struct SeriesPoint {
     pub ci_high: Option<f64>,
     /// Samples in the window.
     pub samples: i64,
-    /// Baseline.
+    /// The release's baseline the value was judged against.
     pub baseline: Option<f64>,
     /// Threshold of the mode.
     pub threshold: f64,

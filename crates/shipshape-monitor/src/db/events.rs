@@ -41,9 +41,9 @@ pub struct NewEvent<'a> {
     pub id: &'a str,
     /// Unix seconds.
     pub ts: Seconds,
-    /// Strategy.
+    /// The strategy that traded (the metrics are per strategy).
     pub strategy: &'a str,
-    /// Instrument.
+    /// The instrument traded (stored for the record; metrics do not group by it).
     pub symbol: &'a str,
     /// Predicted direction.
     pub signal: Signal,
