@@ -23,7 +23,8 @@ use crate::error::{Error, IoContext, Result};
 /// Longest line accepted (1 MiB): anything longer is not an event.
 pub const MAX_LINE: usize = 1024 * 1024;
 const BLOCK: usize = 4 * 1024 * 1024;
-const REPORTED_SKIPS: usize = 10;
+/// How many skipped lines a report lists (all are counted).
+pub const REPORTED_SKIPS: usize = 10;
 
 /// The encoding of an events file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

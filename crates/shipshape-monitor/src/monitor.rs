@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use shipshape_core::config::{BaselineSource, MonitoringConfig};
 use shipshape_core::deploy;
-use shipshape_core::events::{BadLines, Format, next_line};
+use shipshape_core::events::{BadLines, Format, REPORTED_SKIPS, next_line};
 use shipshape_core::infra::clock::Time;
 use shipshape_core::infra::hash::NoProgress;
 use shipshape_core::infra::paths::RelPath;
@@ -675,7 +675,7 @@ fn read_events(
         sink(&new)?;
     }
     report.skipped += bad_lines.skipped;
-    let room = 10usize.saturating_sub(report.skipped_examples.len());
+    let room = REPORTED_SKIPS.saturating_sub(report.skipped_examples.len());
     report.skipped_examples.extend(bad_lines.examples.into_iter().take(room));
     Ok(())
 }
