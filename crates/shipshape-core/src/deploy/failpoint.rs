@@ -11,6 +11,10 @@ use crate::model::journal::Phase;
 /// The environment variable that names the failpoint.
 pub const VARIABLE: &str = "SHIPSHAPE_FAILPOINT";
 
+/// After the journal file was created, before its plan record was written (a full disk here leaves
+/// an empty journal).
+pub const JOURNAL_CREATED: &str = "journal-created";
+
 /// After the journal's plan record was written.
 pub const AFTER_PLAN: &str = "after-plan";
 
@@ -38,7 +42,7 @@ pub fn switching(n: usize) -> String {
 /// Every crash point a transaction passes, in order, when it writes `files` files in `mode` —
 /// whether each lies before the commit point is [`is_before_commit`].
 pub fn crash_points(mode: DeployMode, files: usize) -> Vec<String> {
-    let mut points = vec![AFTER_PLAN.to_string(), after(Phase::Verified)];
+    let mut points = vec![JOURNAL_CREATED.to_string(), AFTER_PLAN.to_string(), after(Phase::Verified)];
     points.extend((1..=files).map(staging));
     points.push(after(Phase::Staged));
     points.push(after(Phase::Switching));
@@ -78,6 +82,7 @@ mod tests {
         assert_eq!(
             copy,
             [
+                "journal-created",
                 "after-plan",
                 "after-verified",
                 "staging:1",

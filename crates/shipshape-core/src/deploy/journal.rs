@@ -27,6 +27,7 @@ impl Journal {
         create_dir_all_durable(dir)?;
         let path = dir.join(format!("{}.jsonl", plan.txid));
         let file = OpenOptions::new().append(true).create_new(true).open(&path).at(&path, "creating journal")?;
+        failpoint::hit(failpoint::JOURNAL_CREATED);
         let mut journal = Journal { path, file };
         journal.append(&Record::Plan { plan: Box::new(plan.clone()), at: now }, true)?;
         sync_dir(dir)?;
@@ -89,13 +90,14 @@ impl JournalRead {
     }
 }
 
-/// Read a journal file.
-pub(crate) fn read(path: &Path) -> Result<JournalRead> {
+/// Read a journal file; `None` when it never recorded its plan (empty, or torn in the plan record):
+/// such a transaction changed nothing, since nothing is written before the plan is durable.
+pub(crate) fn read(path: &Path) -> Result<Option<JournalRead>> {
     let file = File::open(path).at(path, "opening journal")?;
     read_from(path, BufReader::new(file))
 }
 
-fn read_from(path: &Path, reader: impl BufRead) -> Result<JournalRead> {
+fn read_from(path: &Path, reader: impl BufRead) -> Result<Option<JournalRead>> {
     let (mut plan, mut phases, mut outcome) = (None, Vec::new(), None);
     for line in reader.lines() {
         let line = line.at(path, "reading journal")?;
@@ -110,8 +112,7 @@ fn read_from(path: &Path, reader: impl BufRead) -> Result<JournalRead> {
             Record::Outcome { outcome: o, .. } => outcome = Some(o),
         }
     }
-    let plan = plan.ok_or_else(|| Error::invalid(path, "journal without a plan"))?;
-    Ok(JournalRead { plan, phases, outcome })
+    Ok(plan.map(|plan| JournalRead { plan, phases, outcome }))
 }
 
 #[cfg(test)]
@@ -156,7 +157,7 @@ mod tests {
             line(&Record::Outcome { outcome: Ending::Committed, reason: None, at: at() }),
         ]
         .concat();
-        let read = read_from(Path::new("j"), text.as_bytes()).unwrap();
+        let read = read_from(Path::new("j"), text.as_bytes()).unwrap().unwrap();
         assert_eq!(read.phases, [Phase::Verified, Phase::Committed]);
         assert!(read.committed());
         assert_eq!(read.outcome, Some(Ending::Committed));
@@ -171,17 +172,18 @@ mod tests {
             line(&Record::Outcome { outcome: Ending::Failed, reason: Some("x".into()), at: at() }),
         ] {
             let cut = &torn[..torn.len() / 2];
-            let read = read_from(Path::new("j"), format!("{head}{cut}").as_bytes()).unwrap();
+            let read = read_from(Path::new("j"), format!("{head}{cut}").as_bytes()).unwrap().unwrap();
             assert!(read.phases.is_empty() && read.outcome.is_none(), "{cut}");
             assert!(!read.committed());
         }
     }
 
     #[test]
-    fn an_empty_or_planless_journal_is_refused_with_its_name() {
-        for text in ["", "\n\n", "{\"record\":\"pla"] {
-            let error = read_from(Path::new("release/journal/tx_9.jsonl"), text.as_bytes()).unwrap_err();
-            assert_eq!(error.to_string(), "release/journal/tx_9.jsonl: journal without a plan");
+    fn an_empty_or_planless_journal_has_nothing_to_recover() {
+        let plan = line(&Record::Plan { plan: Box::new(plan()), at: at() });
+        let torn_plan = &plan[..plan.len() / 2];
+        for text in ["", "\n\n", torn_plan] {
+            assert!(read_from(Path::new("release/journal/tx_9.jsonl"), text.as_bytes()).unwrap().is_none(), "{text}");
         }
     }
 
@@ -190,11 +192,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut journal = Journal::create(dir.path(), &plan(), at()).unwrap();
         journal.phase(Phase::Verified, at()).unwrap();
-        let read = super::read(&journal.path).unwrap();
+        let read = super::read(&journal.path).unwrap().unwrap();
         assert_eq!((read.phases.as_slice(), read.outcome), ([Phase::Verified].as_slice(), None));
         journal.outcome(Ending::RolledBack, Some("check".into()), at()).unwrap();
         assert!(!dir.path().join("tx_1.jsonl").exists());
-        let done = super::read(&dir.path().join("done/tx_1.jsonl")).unwrap();
+        let done = super::read(&dir.path().join("done/tx_1.jsonl")).unwrap().unwrap();
         assert_eq!(done.outcome, Some(Ending::RolledBack));
     }
 }

@@ -25,6 +25,9 @@ pub enum Direction {
     Forward,
     /// Back to the old release.
     Back,
+    /// Nothing to do: the journal never recorded its plan (a crash or a full disk right after it
+    /// was created), so the transaction changed nothing. The journal is retired.
+    Discarded,
 }
 
 impl fmt::Display for Direction {
@@ -32,6 +35,7 @@ impl fmt::Display for Direction {
         f.pad(match self {
             Direction::Forward => "forward",
             Direction::Back => "back",
+            Direction::Discarded => "discarded",
         })
     }
 }
@@ -64,7 +68,12 @@ pub fn recover(workspace: &Workspace, target: &Target, now: Time) -> Result<Vec<
         .collect();
     paths.sort();
     for path in paths {
-        let read = journal::read(&path)?;
+        let Some(read) = journal::read(&path)? else {
+            journal::retire(&path)?;
+            let txid = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            done.push(Recovered { txid, direction: Direction::Discarded, release: None });
+            continue;
+        };
         if read.outcome.is_some() {
             journal::retire(&path)?;
             continue;

@@ -37,13 +37,23 @@ fn print_plan(plan: &Plan) {
     }
 }
 
+/// One line on what recovery did with an interrupted transaction.
+fn describe_recovery(recovered: &deploy::Recovered) -> String {
+    match recovered.direction {
+        deploy::Direction::Discarded => format!(
+            "{}: discarded: its journal never recorded a plan (interrupted as it began, e.g. by a full disk), so nothing had changed",
+            recovered.txid
+        ),
+        direction => format!(
+            "{}: rolled {direction} to {}",
+            recovered.txid,
+            recovered.release.as_ref().map_or_else(|| "nothing deployed".to_string(), |r| r.to_string())
+        ),
+    }
+}
+
 fn report_recovery(context: &Context, recovered: &deploy::Recovered) {
-    context.warn(format!(
-        "recovered interrupted transaction {}: rolled {} to {}",
-        recovered.txid,
-        recovered.direction,
-        recovered.release.as_ref().map_or_else(|| "nothing deployed".to_string(), |r| r.to_string())
-    ));
+    context.warn(format!("recovered interrupted transaction {}", describe_recovery(recovered)));
 }
 
 /// Who is running this (recorded as the deployer).
@@ -149,13 +159,8 @@ pub fn recover(context: &Context) -> anyhow::Result<ExitCode> {
     if recovered.is_empty() {
         println!("nothing to recover: no interrupted deploy or rollback");
     }
-    for r in recovered {
-        println!(
-            "{}: rolled {} to {}",
-            r.txid,
-            r.direction,
-            r.release.map_or_else(|| "nothing deployed".to_string(), |id| id.to_string())
-        );
+    for r in &recovered {
+        println!("{}", describe_recovery(r));
     }
     super::ok()
 }

@@ -437,3 +437,31 @@ fn a_forged_parse_cache_changes_nothing() {
     assert!(s.deploy(A, &a).status.success());
     assert_eq!(&crate::util::sha256sum(&s.live(path)), hash);
 }
+
+/// A deploy that dies as its journal is created (a crash, or a full disk while the plan record is
+/// written) leaves an empty journal. It changed nothing: recovery says so, retires the journal and
+/// lets the next deploy through — it used to fail every later command with "journal without a plan".
+#[test]
+fn an_empty_journal_is_discarded_and_the_next_deploy_proceeds() {
+    let s = Setup::new("copy");
+    let (a, b) = two_releases(&s, A, B);
+    assert!(s.deploy(A, &a).status.success());
+    let output = deploy_with_failpoint(&s, &b, failpoint::JOURNAL_CREATED);
+    assert_crashed_at(&output, "copy", failpoint::JOURNAL_CREATED);
+    let open: Vec<_> = fs::read_dir(s.ws.path("release/journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(fs::metadata(&open[0]).unwrap().len(), 0, "the crash left an empty journal");
+    let recover = s.shipshape(LATER, &["recover"]);
+    assert!(recover.status.success(), "{}", stderr_of(&recover));
+    let stdout = String::from_utf8(recover.stdout).unwrap();
+    assert!(stdout.contains("discarded: its journal never recorded a plan"), "{stdout}");
+    s.assert_holds(&a, &b);
+    assert!(!open[0].exists(), "the empty journal is retired to done/");
+    let deploy = s.deploy(LATER, &b);
+    assert!(deploy.status.success(), "{}", stderr_of(&deploy));
+    s.assert_holds(&b, &a);
+}
