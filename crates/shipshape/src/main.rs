@@ -50,6 +50,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use shipshape_core::ErrorKind;
+use shipshape_core::infra::text::printable;
 
 use crate::cli::{Cli, Command};
 use crate::context::Context;
@@ -120,9 +121,12 @@ fn report(error: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut stderr = io::stderr().lock();
-    let _ = writeln!(stderr, "error: {error}");
+    // Messages quote user text (paths, names, notes): no control character reaches the terminal,
+    // but the lines a message is made of stay lines.
+    let safe = |text: String| text.split('\n').map(|line| printable(line).to_string()).collect::<Vec<_>>().join("\n");
+    let _ = writeln!(stderr, "error: {}", safe(error.to_string()));
     for cause in error.chain().skip(1) {
-        let _ = writeln!(stderr, "  caused by: {cause}");
+        let _ = writeln!(stderr, "  caused by: {}", safe(cause.to_string()));
     }
     let kind = error
         .downcast_ref::<shipshape_core::Error>()

@@ -15,5 +15,6 @@ pub mod http;
 pub mod lock;
 pub mod paths;
 pub mod store;
+pub mod text;
 pub mod user;
 pub mod yaml;

@@ -26,7 +26,11 @@ pub fn run(context: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     println!("{}", workspace.display(&shipshape_core::layout::approvals_path(&loaded.path)));
     context.note(format!(
         "approved {} as {} by {} <{}> ({})",
-        loaded.manifest.release_id, check.role, check.name, check.email, check.key_fingerprint
+        loaded.manifest.release_id,
+        check.role,
+        shipshape_core::infra::text::printable(&check.name),
+        shipshape_core::infra::text::printable(&check.email),
+        check.key_fingerprint
     ));
     let report = shipshape_core::trust::judge::verify_approvals(&workspace, &loaded, now)?;
     for requirement in &report.requirements {

@@ -42,7 +42,12 @@ pub fn run(context: &Context, args: &ManifestArgs) -> anyhow::Result<ExitCode> {
             email: None,
         };
         let check = shipshape_core::pipeline::approve::approve(&workspace, loaded, &request, now)?;
-        context.note(format!("approved as {} by {} <{}>", check.role, check.name, check.email));
+        context.note(format!(
+            "approved as {} by {} <{}>",
+            check.role,
+            shipshape_core::infra::text::printable(&check.name),
+            shipshape_core::infra::text::printable(&check.email)
+        ));
     }
     if loaded.manifest.validation.overridden {
         context.warn(format!(

@@ -1,5 +1,6 @@
 //! `shipshape ingest`, `evaluate`, `alerts`, `replay`: thin shells over `shipshape-monitor`.
 
+use shipshape_core::infra::text::printable;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -117,10 +118,10 @@ fn print_pass(pass: &Pass) {
         );
     }
     for n in &pass.notifications {
-        println!("  notify: {}", n.summary);
+        println!("  notify: {}", printable(&n.summary));
     }
     if let Some(auto) = &pass.auto_rollback {
-        println!("  AUTO-ROLLBACK of {}: {} ({})", auto.release_id, auto.outcome, auto.reason);
+        println!("  AUTO-ROLLBACK of {}: {} ({})", auto.release_id, printable(&auto.outcome), printable(&auto.reason));
     }
 }
 
@@ -177,8 +178,8 @@ pub fn alerts(context: &Context, args: &AlertsArgs) -> anyhow::Result<ExitCode> 
             a.id,
             a.state,
             a.severity.as_deref().unwrap_or("-"),
-            a.metric,
-            a.strategy,
+            printable(&a.metric),
+            printable(&a.strategy),
             fmt_value(a.value),
             fmt_value(a.baseline),
             fmt_value(a.drop),
@@ -229,7 +230,7 @@ pub fn replay(context: &Context, args: &ReplayArgs) -> anyhow::Result<ExitCode> 
         println!("no alerts would have been raised");
     }
     for n in &report.notifications {
-        println!("{}  {:<9} {}", n.at, format!("{:?}", n.reason).to_lowercase(), n.summary);
+        println!("{}  {:<9} {}", n.at, n.reason.as_str(), printable(&n.summary));
     }
     for (release, at) in &report.auto_rollbacks {
         println!("{at}  auto-rollback of {release} would have triggered");

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use serde_json::json;
 use shipshape_core::deploy::{self, Target};
 use shipshape_core::infra::clock::humanize;
+use shipshape_core::infra::text::printable;
 use shipshape_core::model::journal::ReleaseFiles;
 use shipshape_core::pipeline::manifest;
 use shipshape_core::registry;
@@ -48,7 +49,7 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
             "deployed:        {} ({} ago) by {} via {}",
             info.deployment_timestamp,
             humanize(ago),
-            info.deployer,
+            printable(&info.deployer),
             info.activated_by
         );
         if info.heightened_monitoring_active {
@@ -83,8 +84,8 @@ pub fn history(context: &Context, args: &HistoryArgs) -> anyhow::Result<ExitCode
     }
     for entry in entries {
         let from = entry.previous_release_id.map(|p| format!(" (from {p})")).unwrap_or_default();
-        let reason = entry.reason.map(|r| format!(": {r}")).unwrap_or_default();
-        println!("{}  {:<14} {}{from}  by {}{reason}", entry.at, entry.action, entry.release_id, entry.by);
+        let reason = entry.reason.map(|r| format!(": {}", printable(&r))).unwrap_or_default();
+        println!("{}  {:<14} {}{from}  by {}{reason}", entry.at, entry.action, entry.release_id, printable(&entry.by));
     }
     super::ok()
 }

@@ -465,3 +465,27 @@ fn an_empty_journal_is_discarded_and_the_next_deploy_proceeds() {
     assert!(deploy.status.success(), "{}", stderr_of(&deploy));
     s.assert_holds(&b, &a);
 }
+
+/// A note with terminal controls (ESC sequences, BEL, CR, LF, a bidi override) is stored exactly
+/// and printed escaped: `history` cannot clear the screen, retitle the window or forge a line, and
+/// `history --json` keeps the exact string.
+#[test]
+fn user_text_with_terminal_controls_is_printed_escaped_and_stored_exactly() {
+    let s = Setup::new("copy");
+    let (a, b) = two_releases(&s, A, B);
+    assert!(s.deploy(A, &a).status.success());
+    assert!(s.deploy(B, &b).status.success());
+    let note = "bad model\u{1b}[2J\u{1b}]0;pwned\u{7}\r2025-10-12  deploy ok\nforged line \u{202e}gnp.exe";
+    let output = s.shipshape(LATER, &["rollback", "--yes", "--reason", note]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let history = String::from_utf8(s.shipshape(LATER, &["history"]).stdout).unwrap();
+    assert!(!history.chars().any(|c| c.is_control() && c != '\n'), "{history:?}");
+    assert!(!history.contains('\u{202e}'), "{history:?}");
+    assert_eq!(history.lines().count(), 3, "one line per entry, none forged: {history}");
+    assert!(
+        history.contains("bad model\\e[2J\\e]0;pwned\\u{7}\\r2025-10-12  deploy ok\\nforged line \\u{202e}gnp.exe"),
+        "{history}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&s.shipshape(LATER, &["history", "--json"]).stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().last().unwrap()["reason"], note);
+}
