@@ -226,6 +226,17 @@ impl CsvHeader {
     /// Parse the header row.
     pub fn parse(line: &str) -> Result<CsvHeader, EventError> {
         let names = split_csv(line)?;
+        // A column named twice is ambiguous (which `return` is the return?), as a duplicated JSON
+        // key is: refused, naming it.
+        for (index, name) in names.iter().enumerate() {
+            let name = name.trim();
+            if !name.is_empty() && names[..index].iter().any(|earlier| earlier.trim() == name) {
+                return Err(EventError {
+                    field: None,
+                    message: format!("column `{name}` is named twice in the header"),
+                });
+            }
+        }
         let find = |name: &str| names.iter().position(|n| n.trim() == name);
         let require = |name: &'static str| {
             find(name).ok_or_else(|| EventError {
@@ -329,6 +340,13 @@ pub fn split_csv(line: &str) -> Result<Vec<Cow<'_, str>>, EventError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_csv_header_naming_a_column_twice_is_refused() {
+        let error = CsvHeader::parse("ts,strategy,symbol,signal,outcome,return,return").unwrap_err();
+        assert_eq!(error.to_string(), "column `return` is named twice in the header");
+        assert!(CsvHeader::parse("ts,strategy,symbol,signal,outcome,return,note,").is_ok());
+    }
 
     const GOOD: &str = r#"{"id":"e1","ts":"2025-10-13T09:15:00+05:30","strategy":"intraday","symbol":"TCS","signal":1,"outcome":-1,"return":-0.0042}"#;
 

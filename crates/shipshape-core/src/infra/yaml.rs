@@ -28,6 +28,9 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
         let inner = error.without_snippet();
         let mut message = first_line_without_location(&inner.to_string())
             .replace(", set DuplicateKeyPolicy in Options if acceptable", " (each key may appear once)");
+        if let Some(breach) = message.strip_prefix("budget breached: ") {
+            message = budget_message(breach);
+        }
         if !key.is_empty() && key != "." && !key.contains('?') && !message.contains(&key) {
             message = format!("{key}: {message}");
         }
@@ -38,6 +41,26 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
             _ => Error::invalid(path, message),
         }
     })
+}
+
+/// The YAML reader's safety limits, in words: which limit a file hit (the parser names it by its
+/// Rust variant, `CommentBytes { … }`, which means nothing to the person who wrote the file).
+fn budget_message(breach: &str) -> String {
+    let limit = breach.split([' ', '{', '(']).next().unwrap_or_default();
+    let what = match limit {
+        "Depth" | "InclusionDepth" | "PropertyExpansionDepth" => "it is nested too deeply (more than 64 levels)",
+        "Aliases" | "Anchors" | "AliasAnchorRatio" | "RecordedAnchorEvents" | "RecordedAnchorBytes" | "MergeKeys" => {
+            "it uses too many YAML anchors, aliases or merge keys (an alias bomb expands a few lines into gigabytes)"
+        }
+        "CommentBytes" => "its comments are too long",
+        "ScalarBytes" => "its values are too long",
+        "InputBytes" => "the file is too large",
+        "Events" | "Nodes" => "it has too many YAML nodes",
+        "Documents" => "it holds too many YAML documents (shipshape files are one document)",
+        "SequenceUnbalanced" => "its sequences are not closed",
+        _ => "it exceeds a size limit",
+    };
+    format!("refused: {what}; shipshape bounds what it reads from YAML so that no file can exhaust memory or time")
 }
 
 /// Read and parse a YAML file strictly.
@@ -137,6 +160,14 @@ pub fn write_cache<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_breached_safety_limit_is_explained_in_words() {
+        let deep = format!("a: {}1{}\n", "[".repeat(100), "]".repeat(100));
+        let error = parse::<serde_json::Value>(Path::new("release/policy.yaml"), &deep).unwrap_err().to_string();
+        assert!(error.starts_with("release/policy.yaml"), "{error}");
+        assert!(error.contains("nested too deeply") && !error.contains("budget breached"), "{error}");
+    }
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize, Serialize, PartialEq)]
