@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::alert::{NotifyReason, Seconds, State};
 use crate::db::{Db, sql_error};
@@ -218,7 +218,11 @@ pub struct Recorder<'a> {
 impl Db {
     /// Start recording an evaluation pass.
     pub fn record(&mut self) -> Result<Recorder<'_>> {
-        let tx = self.conn.transaction().map_err(sql_error(&self.path, "recording an evaluation"))?;
+        // IMMEDIATE, like every writer here (see `Db::ingest`): wait for another process's writer.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_error(&self.path, "recording an evaluation"))?;
         Ok(Recorder { tx, path: &self.path })
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use sha2::{Digest as _, Sha256};
 use shipshape_metrics::{Signal, Stats};
 
@@ -295,8 +295,10 @@ impl Db {
     pub fn ingest(&mut self, received: Seconds) -> Result<Ingest<'_>> {
         let error = sql_error(&self.path, "starting an ingest");
         let conn: &Connection = &self.conn;
-        // `&mut self` guarantees no other transaction on this connection.
-        let tx = conn.unchecked_transaction().map_err(&error)?;
+        // `&mut self` guarantees no other transaction on this connection. IMMEDIATE: a writer takes
+        // the write lock at BEGIN, waiting in SQLite's busy handler for another process's writer; a
+        // deferred transaction that later upgrades to a write fails at once with "database is locked".
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(&error)?;
         let insert = conn
             .prepare(
                 "INSERT OR IGNORE INTO events (id, ts, strategy, symbol, signal, outcome, ret, release_id, attributed, received)

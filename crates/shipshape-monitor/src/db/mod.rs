@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::alert::Seconds;
 
@@ -124,7 +124,7 @@ impl Db {
         let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(&error)?;
         match version {
             0 => {
-                let tx = conn.unchecked_transaction().map_err(&error)?;
+                let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate).map_err(&error)?;
                 tx.execute_batch(SCHEMA).map_err(&error)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&error)?;
                 tx.commit().map_err(&error)?;

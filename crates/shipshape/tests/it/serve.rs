@@ -222,3 +222,43 @@ fn kill_9_during_ingest_loses_no_acknowledged_event() {
     assert!(total as usize >= acknowledged.len() * 100);
     assert_eq!(total % 100, 0, "a partial batch was stored");
 }
+
+/// The CLI and the server write one database at the same time: `evaluate` (a writer) runs while four
+/// clients keep the server's ingest writer busy, and neither side fails with "database is locked"
+/// — every writer begins IMMEDIATE, so it waits in SQLite's busy handler instead.
+#[test]
+fn cli_evaluate_and_server_ingest_write_one_database_at_once() {
+    let s = deployed();
+    let mut server = start(&s, &["--max-body", "2000000"]);
+    let (address, token) = (server.address.clone(), server.token.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let (address, token, stop) = (address.clone(), token.clone(), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                // Bounded: at most 400 batches per client, and only while the CLI runs.
+                while sent < 400 && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = batch(&format!("load{client}"), sent * 500, 500);
+                    let (status, text) =
+                        http(&address, "POST", "/api/v1/events", Some(&token), body.as_bytes()).unwrap();
+                    assert_eq!(status, 200, "{text}");
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut evaluations = 0;
+    for _ in 0..8 {
+        let output = s.shipshape(LATER, &["evaluate", "--no-deliver"]);
+        assert!(output.status.success(), "evaluate beside a busy server: {}", stderr_of(&output));
+        evaluations += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let batches: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(evaluations, 8);
+    assert!(batches > 0, "the server took events meanwhile");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
