@@ -18,10 +18,11 @@
 //! - [`model`]: the on-disk schemas only — ids, manifest, audit bundle, validation record, approvals
 //!   file, policy, registry records, journal records and target state, anti-rollback state.
 //! - [`events`]: reading outcome-event files (JSON lines, CSV) in parallel blocks.
+//! - [`registry`]: the active release, the history, and the analytics computed from it.
 //! - [`trust`]: what decides trust — `allowed_signers`, OpenPGP keys, the pure judge of approvals,
 //!   the anti-rollback state.
-//! - [`pipeline`]: the steps before deploy — audit → validate → manifest → verify → approve.
-//! - [`registry`]: the active release, the history, and the analytics computed from it.
+//! - [`pipeline`]: the steps before deploy — audit → validate → manifest → verify → approve
+//!   (verify reads the registry: what was deployed raises the anti-rollback floor).
 //! - [`deploy`]: the transaction engine — target, plan, journal, copy and symlink modes, recovery,
 //!   rollback, failpoints — with the two whole flows [`deploy::deploy()`] and [`deploy::rollback()`].
 //!

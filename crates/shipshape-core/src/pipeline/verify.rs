@@ -363,14 +363,62 @@ fn judge_trust(
         if options.purpose != Purpose::Rollback {
             match crate::trust::anti_rollback::load(workspace) {
                 Err(e) => report.push(Check::AntiRollback, "release/state", Err(e.to_string())),
-                Ok(state) => report.push(
-                    Check::AntiRollback,
-                    manifest.deployment.environment.to_string(),
-                    crate::trust::anti_rollback::check(&state, loaded),
-                ),
+                Ok(state) => {
+                    let state = raised_by_records(workspace, state, now, &mut report.warnings);
+                    report.push(
+                        Check::AntiRollback,
+                        manifest.deployment.environment.to_string(),
+                        crate::trust::anti_rollback::check(&state, loaded),
+                    )
+                }
             }
         }
     }
+}
+
+/// The accepted sequences, raised to what the registry and the history show was deployed.
+///
+/// The state file alone is one file: deleted or edited, it would let an old (validly signed)
+/// manifest deploy again. The active release and the newest deploy in the history each name a
+/// manifest whose sequence was accepted; where the file records less (or nothing) for that
+/// environment, the records win and the discrepancy is reported as a warning.
+fn raised_by_records(
+    workspace: &Workspace,
+    mut state: crate::model::anti_rollback::State,
+    now: Time,
+    warnings: &mut Vec<String>,
+) -> crate::model::anti_rollback::State {
+    let active = crate::registry::get_active_release(workspace, now).ok().flatten();
+    let history = crate::registry::history(workspace).unwrap_or_default();
+    let newest_deploy = history.iter().rev().find(|e| e.action == crate::model::registry::Action::Deploy);
+    let evidence = [
+        active.as_ref().map(|a| (&a.release_id, a.deployment_timestamp, "the registry's active release")),
+        newest_deploy.map(|e| (&e.release_id, e.at, "the history's newest deploy")),
+    ];
+    for (release_id, at, source) in evidence.into_iter().flatten() {
+        let path = workspace.manifests_dir().join(format!("{release_id}.yaml"));
+        let Ok(recorded) = manifest::load(&path) else { continue };
+        let environment = recorded.manifest.deployment.environment.0.clone();
+        let sequence = recorded.manifest.sequence;
+        let file_says = state.environments.get(&environment).map(|a| a.sequence);
+        if file_says.is_some_and(|s| s >= sequence) {
+            continue;
+        }
+        warnings.push(format!(
+            "release/state/anti_rollback.yaml records {} for {environment}, but {source} is {release_id} (sequence {sequence}): the higher record is used",
+            file_says.map_or("nothing".to_string(), |s| format!("sequence {s}"))
+        ));
+        state.environments.insert(
+            environment,
+            crate::model::anti_rollback::Accepted {
+                sequence,
+                release_id: release_id.clone(),
+                manifest_sha256: recorded.digest,
+                accepted: at,
+            },
+        );
+    }
+    state
 }
 
 /// The validation record the manifest names, byte for byte.

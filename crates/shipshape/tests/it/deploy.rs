@@ -489,3 +489,33 @@ fn user_text_with_terminal_controls_is_printed_escaped_and_stored_exactly() {
     let json: serde_json::Value = serde_json::from_slice(&s.shipshape(LATER, &["history", "--json"]).stdout).unwrap();
     assert_eq!(json.as_array().unwrap().last().unwrap()["reason"], note);
 }
+
+/// Anti-rollback does not rest on one file: with `release/state/anti_rollback.yaml` deleted, or
+/// edited down, the registry and the history still show that a higher sequence was deployed, so the
+/// old manifest is refused — and the discrepancy is reported.
+#[test]
+fn anti_rollback_survives_a_deleted_or_lowered_state_file() {
+    let s = Setup::new("copy");
+    let (a, b) = two_releases(&s, A, B);
+    assert!(s.deploy(A, &a).status.success());
+    assert!(s.deploy(B, &b).status.success());
+    let state = s.ws.path("release/state/anti_rollback.yaml");
+    let recorded = fs::read_to_string(&state).unwrap();
+    assert!(recorded.contains("sequence: 2"), "{recorded}");
+    for tamper in ["delete", "lower"] {
+        match tamper {
+            "delete" => fs::remove_file(&state).unwrap(),
+            _ => fs::write(&state, recorded.replace("sequence: 2", "sequence: 1")).unwrap(),
+        }
+        let before = crate::util::snapshot(&s.target);
+        let output = s.deploy(LATER, &a);
+        assert_eq!(output.status.code(), Some(CHECK_FAILED), "{tamper}: {}", stderr_of(&output));
+        let stderr = stderr_of(&output);
+        assert!(stderr.contains("anti-rollback") && stderr.contains("sequence 1 is below"), "{tamper}: {stderr}");
+        crate::util::assert_same_tree(&before, &crate::util::snapshot(&s.target), tamper);
+        let verify = s.shipshape(LATER, &["verify", a.to_str().unwrap()]);
+        let report = String::from_utf8_lossy(&verify.stdout).to_string() + &stderr_of(&verify);
+        assert!(report.contains("the higher record is used"), "{tamper}: {report}");
+    }
+    s.assert_holds(&b, &a);
+}
