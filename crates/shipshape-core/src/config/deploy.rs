@@ -30,7 +30,9 @@ impl DeployMode {
 pub struct PostDeployCheck {
     /// What it checks.
     pub name: String,
-    /// Run with `sh -c` in the workspace; `SHIPSHAPE_TARGET` and `SHIPSHAPE_RELEASE_ID` are set.
+    /// Run with `sh -c` in the workspace; `SHIPSHAPE_TARGET` (the tree being made live: the target in
+    /// copy mode, the release's directory in symlink mode), `SHIPSHAPE_TARGET_ROOT` and
+    /// `SHIPSHAPE_RELEASE_ID` are set.
     pub command: String,
     /// Time limit (default 5 minutes).
     #[serde(default)]

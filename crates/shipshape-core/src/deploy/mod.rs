@@ -217,13 +217,22 @@ fn run_phases(
     Ok(None)
 }
 
-/// Run the post-deploy checks against the tree being made live (`SHIPSHAPE_TARGET`); the first
-/// failure, described.
+/// Run the post-deploy checks against the tree being made live; the first failure, described.
+///
+/// `SHIPSHAPE_TARGET` is that tree — the target itself in copy mode, the release's own directory
+/// (`<target>/.shipshape/releases/<id>`, where `current` now points) in symlink mode — so one check
+/// works in both modes. `SHIPSHAPE_TARGET_ROOT` is the target directory, `SHIPSHAPE_RELEASE_ID` the
+/// release.
 fn run_checks(workspace: &Workspace, plan: &Plan, checks: &[PostDeployCheck]) -> Result<Option<String>> {
+    let live_tree = match plan.mode {
+        DeployMode::Copy => plan.target.clone(),
+        DeployMode::Symlink => Target::at(plan.target.clone(), plan.mode).release_dir(&plan.to.release_id),
+    };
     for check in checks {
         let timeout = check.timeout.map_or(std::time::Duration::from_secs(300), |t| t.0.0.unsigned_abs());
         let command = format!(
-            "SHIPSHAPE_TARGET={} SHIPSHAPE_RELEASE_ID={} ; export SHIPSHAPE_TARGET SHIPSHAPE_RELEASE_ID ; {}",
+            "SHIPSHAPE_TARGET={} SHIPSHAPE_TARGET_ROOT={} SHIPSHAPE_RELEASE_ID={} ; export SHIPSHAPE_TARGET SHIPSHAPE_TARGET_ROOT SHIPSHAPE_RELEASE_ID ; {}",
+            crate::infra::command::shell_quote(&live_tree.to_string_lossy()),
             crate::infra::command::shell_quote(&plan.target.to_string_lossy()),
             plan.to.release_id,
             check.command

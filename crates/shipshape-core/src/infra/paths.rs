@@ -108,6 +108,36 @@ impl<'de> Deserialize<'de> for RelPath {
     }
 }
 
+/// The names shipshape keeps in a deploy target, which no release file may take: `.shipshape/` (the
+/// target's lock, state and, in symlink mode, its releases), `current` (the symlink mode's live link —
+/// reserved in both modes so a target can switch modes) and the temporaries a transaction stages
+/// beside a file (`.<name>.shipshape-<txid>`). Compared case-insensitively, so a case-folding
+/// filesystem cannot be used to reach them. Returns why `path` is refused, or `None`.
+pub fn reserved_in_target(path: &RelPath) -> Option<String> {
+    let mut parts = path.as_str().split('/');
+    let first = parts.next().unwrap_or("");
+    if first.eq_ignore_ascii_case(".shipshape") {
+        return Some(
+            "`.shipshape/` is reserved: shipshape keeps the target's lock, state and releases there; rename the file or exclude it"
+                .into(),
+        );
+    }
+    if first.eq_ignore_ascii_case("current") {
+        return Some(
+            "`current` at the top of the tree is reserved for the symlink mode's live link (in every mode, so a target can switch modes); move the file or exclude it"
+                .into(),
+        );
+    }
+    for part in path.as_str().split('/') {
+        if part.starts_with('.') && part.to_ascii_lowercase().contains(".shipshape-") {
+            return Some(format!(
+                "`{part}` has the form of the temporaries a deploy stages in the target (`.<name>.shipshape-<id>`); rename the file or exclude it"
+            ));
+        }
+    }
+    None
+}
+
 /// Resolve `path` (relative to `root`) through any symlinks and refuse it unless its real location
 /// is inside `root`. `origin` names where the path came from, for the error message. Returns the
 /// resolved absolute path.

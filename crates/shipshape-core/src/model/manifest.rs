@@ -178,7 +178,16 @@ impl<'de> Deserialize<'de> for ArtifactsByKind {
                     if out.iter().any(|(k, _)| *k == kind) {
                         return Err(serde::de::Error::custom(format!("artifact kind `{kind}` appears twice")));
                     }
-                    out.push((kind, map.next_value()?));
+                    let list: Vec<ManifestArtifact> = map.next_value()?;
+                    for artifact in &list {
+                        if let Some(reason) = crate::infra::paths::reserved_in_target(&artifact.path) {
+                            return Err(serde::de::Error::custom(format!(
+                                "artifact `{}` of kind `{kind}`: {reason}",
+                                artifact.path
+                            )));
+                        }
+                    }
+                    out.push((kind, list));
                 }
                 Ok(ArtifactsByKind(out))
             }

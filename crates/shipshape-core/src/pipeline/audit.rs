@@ -19,7 +19,7 @@ use crate::infra::atomic::{create_dir_all_durable, sync_dir, write_new_atomic};
 use crate::infra::clock::Time;
 use crate::infra::git::{self};
 use crate::infra::hash::{Progress, hash_files};
-use crate::infra::paths::{RelPath, confine};
+use crate::infra::paths::{RelPath, confine, reserved_in_target};
 use crate::layout::{RELEASE_DIR, Workspace};
 use crate::model::audit::{ArtifactRecord, AuditBundle, BUNDLE_FILE, BUNDLE_SCHEMA, ToolInfo, Totals};
 
@@ -124,6 +124,9 @@ pub fn inventory(workspace: &Workspace) -> Result<Vec<Candidate>> {
             path: relative.display().to_string(),
             reason: rule.to_string(),
         })?;
+        if let Some(reason) = reserved_in_target(&path) {
+            return Err(Error::UnsafePath { origin: config.path.clone(), path: path.to_string(), reason });
+        }
         let real_path = confine(root, &path, &config.path)?;
         let metadata = fs::metadata(&real_path).at(&real_path, "reading metadata")?;
         if !metadata.is_file() {

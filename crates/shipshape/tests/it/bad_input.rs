@@ -83,6 +83,28 @@ fn escaping_globs_are_refused() {
     }
 }
 
+/// The names shipshape keeps in a target (`.shipshape/`, `current`, staging temporaries) are refused
+/// at audit time, naming the file, the path and why — before a release could write over the
+/// target's own state.
+#[test]
+fn reserved_target_names_are_refused_at_audit() {
+    for (path, needle) in [
+        (".shipshape/state.yaml", "`.shipshape/` is reserved"),
+        (".ShipShape/lock", "`.shipshape/` is reserved"),
+        ("current/config.yaml", "`current` at the top of the tree is reserved"),
+        ("conf/.x.yaml.shipshape-20251012T190000-1", "has the form of the temporaries"),
+    ] {
+        let ws = TestWorkspace::example();
+        let file = ws.path(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(&file, b"release_id: forged\n").unwrap();
+        let text = fs::read_to_string(ws.path("shipshape.toml")).unwrap();
+        let line = format!("\"search_space.yaml\", \"{path}\"");
+        ws.write("shipshape.toml", text.replace("\"search_space.yaml\"", &line).as_bytes());
+        refused(&ws, &["audit"], BAD_INPUT, &["shipshape.toml", path, needle]);
+    }
+}
+
 #[test]
 fn symlink_out_of_the_workspace_is_refused() {
     let ws = TestWorkspace::example();
@@ -282,6 +304,20 @@ fn manifest_with_traversal_path_is_refused() {
     let text = fs::read_to_string(&manifest).unwrap();
     fs::write(&manifest, text.replace("- path: src/app/config.py", "- path: ../../etc/passwd")).unwrap();
     refused(&ws, &["verify", "--integrity-only"], BAD_INPUT, &["release_20251012_190000.yaml:", "unsafe path"]);
+}
+
+#[test]
+fn manifest_with_reserved_target_path_is_refused() {
+    let ws = TestWorkspace::example();
+    let manifest = ws.release("2025-10-12T19:00:00+05:30", &[]);
+    let text = fs::read_to_string(&manifest).unwrap();
+    fs::write(&manifest, text.replace("- path: src/app/config.py", "- path: .shipshape/state.yaml")).unwrap();
+    refused(
+        &ws,
+        &["verify", "--integrity-only"],
+        BAD_INPUT,
+        &["release_20251012_190000.yaml:", "artifact `.shipshape/state.yaml`", "is reserved"],
+    );
 }
 
 #[test]

@@ -210,7 +210,7 @@ fn full_disk_leaves_the_target_unchanged() {
 #[test]
 fn failing_post_deploy_check_rolls_back_automatically() {
     for mode in ["copy", "symlink"] {
-        let checks = "[[deploy.post_deploy_checks]]\nname = \"config loads\"\ncommand = \"grep -q 0.62 \\\"$SHIPSHAPE_TARGET\\\"/$(test -L \\\"$SHIPSHAPE_TARGET/current\\\" && echo current/)src/app/config.py\"\ntimeout = \"30s\"\n";
+        let checks = "[[deploy.post_deploy_checks]]\nname = \"config loads\"\ncommand = \"grep -q 0.62 \\\"$SHIPSHAPE_TARGET\\\"/src/app/config.py\"\ntimeout = \"30s\"\n";
         let s = Setup::with_checks(mode, checks);
         let (a, b) = two_releases(&s, A, B); // B changes 0.62 to 0.64: the check fails
         assert!(s.deploy(A, &a).status.success(), "A passes its check");
@@ -229,6 +229,31 @@ fn failing_post_deploy_check_rolls_back_automatically() {
         );
         let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
         assert_eq!(active["release_id"], "release_20251012_190000");
+    }
+}
+
+/// The example's own post-deploy check passes in both modes: `SHIPSHAPE_TARGET` is the tree being
+/// made live (the target in copy mode, the release's directory in symlink mode), so a check written
+/// once reads the new release's files in either.
+#[test]
+fn the_examples_post_deploy_check_passes_in_both_modes() {
+    let example = fs::read_to_string(crate::util::example_dir().join("shipshape.toml")).unwrap();
+    let checks = &example[example.find("[[deploy.post_deploy_checks]]").expect("the example has a check")..];
+    for mode in ["copy", "symlink"] {
+        let record = "[[deploy.post_deploy_checks]]\nname = \"record\"\ncommand = \"printf '%s|%s|%s' \\\"$SHIPSHAPE_TARGET\\\" \\\"$SHIPSHAPE_TARGET_ROOT\\\" \\\"$SHIPSHAPE_RELEASE_ID\\\" > ../check_env\"\n";
+        let s = Setup::with_checks(mode, &format!("{checks}\n{record}"));
+        let a = s.release(A);
+        let output = s.deploy(A, &a);
+        assert!(output.status.success(), "{mode}: {}", stderr_of(&output));
+        let seen = fs::read_to_string(s.ws.temp.path().join("check_env")).unwrap();
+        let root = s.target.canonicalize().unwrap();
+        let tree = match mode {
+            "copy" => root.clone(),
+            _ => root.join(".shipshape/releases/release_20251012_190000"),
+        };
+        assert_eq!(seen, format!("{}|{}|release_20251012_190000", tree.display(), root.display()), "{mode}");
+        let history = String::from_utf8(s.shipshape(LATER, &["history"]).stdout).unwrap();
+        assert!(!history.contains("auto_rollback"), "{mode}: {history}");
     }
 }
 
