@@ -25,6 +25,9 @@ pub enum ErrorKind {
     Database,
     /// A bug in shipshape: something it guarantees did not hold. Please report it.
     Internal,
+    /// A deploy or rollback is unfinished: it passed its commit point (production serves the new
+    /// release) but could not record it, or it was interrupted; `shipshape recover` finishes it.
+    Unfinished,
 }
 
 /// Result alias used throughout the library.
@@ -78,6 +81,11 @@ pub enum Error {
         /// Who holds it (pid, host, command, since when), as recorded in the lock file.
         holder: String,
     },
+    /// A deploy or rollback left its journal open: it passed its commit point but could not
+    /// record it, or it was undone but could not say so. The message says which release production
+    /// serves and that `shipshape recover` finishes the transaction.
+    #[error("{0}")]
+    Unfinished(String),
     /// A bug in shipshape (a worker thread panicked, an invariant did not hold).
     #[error("internal error (a bug in shipshape, please report it): {0}")]
     Internal(String),
@@ -104,6 +112,7 @@ impl Error {
             Error::Check(_) => ErrorKind::CheckFailed,
             Error::Locked { .. } => ErrorKind::Locked,
             Error::Internal(_) => ErrorKind::Internal,
+            Error::Unfinished(_) => ErrorKind::Unfinished,
             Error::Io { source, .. } => match source.kind() {
                 io::ErrorKind::NotFound
                 | io::ErrorKind::PermissionDenied

@@ -12,6 +12,8 @@ Exit codes:
   2   bad input (malformed or unsafe file, unknown key, bad flag) or nothing to work on yet
   3   another shipshape process holds the workspace or target lock
   4   a deploy failed its post-deploy checks and was rolled back, or evaluate rolled back automatically
+  5   unfinished: a deploy or rollback passed its commit point (production serves the new release)
+      but could not record it, or status found an interrupted one: run `shipshape recover`
   70  an internal error: a bug in shipshape (please report it)
   74  an operating-system error (disk full, I/O error)
   75  the monitoring database failed (busy past its timeout, corrupt, full)";

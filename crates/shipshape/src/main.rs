@@ -63,6 +63,10 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 pub const EXIT_LOCKED: u8 = 3;
 /// Exit code when a deploy failed its post-deploy checks and was rolled back.
 pub const EXIT_ROLLED_BACK: u8 = 4;
+/// Exit code when a deploy or rollback is unfinished: it passed its commit point (production serves
+/// the new release) but could not record it, or `status` found an interrupted one; `shipshape
+/// recover` finishes it.
+pub const EXIT_UNFINISHED: u8 = 5;
 /// Exit code for a bug in shipshape (sysexits' EX_SOFTWARE).
 pub const EXIT_INTERNAL: u8 = 70;
 /// Exit code for operating-system errors (sysexits' EX_IOERR).
@@ -138,6 +142,7 @@ fn report(error: &anyhow::Error) -> ExitCode {
         Some(ErrorKind::Io) => EXIT_IO,
         Some(ErrorKind::Database) => EXIT_DATABASE,
         Some(ErrorKind::Internal) => EXIT_INTERNAL,
+        Some(ErrorKind::Unfinished) => EXIT_UNFINISHED,
         Some(ErrorKind::BadInput) | None => EXIT_BAD_INPUT,
         Some(_) => EXIT_BAD_INPUT,
     };

@@ -19,6 +19,9 @@ use crate::model::journal::{Ending, Phase, Plan, Record};
 pub(crate) struct Journal {
     pub(crate) path: PathBuf,
     file: File,
+    /// An append failed (a full disk): part of its line may be in the file, so the next record
+    /// starts on a new line, leaving the torn one to be skipped on reading.
+    torn: bool,
 }
 
 impl Journal {
@@ -28,26 +31,37 @@ impl Journal {
         let path = dir.join(format!("{}.jsonl", plan.txid));
         let file = OpenOptions::new().append(true).create_new(true).open(&path).at(&path, "creating journal")?;
         failpoint::hit(failpoint::JOURNAL_CREATED);
-        let mut journal = Journal { path, file };
-        journal.append(&Record::Plan { plan: Box::new(plan.clone()), at: now }, true)?;
-        sync_dir(dir)?;
+        let mut journal = Journal { path, file, torn: false };
+        if let Err(error) =
+            journal.append(&Record::Plan { plan: Box::new(plan.clone()), at: now }, true).and_then(|()| sync_dir(dir))
+        {
+            // Nothing was changed before the plan was durable: the journal goes with the error
+            // (should removing it fail too, recovery discards a planless journal).
+            let _ = fs::remove_file(&journal.path);
+            return Err(error);
+        }
         Ok(journal)
     }
 
     /// Reopen an unfinished journal to append its outcome.
     pub(crate) fn open(path: &Path) -> Result<Journal> {
         let file = OpenOptions::new().append(true).open(path).at(path, "opening journal")?;
-        Ok(Journal { path: path.to_path_buf(), file })
+        Ok(Journal { path: path.to_path_buf(), file, torn: true })
     }
 
     /// Append a record; `durable` forces it to disk before returning.
     fn append(&mut self, record: &Record, durable: bool) -> Result<()> {
         let mut line = serde_json::to_vec(record).map_err(|e| Error::invalid(&self.path, e.to_string()))?;
         line.push(b'\n');
+        if self.torn {
+            line.insert(0, b'\n');
+        }
+        self.torn = true;
         self.file.write_all(&line).at(&self.path, "writing journal")?;
         if durable {
             self.file.sync_data().at(&self.path, "syncing journal")?;
         }
+        self.torn = false;
         Ok(())
     }
 
@@ -61,7 +75,10 @@ impl Journal {
     /// Record how the transaction ended and retire the journal to `done/`.
     pub(crate) fn outcome(&mut self, outcome: Ending, reason: Option<String>, now: Time) -> Result<()> {
         self.append(&Record::Outcome { outcome, reason, at: now }, true)?;
-        retire(&self.path)
+        // The outcome is what ends the transaction; the move is housekeeping the next recovery
+        // redoes if it fails here (see [`retire`]).
+        let _ = retire(&self.path);
+        Ok(())
     }
 }
 
@@ -99,13 +116,14 @@ pub(crate) fn read(path: &Path) -> Result<Option<JournalRead>> {
 
 fn read_from(path: &Path, reader: impl BufRead) -> Result<Option<JournalRead>> {
     let (mut plan, mut phases, mut outcome) = (None, Vec::new(), None);
-    for line in reader.lines() {
+    for line in reader.split(b'\n') {
         let line = line.at(path, "reading journal")?;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        // A torn last line (crash mid-append) is ignored: its phase did not happen.
-        let Ok(record) = serde_json::from_str::<Record>(&line) else { continue };
+        // A torn line (a crash or a full disk mid-append; it may end inside a UTF-8 sequence) is
+        // ignored: its step did not happen.
+        let Ok(record) = serde_json::from_slice::<Record>(&line) else { continue };
         match record {
             Record::Plan { plan: p, .. } => plan = Some(*p),
             Record::Phase { phase, .. } => phases.push(phase),
@@ -170,12 +188,32 @@ mod tests {
         for torn in [
             line(&Record::Phase { phase: Phase::Committed, at: at() }),
             line(&Record::Outcome { outcome: Ending::Failed, reason: Some("x".into()), at: at() }),
+            line(&Record::Outcome { outcome: Ending::Failed, reason: Some("déjà vu ✓".into()), at: at() }),
         ] {
-            let cut = &torn[..torn.len() / 2];
-            let read = read_from(Path::new("j"), format!("{head}{cut}").as_bytes()).unwrap().unwrap();
-            assert!(read.phases.is_empty() && read.outcome.is_none(), "{cut}");
-            assert!(!read.committed());
+            // Every cut, including ones inside a multi-byte character.
+            for cut in 1..torn.len() - 1 {
+                let text = [head.as_bytes(), &torn.as_bytes()[..cut]].concat();
+                let read = read_from(Path::new("j"), text.as_slice()).unwrap().unwrap();
+                assert!(read.phases.is_empty() && read.outcome.is_none(), "{cut}");
+                assert!(!read.committed());
+            }
         }
+    }
+
+    /// A record whose append failed part-way (a full disk) leaves a torn line; the records written
+    /// after it start on their own line, so they are read, and the torn one is not.
+    #[test]
+    fn a_record_after_a_failed_append_starts_on_its_own_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::create(dir.path(), &plan(), at()).unwrap();
+        // What a failed write leaves: part of a committed record, no newline.
+        let committed = line(&Record::Phase { phase: Phase::Committed, at: at() });
+        journal.file.write_all(&committed.as_bytes()[..committed.len() / 2]).unwrap();
+        journal.torn = true;
+        journal.phase(Phase::Verified, at()).unwrap();
+        let read = super::read(&journal.path).unwrap().unwrap();
+        assert_eq!(read.phases, [Phase::Verified]);
+        assert!(!read.committed());
     }
 
     #[test]

@@ -42,8 +42,8 @@ use crate::model::registry::{Action, HistoryEntry};
 use crate::registry::{self, Activation};
 
 pub use plan::{PlanRequest, plan};
-pub use recover::{Direction, Recovered, recover};
-pub use rollback::{RollbackOutcome, RollbackRequest, active_files, rollback};
+pub use recover::{Direction, Pending, Recovered, pending, recover};
+pub use rollback::{RollbackOutcome, RollbackRequest, active_files, live_files, rollback};
 pub use target::{Locks, Target, check_space, lock};
 
 /// How a transition ended.
@@ -92,6 +92,19 @@ fn converge(workspace: &Workspace, target: &Target, release: Option<&ReleaseFile
     Ok(())
 }
 
+/// The release the target's own records say it holds — `.shipshape/state.yaml` in copy mode, where
+/// `current` points in symlink mode — without re-hashing; `None` when it records none (or the target
+/// does not exist). What `status` consults when the registry has no active release.
+pub fn held_release(target: &Target) -> Result<Option<String>> {
+    if !target.exists() {
+        return Ok(None);
+    }
+    Ok(match target.mode {
+        DeployMode::Copy => state::read_state(&target.state_path())?.release_id.map(|id| id.to_string()),
+        DeployMode::Symlink => symlink::current_release(target),
+    })
+}
+
 /// Check that the target holds exactly `release`, re-hashing (through the stat cache unless `deep`).
 /// Returns the paths that differ.
 pub fn drift(target: &Target, release: &ReleaseFiles, deep: bool) -> Result<Vec<String>> {
@@ -133,16 +146,35 @@ pub fn apply(
 ) -> Result<Outcome> {
     let mut journal = journal::Journal::create(&workspace.journal_dir(), plan, now)?;
     failpoint::hit(failpoint::AFTER_PLAN);
-    let result = run_phases(workspace, target, plan, checks, &mut journal, now, progress);
+    let mut result = run_phases(workspace, target, plan, checks, &mut journal, now, progress);
+    if let Ok(None) = result
+        && let Err(error) = journal.phase(Phase::Committed, now)
+    {
+        // The commit record did not reach the disk whole: the transaction is not committed, and
+        // is undone below like any failure before the commit point.
+        result = Err(error);
+    }
     match result {
         Ok(None) => {
-            journal.phase(Phase::Committed, now)?;
-            if let Some(loaded) = accept {
-                crate::trust::anti_rollback::record(workspace, loaded, now)?;
-            }
-            finish(workspace, plan, now)?;
-            failpoint::hit(failpoint::AFTER_REGISTRY);
-            journal.outcome(Ending::Committed, None, now)?;
+            // Past the commit point production serves the new release: a failure from here on
+            // (a full disk under the registry) does not undo it, it leaves the journal open for
+            // `shipshape recover` to complete — and says so, with its own exit code.
+            let completed = (|| -> Result<()> {
+                if let Some(loaded) = accept {
+                    crate::trust::anti_rollback::record(workspace, loaded, now)?;
+                }
+                finish(workspace, plan, now)?;
+                failpoint::hit(failpoint::AFTER_REGISTRY);
+                journal.outcome(Ending::Committed, None, now)
+            })();
+            completed.map_err(|cause| {
+                Error::Unfinished(format!(
+                    "{} is live: the {} passed its commit point, but completing it failed: {cause}; free the space or fix the cause, then run `shipshape recover` to complete it (the journal {} is kept)",
+                    plan.to.release_id,
+                    plan.kind,
+                    journal.path.display()
+                ))
+            })?;
             Ok(Outcome::Committed)
         }
         Ok(Some(reason)) => {
@@ -180,11 +212,17 @@ pub fn apply(
         Err(error) => {
             // Anything else (corrupt object, full disk, I/O): restore exactly the old release.
             match converge(workspace, target, plan.from.as_ref(), plan) {
-                Ok(()) => {
-                    journal.outcome(Ending::Failed, Some(error.to_string()), now)?;
-                    Err(error)
-                }
-                Err(restore_error) => Err(Error::Check(format!(
+                Ok(()) => match journal.outcome(Ending::Failed, Some(error.to_string()), now) {
+                    Ok(()) => Err(error),
+                    // The target is back to the old release; the journal could not say so (the
+                    // same full disk, typically). The next command's recovery closes it.
+                    Err(journal_error) => Err(Error::Unfinished(format!(
+                        "{error}; {} was restored, but closing the journal failed ({journal_error}): free the space, then run `shipshape recover` (the journal {} is kept)",
+                        plan.from.as_ref().map_or_else(|| "the empty target".to_string(), |f| f.release_id.to_string()),
+                        journal.path.display()
+                    ))),
+                },
+                Err(restore_error) => Err(Error::Unfinished(format!(
                     "{error}; restoring the previous release also failed ({restore_error}): the journal {} is left open, run `shipshape recover`",
                     journal.path.display()
                 ))),
@@ -293,7 +331,9 @@ pub fn deploy(
     let to = ReleaseFiles::of(workspace, &loaded)?;
     let checks = workspace.config.deploy.as_ref().map(|d| d.post_deploy_checks.clone()).unwrap_or_default();
     let make_plan = || -> Result<Plan> {
-        let from = active_files(workspace, now)?.map(|(_, files)| files);
+        // After the locks' recovery this is the registry's active release; in a dry run (no lock,
+        // no recovery) it is the release recovery would leave live.
+        let from = live_files(workspace, now)?;
         let plan_request = PlanRequest {
             kind: crate::model::journal::Kind::Deploy,
             from,

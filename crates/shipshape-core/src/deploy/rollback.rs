@@ -65,10 +65,22 @@ fn verify_for_rollback(
     Ok(crate::pipeline::verify::trusted_for_rollback(workspace, &path, now, progress)?.0)
 }
 
-/// Roll the target back to an earlier release: the whole flow behind `shipshape rollback` and the
-/// monitor's auto-rollback. Verifies the release's store objects and approvals before touching
-/// anything ("backup verification before restore"), takes the locks, recovers an interrupted
-/// transaction (reported through `recovered`), plans, asks `confirm`, applies under the journal.
+/// The release the target holds once any interrupted transaction is recovered: the one an unfinished
+/// journal lands on (read without the locks), else the registry's active release.
+pub fn live_files(workspace: &Workspace, now: Time) -> Result<Option<ReleaseFiles>> {
+    if let Some(last) = crate::deploy::recover::pending(workspace)?.pop() {
+        return Ok(last.lands_on().cloned());
+    }
+    Ok(active_files(workspace, now)?.map(|(_, files)| files))
+}
+
+/// Roll the target back to an earlier release: the whole flow behind `shipshape rollback`, the
+/// dashboard's rollback button and the monitor's auto-rollback. Takes the locks and recovers an
+/// interrupted transaction (reported through `recovered`) before deciding anything — an interrupted
+/// deploy may have made another release live than the registry says — then verifies the release's
+/// store objects and approvals ("backup verification before restore"), plans, asks `confirm` and
+/// applies under the journal. A dry run takes no lock and recovers nothing: it plans from the
+/// release recovery would leave live.
 pub fn rollback(
     workspace: &Workspace,
     request: &RollbackRequest,
@@ -78,63 +90,42 @@ pub fn rollback(
     confirm: &mut dyn FnMut(&Plan) -> Result<bool>,
 ) -> Result<RollbackOutcome> {
     let target = Target::of(workspace)?;
-    let Some(active) = registry::get_active_release(workspace, now)? else {
+    let _locks = if request.dry_run {
+        None
+    } else {
+        let locks = lock(workspace, &target, "rollback", now)?;
+        for r in &recover(workspace, &target, now)? {
+            recovered(r);
+        }
+        Some(locks)
+    };
+    let Some(from) = live_files(workspace, now)? else {
         return Err(Error::Usage(
             "nothing is deployed yet, so there is nothing to roll back: deploy with `shipshape deploy`".into(),
         ));
     };
-    // The release to restore is the one named, or the one the active manifest names as previous.
-    // The registry remembers the latter, so it is verified while the active manifest is read (the
-    // two parse on two cores); the manifest has the last word.
-    let hint = request.to.clone().or_else(|| active.rollback_to.clone());
-    let (active_read, verified) = std::thread::scope(|scope| {
-        let reading = scope.spawn(|| -> Result<(LoadedManifest, ReleaseFiles)> {
-            let loaded = crate::pipeline::manifest::load(&active.manifest_path.under(&workspace.root))?;
-            let files = ReleaseFiles::of(workspace, &loaded)?;
-            Ok((loaded, files))
-        });
-        let verified = hint.as_ref().map(|id| verify_for_rollback(workspace, id, now, progress));
-        let read =
-            reading.join().unwrap_or_else(|_| Err(Error::Internal("reading the active manifest panicked".into())));
-        (read, verified)
-    });
-    let (active_manifest, from) = active_read?;
     let to_id = match &request.to {
         Some(id) => id.clone(),
-        None => active_manifest.manifest.rollback_plan.previous_release_id.clone().ok_or_else(|| {
+        None => from.rollback_to.clone().ok_or_else(|| {
             Error::Usage(format!(
                 "{} is the first release: there is no earlier release to roll back to",
-                active.release_id
+                from.release_id
             ))
         })?,
     };
-    if to_id == active.release_id {
+    if to_id == from.release_id {
         return Err(Error::Usage(format!("{to_id} is already the active release")));
     }
-    let loaded = match verified {
-        Some(result) if hint.as_ref() == Some(&to_id) => result?,
-        _ => verify_for_rollback(workspace, &to_id, now, progress)?,
-    };
+    let loaded = verify_for_rollback(workspace, &to_id, now, progress)?;
     let to = ReleaseFiles::of(workspace, &loaded)?;
     let environment = loaded.manifest.deployment.environment.to_string();
     let reason = Some(request.reason.clone());
+    let plan_request =
+        PlanRequest { kind: Kind::Rollback, from: Some(from), to, by: request.by.clone(), reason, environment };
+    let plan = plan(workspace, &target, plan_request, now)?;
     if request.dry_run {
-        let request =
-            PlanRequest { kind: Kind::Rollback, from: Some(from), to, by: request.by.clone(), reason, environment };
-        let plan = plan(workspace, &target, request, now)?;
         return Ok(RollbackOutcome::DryRun(plan));
     }
-    let _locks = lock(workspace, &target, "rollback", now)?;
-    let recoveries = recover(workspace, &target, now)?;
-    for r in &recoveries {
-        recovered(r);
-    }
-    // Another command may have finished, or a recovery moved the target, before the lock was ours.
-    let still_active = registry::get_active_release(workspace, now)?
-        .is_some_and(|now_active| now_active.release_id == active.release_id && recoveries.is_empty());
-    let from = if still_active { Some(from) } else { active_files(workspace, now)?.map(|(_, files)| files) };
-    let plan_request = PlanRequest { kind: Kind::Rollback, from, to, by: request.by.clone(), reason, environment };
-    let plan = plan(workspace, &target, plan_request, now)?;
     check_space(&target, &plan)?;
     if !confirm(&plan)? {
         return Ok(RollbackOutcome::NotConfirmed(plan));

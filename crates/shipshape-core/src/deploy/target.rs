@@ -30,7 +30,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// The workspace's `[deploy]` target, created if missing.
+    /// The workspace's `[deploy]` target, resolved (symlinks and `..` in the part that exists) but
+    /// not created: a command that is refused leaves no directory behind. [`lock`] creates it.
     pub fn of(workspace: &Workspace) -> Result<Target> {
         let Some(deploy) = &workspace.config.deploy else {
             return Err(Error::Usage(format!(
@@ -39,16 +40,29 @@ impl Target {
             )));
         };
         let raw = Path::new(&deploy.target);
-        let root = if raw.is_absolute() { raw.to_path_buf() } else { workspace.root.join(raw) };
-        create_dir_all_durable(&root)?;
-        let root = root.canonicalize().at(&root, "resolving the target")?;
-        if root.starts_with(workspace.release_dir()) || root == workspace.root {
+        let root = resolve(&if raw.is_absolute() { raw.to_path_buf() } else { workspace.root.join(raw) })?;
+        let forbidden = [
+            (workspace.release_dir(), "the workspace's release/ directory"),
+            (workspace.root.join(".git"), "the workspace's .git/ directory"),
+            (workspace.root.join("data").join("monitoring"), "the monitoring registry data/monitoring/"),
+        ];
+        let inside = forbidden.iter().find(|(dir, _)| root.starts_with(dir)).map(|(_, what)| *what);
+        if let Some(what) = inside.or((root == workspace.root).then_some("the workspace itself")) {
             return Err(Error::invalid(
                 &workspace.config.path,
-                "deploy.target must not be the workspace or its release/ directory",
+                format!(
+                    "deploy.target `{}` resolves to {}, which is {what}: production's directory must be elsewhere (an absolute path, or one relative to the workspace such as \"production\" or \"../prod\")",
+                    deploy.target,
+                    root.display()
+                ),
             ));
         }
         Ok(Target::at(root, deploy.mode))
+    }
+
+    /// Whether the target directory exists (a read-only command has nothing to read otherwise).
+    pub fn exists(&self) -> bool {
+        self.root.is_dir()
     }
 
     /// The target at `root` (already resolved) in `mode`.
@@ -129,8 +143,11 @@ pub fn check_space(target: &Target, plan: &Plan) -> Result<()> {
         return Ok(()); // lets tests reach a real ENOSPC while writing
     }
     let needed = plan.bytes() + 1024 * 1024;
-    let stat = rustix::fs::statvfs(&target.root).map_err(|e| Error::Io {
-        path: target.root.clone(),
+    // A target not created yet (a dry run of the first deploy) is on its nearest existing parent's
+    // filesystem.
+    let on = target.root.ancestors().find(|dir| dir.exists()).unwrap_or(&target.root);
+    let stat = rustix::fs::statvfs(on).map_err(|e| Error::Io {
+        path: on.to_path_buf(),
         action: "reading free space",
         source: e.into(),
     })?;
@@ -144,15 +161,83 @@ pub fn check_space(target: &Target, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Both locks, taken without waiting.
+/// `path` made absolute and symlink-free: the longest existing prefix is canonicalized, the rest
+/// (which does not exist yet, so holds no symlink) is appended with `..` applied lexically.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else { break };
+        rest.push(name.to_os_string());
+        existing = parent;
+    }
+    let mut root = existing.canonicalize().at(existing, "resolving the target")?;
+    for part in rest.iter().rev() {
+        if part == ".." {
+            root.pop();
+        } else if part != "." {
+            root.push(part);
+        }
+    }
+    Ok(root)
+}
+
+/// Both locks, taken without waiting. Taking them creates the target directory and its
+/// `.shipshape/` when missing; if the command then changes nothing there (it was refused, not
+/// confirmed, or failed before its journal), dropping the locks removes what taking them created.
 pub struct Locks {
     _workspace: WorkspaceLock,
-    _target: WorkspaceLock,
+    target: Option<WorkspaceLock>,
+    /// Directories this command created, outermost first; removed on drop while still empty of
+    /// anything but the lock file.
+    created: Vec<PathBuf>,
 }
 
 /// Take the workspace and target locks for `command`.
 pub fn lock(workspace: &Workspace, target: &Target, command: &str, now: Time) -> Result<Locks> {
     let workspace_lock = WorkspaceLock::acquire(&workspace.lock_path(), command, now)?;
-    let target_lock = WorkspaceLock::acquire(&target.lock_path(), command, now)?;
-    Ok(Locks { _workspace: workspace_lock, _target: target_lock })
+    let mut created = Vec::new();
+    let mut missing = Vec::new();
+    let mut dir = target.meta();
+    while !dir.exists() {
+        missing.push(dir.clone());
+        if !dir.pop() {
+            break;
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        create_dir_all_durable(&dir)?;
+        created.push(dir);
+    }
+    let mut locks = Locks { _workspace: workspace_lock, target: None, created };
+    locks.target = Some(WorkspaceLock::acquire(&target.lock_path(), command, now)?);
+    Ok(locks)
+}
+
+impl Drop for Locks {
+    fn drop(&mut self) {
+        if self.created.is_empty() {
+            return;
+        }
+        // The lock file goes first (the flock goes with its descriptor), then each created
+        // directory that is empty: `remove_dir` refuses any other, so nothing written is lost.
+        // The file is unlinked while still locked; a process that opened it meanwhile finds, once
+        // it has the flock, that the file is no longer at its path and takes the new one.
+        if let Some(lock) = self.target.take() {
+            let path = lock.path().to_path_buf();
+            let only_lock = path
+                .parent()
+                .and_then(|meta| fs::read_dir(meta).ok())
+                .is_some_and(|entries| entries.filter_map(|e| e.ok()).all(|e| e.file_name() == "lock"));
+            if only_lock {
+                let _ = fs::remove_file(&path);
+            }
+            drop(lock);
+        }
+        for dir in self.created.iter().rev() {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+    }
 }

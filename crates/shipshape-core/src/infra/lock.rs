@@ -34,6 +34,10 @@ impl WorkspaceLock {
             .open(path)
             .at(path, "opening lock file")?;
         match file.try_lock() {
+            // A lock file may be removed by its holder (a target's first, refused deploy removes
+            // the `.shipshape/` it created): a lock taken on a file no longer at `path` is no lock,
+            // so take it again on the file that is there now.
+            Ok(()) if !still_at(&file, path) => return Self::acquire(path, command, now),
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
@@ -57,6 +61,15 @@ impl WorkspaceLock {
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Whether `file` is still the file at `path` (same device and inode).
+fn still_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
     }
 }
 

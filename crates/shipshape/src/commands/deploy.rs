@@ -85,6 +85,7 @@ pub fn deploy(context: &Context, args: &DeployArgs) -> anyhow::Result<ExitCode> 
     )?;
     match outcome {
         DeployOutcome::DryRun(plan) => {
+            note_pending(context, &workspace)?;
             print_plan(&plan);
             deploy::check_space(&Target::at(plan.target.clone(), plan.mode), &plan)?;
             context.note("dry run: nothing was changed");
@@ -138,6 +139,7 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> anyhow::Result<ExitCo
     )?;
     match outcome {
         deploy::RollbackOutcome::DryRun(plan) => {
+            note_pending(context, &workspace)?;
             print_plan(&plan);
             context.note("dry run: nothing was changed");
         }
@@ -147,6 +149,15 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> anyhow::Result<ExitCo
         }
     }
     super::ok()
+}
+
+/// A dry run takes no lock and recovers nothing: say which interrupted transaction the real run
+/// would recover first (the plan is already made from where that recovery lands).
+fn note_pending(context: &Context, workspace: &shipshape_core::layout::Workspace) -> anyhow::Result<()> {
+    for pending in deploy::pending(workspace)? {
+        context.warn(format!("interrupted: {}; the real run recovers it first", pending.describe()));
+    }
+    Ok(())
 }
 
 /// `shipshape recover`.

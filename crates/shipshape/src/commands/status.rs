@@ -13,22 +13,60 @@ use shipshape_core::registry;
 use crate::cli::{HistoryArgs, StatusArgs};
 use crate::context::Context;
 
-/// The active release, its monitoring mode, and whether the target matches it.
+/// The active release, its monitoring mode, and whether the target matches it — or, when a deploy
+/// or rollback is unfinished, what it left and what `shipshape recover` will do (exit 5); when the
+/// registry records nothing but the target holds a release, that (exit 1).
 pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
     let now = context.now();
+    let pending = deploy::pending(&workspace)?;
+    let unfinished: Vec<String> = pending.iter().map(deploy::Pending::describe).collect();
+    let unfinished_code = || ExitCode::from(crate::EXIT_UNFINISHED);
+    if !args.json {
+        for line in &unfinished {
+            println!("UNFINISHED:      {line}");
+        }
+    }
     let Some(info) = registry::get_active_release(&workspace, now)? else {
+        // The registry records nothing: does the target say otherwise?
+        let target = if workspace.config.deploy.is_some() { Some(Target::of(&workspace)?) } else { None };
+        let held = match &target {
+            Some(target) => deploy::held_release(target)?,
+            None => None,
+        };
+        let registry_file = workspace.display(&registry::active_path(&workspace)).into_owned();
         if args.json {
-            super::print_json(&json!({"active_release": null}))?;
-        } else {
+            super::print_json(&json!({
+                "active_release": null,
+                "unfinished": unfinished,
+                "target_holds": held,
+                "target": target.as_ref().map(|t| &t.root),
+            }))?;
+        } else if let (Some(held), Some(target)) = (&held, &target) {
+            println!(
+                "active release:  none registered, but the target {} holds {held} (its own record says so)",
+                target.root.display()
+            );
+            println!(
+                "registry:        {registry_file} is missing or was reset: restore it from a backup, or re-register the release with `shipshape deploy release/manifests/{held}.yaml` (files that already match are not rewritten)"
+            );
+        } else if unfinished.is_empty() {
             println!("nothing deployed yet: run `shipshape deploy` (after audit, validate, manifest, approve)");
         }
-        return super::ok();
+        return Ok(if !unfinished.is_empty() {
+            unfinished_code()
+        } else if held.is_some() {
+            ExitCode::from(crate::EXIT_CHECK_FAILED)
+        } else {
+            ExitCode::SUCCESS
+        });
     };
     let target = Target::of(&workspace)?;
     let loaded = manifest::load(&info.manifest_path.under(&workspace.root))?;
     let files = ReleaseFiles::of(&workspace, &loaded)?;
-    let drift = deploy::drift(&target, &files, args.deep)?;
+    // While a transaction is unfinished the target is expected to differ from the registry: what
+    // it should hold is what recovery makes of it, so drift is not judged until then.
+    let drift = if pending.is_empty() { deploy::drift(&target, &files, args.deep)? } else { Vec::new() };
     let ago = now.since(&info.deployment_timestamp);
     let remaining = info.heightened_monitoring_end.since(&now);
     let mode = if info.heightened_monitoring_active { "heightened" } else { "normal" };
@@ -40,11 +78,13 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
             "monitoring_mode": mode,
             "heightened_remaining_seconds": if info.heightened_monitoring_active { remaining.as_secs() } else { 0 },
             "target": target.root,
-            "in_sync": drift.is_empty(),
+            "in_sync": pending.is_empty() && drift.is_empty(),
             "drifted": drift,
+            "unfinished": unfinished,
         }))?;
     } else {
-        println!("active release:  {} ({})", info.release_id, loaded.manifest.release_type);
+        let registered = if pending.is_empty() { "" } else { " (as registered; see UNFINISHED above)" };
+        println!("active release:  {} ({}){registered}", info.release_id, loaded.manifest.release_type);
         println!(
             "deployed:        {} ({} ago) by {} via {}",
             info.deployment_timestamp,
@@ -62,13 +102,21 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
             println!("monitoring:      normal (heightened ended {})", info.heightened_monitoring_end);
         }
         println!("manifest:        {}", info.manifest_path);
-        if drift.is_empty() {
+        if !pending.is_empty() {
+            println!("target:          {} not checked until `shipshape recover` has run", target.root.display());
+        } else if drift.is_empty() {
             println!("target:          {} in sync", target.root.display());
         } else {
             println!("target:          {} DRIFTED: {}", target.root.display(), drift.join(", "));
         }
     }
-    Ok(if drift.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(crate::EXIT_CHECK_FAILED) })
+    Ok(if !pending.is_empty() {
+        unfinished_code()
+    } else if drift.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::EXIT_CHECK_FAILED)
+    })
 }
 
 /// Every deploy, rollback and failure.

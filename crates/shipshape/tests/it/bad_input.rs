@@ -48,7 +48,7 @@ fn unknown_key_names_file_line_and_key() {
         "shipshape.toml",
         text.replace("manifest_expiry = \"7d\"", "manifest_expiry = \"7d\"\nmanifest_expiryy = \"8d\"").as_bytes(),
     );
-    refused(&ws, &["audit"], BAD_INPUT, &["shipshape.toml:14:1:", "release.manifest_expiryy", "unknown field"]);
+    refused(&ws, &["audit"], BAD_INPUT, &["shipshape.toml:16:1:", "release.manifest_expiryy", "unknown field"]);
 }
 
 #[test]

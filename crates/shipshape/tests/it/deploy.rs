@@ -207,6 +207,236 @@ fn full_disk_leaves_the_target_unchanged() {
     assert!(journal.contains("\"outcome\":\"failed\""), "{journal}");
 }
 
+/// A tmpfs mounted at `dir` (holding what `dir` held), unmounted on drop; `None` where mounting is
+/// not allowed (not root).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount_over(dir: &Path, size: &str) -> Option<SmallDisk> {
+        let saved = dir.with_extension("saved");
+        fs::rename(dir, &saved).unwrap();
+        fs::create_dir(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|st| st.success());
+        if !mounted {
+            fs::remove_dir(dir).unwrap();
+            fs::rename(&saved, dir).unwrap();
+            return None;
+        }
+        assert!(Command::new("cp").arg("-a").arg(saved.join(".")).arg(dir).status().unwrap().success());
+        Some(SmallDisk(dir.to_path_buf()))
+    }
+
+    /// Fill the disk, then free `free` bytes (rounded to pages by tmpfs).
+    fn leave_free(&self, free: u64) {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = fs::File::create(&path).unwrap();
+        let chunk = vec![0xA5u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        while file.write_all(&[0xA5]).is_ok() {}
+        drop(file);
+        let size = fs::metadata(&path).unwrap().len();
+        fs::File::options().write(true).open(&path).unwrap().set_len(size.saturating_sub(free)).unwrap();
+    }
+
+    fn free_all(&self) {
+        let _ = fs::remove_file(self.0.join("filler"));
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A full disk under the workspace (journal, registry, anti-rollback state) at many free-space
+/// levels, from none to plenty. Each deploy of B over A ends one of three ways, and each way tells
+/// the truth: refused or undone before the commit point (exit 74, A exactly, status clean); past it
+/// (exit 5 "is live … run `shipshape recover`", B exactly, `status` exit 5 naming the unfinished
+/// transaction, and `rollback` recovers first — completing B — before going back to A); or done.
+#[test]
+fn disk_full_before_and_after_the_commit_point_says_which() {
+    let s = Setup::new("copy");
+    let (a, b) = two_releases(&s, A, B);
+    assert!(s.deploy(A, &a).status.success());
+    let pristine_ws = s.ws.temp.path().join("pristine-ws");
+    let pristine_target = s.ws.temp.path().join("pristine-prod");
+    let copy = |from: &Path, to: &Path| {
+        let _ = fs::remove_dir_all(to);
+        fs::create_dir_all(to).unwrap();
+        assert!(Command::new("cp").arg("-a").arg(from.join(".")).arg(to).status().unwrap().success());
+    };
+    copy(&s.ws.root, &pristine_ws);
+    copy(&s.target, &pristine_target);
+    let Some(disk) = SmallDisk::mount_over(&s.ws.root, "8m") else {
+        eprintln!("SKIPPED disk_full_before_and_after_the_commit_point_says_which: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let mut endings = std::collections::BTreeSet::new();
+    for pages in [0u64, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32, 256] {
+        // Back to: A deployed, B approved, nothing pending.
+        for entry in fs::read_dir(&s.ws.root).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { fs::remove_dir_all(&path).unwrap() } else { fs::remove_file(&path).unwrap() }
+        }
+        copy(&pristine_ws, &s.ws.root);
+        copy(&pristine_target, &s.target);
+        disk.leave_free(pages * 4096);
+        let output = s.deploy(B, &b);
+        let stderr = stderr_of(&output);
+        let code = output.status.code();
+        let live_is_b = match code {
+            Some(0) => true,
+            Some(74) => {
+                assert!(stderr.contains("No space left on device"), "{pages} pages: {stderr}");
+                false
+            }
+            Some(5) => {
+                assert!(stderr.contains("run `shipshape recover`"), "{pages} pages: {stderr}");
+                stderr.contains("release_20251012_200000 is live: the deploy passed its commit point")
+            }
+            _ => panic!("{pages} pages free: exit {code:?}: {stderr}"),
+        };
+        eprintln!("{pages} pages free: exit {code:?}, B live: {live_is_b}");
+        endings.insert((code, live_is_b));
+        if live_is_b {
+            s.assert_holds(&b, &a)
+        } else {
+            s.assert_holds(&a, &b)
+        }
+        // Still full: status tells what production serves.
+        let status = s.shipshape(LATER, &["status"]);
+        let text = String::from_utf8_lossy(&status.stdout).into_owned();
+        if code == Some(5) {
+            assert_eq!(status.status.code(), Some(5), "{pages} pages: {text}");
+            assert!(text.contains("UNFINISHED:") && text.contains("shipshape recover"), "{pages} pages: {text}");
+        } else {
+            let active = if live_is_b { "release_20251012_200000" } else { "release_20251012_190000" };
+            assert!(text.contains(&format!("active release:  {active}")), "{pages} pages: {text}");
+            assert!(text.contains("in sync") && status.status.success(), "{pages} pages: {text}");
+        }
+        // Space freed: a rollback recovers first, then goes back to A whatever the deploy left.
+        disk.free_all();
+        let output = s.shipshape(LATER, &["rollback", "--yes"]);
+        if live_is_b {
+            assert!(output.status.success(), "{pages} pages: {}", stderr_of(&output));
+            if code == Some(5) {
+                assert!(stderr_of(&output).contains("recovered interrupted transaction"), "{pages} pages");
+            }
+            let history = String::from_utf8(s.shipshape(LATER, &["history"]).stdout).unwrap();
+            let deployed = history.find("deploy         release_20251012_200000");
+            let rolled = history.find("rollback       release_20251012_190000");
+            assert!(deployed.is_some() && deployed < rolled, "{pages} pages: {history}");
+        } else {
+            assert_eq!(output.status.code(), Some(2), "{pages} pages: {}", stderr_of(&output));
+            assert!(stderr_of(&output).contains("release_20251012_190000 is the first release"), "{pages} pages");
+        }
+        s.assert_holds(&a, &b);
+        let status = s.shipshape(LATER, &["status"]);
+        assert!(status.status.success(), "{pages} pages: {}", String::from_utf8_lossy(&status.stdout));
+    }
+    assert!(endings.contains(&(Some(74), false)), "no level failed before the commit point: {endings:?}");
+    assert!(endings.contains(&(Some(5), true)), "no level failed after the commit point: {endings:?}");
+    assert!(endings.contains(&(Some(0), true)), "no level had room enough: {endings:?}");
+}
+
+/// A deploy that changes nothing — not confirmed, a dry run, an unapproved manifest — leaves no
+/// trace in a target that did not exist: no directory, no `.shipshape/`, no lock file.
+#[test]
+fn refused_deploys_leave_no_directory_behind() {
+    for mode in ["copy", "symlink"] {
+        let s = Setup::new(mode);
+        let a = s.release(A);
+        let unapproved = s.ws.release(B, &["--type", "hotfix"]);
+        let no_terminal = s.ws.cmd_at(A).arg("deploy").arg(&a).output().unwrap();
+        assert_eq!(no_terminal.status.code(), Some(BAD_INPUT), "{}", stderr_of(&no_terminal));
+        let dry = s.ws.cmd_at(A).arg("deploy").arg(&a).arg("--dry-run").output().unwrap();
+        assert!(dry.status.success(), "{}", stderr_of(&dry));
+        let untrusted = s.deploy(B, &unapproved);
+        assert_eq!(untrusted.status.code(), Some(CHECK_FAILED), "{}", stderr_of(&untrusted));
+        let recover = s.shipshape(B, &["recover"]);
+        assert!(recover.status.success(), "{}", stderr_of(&recover));
+        assert!(!s.target.exists(), "{mode}: {:?}", crate::util::snapshot(&s.target).keys().collect::<Vec<_>>());
+        // …and the first real deploy creates it.
+        assert!(s.deploy(A, &a).status.success());
+        s.assert_holds(&a, &a);
+    }
+}
+
+/// The registry lost its active release (deleted, restored from an old backup): `status` does not
+/// say "nothing deployed" while the target holds a release; it says what the target holds and how
+/// to re-register it, and that command works without rewriting a file.
+#[test]
+fn status_tells_when_the_target_holds_a_release_the_registry_lost() {
+    for mode in ["copy", "symlink"] {
+        let s = Setup::new(mode);
+        let a = s.release(A);
+        assert!(s.deploy(A, &a).status.success());
+        fs::remove_file(s.ws.path("data/monitoring/releases/active_release.yaml")).unwrap();
+        let status = s.shipshape(LATER, &["status"]);
+        let text = String::from_utf8_lossy(&status.stdout).into_owned();
+        assert_eq!(status.status.code(), Some(CHECK_FAILED), "{mode}: {text}");
+        assert!(
+            text.contains("none registered, but the target")
+                && text.contains("holds release_20251012_190000")
+                && text.contains("shipshape deploy release/manifests/release_20251012_190000.yaml"),
+            "{mode}: {text}"
+        );
+        let json = s.shipshape(LATER, &["status", "--json"]);
+        let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(value["target_holds"], "release_20251012_190000", "{mode}");
+        let redeploy =
+            s.ws.cmd_at(LATER)
+                .arg("deploy")
+                .arg("release/manifests/release_20251012_190000.yaml")
+                .arg("--yes")
+                .output()
+                .unwrap();
+        assert!(redeploy.status.success(), "{mode}: {}", stderr_of(&redeploy));
+        let status = s.shipshape(LATER, &["status"]);
+        let text = String::from_utf8_lossy(&status.stdout).into_owned();
+        assert!(status.status.success() && text.contains("active release:  release_20251012_190000"), "{mode}: {text}");
+        s.assert_holds(&a, &a);
+    }
+}
+
+/// `[deploy] target` may be absolute or climb out of the workspace, but never be the workspace or
+/// lie in its release/, .git/ or monitoring registry; the refusal names the file and what it is.
+#[test]
+fn a_target_inside_the_workspaces_own_directories_is_refused() {
+    let s = Setup::new("copy");
+    let a = s.release(A);
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    for (target, what) in [
+        (".", "the workspace itself"),
+        ("release/prod", "the workspace's release/ directory"),
+        (".git/prod", "the workspace's .git/ directory"),
+        ("data/monitoring/prod", "the monitoring registry"),
+    ] {
+        s.ws.write(
+            "shipshape.toml",
+            config.replace("target = \"../prod\"", &format!("target = \"{target}\"")).as_bytes(),
+        );
+        let output = s.ws.cmd_at(A).arg("deploy").arg(&a).arg("--dry-run").output().unwrap();
+        assert_eq!(output.status.code(), Some(BAD_INPUT), "{target}: {}", stderr_of(&output));
+        assert_one_line_error(&output, "shipshape.toml: deploy.target");
+        assert!(stderr_of(&output).contains(what), "{target}: {}", stderr_of(&output));
+        assert!(!s.ws.path(target).join(".shipshape").exists(), "{target}");
+    }
+    let absolute = s.ws.temp.path().join("abs-prod");
+    s.ws.write(
+        "shipshape.toml",
+        config.replace("target = \"../prod\"", &format!("target = \"{}\"", absolute.display())).as_bytes(),
+    );
+    assert!(s.deploy(A, &a).status.success());
+    assert!(absolute.join("src/app/config.py").is_file());
+}
+
 #[test]
 fn failing_post_deploy_check_rolls_back_automatically() {
     for mode in ["copy", "symlink"] {
