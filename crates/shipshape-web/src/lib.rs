@@ -18,10 +18,13 @@
 //! - `api`: the read endpoints, `POST /api/v1/evaluate`, the 404 fallback.
 //! - `metrics`: `/metrics`.
 //! - `dashboard`: the page, its read-only views, the live alert stream, the guarded rollback.
+//! - `conn`: the accept loop and its [`Limits`] (header, idle and body timeouts, a connection limit
+//!   that closes the longest-idle connection to make room, 413 on a declared oversize body).
 //! - `serve`: [`router`] (testable without a socket) and [`serve`] (scheduler, delivery, shutdown).
 
 mod api;
 mod auth;
+mod conn;
 mod dashboard;
 mod error;
 mod ingest;
@@ -29,6 +32,7 @@ mod metrics;
 mod serve;
 mod state;
 
+pub use conn::Limits;
 pub use error::ApiError;
 pub use serve::{Settings, router, serve};
 pub use state::{AppState, random_hex, read_token_file};

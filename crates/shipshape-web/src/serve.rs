@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::api::{get_alerts, get_releases, get_status, not_found, post_evaluate};
+use crate::conn::{Limits, serve_connections};
 use crate::dashboard;
 use crate::ingest::post_events;
 use crate::metrics::get_metrics;
@@ -15,8 +18,8 @@ use crate::state::AppState;
 
 /// Settings of one server.
 pub struct Settings {
-    /// Largest request body accepted (bytes); larger gets 413.
-    pub max_body: usize,
+    /// Connection limits and timeouts, and the largest request body (larger gets 413).
+    pub limits: Limits,
     /// How often the scheduler evaluates (default: `[monitoring] eval_interval`).
     pub eval_interval: Duration,
     /// How often undelivered notifications are retried.
@@ -25,7 +28,7 @@ pub struct Settings {
 
 /// The router (testable without a socket).
 pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/api/v1/events", post(post_events))
         .route("/api/v1/evaluate", post(post_evaluate))
         .route("/api/v1/status", get(get_status))
@@ -43,11 +46,42 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/metrics", get(get_metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
+        .with_state(state);
+    // Around the whole router, so the 405's `Allow` header (added as a route's answer leaves it)
+    // is there to quote.
+    Router::new().fallback_service(routes).layer(axum::middleware::map_response(json_error_bodies))
 }
 
-/// Serve on `listener` until `shutdown` completes: requests, the evaluation scheduler and the
-/// delivery loop. In-flight requests finish before it returns; then one last delivery round runs.
+/// Every error is answered as JSON, as docs/api.md promises — also the ones axum makes itself
+/// (405 with its `Allow` header, a query string that does not parse, a body over the limit), whose
+/// plain-text or empty bodies become `{"error": "…"}`.
+async fn json_error_bodies(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let mut message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok())
+    {
+        message = format!("method not allowed here; allowed: {allow}");
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = serde_json::to_vec(&serde_json::json!({ "error": message })).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// Serve on `listener` until `shutdown` completes: requests (within [`Limits`]), the evaluation
+/// scheduler and the delivery loop. In-flight requests finish before it returns; then one last delivery round runs.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
@@ -93,14 +127,14 @@ pub async fn serve(
             }
         })
     };
-    let app = router(Arc::clone(&state), settings.max_body);
+    let app = router(Arc::clone(&state), settings.limits.max_body);
     let streams = Arc::clone(&state);
     let shutdown = async move {
         shutdown.await;
         // Event streams never end by themselves: end them so the graceful shutdown can finish.
         streams.stop.send_replace(true);
     };
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = serve_connections(listener, app, settings.limits, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
     let _ = delivery.await;

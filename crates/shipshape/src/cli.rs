@@ -442,12 +442,27 @@ pub struct ServeArgs {
     /// generated at start and printed once. Required to bind a non-loopback address.
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
-    /// Largest request body in bytes (larger batches get 413).
+    /// Largest request body in bytes (larger batches get 413; a larger declared Content-Length is
+    /// answered 413 before the body is read).
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
     pub max_body: usize,
     /// Evaluate this often instead of [monitoring] eval_interval (e.g. 30s, 10m).
     #[arg(long, value_name = "DURATION")]
     pub eval_interval: Option<String>,
+    /// Time a client has to send a complete request head, from when it connects or starts a
+    /// request; a silent or half-sent connection is closed after it.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub header_timeout: String,
+    /// Time a keep-alive connection may wait for its next request.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub idle_timeout: String,
+    /// Longest pause inside a request body before the request fails.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub body_timeout: String,
+    /// Most connections served at once; at the limit the longest-idle connection is closed to make
+    /// room (503 when every connection has a request in flight).
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
 }
 
 /// `demo`.

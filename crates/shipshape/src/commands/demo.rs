@@ -482,8 +482,12 @@ fn serve_dashboard(ws: &Context, args: &DemoArgs, watch_end: i64) -> anyhow::Res
     command_line(&format!("shipshape serve --bind {}", args.bind));
     println!("open the dashboard in a browser; the operator token printed below enables its rollback button.");
     println!("the clock continues from the simulation ({end}); stop with Ctrl-C.");
-    let serve =
-        crate::cli::ServeArgs { bind: args.bind, token_file: None, max_body: 16 * 1024 * 1024, eval_interval: None };
+    // The same defaults as `shipshape serve --bind ADDR` typed at the terminal.
+    let cli =
+        <crate::cli::Cli as clap::Parser>::try_parse_from(["shipshape", "serve", "--bind", &args.bind.to_string()])?;
+    let crate::cli::Command::Serve(serve) = cli.command else {
+        anyhow::bail!("internal error: `serve` did not parse as the serve command");
+    };
     expect_success(super::serve::run(&later, &serve)?, "serve")
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use shipshape_core::Error;
 use shipshape_core::infra::clock::Duration as ConfigDuration;
 use shipshape_monitor::monitor::Monitor;
-use shipshape_web::{AppState, Settings, random_hex, read_token_file};
+use shipshape_web::{AppState, Limits, Settings, random_hex, read_token_file};
 
 use crate::cli::ServeArgs;
 use crate::context::Context;
@@ -37,8 +37,26 @@ pub fn run(context: &Context, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let monitor = Monitor::open(workspace)?;
     let state = AppState::new(monitor, context.clock(), token.clone())?;
-    let settings = Settings {
+    let positive = |flag: &str, text: &str| -> anyhow::Result<Duration> {
+        let seconds =
+            text.parse::<ConfigDuration>().map_err(|e| Error::Usage(format!("{flag} `{text}`: {e}")))?.seconds();
+        if seconds <= 0 {
+            return Err(Error::Usage(format!("{flag} must be greater than zero")).into());
+        }
+        Ok(Duration::from_secs(seconds as u64))
+    };
+    if args.max_connections == 0 {
+        return Err(Error::Usage("--max-connections must be at least 1".into()).into());
+    }
+    let limits = Limits {
+        header_timeout: positive("--header-timeout", &args.header_timeout)?,
+        idle_timeout: positive("--idle-timeout", &args.idle_timeout)?,
+        body_timeout: positive("--body-timeout", &args.body_timeout)?,
+        max_connections: args.max_connections,
         max_body: args.max_body,
+    };
+    let settings = Settings {
+        limits,
         eval_interval: Duration::from_secs(eval_interval as u64),
         delivery_interval: Duration::from_secs(10),
     };

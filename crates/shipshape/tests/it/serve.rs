@@ -262,3 +262,142 @@ fn cli_evaluate_and_server_ingest_write_one_database_at_once() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
+
+/// Read `stream` until the server closes it (or `limit` passes); what was read and whether the
+/// server closed the connection.
+fn read_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> (String, bool) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&got).into_owned(), true);
+            }
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+/// Thousands of idle connections (more than the connection limit) do not lock anyone out: while they
+/// are open, `/healthz` and an authenticated ingest still answer within a second, and the server
+/// never holds more connections than its limit.
+#[test]
+fn thousands_of_idle_connections_do_not_starve_healthz_or_ingest() {
+    let s = deployed();
+    let mut server = start(&s, &["--max-connections", "256"]);
+    let idle: Vec<std::net::TcpStream> = (0..3000)
+        .map(|i| std::net::TcpStream::connect(&server.address).unwrap_or_else(|e| panic!("{i}: {e}")))
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, body) = try_request(&server.address, "GET", "/healthz", &[], b"").unwrap();
+    let healthz = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    let started = std::time::Instant::now();
+    let (status, body) =
+        http(&server.address, "POST", "/api/v1/events", Some(&server.token), batch("idle", 0, 50).as_bytes()).unwrap();
+    let ingest = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    eprintln!("with 3000 idle connections open: /healthz {healthz:?}, ingest {ingest:?}");
+    assert!(
+        healthz < Duration::from_secs(1) && ingest < Duration::from_secs(1),
+        "healthz {healthz:?}, ingest {ingest:?}"
+    );
+    // The server holds at most its limit: all but the newest 256 idle sockets were closed by it.
+    let pid = server.child.id();
+    let sockets = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
+        })
+        .count();
+    assert!(sockets <= 256 + 8, "the server holds {sockets} sockets");
+    let mut oldest = idle.into_iter().next().unwrap();
+    let (_, closed) = read_until_closed(&mut oldest, Duration::from_secs(5));
+    assert!(closed, "the longest-idle connection was closed to make room");
+    stop(&mut server);
+}
+
+/// A silent socket, a header sent a byte at a time, a keep-alive connection left idle and a body
+/// that stalls are each closed after their own timeout; a declared oversize body gets 413 before it
+/// is sent; 405 and a bad query string answer JSON like every other error.
+#[test]
+fn slow_clients_time_out_and_every_error_is_json() {
+    use std::io::Write;
+    let s = deployed();
+    let mut server =
+        start(&s, &["--header-timeout", "1s", "--idle-timeout", "3s", "--body-timeout", "1s", "--max-body", "1000"]);
+    let connect = || std::net::TcpStream::connect(&server.address).unwrap();
+
+    let mut silent = connect();
+    let (got, closed) = read_until_closed(&mut silent, Duration::from_secs(10));
+    assert!(closed && got.is_empty(), "a silent socket is closed: {got:?}");
+
+    let mut trickle = connect();
+    let started = std::time::Instant::now();
+    let mut closed_while_sending = false;
+    for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" {
+        if trickle.write_all(&[*byte]).is_err() {
+            closed_while_sending = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (got, closed) = read_until_closed(&mut trickle, Duration::from_secs(10));
+    assert!(closed_while_sending || (closed && got.is_empty()), "a half-sent head is closed: {got:?}");
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+
+    // Keep-alive: a second request after 1.5 s (past the header timeout, within the idle one) is
+    // answered on the same connection; left idle, the connection is then closed.
+    let mut keep = connect();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", server.address);
+    keep.write_all(request.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    keep.write_all(request.as_bytes()).unwrap();
+    let (got, closed) = read_until_closed(&mut keep, Duration::from_secs(10));
+    assert_eq!(got.matches("HTTP/1.1 200").count(), 2, "{got}");
+    assert!(closed, "an idle keep-alive connection is closed");
+
+    let mut stalled = connect();
+    stalled
+        .write_all(b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer 0123456789abcdef0123456789abcdef-test-token\r\nContent-Length: 500\r\n\r\n{\"id\":")
+        .unwrap();
+    let (got, closed) = read_until_closed(&mut stalled, Duration::from_secs(10));
+    assert!(got.starts_with("HTTP/1.1 400") && got.contains("--body-timeout"), "{got}");
+    assert!(closed, "{got}");
+
+    let mut oversize = connect();
+    oversize
+        .write_all(b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer 0123456789abcdef0123456789abcdef-test-token\r\nContent-Length: 1000000000\r\n\r\n")
+        .unwrap();
+    let (got, _) = read_until_closed(&mut oversize, Duration::from_secs(10));
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    let body = &got[got.find("\r\n\r\n").unwrap() + 4..];
+    let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {got}"));
+    assert!(json["error"].as_str().unwrap().contains("--max-body of 1000"), "{json}");
+
+    for (method, path, status, needle) in [
+        ("GET", "/api/v1/events", 405, "allowed: POST"),
+        ("DELETE", "/api/v1/status", 405, "allowed: GET"),
+        ("GET", "/api/v1/alerts?limit=many", 400, "limit"),
+    ] {
+        let (code, body) = try_request(&server.address, method, path, &[], b"").unwrap();
+        assert_eq!(code, status, "{method} {path}: {body}");
+        let json: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"));
+        assert!(json["error"].as_str().is_some_and(|e| e.contains(needle)), "{method} {path}: {json}");
+    }
+    stop(&mut server);
+}
+
+/// SIGTERM, and the server must exit 0 (a graceful shutdown with connections still open).
+fn stop(server: &mut Server) {
+    assert!(
+        std::process::Command::new("kill").arg("-TERM").arg(server.child.id().to_string()).status().unwrap().success()
+    );
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
