@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
+use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey};
 
 use crate::error::{Error, Result};
 use crate::infra::clock::Time;
@@ -68,7 +68,7 @@ fn sign_with_ssh_keygen(
         return Err(String::from_utf8_lossy(&output.stderr).trim().to_string());
     }
     let armored = String::from_utf8(output.stdout).map_err(|e| e.to_string())?;
-    let signature = SshSig::from_pem(armored.trim().as_bytes()).map_err(|e| e.to_string())?;
+    let signature = crate::trust::read_ssh_signature(&armored)?;
     let key = PublicKey::from(signature.public_key().clone());
     let comment = PublicKey::read_openssh_file(&key_path.with_extension("pub"))
         .map(|k| k.comment().to_string())
@@ -227,8 +227,8 @@ pub fn approve(
     let approval = match (&request.key, &request.gpg, &request.signature) {
         (Some(key_path), None, None) => {
             let (signature, fingerprint, comment) = sign_ssh(key_path, &namespace, &loaded.bytes)?;
-            let parsed =
-                SshSig::from_pem(signature.trim().as_bytes()).map_err(|e| Error::invalid(key_path, e.to_string()))?;
+            let parsed = crate::trust::read_ssh_signature(&signature)
+                .map_err(|e| Error::invalid(key_path, format!("ssh-keygen wrote no readable signature: {e}")))?;
             ssh_approval(&judge, request, signature, fingerprint, comment, parsed.public_key(), now)?
         }
         (None, Some(key_id), None) => {
@@ -240,11 +240,8 @@ pub fn approve(
             if text.trim_start().starts_with(crate::trust::openpgp::ARMOR_HEADER) {
                 pgp_approval(&judge, request, text.trim().to_string() + "\n", &loaded.bytes, now)?
             } else {
-                let parsed = SshSig::from_pem(text.trim().as_bytes()).map_err(|e| {
-                    Error::invalid(
-                        signature_path,
-                        format!("not an SSH signature (-----BEGIN SSH SIGNATURE-----) or an OpenPGP one: {e}"),
-                    )
+                let parsed = crate::trust::read_ssh_signature(&text).map_err(|e| {
+                    Error::invalid(signature_path, format!("not an SSH signature or an OpenPGP one: {e}"))
                 })?;
                 let key = PublicKey::from(parsed.public_key().clone());
                 let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
@@ -301,7 +298,7 @@ mod tests {
                 let message = format!("manifest {i}");
                 let signature = key.sign("risk-manager@shipshape", HashAlg::Sha512, message.as_bytes()).unwrap();
                 let pem = signature.to_pem(LineEnding::LF).unwrap();
-                let parsed = SshSig::from_pem(pem.as_bytes()).unwrap();
+                let parsed = ssh_key::SshSig::from_pem(pem.as_bytes()).unwrap();
                 if key.public_key().verify("risk-manager@shipshape", message.as_bytes(), &parsed).is_err() {
                     failures += 1;
                 }

@@ -320,6 +320,10 @@ fn verify_with(
     report
 }
 
+/// How far in the future a manifest's timestamp may be (clock skew between the host that made it
+/// and the one deploying it).
+pub const FUTURE_ALLOWANCE_SECONDS: i64 = 5 * 60;
+
 /// The manifest's own claims: it parses, and — by purpose — its expiry, approvals and sequence.
 fn judge_trust(
     workspace: &Workspace,
@@ -330,13 +334,28 @@ fn judge_trust(
 ) {
     let manifest = &loaded.manifest;
     report.push(Check::Manifest, report.manifest.clone(), Ok(format!("parses strictly; {}", loaded.digest)));
+    // A manifest made after "now" (beyond a clock-skew allowance) means a wrong clock on one of the
+    // two hosts or an edited timestamp: its expiry would be meaningless, so it is not deployed.
+    let made = manifest.deployment.timestamp;
+    let from_the_future = made.since(&now) > jiff::SignedDuration::from_secs(FUTURE_ALLOWANCE_SECONDS);
+    let future = || {
+        format!(
+            "made at {made}, after now ({now}) by more than the {}-minute clock-skew allowance: a clock is wrong or the timestamp was edited; fix the clock and make the manifest again",
+            FUTURE_ALLOWANCE_SECONDS / 60
+        )
+    };
     if options.purpose == Purpose::Integrity {
         if manifest.expires <= now {
             report.warnings.push(format!("the manifest expired at {} and can no longer be deployed", manifest.expires));
         }
+        if from_the_future {
+            report.warnings.push(format!("the manifest was {}", future()));
+        }
     } else {
         if options.purpose != Purpose::Rollback {
-            let expiry = if manifest.expires > now {
+            let expiry = if from_the_future {
+                Err(future())
+            } else if manifest.expires > now {
                 Ok(format!("expires {}", manifest.expires))
             } else {
                 Err(format!("expired at {}: make a new manifest (an expired one is never deployed)", manifest.expires))

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use ssh_key::{HashAlg, PublicKey, SshSig};
+use ssh_key::{HashAlg, PublicKey};
 
 use crate::error::{Error, Result};
 use crate::infra::clock::Time;
@@ -184,8 +184,8 @@ impl Judge {
     ) -> std::result::Result<String, String> {
         let role = &approval.role;
         let namespace = self.policy.namespace(role).ok_or_else(|| self.unknown_role(role))?;
-        let signature = SshSig::from_pem(approval.signature.trim().as_bytes())
-            .map_err(|e| format!("the signature is not an SSH signature ({e})"))?;
+        let signature = crate::trust::read_ssh_signature(&approval.signature)
+            .map_err(|e| format!("the signature is not an SSH signature: {e}"))?;
         let key = PublicKey::from(signature.public_key().clone());
         let key_type = key.algorithm().as_str().to_string();
         if !self.policy.allowed_key_types.contains(&key_type) {

@@ -339,7 +339,13 @@ fn malformed_allowed_signers_and_signatures_are_clear_errors() {
 
     let s = Setup::new();
     let bogus = s.ws.temp.path().join("bogus.sig");
-    for content in ["not a signature", "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n", ""] {
+    for (content, why) in [
+        ("not a signature", "does not start with `-----BEGIN SSH SIGNATURE-----`"),
+        ("-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n", "damaged or truncated"),
+        ("", "it is empty"),
+        ("\0\0\u{1}garbage\0", "it is not text"),
+        ("-----BEGIN SSH SIGNATURE-----\n\0AAAA\n-----END SSH SIGNATURE-----\n", "it is not text"),
+    ] {
         fs::write(&bogus, content).unwrap();
         let output =
             s.ws.cmd()
@@ -351,6 +357,8 @@ fn malformed_allowed_signers_and_signatures_are_clear_errors() {
                 .unwrap();
         assert_eq!(output.status.code(), Some(BAD_INPUT), "{content:?}: {}", stderr_of(&output));
         assert_one_line_error(&output, "bogus.sig: not an SSH signature");
+        assert!(stderr_of(&output).contains(why), "{content:?}: {}", stderr_of(&output));
+        assert!(!stderr_of(&output).contains("PEM preamble"), "{content:?}: jargon: {}", stderr_of(&output));
     }
     // And a malformed signature pasted into the approvals file is refused by verify, not a panic.
     assert!(s.approve(&s.manifest, "risk-manager", "jane").status.success());

@@ -437,6 +437,28 @@ fn a_target_inside_the_workspaces_own_directories_is_refused() {
     assert!(absolute.join("src/app/config.py").is_file());
 }
 
+/// A manifest made after "now" (a wrong clock somewhere, or an edited timestamp) is not deployed;
+/// within the 5-minute clock-skew allowance it is.
+#[test]
+fn a_manifest_from_the_future_is_refused() {
+    let s = Setup::new("copy");
+    let b = s.release(B);
+    let output = s.deploy(A, &b); // an hour before it was made
+    assert_eq!(output.status.code(), Some(CHECK_FAILED), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("after now") && stderr_of(&output).contains("clock-skew allowance"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert!(!s.target.exists(), "nothing was deployed");
+    let integrity = s.ws.cmd_at(A).arg("verify").arg("--integrity-only").arg(&b).output().unwrap();
+    assert!(integrity.status.success(), "{}", stderr_of(&integrity));
+    let said = format!("{}{}", String::from_utf8_lossy(&integrity.stdout), stderr_of(&integrity));
+    assert!(said.contains("after now"), "a warning: {said}");
+    let output = s.deploy("2025-10-12T19:57:00+05:30", &b); // 3 minutes early: clock skew
+    assert!(output.status.success(), "{}", stderr_of(&output));
+}
+
 #[test]
 fn failing_post_deploy_check_rolls_back_automatically() {
     for mode in ["copy", "symlink"] {
