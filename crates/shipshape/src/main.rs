@@ -9,7 +9,11 @@
 
 /// `println!` that never panics: when standard output is closed (a reader such as `head` or
 /// `grep -q` stopped early) the line is dropped and the command carries on to its end — a deploy
-/// whose plan could not be printed is still finished or refused properly, never cut in half.
+/// whose plan could not be printed is still finished or refused properly, never cut in half. And
+/// nothing it prints can drive the terminal: text output quotes notes, names, paths and command
+/// output people and programs wrote, so every control or bidi-override character in it (but the
+/// line breaks and tabs of the text itself) is shown escaped ([`terminal_text`]). JSON output does
+/// not go through here.
 macro_rules! println {
     () => {{
         use std::io::Write as _;
@@ -17,11 +21,12 @@ macro_rules! println {
     }};
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        let _ = writeln!(std::io::stdout(), "{}", $crate::terminal_text(&format!($($arg)*)));
     }};
 }
 
-/// `eprint!`/`eprintln!` likewise: a closed standard error never stops a command.
+/// `eprintln!` likewise: a closed standard error never stops a command, and no text drives the
+/// terminal.
 macro_rules! eprintln {
     () => {{
         use std::io::Write as _;
@@ -29,8 +34,27 @@ macro_rules! eprintln {
     }};
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let _ = writeln!(std::io::stderr(), "{}", $crate::terminal_text(&format!($($arg)*)));
     }};
+}
+
+/// `text` with every character that could drive a terminal escaped, keeping its line breaks and
+/// tabs: the last line of defence behind the escaping of each quoted field.
+pub fn terminal_text(text: &str) -> std::borrow::Cow<'_, str> {
+    use shipshape_core::infra::text::{printable, unsafe_on_a_terminal};
+    let unsafe_char = |c: char| c != '\n' && c != '\t' && unsafe_on_a_terminal(c);
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&printable(c.encode_utf8(&mut [0; 4])).to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 macro_rules! eprint {

@@ -14,7 +14,7 @@ use std::fmt;
 pub struct Printable<'a>(pub &'a str);
 
 /// Whether `c` must not reach a terminal as it is.
-fn unsafe_on_a_terminal(c: char) -> bool {
+pub fn unsafe_on_a_terminal(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
 }
 

@@ -195,7 +195,11 @@ fn earlier_manifest_changed_by_one_byte_breaks_the_chain() {
         if bytes[at].is_ascii_digit() { b'0' + (bytes[at] - b'0' + 1) % 10 } else { b'a' + (bytes[at] - b'a' + 1) % 6 };
     fs::write(&first, bytes).unwrap();
     let before = ws.snapshot();
-    let output = ws.cmd().args(["verify", "--integrity-only", second.to_str().unwrap()]).output().unwrap();
+    let output = ws
+        .cmd_at("2025-10-12T20:00:00+05:30")
+        .args(["verify", "--integrity-only", second.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(CHECK_FAILED));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("FAIL chain") && stdout.contains("release_20251012_190000.yaml was changed"), "{stdout}");

@@ -114,7 +114,7 @@ fn makefile_targets_run_shipshape_or_say_plainly_they_cannot() {
         .arg(keys.join("jane"))
         .assert()
         .success();
-    let without_yes = make(&ws, "release-deploy");
+    let without_yes = make_with("release-deploy", "DEPLOY_FLAGS=", "2025-10-12T20:00:00+05:30");
     assert!(!without_yes.status.success(), "no terminal, no --yes: refused");
     assert!(String::from_utf8_lossy(&without_yes.stderr).contains("pass --yes"));
     let deploy = make_with("release-deploy", "DEPLOY_FLAGS=--yes", "2025-10-12T20:00:00+05:30");

@@ -767,6 +767,37 @@ fn user_text_with_terminal_controls_is_printed_escaped_and_stored_exactly() {
     assert_eq!(json.as_array().unwrap().last().unwrap()["reason"], note);
 }
 
+/// Paths are user text too: a target directory whose name holds terminal controls is printed
+/// escaped by every text command (plan, status, verify, recover), never raw.
+#[test]
+fn a_hostile_target_path_is_printed_escaped_everywhere() {
+    let s = Setup::new("copy");
+    let (a, b) = two_releases(&s, A, B);
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    s.ws.write(
+        "shipshape.toml",
+        config.replace("target = \"../prod\"", "target = \"../prod\\u001b]0;pwned\\u0007\\u001b[2J\"").as_bytes(),
+    );
+    assert!(s.deploy(A, &a).status.success());
+    for args in [
+        vec!["deploy", b.to_str().unwrap(), "--dry-run"],
+        vec!["status"],
+        vec!["verify", a.to_str().unwrap()],
+        vec!["recover"],
+        vec!["history"],
+    ] {
+        let output = s.shipshape(B, &args);
+        for (stream, text) in
+            [("stdout", String::from_utf8_lossy(&output.stdout)), ("stderr", String::from_utf8_lossy(&output.stderr))]
+        {
+            assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{args:?} {stream}: {text:?}");
+        }
+        if args[0] == "status" {
+            assert!(String::from_utf8_lossy(&output.stdout).contains("prod\\e]0;pwned\\u{7}\\e[2J"), "{:?}", output);
+        }
+    }
+}
+
 /// Anti-rollback does not rest on one file: with `release/state/anti_rollback.yaml` deleted, or
 /// edited down, the registry and the history still show that a higher sequence was deployed, so the
 /// old manifest is refused — and the discrepancy is reported.
