@@ -38,6 +38,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+# The structured fuzzers (crates/shipshape-core/tests/fuzz.rs, crates/shipshape/tests/it/fuzz_ingest.rs)
+# run with the tests on a short budget, SHIPSHAPE_FUZZ_CASES per target (default 64); the long run
+# is scripts/fuzz.sh.
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doc tests; run them first so nextest's summary is the closing line.

@@ -165,8 +165,24 @@ fn parse_signal(field: &'static str, value: i64) -> Result<Signal, EventError> {
     Signal::from_i64(value).ok_or_else(|| field_error(field, format!("{value} is not -1, 0 or 1")))
 }
 
+/// The largest per-trade return accepted, as a fraction (±1000 = ±100,000 %): anything beyond is
+/// a unit mistake (a price, basis points, a percentage × 100), and would overflow the fixed-point
+/// sums the windows keep.
+pub const MAX_ABS_RETURN: f64 = 1000.0;
+
 fn check_return(value: f64) -> Result<f64, EventError> {
-    if value.is_finite() { Ok(value) } else { Err(field_error("return", format!("{value} is not a finite number"))) }
+    if !value.is_finite() {
+        return Err(field_error("return", format!("{value} is not a finite number")));
+    }
+    if value.abs() > MAX_ABS_RETURN {
+        return Err(field_error(
+            "return",
+            format!(
+                "{value} is out of range: a return is a fraction of the position (0.004 = 0.4 %), at most ±{MAX_ABS_RETURN}; was a price, basis points or a percentage sent?"
+            ),
+        ));
+    }
+    Ok(value)
 }
 
 fn check_name(field: &'static str, value: &str) -> Result<(), EventError> {
@@ -375,6 +391,20 @@ mod tests {
         }
         let huge = GOOD.replace("-0.0042", "1e400");
         assert!(parse_json_line(&huge).is_err());
+        // Found by fuzzing: a finite but absurd return overflowed the fixed-point sum of squares.
+        for absurd in ["1e30", "-18446744073709551616", "1000.5"] {
+            let err = parse_json_line(&GOOD.replace("-0.0042", absurd)).unwrap_err().to_string();
+            assert!(err.contains("`return`") && err.contains("out of range"), "{absurd}: {err}");
+        }
+        assert!(parse_json_line(&GOOD.replace("-0.0042", "-1000")).is_ok(), "the bound itself is accepted");
+    }
+
+    #[test]
+    fn stats_of_extreme_returns_saturate_instead_of_panicking() {
+        let mut stats = crate::stats::Stats::default();
+        stats.add(Signal::Long, Signal::Long, 1e30);
+        stats.add(Signal::Long, Signal::Long, 1e30);
+        assert_eq!(stats.return_sum_squares, i128::MAX);
     }
 
     #[test]

@@ -57,9 +57,11 @@ impl Stats {
             self.longs += 1;
             self.long_wins += u64::from(outcome == Signal::Long);
         }
+        // Events are checked to |return| <= 1000 (event::MAX_ABS_RETURN), so these cannot overflow
+        // for any realistic count; saturating keeps a caller that skipped the check from panicking.
         let fixed = to_fixed(ret);
-        self.return_sum += fixed;
-        self.return_sum_squares += fixed * fixed;
+        self.return_sum = self.return_sum.saturating_add(fixed);
+        self.return_sum_squares = self.return_sum_squares.saturating_add(fixed.saturating_mul(fixed));
     }
 
     /// Add another set's statistics (the union of two disjoint sets).
@@ -68,8 +70,8 @@ impl Stats {
         self.hits += other.hits;
         self.longs += other.longs;
         self.long_wins += other.long_wins;
-        self.return_sum += other.return_sum;
-        self.return_sum_squares += other.return_sum_squares;
+        self.return_sum = self.return_sum.saturating_add(other.return_sum);
+        self.return_sum_squares = self.return_sum_squares.saturating_add(other.return_sum_squares);
         self.events += other.events;
     }
 

@@ -12,6 +12,7 @@ mod cli;
 mod dashboard;
 mod deploy;
 mod docs;
+mod fuzz_ingest;
 mod monitoring;
 mod openpgp;
 mod release_pipeline;
