@@ -105,6 +105,27 @@ pub fn held_release(target: &Target) -> Result<Option<String>> {
     })
 }
 
+/// Anti-rollback's last record: the release the target itself holds. Verification already takes
+/// the highest sequence of the anti-rollback state, the registry and the history; should all of
+/// those be lost or reset, a manifest older than what production serves is still refused.
+fn refuse_below_target(workspace: &Workspace, target: &Target, loaded: &LoadedManifest) -> Result<()> {
+    let Some(held) = held_release(target)? else { return Ok(()) };
+    let path = workspace.manifests_dir().join(format!("{held}.yaml"));
+    let Ok(recorded) = crate::pipeline::manifest::load(&path) else { return Ok(()) };
+    let (new, old) = (&loaded.manifest, &recorded.manifest);
+    if new.deployment.environment == old.deployment.environment && new.sequence < old.sequence {
+        return Err(Error::Check(format!(
+            "anti-rollback: {} has sequence {}, below the {} that the target {} holds (sequence {}, by the target's own record): go back with `shipshape rollback`, never by re-deploying an old manifest",
+            new.release_id,
+            new.sequence,
+            held,
+            target.root.display(),
+            old.sequence
+        )));
+    }
+    Ok(())
+}
+
 /// Check that the target holds exactly `release`, re-hashing (through the stat cache unless `deep`).
 /// Returns the paths that differ.
 pub fn drift(target: &Target, release: &ReleaseFiles, deep: bool) -> Result<Vec<String>> {
@@ -328,6 +349,7 @@ pub fn deploy(
 ) -> Result<DeployOutcome> {
     let target = Target::of(workspace)?;
     let (loaded, _) = crate::pipeline::verify::trusted(workspace, &request.manifest, now, progress)?;
+    refuse_below_target(workspace, &target, &loaded)?;
     let to = ReleaseFiles::of(workspace, &loaded)?;
     let checks = workspace.config.deploy.as_ref().map(|d| d.post_deploy_checks.clone()).unwrap_or_default();
     let make_plan = || -> Result<Plan> {

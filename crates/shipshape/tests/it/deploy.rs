@@ -810,10 +810,26 @@ fn anti_rollback_survives_a_deleted_or_lowered_state_file() {
     let state = s.ws.path("release/state/anti_rollback.yaml");
     let recorded = fs::read_to_string(&state).unwrap();
     assert!(recorded.contains("sequence: 2"), "{recorded}");
-    for tamper in ["delete", "lower"] {
+    for tamper in ["delete", "lower", "every workspace record"] {
         match tamper {
             "delete" => fs::remove_file(&state).unwrap(),
-            _ => fs::write(&state, recorded.replace("sequence: 2", "sequence: 1")).unwrap(),
+            "lower" => fs::write(&state, recorded.replace("sequence: 2", "sequence: 1")).unwrap(),
+            _ => {
+                // The state file, the registry and the history all gone: the target's own record
+                // of what it holds is left.
+                let _ = fs::remove_file(&state);
+                fs::remove_dir_all(s.ws.path("data/monitoring/releases")).unwrap();
+                let before = crate::util::snapshot(&s.target);
+                let output = s.deploy(LATER, &a);
+                assert_eq!(output.status.code(), Some(CHECK_FAILED), "{tamper}: {}", stderr_of(&output));
+                assert!(
+                    stderr_of(&output).contains("below the release_20251012_200000 that the target"),
+                    "{}",
+                    stderr_of(&output)
+                );
+                crate::util::assert_same_tree(&before, &crate::util::snapshot(&s.target), tamper);
+                continue;
+            }
         }
         let before = crate::util::snapshot(&s.target);
         let output = s.deploy(LATER, &a);
