@@ -118,10 +118,28 @@ pub(crate) fn manifest_summary(workspace: &Workspace, info: &shipshape_core::mod
     match shipshape_core::pipeline::manifest::load(&info.manifest_path.under(&workspace.root)) {
         Ok(loaded) => json!({
             "release_type": loaded.manifest.release_type,
-            "rollback_target": loaded.manifest.rollback_plan.previous_release_id.as_ref().map(|id| id.to_string()),
+            // Where a rollback goes by default (the last known good release) and where it may go.
+            "rollback_target": rollback_choices(workspace, &info.release_id).0,
+            "rollback_candidates": rollback_choices(workspace, &info.release_id).1,
             "manifest_url": format!("/releases/{}/manifest", info.release_id),
             "bundle_url": format!("/releases/{}/bundle", info.release_id),
         }),
         Err(e) => json!({ "error": e.to_string() }),
     }
+}
+
+/// The last known good release from `active`, and every release a rollback may name (default
+/// first), from the history.
+pub(crate) fn rollback_choices(
+    workspace: &Workspace,
+    active: &shipshape_core::model::ids::ReleaseId,
+) -> (Option<String>, Vec<Value>) {
+    let Ok(life) = shipshape_core::registry::lifecycle(workspace) else { return (None, Vec::new()) };
+    let default = life.last_known_good(Some(active)).map(|id| id.to_string());
+    let candidates = life
+        .rollback_candidates(Some(active))
+        .into_iter()
+        .map(|c| json!({ "release_id": c.release_id.to_string(), "status": c.status, "last_active": c.last_active }))
+        .collect();
+    (default, candidates)
 }

@@ -314,20 +314,28 @@ pub(crate) async fn post_rollback(
         let Some(active) = registry::get_active_release(&workspace, now).map_err(internal)? else {
             return Err(ApiError::conflict("nothing is deployed: there is nothing to roll back"));
         };
-        let loaded =
-            shipshape_core::pipeline::manifest::load(&active.manifest_path.under(&workspace.root)).map_err(internal)?;
-        let Some(target) = loaded.manifest.rollback_plan.previous_release_id.clone() else {
+        // The operator confirms by typing the id of the release to restore: the last known good
+        // one by default, or any other candidate the dialog offers.
+        let (default, candidates) = crate::api::rollback_choices(&workspace, &active.release_id);
+        let Some(default) = default.or_else(|| candidates.first().map(|c| c["release_id"].as_str().unwrap_or("").to_string()))
+        else {
             return Err(ApiError::conflict(format!(
-                "{} is the first release: there is nothing to roll back to",
+                "no earlier release ran here: there is nothing to roll back to from {}",
                 active.release_id
             )));
         };
-        if request.release_id.trim() != target.as_str() {
+        let typed = request.release_id.trim();
+        let Some(target) = candidates
+            .iter()
+            .filter_map(|c| c["release_id"].as_str())
+            .find(|id| *id == typed)
+            .and_then(|id| shipshape_core::model::ids::ReleaseId::new(id).ok())
+        else {
             return Err(ApiError::bad_request(format!(
-                "type the id of the release the rollback restores, {target}, to confirm; nothing was changed"
+                "type the id of the release the rollback restores, {default} (last known good) or another candidate, to confirm; nothing was changed"
             ))
-            .with(json!({ "expected": target.to_string() })));
-        }
+            .with(json!({ "expected": default, "candidates": candidates })));
+        };
         let note = request.note.filter(|n| !n.trim().is_empty());
         let reason = match note {
             Some(note) => note.chars().take(500).collect::<String>(),

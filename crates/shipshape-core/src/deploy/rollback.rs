@@ -65,6 +65,42 @@ fn verify_for_rollback(
     Ok(crate::pipeline::verify::trusted_for_rollback(workspace, &path, now, progress)?.0)
 }
 
+/// Where a rollback from `active` goes: the release named (which must have run in production), or
+/// the last known good one. A refusal lists the candidates.
+pub fn choose_target(workspace: &Workspace, active: &ReleaseId, named: Option<&ReleaseId>) -> Result<ReleaseId> {
+    let life = registry::lifecycle(workspace)?;
+    let candidates = life.rollback_candidates(Some(active));
+    let listed = || {
+        if candidates.is_empty() {
+            "no earlier release ran here".to_string()
+        } else {
+            let list: Vec<String> = candidates
+                .iter()
+                .map(|c| format!("{} ({}, last active {})", c.release_id, c.status, c.last_active))
+                .collect();
+            format!("candidates: {}", list.join(", "))
+        }
+    };
+    match named {
+        Some(id) if id == active => Err(Error::Usage(format!("{id} is already the active release; {}", listed()))),
+        Some(id) if candidates.iter().any(|c| &c.release_id == id) => Ok(id.clone()),
+        Some(id) => {
+            let what = match life.status(id) {
+                Some(status) => format!("its deploy {status}, so it never ran in production"),
+                None => "it was never deployed here".to_string(),
+            };
+            Err(Error::Usage(format!("cannot roll back to {id}: {what}; {}", listed())))
+        }
+        None => life.last_known_good(Some(active)).cloned().ok_or_else(|| {
+            Error::Usage(format!(
+                "no last known good release to roll back to from {active} (one that ran here, passed its post-deploy checks and was not rolled back): {}{}",
+                listed(),
+                if candidates.is_empty() { "" } else { "; name one with --to" }
+            ))
+        }),
+    }
+}
+
 /// The release the target holds once any interrupted transaction is recovered: the one an unfinished
 /// journal lands on (read without the locks), else the registry's active release.
 pub fn live_files(workspace: &Workspace, now: Time) -> Result<Option<ReleaseFiles>> {
@@ -104,18 +140,7 @@ pub fn rollback(
             "nothing is deployed yet, so there is nothing to roll back: deploy with `shipshape deploy`".into(),
         ));
     };
-    let to_id = match &request.to {
-        Some(id) => id.clone(),
-        None => from.rollback_to.clone().ok_or_else(|| {
-            Error::Usage(format!(
-                "{} is the first release: there is no earlier release to roll back to",
-                from.release_id
-            ))
-        })?,
-    };
-    if to_id == from.release_id {
-        return Err(Error::Usage(format!("{to_id} is already the active release")));
-    }
+    let to_id = choose_target(workspace, &from.release_id, request.to.as_ref())?;
     let loaded = verify_for_rollback(workspace, &to_id, now, progress)?;
     let to = ReleaseFiles::of(workspace, &loaded)?;
     let environment = loaded.manifest.deployment.environment.to_string();

@@ -31,8 +31,9 @@ pub struct ReleaseInfo {
     pub environment: String,
     /// How it became active.
     pub activated_by: Kind,
-    /// The release its manifest names as previous: where `shipshape rollback` goes by default
-    /// (recorded so a rollback can verify it while the active manifest is read; checked against it).
+    /// The release its manifest names as previous (its predecessor in the manifest chain), recorded
+    /// for people. A rollback goes to the last known good release instead, read from the history
+    /// (`registry::lifecycle`): a chain predecessor may never have been approved or deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_to: Option<ReleaseId>,
 }

@@ -9,6 +9,7 @@
 //! normal monitoring after 48 hours needs no one to flip it.
 
 pub mod analytics;
+pub mod lifecycle;
 
 use std::fs;
 use std::path::PathBuf;
@@ -140,6 +141,11 @@ pub fn history(workspace: &Workspace) -> Result<Vec<HistoryEntry>> {
     }
     let (history, _): (History, Vec<u8>) = crate::infra::yaml::read(&path)?;
     Ok(history.entries)
+}
+
+/// What became of each release, from the history (see [`lifecycle`]).
+pub fn lifecycle(workspace: &Workspace) -> Result<lifecycle::Lifecycle> {
+    Ok(lifecycle::Lifecycle::of(&history(workspace)?))
 }
 
 /// Append to the history (idempotent per transaction and action, for recovery).

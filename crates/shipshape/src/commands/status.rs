@@ -67,6 +67,9 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
     // While a transaction is unfinished the target is expected to differ from the registry: what
     // it should hold is what recovery makes of it, so drift is not judged until then.
     let drift = if pending.is_empty() { deploy::drift(&target, &files, args.deep)? } else { Vec::new() };
+    let life = registry::lifecycle(&workspace)?;
+    let last_known_good = life.last_known_good(Some(&info.release_id)).map(|id| id.to_string());
+    let candidates = life.rollback_candidates(Some(&info.release_id));
     let ago = now.since(&info.deployment_timestamp);
     let remaining = info.heightened_monitoring_end.since(&now);
     let mode = if info.heightened_monitoring_active { "heightened" } else { "normal" };
@@ -81,6 +84,8 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
             "in_sync": pending.is_empty() && drift.is_empty(),
             "drifted": drift,
             "unfinished": unfinished,
+            "rollback_to": last_known_good,
+            "rollback_candidates": candidates,
         }))?;
     } else {
         let registered = if pending.is_empty() { "" } else { " (as registered; see UNFINISHED above)" };
@@ -102,6 +107,21 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
             println!("monitoring:      normal (heightened ended {})", info.heightened_monitoring_end);
         }
         println!("manifest:        {}", info.manifest_path);
+        match (&last_known_good, candidates.is_empty()) {
+            (Some(good), _) => println!("rollback to:     {good} (last known good; `shipshape rollback`)"),
+            (None, true) => println!("rollback to:     nothing: no earlier release ran here"),
+            (None, false) => {
+                println!("rollback to:     no last known good release; name a candidate with `rollback --to`")
+            }
+        }
+        let others: Vec<String> = candidates
+            .iter()
+            .filter(|c| Some(c.release_id.to_string()) != last_known_good)
+            .map(|c| format!("{} ({})", c.release_id, c.status))
+            .collect();
+        if !others.is_empty() {
+            println!("other candidates: {}", others.join(", "));
+        }
         if !pending.is_empty() {
             println!("target:          {} not checked until `shipshape recover` has run", target.root.display());
         } else if drift.is_empty() {
@@ -123,17 +143,39 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
 pub fn history(context: &Context, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
     let entries = registry::history(&workspace)?;
+    let life = shipshape_core::registry::lifecycle::Lifecycle::of(&entries);
     if args.json {
-        super::print_json(&entries)?;
+        // Each entry with the current status of its release (a field added to the entry's own).
+        let with_status: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|entry| {
+                let mut value = serde_json::to_value(entry).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("release_status".into(), json!(life.status(&entry.release_id)));
+                }
+                value
+            })
+            .collect();
+        super::print_json(&with_status)?;
         return super::ok();
     }
     if entries.is_empty() {
         println!("no deploys yet");
     }
-    for entry in entries {
-        let from = entry.previous_release_id.map(|p| format!(" (from {p})")).unwrap_or_default();
-        let reason = entry.reason.map(|r| format!(": {}", printable(&r))).unwrap_or_default();
+    for entry in &entries {
+        let from = entry.previous_release_id.as_ref().map(|p| format!(" (from {p})")).unwrap_or_default();
+        let reason = entry.reason.as_ref().map(|r| format!(": {}", printable(r))).unwrap_or_default();
         println!("{}  {:<14} {}{from}  by {}{reason}", entry.at, entry.action, entry.release_id, printable(&entry.by));
+    }
+    let releases = life.releases();
+    if !releases.is_empty() {
+        println!();
+        println!("releases (newest first): status, last active");
+        let last_known_good = life.last_known_good(life.active());
+        for record in releases {
+            let mark = if Some(&record.release_id) == last_known_good { "  <- last known good" } else { "" };
+            println!("  {}  {:<11} {}{mark}", record.release_id, record.status, record.last_active);
+        }
     }
     super::ok()
 }

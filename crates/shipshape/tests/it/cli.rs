@@ -124,11 +124,12 @@ fn makefile_targets_run_shipshape_or_say_plainly_they_cannot() {
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     assert!(String::from_utf8_lossy(&status.stdout).contains("in sync"));
     let rollback = make_with("release-rollback", "ROLLBACK_FLAGS=--yes", "2025-10-12T20:00:00+05:30");
-    // The release before it was never approved: rolling back to it is refused, and says why.
+    // The manifest before it never ran in production: there is no release to go back to, and the
+    // refusal says so (rather than "restoring" a release that never ran).
     assert!(!rollback.status.success());
     let stderr = String::from_utf8_lossy(&rollback.stderr);
     assert!(
-        stderr.contains("release_20251012_190000.yaml is not trusted") && stderr.contains("needs more approvals"),
+        stderr.contains("no last known good release") && stderr.contains("no earlier release ran here"),
         "{stderr}"
     );
 }

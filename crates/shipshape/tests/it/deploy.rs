@@ -334,7 +334,7 @@ fn disk_full_before_and_after_the_commit_point_says_which() {
             assert!(deployed.is_some() && deployed < rolled, "{pages} pages: {history}");
         } else {
             assert_eq!(output.status.code(), Some(2), "{pages} pages: {}", stderr_of(&output));
-            assert!(stderr_of(&output).contains("release_20251012_190000 is the first release"), "{pages} pages");
+            assert!(stderr_of(&output).contains("no last known good release"), "{pages} pages");
         }
         s.assert_holds(&a, &b);
         let status = s.shipshape(LATER, &["status"]);
@@ -509,6 +509,59 @@ fn the_examples_post_deploy_check_passes_in_both_modes() {
     }
 }
 
+/// Rollback goes to the last known good release — the one that ran before — not to the manifest
+/// before the active one in the chain: two hotfix manifests made and never approved lie between.
+/// `status`, `rollback --dry-run`, the refusal of a release that never ran and `history` all say so.
+#[test]
+fn rollback_goes_to_the_last_known_good_release_past_unapproved_manifests() {
+    let s = Setup::new("copy");
+    let a = s.release(A);
+    assert!(s.deploy(A, &a).status.success());
+    let mut hotfixes = Vec::new();
+    for (n, time) in ["2025-10-12T19:20:00+05:30", "2025-10-12T19:40:00+05:30"].iter().enumerate() {
+        let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+        s.ws.write("search_space.yaml", format!("{space}# hotfix attempt {n}\n").as_bytes());
+        hotfixes.push(s.ws.release(time, &["--type", "hotfix"])); // made, never approved
+    }
+    let config = fs::read_to_string(s.ws.path("src/app/config.py")).unwrap();
+    s.ws.write("src/app/config.py", config.replace("0.62", "0.64").as_bytes());
+    let b = s.release(B);
+    assert!(crate::util::yaml_value(&b)["rollback_plan"]["previous_release_id"] == "release_20251012_194000");
+    assert!(s.deploy(B, &b).status.success());
+
+    let status = String::from_utf8(s.shipshape(LATER, &["status"]).stdout).unwrap();
+    assert!(status.contains("rollback to:     release_20251012_190000 (last known good"), "{status}");
+    let json: serde_json::Value = serde_json::from_slice(&s.shipshape(LATER, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["rollback_to"], "release_20251012_190000");
+    let dry = s.shipshape(LATER, &["rollback", "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr_of(&dry));
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("release_20251012_200000 -> release_20251012_190000"),
+        "{:?}",
+        dry
+    );
+    let never_ran = s.shipshape(LATER, &["rollback", "--to", "release_20251012_192000", "--yes"]);
+    assert_eq!(never_ran.status.code(), Some(BAD_INPUT));
+    assert!(
+        stderr_of(&never_ran).contains("it was never deployed here")
+            && stderr_of(&never_ran).contains("candidates: release_20251012_190000 (good"),
+        "{}",
+        stderr_of(&never_ran)
+    );
+    let output = s.shipshape(LATER, &["rollback", "--yes"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    s.assert_holds(&a, &b);
+    let history = String::from_utf8(s.shipshape(LATER, &["history"]).stdout).unwrap();
+    assert!(
+        history.contains("release_20251012_190000  active") && history.contains("release_20251012_200000  rolled_back"),
+        "{history}"
+    );
+    // From A, B was rolled back and nothing else ran: no last known good, B is a named candidate.
+    let again = s.shipshape(LATER, &["rollback", "--yes"]);
+    assert_eq!(again.status.code(), Some(BAD_INPUT));
+    assert!(stderr_of(&again).contains("candidates: release_20251012_200000 (rolled_back"), "{}", stderr_of(&again));
+}
+
 #[test]
 fn concurrent_deploys_exactly_one_proceeds() {
     let checks = "[[deploy.post_deploy_checks]]\nname = \"slow\"\ncommand = \"sleep 5\"\n";
@@ -671,11 +724,11 @@ fn symlink_rollback_to_any_earlier_release_reuses_its_directory() {
     s.assert_holds(&b, &a);
 }
 
-/// `shipshape rollback` without `--to` restores the release the active manifest names as previous.
-/// The registry remembers that id so that it can be verified while the active manifest is read —
-/// but the manifest has the last word: a registry edited by hand to point elsewhere is overruled.
+/// `shipshape rollback` without `--to` restores the last known good release, read from the history:
+/// a registry edited by hand to point elsewhere (`rollback_to`, the manifest's chain predecessor,
+/// recorded for people) changes nothing.
 #[test]
-fn default_rollback_follows_the_active_manifest_not_the_registry() {
+fn default_rollback_goes_to_the_last_known_good_not_the_registrys_hint() {
     let s = Setup::new("symlink");
     let (a, b, c) = three_deployed(&s);
     let id = |m: &Path| yaml_value(m)["release_id"].as_str().unwrap().to_string();
@@ -688,10 +741,8 @@ fn default_rollback_follows_the_active_manifest_not_the_registry() {
     assert!(output.status.success(), "{}", stderr_of(&output));
     s.assert_holds(&b, &c);
     let history = String::from_utf8(s.shipshape("2025-10-12T22:00:00+05:30", &["history"]).stdout).unwrap();
-    assert!(
-        history.lines().last().unwrap().contains(&format!("rollback       {} (from {})", id(&b), id(&c))),
-        "{history}"
-    );
+    let last_entry = history.lines().take_while(|l| !l.is_empty()).last().unwrap();
+    assert!(last_entry.contains(&format!("rollback       {} (from {})", id(&b), id(&c))), "{history}");
 }
 
 /// Manifests and audit bundles are read through a parse cache (`release/store/parsed/`, written
@@ -758,7 +809,8 @@ fn user_text_with_terminal_controls_is_printed_escaped_and_stored_exactly() {
     let history = String::from_utf8(s.shipshape(LATER, &["history"]).stdout).unwrap();
     assert!(!history.chars().any(|c| c.is_control() && c != '\n'), "{history:?}");
     assert!(!history.contains('\u{202e}'), "{history:?}");
-    assert_eq!(history.lines().count(), 3, "one line per entry, none forged: {history}");
+    let entry_lines = history.lines().take_while(|l| !l.is_empty()).count();
+    assert_eq!(entry_lines, 3, "one line per entry, none forged: {history}");
     assert!(
         history.contains("bad model\\e[2J\\e]0;pwned\\u{7}\\r2025-10-12  deploy ok\\nforged line \\u{202e}gnp.exe"),
         "{history}"

@@ -137,6 +137,14 @@ fn auto_rollback_after_three_critical_alerts_happens_once() {
     fs::write(s.ws.path("shipshape.toml"), config.replace("enabled = false", "enabled = true")).unwrap();
     let first = s.release("2025-10-12T09:00:00Z");
     assert!(s.deploy("2025-10-12T09:00:00Z", &first).status.success());
+    // Two hotfix manifests made and never approved or deployed lie between the two releases: the
+    // auto-rollback goes to the release that ran before (last known good), not to the manifest
+    // before the active one in the chain.
+    for (n, time) in ["2025-10-12T10:00:00Z", "2025-10-12T11:00:00Z"].iter().enumerate() {
+        let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+        s.ws.write("search_space.yaml", format!("{space}# hotfix attempt {n}\n").as_bytes());
+        s.ws.release(time, &["--type", "hotfix"]);
+    }
     let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
     s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
     let second = s.release(DEPLOY);

@@ -26,6 +26,13 @@ fn app() -> App {
     let s = Setup::new("copy");
     let a = s.release("2025-10-13T07:00:00Z");
     assert!(s.deploy("2025-10-13T07:00:00Z", &a).status.success());
+    // Two hotfix manifests made, never approved or deployed: B's chain predecessor is the second,
+    // but the dashboard's rollback goes to A, the release that ran before B.
+    for (n, time) in ["2025-10-13T07:30:00Z", "2025-10-13T08:00:00Z"].iter().enumerate() {
+        let space = std::fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+        s.ws.write("search_space.yaml", format!("{space}# hotfix attempt {n}\n").as_bytes());
+        s.ws.release(time, &["--type", "hotfix"]);
+    }
     let space = std::fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
     s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
     let b = s.release("2025-10-13T09:00:00Z");
@@ -146,7 +153,10 @@ async fn every_endpoint() {
     let (status, _, body) = send(&app, post("/api/v1/rollback", &headers, &right)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(json(&body)["rolled_back_to"], app.a.as_str());
-    // A is the first release: nothing further to roll back to.
+    // From A, B (rolled back) is the only candidate, and no release is last known good: typing A
+    // again is refused, naming B.
     let (status, _, body) = send(&app, post("/api/v1/rollback", &headers, &right)).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(json(&body)["expected"], app.b.as_str());
+    assert_eq!(json(&body)["candidates"][0]["status"], "rolled_back");
 }
