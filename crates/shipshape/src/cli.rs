@@ -270,7 +270,8 @@ pub struct ApproveArgs {
 /// `deploy`.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// The manifest (default: the newest in release/manifests).
+    /// The manifest (default: the newest *approved* one in release/manifests; newer unapproved
+    /// ones are named in a warning).
     pub manifest: Option<PathBuf>,
     /// Do not ask for confirmation (required when there is no terminal).
     #[arg(long)]
@@ -283,7 +284,8 @@ pub struct DeployArgs {
 /// `rollback`.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The release to return to (default: the release before the active one).
+    /// The release to return to (default: the last known good release — the newest that ran here,
+    /// passed its checks and was not rolled back).
     #[arg(long, value_name = "RELEASE_ID")]
     pub to: Option<String>,
     /// Why, for the history.

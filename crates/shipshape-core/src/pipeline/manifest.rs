@@ -89,6 +89,39 @@ pub fn newest_path(workspace: &Workspace) -> Result<PathBuf> {
     })
 }
 
+/// The newest manifest whose approvals meet its policy now (what `deploy` takes when no manifest
+/// is named), and the newer ones passed over because they are not approved (yet), newest first.
+/// Approvals are judged as `verify` judges them; a newer manifest that cannot even be read is passed
+/// over too, and named.
+pub fn newest_approved(workspace: &Workspace, now: Time) -> Result<(PathBuf, Vec<ReleaseId>)> {
+    let paths = manifest_paths(workspace)?;
+    if paths.is_empty() {
+        return newest_path(workspace).map(|p| (p, Vec::new()));
+    }
+    let mut passed_over = Vec::new();
+    for path in paths.iter().rev() {
+        let approved = load(path).and_then(|loaded| {
+            let report = crate::trust::judge::verify_approvals(workspace, &loaded, now)?;
+            Ok((loaded.manifest.release_id.clone(), report.threshold_met))
+        });
+        match approved {
+            Ok((_, true)) => return Ok((path.clone(), passed_over)),
+            Ok((id, false)) => passed_over.push(id),
+            Err(_) => {
+                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                if let Ok(id) = ReleaseId::new(&stem) {
+                    passed_over.push(id);
+                }
+            }
+        }
+    }
+    let newest = passed_over.first().map(|id| id.to_string()).unwrap_or_default();
+    Err(Error::Usage(format!(
+        "no manifest in {} is approved yet (the newest, {newest}, needs its approvals: `shipshape verify` says which roles): approve one with `shipshape approve`, or name the manifest to deploy",
+        workspace.display(&workspace.manifests_dir())
+    )))
+}
+
 /// Problems with the hash chain of `environment` among `manifests` (empty when intact).
 pub fn chain_problems(workspace: &Workspace, manifests: &[LoadedManifest], environment: &str) -> Vec<String> {
     let mut chain: Vec<&LoadedManifest> =

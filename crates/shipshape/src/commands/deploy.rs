@@ -64,11 +64,23 @@ pub fn deployer() -> String {
 /// `shipshape deploy [MANIFEST] [--yes] [--dry-run]`.
 pub fn deploy(context: &Context, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
+    let now = context.now();
     let manifest = match &args.manifest {
         Some(path) => workspace.resolve_user_path(&context.start_dir.join(path))?,
-        None => manifest::newest_path(&workspace)?,
+        None => {
+            // The newest *approved* manifest: approvals come between manifest and deploy.
+            let (path, passed_over) = manifest::newest_approved(&workspace, now)?;
+            if !passed_over.is_empty() {
+                let names: Vec<String> = passed_over.iter().map(ToString::to_string).collect();
+                context.warn(format!(
+                    "newer manifests not approved yet, passed over: {}; deploying the newest approved one, {}",
+                    names.join(", "),
+                    path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default()
+                ));
+            }
+            path
+        }
     };
-    let now = context.now();
     let progress = context.progress();
     let request = deploy::DeployRequest { manifest, by: deployer(), dry_run: args.dry_run };
     let outcome = deploy::deploy(

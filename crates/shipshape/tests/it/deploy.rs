@@ -562,6 +562,34 @@ fn rollback_goes_to_the_last_known_good_release_past_unapproved_manifests() {
     assert!(stderr_of(&again).contains("candidates: release_20251012_200000 (rolled_back"), "{}", stderr_of(&again));
 }
 
+/// `deploy` with no manifest named takes the newest *approved* one, as the Makefile and docs say,
+/// and names in one line the newer manifests it passed over; with none approved it says what to do.
+#[test]
+fn deploy_without_a_manifest_takes_the_newest_approved_one() {
+    let s = Setup::new("copy");
+    s.ws.release("2025-10-12T18:00:00+05:30", &["--type", "hotfix"]); // never approved
+    let output = s.ws.cmd_at(A).args(["deploy", "--yes"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(BAD_INPUT), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("no manifest in release/manifests is approved yet"), "{}", stderr_of(&output));
+    assert!(!s.target.exists());
+    let (a, b) = two_releases(&s, A, B); // both approved
+    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# not reviewed yet\n").as_bytes());
+    let newer = s.ws.release("2025-10-12T20:10:00+05:30", &["--type", "hotfix"]);
+    let output = s.ws.cmd_at(LATER).args(["deploy", "--yes"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let warning = stderr_of(&output);
+    assert!(
+        warning.contains(
+            "newer manifests not approved yet, passed over: release_20251012_201000; deploying the newest approved one, release_20251012_200000"
+        ),
+        "{warning}"
+    );
+    assert_eq!(warning.matches("passed over").count(), 1, "one line: {warning}");
+    s.assert_holds(&b, &a);
+    let _ = newer;
+}
+
 #[test]
 fn concurrent_deploys_exactly_one_proceeds() {
     let checks = "[[deploy.post_deploy_checks]]\nname = \"slow\"\ncommand = \"sleep 5\"\n";
