@@ -182,6 +182,10 @@ pub struct ManifestArgs {
     /// Make the manifest even if the bundle's validation is missing or failed (recorded in the manifest).
     #[arg(long)]
     pub allow_unvalidated: bool,
+    /// Make the manifest even if it holds exactly the artifacts of the newest manifest (refused
+    /// otherwise: it would release nothing new).
+    #[arg(long)]
+    pub allow_identical: bool,
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,

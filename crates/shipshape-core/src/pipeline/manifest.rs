@@ -10,7 +10,7 @@
 //! and refuses — before anything becomes visible — if any file no longer matches what the audit
 //! recorded. Objects are staged first and committed only when all of them match.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -201,6 +201,8 @@ pub struct ManifestRequest {
     pub tickets: Vec<String>,
     /// Make the manifest even though validation is missing or failed (recorded in it).
     pub allow_unvalidated: bool,
+    /// Make the manifest even though it holds exactly the artifacts of the newest one.
+    pub allow_identical: bool,
 }
 
 /// What `manifest` produced.
@@ -214,6 +216,9 @@ pub struct ManifestOutcome {
     pub reused_objects: usize,
     /// Store objects found corrupt and rewritten from the workspace.
     pub repaired_objects: Vec<Digest>,
+    /// Things worth a warning that did not stop the manifest (e.g. nothing changed from the active
+    /// release).
+    pub warnings: Vec<String>,
 }
 
 enum Prepared {
@@ -269,6 +274,34 @@ pub fn create(
         .iter()
         .filter(|m| m.manifest.deployment.environment == environment)
         .max_by_key(|m| m.manifest.sequence);
+
+    // A manifest releasing exactly what the newest one releases (the same bundle twice, or an
+    // audit with no change) is refused: it would be a second release of the same bytes.
+    let candidate: BTreeSet<(&RelPath, &Digest)> = bundle.artifacts.iter().map(|a| (&a.path, &a.hash)).collect();
+    let same_as = |loaded: &LoadedManifest| {
+        loaded.manifest.artifacts.iter().map(|(_, a)| (&a.path, &a.hash)).collect::<BTreeSet<_>>() == candidate
+    };
+    if let Some(previous) = previous
+        && !request.allow_identical
+        && same_as(previous)
+    {
+        return Err(Error::Check(format!(
+            "{} already releases exactly these {} artifacts (same bytes at the same paths): a new manifest would release nothing new; change an artifact and audit again, or pass --allow-identical to make one anyway (e.g. to approve the same bytes again under a new release); nothing was written",
+            previous.manifest.release_id,
+            candidate.len()
+        )));
+    }
+    let mut warnings = Vec::new();
+    if let Ok(Some(active)) = crate::registry::get_active_release(workspace, now)
+        && previous.is_none_or(|p| p.manifest.release_id != active.release_id)
+        && let Some(active_manifest) = existing.iter().find(|m| m.manifest.release_id == active.release_id)
+        && same_as(active_manifest)
+    {
+        warnings.push(format!(
+            "nothing changed from the active release {}: this manifest releases the same bytes",
+            active.release_id
+        ));
+    }
 
     let store = workspace.store();
     store.sweep_staging()?;
@@ -340,6 +373,7 @@ pub fn create(
         new_objects,
         reused_objects,
         repaired_objects,
+        warnings,
     })
 }
 

@@ -89,6 +89,7 @@ fn manifest_args(release_type: ReleaseTypeArg, ticket: &str) -> ManifestArgs {
         build_id: Some("demo-build-1".into()),
         tickets: vec![ticket.into()],
         allow_unvalidated: false,
+        allow_identical: false,
         sign: None,
         sign_role: None,
         json: false,

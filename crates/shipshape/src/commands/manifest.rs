@@ -25,9 +25,13 @@ pub fn run(context: &Context, args: &ManifestArgs) -> anyhow::Result<ExitCode> {
         build_id: args.build_id.clone(),
         tickets: args.tickets.clone(),
         allow_unvalidated: args.allow_unvalidated,
+        allow_identical: args.allow_identical,
     };
     let progress = context.progress();
     let outcome = manifest::create(&workspace, &request, now, progress.as_ref())?;
+    for warning in &outcome.warnings {
+        context.warn(warning);
+    }
     for digest in &outcome.repaired_objects {
         context.warn(format!("store object {digest} was corrupt and has been rewritten from the workspace"));
     }

@@ -401,6 +401,8 @@ fn unknown_role_and_rsa_keys_are_refused() {
 #[test]
 fn manifest_sign_adds_the_deployers_approval() {
     let s = Setup::new();
+    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# hotfix\n").as_bytes());
     s.ws.cmd_at("2025-10-12T20:00:00+05:30").arg("audit").assert().success();
     s.ws.cmd_at("2025-10-12T20:00:00+05:30").arg("validate").assert().success();
     let output =

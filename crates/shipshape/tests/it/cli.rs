@@ -104,6 +104,8 @@ fn makefile_targets_run_shipshape_or_say_plainly_they_cannot() {
             .output()
             .unwrap()
     };
+    let config = fs::read_to_string(ws.path("src/app/config.py")).unwrap();
+    ws.write("src/app/config.py", config.replace("0.62", "0.63").as_bytes()); // the hotfix
     let hotfix = make_with("release-manifest", "MANIFEST_FLAGS=--type hotfix", "2025-10-12T20:00:00+05:30");
     assert!(hotfix.status.success(), "{}", String::from_utf8_lossy(&hotfix.stderr));
     let manifest = ws.manifests().into_iter().rfind(|p| !p.to_string_lossy().ends_with(".approvals.yaml")).unwrap();

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use crate::util::http::get_json;
 use crate::util::watch::{HOUR, MINUTE, at, baseline, deployed, evaluate, events, ingest, metric, run, state};
-use crate::util::{Setup, TestWorkspace, sha256sum, stderr_of, two_releases, yaml_value};
+use crate::util::{Setup, TestWorkspace, assert_one_line_error, sha256sum, stderr_of, two_releases, yaml_value};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -595,4 +595,52 @@ fn test_story_end_to_end() {
     assert_eq!(actions[4].1, "shipshape-monitor");
     let analytics: Value = serde_json::from_str(&shipshape_ok(&s, &at(5 * HOUR), &["analytics", "--json"])).unwrap();
     assert_eq!((analytics["30d"]["deploys"].as_u64(), analytics["30d"]["failed_deploys"].as_u64()), (Some(3), Some(2)));
+}
+
+/// Two manifests in a row from the same bytes are refused (nothing written), unless asked for with
+/// `--allow-identical`; a manifest that releases what the active release already holds is warned of.
+#[test]
+fn an_identical_manifest_is_refused_and_no_change_from_the_active_release_is_warned() {
+    let ws = TestWorkspace::example();
+    let first = ws.release("2025-10-12T19:00:00+05:30", &[]);
+    ws.cmd_at("2025-10-12T19:30:00+05:30").arg("audit").assert().success();
+    ws.cmd_at("2025-10-12T19:30:00+05:30").args(["--quiet", "validate"]).assert().success();
+    let before = ws.snapshot();
+    let output = ws.cmd_at("2025-10-12T19:30:00+05:30").args(["manifest", "--type", "hotfix"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert_one_line_error(&output, "release_20251012_190000 already releases exactly these 4 artifacts");
+    assert!(stderr_of(&output).contains("--allow-identical"));
+    crate::util::assert_same_tree(&before, &ws.snapshot(), "a refused identical manifest");
+    let output = ws
+        .cmd_at("2025-10-12T19:30:00+05:30")
+        .args(["manifest", "--type", "hotfix", "--allow-identical"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    // Once something changes, a manifest is made without a word.
+    let space = std::fs::read_to_string(ws.path("search_space.yaml")).unwrap();
+    ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    ws.cmd_at("2025-10-12T19:40:00+05:30").arg("audit").assert().success();
+    ws.cmd_at("2025-10-12T19:40:00+05:30").args(["--quiet", "validate"]).assert().success();
+    let output = ws.cmd_at("2025-10-12T19:40:00+05:30").args(["manifest", "--type", "hotfix"]).output().unwrap();
+    assert!(output.status.success() && !stderr_of(&output).contains("warning"), "{}", stderr_of(&output));
+    let _ = first;
+
+    // The active release A; B changed a file; a change reverted makes the bytes of A again.
+    let s = Setup::new("copy");
+    let a = s.release("2025-10-12T19:00:00+05:30");
+    assert!(s.deploy("2025-10-12T19:00:00+05:30", &a).status.success());
+    let space = std::fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# experiment\n").as_bytes());
+    s.ws.release("2025-10-12T19:30:00+05:30", &["--type", "hotfix"]);
+    s.ws.write("search_space.yaml", space.as_bytes());
+    s.ws.cmd_at("2025-10-12T19:45:00+05:30").arg("audit").assert().success();
+    s.ws.cmd_at("2025-10-12T19:45:00+05:30").args(["--quiet", "validate"]).assert().success();
+    let output = s.ws.cmd_at("2025-10-12T19:45:00+05:30").args(["manifest", "--type", "hotfix"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("warning: nothing changed from the active release release_20251012_190000"),
+        "{}",
+        stderr_of(&output)
+    );
 }

@@ -122,10 +122,21 @@ impl TestWorkspace {
     }
 
     /// audit + validate + manifest, returning the manifest path.
+    /// audit + validate + manifest at `now`. Tests release the same example again and again (chains,
+    /// environments, anti-rollback), so the manifest is made with `--allow-identical`; the refusal
+    /// of an identical manifest has its own test.
     pub fn release(&self, now: &str, extra: &[&str]) -> PathBuf {
         self.cmd_at(now).arg("audit").assert().success();
         self.cmd_at(now).args(["--quiet", "validate"]).assert().success();
-        let output = self.cmd_at(now).arg("manifest").args(extra).assert().success().get_output().stdout.clone();
+        let output = self
+            .cmd_at(now)
+            .args(["manifest", "--allow-identical"])
+            .args(extra)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
         self.path(String::from_utf8(output).unwrap().trim())
     }
 }
