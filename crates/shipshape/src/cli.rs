@@ -14,6 +14,7 @@ Exit codes:
   4   a deploy failed its post-deploy checks and was rolled back, or evaluate rolled back automatically
   5   unfinished: a deploy or rollback passed its commit point (production serves the new release)
       but could not record it, or status found an interrupted one: run `shipshape recover`
+  6   alerts of the active release are firing (status; evaluate --fail-on firing|pending)
   70  an internal error: a bug in shipshape (please report it)
   74  an operating-system error (disk full, I/O error)
   75  the monitoring database failed (busy past its timeout, corrupt, full)";
@@ -360,6 +361,19 @@ pub struct EvaluateArgs {
     /// Print the pass as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Exit 6 when, after the pass, an alert of the active release is firing (`firing`), or firing
+    /// or pending (`pending`): for cron and CI.
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub fail_on: Option<FailOn>,
+}
+
+/// What `evaluate --fail-on` fails on.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FailOn {
+    /// An alert is firing.
+    Firing,
+    /// An alert is firing or pending.
+    Pending,
 }
 
 /// `alerts`.

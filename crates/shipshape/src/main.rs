@@ -91,6 +91,8 @@ pub const EXIT_ROLLED_BACK: u8 = 4;
 /// the new release) but could not record it, or `status` found an interrupted one; `shipshape
 /// recover` finishes it.
 pub const EXIT_UNFINISHED: u8 = 5;
+/// Exit code when alerts of the active release are firing (`status`, `evaluate --fail-on firing`).
+pub const EXIT_ALERTS_FIRING: u8 = 6;
 /// Exit code for a bug in shipshape (sysexits' EX_SOFTWARE).
 pub const EXIT_INTERNAL: u8 = 70;
 /// Exit code for operating-system errors (sysexits' EX_IOERR).

@@ -144,10 +144,27 @@ pub fn evaluate(context: &Context, args: &EvaluateArgs) -> anyhow::Result<ExitCo
         }
     }
     match &pass.auto_rollback {
-        Some(auto) if auto.outcome.starts_with("failed") => Ok(ExitCode::from(crate::EXIT_CHECK_FAILED)),
-        Some(_) => Ok(ExitCode::from(crate::EXIT_ROLLED_BACK)),
-        None => super::ok(),
+        Some(auto) if auto.outcome.starts_with("failed") => return Ok(ExitCode::from(crate::EXIT_CHECK_FAILED)),
+        Some(_) => return Ok(ExitCode::from(crate::EXIT_ROLLED_BACK)),
+        None => {}
     }
+    if let (Some(fail_on), Some(release)) = (args.fail_on, &pass.release_id) {
+        let release = release.to_string();
+        let firing = monitor.db.alerts(Some("firing"), Some(&release), 1)?;
+        let pending = match fail_on {
+            crate::cli::FailOn::Pending => monitor.db.alerts(Some("pending"), Some(&release), 1)?,
+            crate::cli::FailOn::Firing => Vec::new(),
+        };
+        if !firing.is_empty() || !pending.is_empty() {
+            context.warn(format!(
+                "alerts of {release} are {}: exit {} (--fail-on)",
+                if firing.is_empty() { "pending" } else { "firing" },
+                crate::EXIT_ALERTS_FIRING
+            ));
+            return Ok(ExitCode::from(crate::EXIT_ALERTS_FIRING));
+        }
+    }
+    super::ok()
 }
 
 fn when(seconds: Option<i64>) -> String {

@@ -67,6 +67,21 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
     // While a transaction is unfinished the target is expected to differ from the registry: what
     // it should hold is what recovery makes of it, so drift is not judged until then.
     let drift = if pending.is_empty() { deploy::drift(&target, &files, args.deep)? } else { Vec::new() };
+    // The active release's alerts: firing ones make the exit code 6 (for cron and CI).
+    let db_path = workspace.root.join(shipshape_monitor::db::DB_PATH);
+    // Best effort: `status` must answer even when the database cannot be read (a full disk).
+    let (firing, pending_alerts) = if db_path.exists() {
+        let read = shipshape_monitor::db::Db::open(&db_path).and_then(|db| {
+            let release = info.release_id.to_string();
+            Ok((db.alerts(Some("firing"), Some(&release), 1000)?, db.alerts(Some("pending"), Some(&release), 1000)?))
+        });
+        read.unwrap_or_else(|e| {
+            context.warn(format!("alerts not shown: {e}"));
+            (Vec::new(), Vec::new())
+        })
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let life = registry::lifecycle(&workspace)?;
     let last_known_good = life.last_known_good(Some(&info.release_id)).map(|id| id.to_string());
     let candidates = life.rollback_candidates(Some(&info.release_id));
@@ -86,6 +101,7 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
             "unfinished": unfinished,
             "rollback_to": last_known_good,
             "rollback_candidates": candidates,
+            "alerts": { "firing": firing, "pending": pending_alerts },
         }))?;
     } else {
         let registered = if pending.is_empty() { "" } else { " (as registered; see UNFINISHED above)" };
@@ -122,6 +138,33 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
         if !others.is_empty() {
             println!("other candidates: {}", others.join(", "));
         }
+        let describe = |alerts: &[shipshape_monitor::db::alerts::AlertRow]| {
+            alerts
+                .iter()
+                .map(|a| {
+                    let severity = a.severity.as_deref().map(|s| format!(" {s}")).unwrap_or_default();
+                    format!("#{} {}{severity}", a.id, printable(&a.metric))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (firing.is_empty(), pending_alerts.is_empty()) {
+            (true, true) => println!("alerts:          none firing or pending"),
+            (false, _) => {
+                println!("alerts:          FIRING: {}", describe(&firing));
+                if !pending_alerts.is_empty() {
+                    println!("                 pending: {}", describe(&pending_alerts));
+                }
+                let back = last_known_good.as_deref().map_or_else(
+                    || "`shipshape rollback --to ID` (no last known good release)".to_string(),
+                    |good| format!("`shipshape rollback --reason ...` (to {good}, last known good)"),
+                );
+                println!(
+                    "next step:       look at the alerts (`shipshape alerts --state firing`, the dashboard); if the release regressed, {back}"
+                );
+            }
+            (true, false) => println!("alerts:          pending (not firing yet): {}", describe(&pending_alerts)),
+        }
         if !pending.is_empty() {
             println!("target:          {} not checked until `shipshape recover` has run", target.root.display());
         } else if drift.is_empty() {
@@ -132,10 +175,12 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
     }
     Ok(if !pending.is_empty() {
         unfinished_code()
-    } else if drift.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    } else if !drift.is_empty() {
         ExitCode::from(crate::EXIT_CHECK_FAILED)
+    } else if !firing.is_empty() {
+        ExitCode::from(crate::EXIT_ALERTS_FIRING)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

@@ -345,3 +345,35 @@ fn a_broken_monitoring_database_exits_75_naming_it() {
         assert!(stderr.contains("data/monitoring/monitor.db") && stderr.contains("not a database"), "{stderr}");
     }
 }
+
+/// Firing alerts are not hidden: `status` lists the active release's firing and pending alerts with
+/// the next step and exits 6; `evaluate --fail-on firing` exits 6 once an alert fires (0 before), so
+/// cron and CI notice.
+#[test]
+fn status_and_evaluate_fail_on_report_firing_alerts_with_exit_6() {
+    let (s, _) = deployed("");
+    let base = baseline(&s);
+    let quiet = s.ws.cmd_at(&at(2 * MINUTE)).args(["evaluate", "--fail-on", "firing"]).output().unwrap();
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr_of(&quiet));
+    let status = s.shipshape(&at(2 * MINUTE), &["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("alerts:          none firing or pending"));
+    assert_eq!(status.status.code(), Some(0));
+    ingest(&s, &at(3 * HOUR), &events(0, 180, 10, base * 0.80, 0, 0.0, "fail-on"));
+    let mut codes = Vec::new();
+    let mut offset = 10 * MINUTE;
+    while offset <= HOUR + 30 * MINUTE {
+        let output = s.ws.cmd_at(&at(offset)).args(["evaluate", "--fail-on", "firing"]).output().unwrap();
+        codes.push(output.status.code().unwrap());
+        offset += 10 * MINUTE;
+    }
+    assert_eq!(codes[0], 0, "not firing at the first breach: {codes:?}");
+    assert_eq!(*codes.last().unwrap(), 6, "{codes:?}");
+    let status = s.shipshape(&at(HOUR + 30 * MINUTE), &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert_eq!(status.status.code(), Some(6), "{text}");
+    assert!(text.contains("alerts:          FIRING: #") && text.contains("intraday_hit_ratio"), "{text}");
+    assert!(text.contains("next step:") && text.contains("shipshape alerts --state firing"), "{text}");
+    let json: Value =
+        serde_json::from_slice(&s.shipshape(&at(HOUR + 30 * MINUTE), &["status", "--json"]).stdout).unwrap();
+    assert!(!json["alerts"]["firing"].as_array().unwrap().is_empty(), "{json}");
+}
