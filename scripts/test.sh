@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # SHA-256), setpriv (running the binary as an unprivileged user to test unreadable files),
 # python3 (the example's checklist script and independent metric checks), ssh-keygen (SSH signature
 # interoperability), gpg and gpgv (OpenPGP interoperability), chromium and chromedriver (the
-# dashboard's end-to-end tests in a real headless browser), curl (the API examples in docs/api.md).
+# dashboard's end-to-end tests in a real headless browser), curl (the API examples in docs/api.md),
+# python3-pandas (the "From pandas" example in docs/events.md).
 declare -A package_for=([git]=git [make]=make [sha256sum]=coreutils [setpriv]=util-linux [python3]=python3
   [ssh-keygen]=openssh-client [gpg]=gnupg [gpgv]=gpgv [gpgconf]=gnupg [chromium]=chromium
   [chromedriver]=chromium-driver [curl]=curl)
@@ -17,6 +18,12 @@ missing=()
 for tool in "${!package_for[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package_for[$tool]}")
 done
+# pandas (docs/events.md's "From pandas" runs with it) for the python3 on PATH: from PyPI, else
+# Debian's package (which serves the system python3).
+if ! python3 -c "import pandas" >/dev/null 2>&1; then
+  echo "==> installing pandas"
+  python3 -m pip install --quiet --disable-pip-version-check pandas >/dev/null 2>&1 || missing+=(python3-pandas)
+fi
 if ((${#missing[@]})); then
   echo "==> installing ${missing[*]}"
   sudo=""

@@ -170,10 +170,39 @@ fn score_block(block: &[u8], header: Option<&CsvHeader>, partial: &mut Partial, 
     result
 }
 
+/// The largest JSON array of events scored (it is held whole); JSON lines have no limit.
+const MAX_JSON_ARRAY: u64 = 256 << 20;
+
 /// Score an events file. Errors name `display_path` and the line.
 pub fn score_file(path: &Path, display_path: &Path, options: ReadOptions) -> Result<Scored> {
-    let mut file = File::open(path).at(display_path, "opening")?;
-    let format = Format::of(path);
+    let mut opened = File::open(path).at(display_path, "opening")?;
+    let mut format = Format::of(path);
+    // A JSON array of events (`json.dumps(records)`, `df.to_json(orient="records")`) is scored as
+    // the JSON lines it holds, one element per line; it is read whole, so it is bounded.
+    let mut head = [0u8; 4096];
+    let peeked = read_full(&mut opened, &mut head).at(display_path, "reading")?;
+    let mut file: Box<dyn Read> = if shipshape_metrics::event::is_json_array(&head[..peeked]) {
+        let mut bytes = head[..peeked].to_vec();
+        (&mut opened).take(MAX_JSON_ARRAY + 1).read_to_end(&mut bytes).at(display_path, "reading")?;
+        if bytes.len() as u64 > MAX_JSON_ARRAY {
+            return Err(Error::parse(
+                display_path,
+                1,
+                1,
+                format!(
+                    "a JSON array larger than {} MiB: write JSON lines instead (one event per line)",
+                    MAX_JSON_ARRAY >> 20
+                ),
+            ));
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| Error::parse(display_path, 1, 1, "not UTF-8"))?;
+        let lines = shipshape_metrics::event::json_array_lines(text)
+            .map_err(|e| Error::parse(display_path, 1, 1, e.to_string()))?;
+        format = Format::JsonLines;
+        Box::new(std::io::Cursor::new(lines.into_bytes()))
+    } else {
+        Box::new(std::io::Cursor::new(head[..peeked].to_vec()).chain(opened))
+    };
     // A CSV file's header is its first line; the bytes read past it are carried to the blocks.
     let (header, mut carry, first_line) = match format {
         Format::Csv => {
@@ -293,7 +322,7 @@ pub fn score_file(path: &Path, display_path: &Path, options: ReadOptions) -> Res
 }
 
 /// Read a CSV file's header line: the header, and the bytes read after it.
-fn read_csv_header(file: &mut File, display_path: &Path) -> Result<(CsvHeader, Vec<u8>)> {
+fn read_csv_header(file: &mut dyn Read, display_path: &Path) -> Result<(CsvHeader, Vec<u8>)> {
     let mut carry = Vec::new();
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -320,7 +349,7 @@ fn read_csv_header(file: &mut File, display_path: &Path) -> Result<(CsvHeader, V
 
 /// Read and drop bytes up to and including the next newline; return what followed it in the
 /// last buffer read.
-fn skip_to_next_line(file: &mut File) -> std::io::Result<Vec<u8>> {
+fn skip_to_next_line(file: &mut dyn Read) -> std::io::Result<Vec<u8>> {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
         let n = read_full(file, &mut buffer)?;
@@ -333,7 +362,7 @@ fn skip_to_next_line(file: &mut File) -> std::io::Result<Vec<u8>> {
     }
 }
 
-fn read_full(file: &mut File, buffer: &mut [u8]) -> std::io::Result<usize> {
+fn read_full(file: &mut dyn Read, buffer: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match file.read(&mut buffer[filled..]) {

@@ -141,8 +141,8 @@ struct JsonEvent<'a> {
     strategy: Cow<'a, str>,
     #[serde(borrow)]
     symbol: Cow<'a, str>,
-    signal: i64,
-    outcome: i64,
+    signal: RawSignal,
+    outcome: RawSignal,
     #[serde(rename = "return")]
     ret: f64,
     #[serde(borrow, default)]
@@ -159,10 +159,6 @@ fn parse_ts(text: &str) -> Result<Timestamp, EventError> {
             ),
         )
     })
-}
-
-fn parse_signal(field: &'static str, value: i64) -> Result<Signal, EventError> {
-    Signal::from_i64(value).ok_or_else(|| field_error(field, format!("{value} is not -1, 0 or 1")))
 }
 
 /// The largest per-trade return accepted, as a fraction (±1000 = ±100,000 %): anything beyond is
@@ -199,26 +195,147 @@ fn truncate(text: &str) -> String {
     if text.len() <= 60 { text.to_string() } else { format!("{}…", text.chars().take(60).collect::<String>()) }
 }
 
+/// A signal or outcome as producers write it: `-1`/`0`/`1`, the same as an integral float (`1.0`,
+/// what pandas writes for an integer column with a missing value), or a word — `BUY`/`LONG`/`UP`,
+/// `SELL`/`SHORT`/`DOWN`, `FLAT`/`HOLD`/`NONE` — in any case, or a number in a string.
+/// What it could not read is kept as the reason, so the error names the field.
+struct RawSignal(Result<Signal, String>);
+
+impl<'de> Deserialize<'de> for RawSignal {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawSignal;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("-1, 0, 1 or BUY/SELL/LONG/SHORT/FLAT")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawSignal, E> {
+                Ok(RawSignal(Signal::from_i64(v).ok_or_else(|| format!("{v} is not -1, 0 or 1"))))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawSignal, E> {
+                Ok(RawSignal(
+                    i64::try_from(v).ok().and_then(Signal::from_i64).ok_or_else(|| format!("{v} is not -1, 0 or 1")),
+                ))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawSignal, E> {
+                let whole = (v.fract() == 0.0 && v.abs() <= 1.0).then_some(v as i64);
+                Ok(RawSignal(whole.and_then(Signal::from_i64).ok_or_else(|| format!("{v} is not -1, 0 or 1"))))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSignal, E> {
+                Ok(RawSignal(signal_word(v)))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<RawSignal, E> {
+                Ok(RawSignal(Err("null is not a signal (a missing value: drop the row or fill it)".into())))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawSignal, E> {
+                Ok(RawSignal(Err(format!("{v} is not -1, 0 or 1"))))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A signal written as a word or a number in text (see [`RawSignal`]).
+pub fn signal_word(text: &str) -> Result<Signal, String> {
+    let word = text.trim();
+    match word.to_ascii_uppercase().as_str() {
+        "1" | "1.0" | "+1" | "BUY" | "LONG" | "UP" => Ok(Signal::Long),
+        "-1" | "-1.0" | "SELL" | "SHORT" | "DOWN" => Ok(Signal::Short),
+        "0" | "0.0" | "-0.0" | "FLAT" | "HOLD" | "NONE" => Ok(Signal::Flat),
+        _ => Err(format!("`{}` is not -1, 0, 1 or BUY/SELL/LONG/SHORT/FLAT", truncate(word))),
+    }
+}
+
+/// The field whose value a JSON error at 1-based `column` of `line` is about, if one can be told:
+/// the last `"key":` before it.
+fn field_at(line: &str, column: usize) -> Option<&'static str> {
+    let before = line.get(..column.saturating_sub(1).min(line.len()))?;
+    let colon = before.rfind(':')?;
+    let key = before[..colon].trim_end().strip_suffix('"')?;
+    let name = &key[key.rfind('"')? + 1..];
+    ["id", "ts", "strategy", "symbol", "signal", "outcome", "return", "release_id"].into_iter().find(|k| *k == name)
+}
+
 /// Parse one JSON line.
 pub fn parse_json_line(line: &str) -> Result<EventRef<'_>, EventError> {
     let raw: JsonEvent<'_> = serde_json::from_str(line).map_err(|e| {
         let message = e.to_string();
         // serde_json appends " at line 1 column N"; the caller reports the file's line.
         let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m).to_string();
-        EventError { field: None, message: format!("not a valid event: {message}") }
+        match field_at(line, e.column()) {
+            // Python's json writes NaN and Infinity, which JSON does not have.
+            Some(field)
+                if ["NaN", "Infinity", "-Infinity"]
+                    .iter()
+                    .any(|w| line[e.column().saturating_sub(1).min(line.len())..].trim_start().starts_with(w)) =>
+            {
+                field_error(
+                    field,
+                    "NaN or Infinity is not a number in JSON (pandas writes a missing value so): drop or fill the row",
+                )
+            }
+            Some(field) => field_error(field, message),
+            None => EventError { field: None, message: format!("not a valid event: {message}") },
+        }
     })?;
     check_name("strategy", &raw.strategy)?;
     check_name("symbol", &raw.symbol)?;
     Ok(EventRef {
         ts: parse_ts(&raw.ts)?,
-        signal: parse_signal("signal", raw.signal)?,
-        outcome: parse_signal("outcome", raw.outcome)?,
+        signal: raw.signal.0.map_err(|m| field_error("signal", m))?,
+        outcome: raw.outcome.0.map_err(|m| field_error("outcome", m))?,
         ret: check_return(raw.ret)?,
         id: raw.id.filter(|s| !s.is_empty()),
         strategy: raw.strategy,
         symbol: raw.symbol,
         release_id: raw.release_id.filter(|s| !s.is_empty()),
     })
+}
+
+/// Whether `bytes` (an events file or body) is a JSON array (`json.dumps(list_of_dicts)`,
+/// `df.to_json(orient="records")`) rather than JSON lines or CSV: its first non-blank byte is `[`.
+pub fn is_json_array(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF) == Some(&b'[')
+}
+
+/// A JSON array of event objects as JSON lines, one object per line, so it is read like any
+/// events file; the line numbers of later errors are then the elements' numbers (1-based).
+pub fn json_array_lines(text: &str) -> Result<String, EventError> {
+    let text = text.trim_start_matches('\u{feff}');
+    let values: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| {
+        // The error's line and column, as an offset, to name the field it is in.
+        let line_start: usize = text.split_inclusive('\n').take(e.line().saturating_sub(1)).map(str::len).sum();
+        let line = &text[line_start..];
+        let line = &line[..line.find('\n').unwrap_or(line.len())];
+        match field_at(line, e.column()) {
+            Some(field)
+                if ["NaN", "Infinity", "-Infinity"]
+                    .iter()
+                    .any(|w| line[e.column().saturating_sub(1).min(line.len())..].trim_start().starts_with(w)) =>
+            {
+                field_error(
+                    field,
+                    "NaN or Infinity is not a number in JSON (pandas writes a missing value so): drop or fill the row",
+                )
+            }
+            _ => EventError { field: None, message: format!("not a JSON array of events: {e}") },
+        }
+    })?;
+    let mut out = String::with_capacity(text.len());
+    for (index, value) in values.iter().enumerate() {
+        if !value.is_object() {
+            return Err(EventError {
+                field: None,
+                message: format!(
+                    "element {} of the JSON array is not an object (an event is {{\"ts\": …, …}})",
+                    index + 1
+                ),
+            });
+        }
+        out.push_str(&value.to_string());
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// Column positions of a CSV header.
@@ -282,12 +399,7 @@ impl CsvHeader {
                 message: format!("{} cells, but the header has {} columns", cells.len(), self.width),
             });
         }
-        let int = |field: &'static str, index: usize| {
-            cells[index]
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| field_error(field, format!("`{}` is not -1, 0 or 1", truncate(&cells[index]))))
-        };
+        let signal = |field: &'static str, index: usize| signal_word(&cells[index]).map_err(|m| field_error(field, m));
         let ret: f64 = cells[self.ret]
             .trim()
             .parse()
@@ -300,8 +412,8 @@ impl CsvHeader {
             ts: parse_ts(cells[self.ts].trim())?,
             strategy: cells[self.strategy].clone(),
             symbol: cells[self.symbol].clone(),
-            signal: parse_signal("signal", int("signal", self.signal)?)?,
-            outcome: parse_signal("outcome", int("outcome", self.outcome)?)?,
+            signal: signal("signal", self.signal)?,
+            outcome: signal("outcome", self.outcome)?,
             ret: check_return(ret)?,
             release_id: optional(self.release_id),
         })
@@ -380,7 +492,7 @@ mod tests {
         let cases = [
             (GOOD.replace("+05:30", ""), "`ts`"),
             (GOOD.replace("\"signal\":1", "\"signal\":2"), "`signal`: 2 is not -1, 0 or 1"),
-            (GOOD.replace("-0.0042", "NaN"), "not a valid event"),
+            (GOOD.replace("-0.0042", "NaN"), "`return`: NaN or Infinity"),
             (GOOD.replace("\"symbol\":\"TCS\",", ""), "missing field `symbol`"),
             (GOOD.replace("\"intraday\"", "\"\""), "`strategy`: must not be empty"),
             ("[1,2]".to_string(), "not a valid event"),
@@ -405,6 +517,56 @@ mod tests {
         stats.add(Signal::Long, Signal::Long, 1e30);
         stats.add(Signal::Long, Signal::Long, 1e30);
         assert_eq!(stats.return_sum_squares, i128::MAX);
+    }
+
+    /// What pandas and Python's json write: integral floats, words, NaN — read, or refused naming
+    /// the field.
+    #[test]
+    fn events_as_pandas_writes_them() {
+        for (signal, expected) in [("1.0", Signal::Long), ("-1.0", Signal::Short), ("0.0", Signal::Flat)] {
+            let line = GOOD.replace("\"signal\":1", &format!("\"signal\":{signal}"));
+            assert_eq!(parse_json_line(&line).unwrap().signal, expected, "{signal}");
+        }
+        for (word, expected) in [
+            ("BUY", Signal::Long),
+            ("sell", Signal::Short),
+            ("Long", Signal::Long),
+            ("FLAT", Signal::Flat),
+            ("-1", Signal::Short),
+        ] {
+            let line = GOOD.replace("\"outcome\":-1", &format!("\"outcome\":\"{word}\""));
+            assert_eq!(parse_json_line(&line).unwrap().outcome, expected, "{word}");
+        }
+        let cases = [
+            (GOOD.replace("\"signal\":1", "\"signal\":1.5"), "`signal`: 1.5 is not -1, 0 or 1"),
+            (GOOD.replace("\"signal\":1", "\"signal\":\"maybe\""), "`signal`: `maybe` is not -1, 0, 1 or BUY/SELL"),
+            (GOOD.replace("\"signal\":1", "\"signal\":null"), "`signal`: null is not a signal"),
+            (GOOD.replace("-0.0042", "NaN"), "`return`: NaN or Infinity is not a number in JSON"),
+            (GOOD.replace("-0.0042", "\"x\""), "`return`: invalid type: string"),
+            (GOOD.replace("\"TCS\"", "7"), "`symbol`: invalid type: integer"),
+        ];
+        for (line, expected) in cases {
+            let err = parse_json_line(&line).unwrap_err().to_string();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+        let header = CsvHeader::parse("ts,strategy,symbol,signal,outcome,return").unwrap();
+        let row = header.parse_row("2025-10-13T09:15:00Z,swing,TCS,1.0,SELL,0.01").unwrap();
+        assert_eq!((row.signal, row.outcome), (Signal::Long, Signal::Short));
+    }
+
+    #[test]
+    fn a_json_array_of_events_becomes_json_lines() {
+        let array = format!("  [{GOOD}, {}]", GOOD.replace("e1", "e2"));
+        assert!(is_json_array(array.as_bytes()));
+        assert!(!is_json_array(GOOD.as_bytes()) && !is_json_array(b"ts,strategy\n"));
+        let lines = json_array_lines(&array).unwrap();
+        assert_eq!(lines.lines().count(), 2);
+        for line in lines.lines() {
+            assert!(parse_json_line(line).is_ok(), "{line}");
+        }
+        let err = json_array_lines("[1, 2]").unwrap_err().to_string();
+        assert!(err.contains("element 1 of the JSON array is not an object"), "{err}");
+        assert!(json_array_lines("[{").unwrap_err().to_string().contains("not a JSON array of events"));
     }
 
     #[test]

@@ -109,6 +109,19 @@ async fn every_endpoint() {
     let (status, _, body) = send(&app, post("/api/v1/events", &[("authorization", &auth)], &events)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(json(&body)["accepted"], 400);
+    // A JSON array of events, as `json.dumps(records)` writes it, words and floats for directions.
+    let array = r#"[{"id":"arr1","ts":"2025-10-13T09:05:00Z","strategy":"intraday","symbol":"A","signal":"BUY","outcome":-1.0,"return":-0.001},
+        {"id":"arr2","ts":"2025-10-13T09:06:00Z","strategy":"intraday","symbol":"A","signal":"sell","outcome":"SELL","return":0.001}]"#;
+    let (status, _, body) =
+        send(&app, post("/api/v1/events", &[("authorization", &auth), ("content-type", "application/json")], array))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["accepted"], 2, "{body}");
+    let bad =
+        r#"[{"ts":"2025-10-13T09:07:00Z","strategy":"intraday","symbol":"A","signal":1,"outcome":1,"return":NaN}]"#;
+    let (status, _, body) = send(&app, post("/api/v1/events", &[("authorization", &auth)], bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(json(&body)["error"].as_str().unwrap().contains("`return`: NaN"), "{body}");
     let (status, _, body) = send(&app, post("/api/v1/evaluate", &[("authorization", &auth)], "")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, _, body) = send(&app, get("/api/v1/alerts?state=pending")).await;
@@ -116,7 +129,7 @@ async fn every_endpoint() {
     assert_eq!(send(&app, get("/api/v1/alerts?state=nope")).await.0, StatusCode::BAD_REQUEST);
     let (_, _, body) = send(&app, get("/api/v1/metrics/intraday_hit_ratio")).await;
     let series = json(&body);
-    assert_eq!(series["points"][0]["samples"], 400);
+    assert_eq!(series["points"][0]["samples"], 402, "the 400 lines and the 2 of the array");
     assert_eq!(series["markers"].as_array().unwrap().len(), 2);
     assert_eq!(
         series["heightened_window"]["to"].as_i64().unwrap() - series["heightened_window"]["from"].as_i64().unwrap(),
@@ -125,7 +138,7 @@ async fn every_endpoint() {
     assert_eq!(send(&app, get("/api/v1/metrics/nope")).await.0, StatusCode::NOT_FOUND);
     let (status, kind, metrics) = send(&app, get("/metrics")).await;
     assert_eq!((status, kind.as_str()), (StatusCode::OK, "text/plain; version=0.0.4"));
-    assert!(metrics.contains("shipshape_events_accepted_total 400"), "{metrics}");
+    assert!(metrics.contains("shipshape_events_accepted_total 402"), "{metrics}");
 
     // Read-only views.
     let (status, _, manifest) = send(&app, get(&format!("/releases/{}/manifest", app.a))).await;

@@ -191,8 +191,8 @@ fn bad_events_are_named_by_file_and_line() {
             good_line(2).replace("\"signal\":1", "\"signal\":2").into_bytes(),
             "`signal`: 2 is not -1, 0 or 1",
         ),
-        ("NaN return", good_line(2).replace("0.01}", "NaN}").into_bytes(), "not a valid event"),
-        ("inf return", good_line(2).replace("0.01}", "1e999}").into_bytes(), "not a valid event"),
+        ("NaN return", good_line(2).replace("0.01}", "NaN}").into_bytes(), "`return`: NaN or Infinity"),
+        ("inf return", good_line(2).replace("0.01}", "1e999}").into_bytes(), "`return`:"),
         ("missing field", good_line(2).replace("\"symbol\":\"TCS\",", "").into_bytes(), "missing field `symbol`"),
         ("non-UTF-8", b"{\"ts\":\"\xff\xfe\"}\n".to_vec(), "UTF-8"),
         (
