@@ -16,8 +16,10 @@ pub const MAKEFILE_TEMPLATE: &str = include_str!("../templates/Makefile");
 pub const POLICY_TEMPLATE: &str = include_str!("../templates/policy.yaml");
 /// `release/allowed_signers`: comments only; approvers add their public keys.
 pub const ALLOWED_SIGNERS_TEMPLATE: &str = include_str!("../templates/allowed_signers");
-/// `release/.gitignore`: the store and backups are not for version control.
+/// `release/.gitignore`: the store, backups, journal, state and lock are not for version control.
 pub const RELEASE_GITIGNORE: &str = include_str!("../templates/release.gitignore");
+/// `data/monitoring/.gitignore`: the monitor's database and the release registry are this host's.
+pub const MONITORING_GITIGNORE: &str = "# The monitor's database and the release registry: this host's state, not for version control.\n*\n";
 
 /// What happened to one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub enum Scaffolded {
 pub fn init(dir: &Path) -> Result<Vec<Scaffolded>> {
     let mut outcome = Vec::new();
     create_dir_all_durable(dir)?;
-    for sub in ["release", "release/manifests"] {
+    for sub in ["release", "release/manifests", "data/monitoring"] {
         let path = dir.join(sub);
         if path.is_dir() {
             outcome.push(Scaffolded::Kept(path));
@@ -41,10 +43,11 @@ pub fn init(dir: &Path) -> Result<Vec<Scaffolded>> {
             outcome.push(Scaffolded::Created(path));
         }
     }
-    let files: [(&str, &str); 5] = [
+    let files: [(&str, &str); 6] = [
         (CONFIG_FILE, CONFIG_TEMPLATE),
         ("Makefile", MAKEFILE_TEMPLATE),
         ("release/.gitignore", RELEASE_GITIGNORE),
+        ("data/monitoring/.gitignore", MONITORING_GITIGNORE),
         ("release/policy.yaml", POLICY_TEMPLATE),
         ("release/allowed_signers", ALLOWED_SIGNERS_TEMPLATE),
     ];

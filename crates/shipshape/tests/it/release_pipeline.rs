@@ -644,3 +644,43 @@ fn an_identical_manifest_is_refused_and_no_change_from_the_active_release_is_war
         stderr_of(&output)
     );
 }
+
+/// What goes into git: after a release is made, approved and deployed in the example (a git
+/// repository), `git status` lists only what is meant to be committed — the audit bundle, the
+/// manifest and its approvals — and nothing of the store, backups, journal, state, lock, monitor
+/// data or the deploy target. `init` writes the same ignore files.
+#[test]
+fn git_status_after_a_release_lists_only_what_is_committed() {
+    let s = Setup::new("copy");
+    s.ws.git(&["init", "-q"]);
+    s.ws.git(&["add", "-A"]);
+    s.ws.git(&["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "base"]);
+    let manifest = s.release("2025-10-12T19:00:00+05:30");
+    assert!(s.deploy("2025-10-12T19:00:00+05:30", &manifest).status.success());
+    let output = s.ws.cmd_at("2025-10-12T19:10:00+05:30").args(["evaluate"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let status = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=all"])
+        .current_dir(&s.ws.root)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(status.stdout).unwrap();
+    let paths: Vec<&str> = listed.lines().map(|l| &l[3..]).collect();
+    assert!(!paths.is_empty());
+    for path in &paths {
+        let committed = path.starts_with("release/audit_")
+            || (path.starts_with("release/manifests/") && path.ends_with(".yaml"))
+            || *path == "shipshape.toml"; // the test's own [deploy] section
+        assert!(committed, "`{path}` shows in git status: {listed}");
+    }
+    assert!(paths.iter().any(|p| p.ends_with(".approvals.yaml")), "{listed}");
+    // A workspace from `init` ignores the same.
+    let dir = tempfile::tempdir().unwrap();
+    s.ws.cmd().current_dir(dir.path()).args(["init", "fresh"]).assert().success();
+    assert_eq!(
+        fs::read_to_string(dir.path().join("fresh/release/.gitignore")).unwrap(),
+        fs::read_to_string(s.ws.path("release/.gitignore")).unwrap(),
+        "the example's release/.gitignore is the one init writes"
+    );
+    assert!(fs::read_to_string(dir.path().join("fresh/data/monitoring/.gitignore")).unwrap().contains("\n*\n"));
+}
