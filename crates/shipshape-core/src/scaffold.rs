@@ -19,7 +19,8 @@ pub const ALLOWED_SIGNERS_TEMPLATE: &str = include_str!("../templates/allowed_si
 /// `release/.gitignore`: the store, backups, journal, state and lock are not for version control.
 pub const RELEASE_GITIGNORE: &str = include_str!("../templates/release.gitignore");
 /// `data/monitoring/.gitignore`: the monitor's database and the release registry are this host's.
-pub const MONITORING_GITIGNORE: &str = "# The monitor's database and the release registry: this host's state, not for version control.\n*\n";
+pub const MONITORING_GITIGNORE: &str =
+    "# The monitor's database and the release registry: this host's state, not for version control.\n*\n";
 
 /// What happened to one path.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -382,6 +382,15 @@ impl Monitor {
         Ok(pass)
     }
 
+    /// Close the open alerts of every release but the active one as `superseded`, now — what the
+    /// next evaluation would do, done at the rollback or deploy that made them stale.
+    pub fn close_superseded(&mut self, now: Time) -> Result<()> {
+        let Some(info) = registry::get_active_release(&self.workspace, now)? else { return Ok(()) };
+        let recorder = self.db.record()?;
+        recorder.close_stale(info.release_id.as_str(), info.deployment_timestamp.unix_seconds(), now.unix_seconds())?;
+        recorder.commit_closed()
+    }
+
     /// The registry's release as the monitor judges it.
     pub fn active(&mut self, info: &ReleaseInfo) -> Result<Active> {
         Ok(Active {
@@ -557,6 +566,9 @@ impl Monitor {
                 Err(e) => format!("failed: {e}"),
             };
         self.db.auto_rollback_outcome(release, &outcome)?;
+        if outcome.starts_with("rolled back") {
+            self.close_superseded(now)?;
+        }
         Ok(Some(AutoRollback { release_id: info.release_id.to_string(), reason, outcome }))
     }
 

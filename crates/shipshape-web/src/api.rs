@@ -92,9 +92,11 @@ pub(crate) async fn get_alerts(
     Query(query): Query<AlertsQuery>,
 ) -> Result<Response, ApiError> {
     if let Some(s) = &query.state
-        && !["pending", "firing", "resolved", "cleared"].contains(&s.as_str())
+        && !["pending", "firing", "resolved", "cleared", "superseded"].contains(&s.as_str())
     {
-        return Err(ApiError::bad_request(format!("unknown state `{s}`: pending, firing, resolved or cleared")));
+        return Err(ApiError::bad_request(format!(
+            "unknown state `{s}`: pending, firing, resolved, cleared or superseded"
+        )));
     }
     let worker = Arc::clone(&state);
     let result = blocking(move || {

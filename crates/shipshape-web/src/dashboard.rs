@@ -309,6 +309,7 @@ pub(crate) async fn post_rollback(
         .map_err(|e| ApiError::bad_request(format!("expected {{\"release_id\": \"...\", \"note\": \"...\"}}: {e}")))?;
     let root = state.root.clone();
     let now = state.clock.now();
+    let state_for_alerts = Arc::clone(&state);
     let result = blocking(move || -> Result<Value, ApiError> {
         let workspace = Workspace::open(&root).map_err(internal)?;
         let Some(active) = registry::get_active_release(&workspace, now).map_err(internal)? else {
@@ -344,10 +345,16 @@ pub(crate) async fn post_rollback(
         let rollback =
             deploy::RollbackRequest { to: Some(target.clone()), reason, by: "dashboard".into(), dry_run: false };
         match deploy::rollback(&workspace, &rollback, now, &NoProgress, &mut |_| {}, &mut |_| Ok(true)) {
-            Ok(deploy::RollbackOutcome::Done(plan)) => Ok(json!({
-                "rolled_back_to": plan.to.release_id.to_string(),
-                "from": active.release_id.to_string(),
-            })),
+            Ok(deploy::RollbackOutcome::Done(plan)) => {
+                // The left release's alerts close as `superseded` now (the next evaluation would).
+                if let Err(e) = state_for_alerts.monitor().close_superseded(now) {
+                    eprintln!("closing the previous release's alerts failed (the next evaluation will): {e}");
+                }
+                Ok(json!({
+                    "rolled_back_to": plan.to.release_id.to_string(),
+                    "from": active.release_id.to_string(),
+                }))
+            }
             Ok(_) => Err(ApiError::conflict("the rollback was not applied")),
             // Locked → 409; a refused check or state → 422; the rest → 500 (see `ApiError`).
             Err(e) => Err(ApiError::from(e)),

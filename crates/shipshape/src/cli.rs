@@ -404,6 +404,8 @@ pub enum AlertStateArg {
     Resolved,
     /// Breached briefly but never fired.
     Cleared,
+    /// Closed because production left the release (a rollback, or a newer deploy).
+    Superseded,
 }
 
 /// `replay`.

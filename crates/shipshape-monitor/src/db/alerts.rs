@@ -233,7 +233,8 @@ impl Recorder<'_> {
     }
 
     /// Close (once) the alerts of releases that are no longer active — or of an earlier activation
-    /// of the active one (rolled back, then deployed again): firing ones resolve, pending ones clear.
+    /// of the active one (rolled back, then deployed again) — as `superseded`: production left that
+    /// release (a rollback, or a newer deploy), which is not the same as the metric recovering.
     pub fn close_stale(&self, release: &str, activation: Seconds, at: Seconds) -> Result<()> {
         let error = self.error();
         let stale: Vec<(String, String, String, Option<i64>)> = {
@@ -254,16 +255,14 @@ impl Recorder<'_> {
             if state.is_open() {
                 self.tx
                     .execute(
-                        "UPDATE alerts SET state = CASE state WHEN 'firing' THEN 'resolved' ELSE 'cleared' END,
-                                resolved_at = CASE state WHEN 'firing' THEN ?2 ELSE resolved_at END, updated_at = ?2
-                         WHERE id = ?1",
+                        "UPDATE alerts SET state = 'superseded', resolved_at = ?2, updated_at = ?2 WHERE id = ?1",
                         params![alert_id, at],
                     )
                     .map_err(&error)?;
                 self.tx
                     .execute(
                         "INSERT INTO transitions (alert_id, at, release_id, strategy, metric, from_state, to_state, mode)
-                         SELECT id, ?2, release_id, strategy, metric, ?3, 'closed', mode FROM alerts WHERE id = ?1",
+                         SELECT id, ?2, release_id, strategy, metric, ?3, 'superseded', mode FROM alerts WHERE id = ?1",
                         params![alert_id, at, state.name()],
                     )
                     .map_err(&error)?;
@@ -450,6 +449,12 @@ impl Recorder<'_> {
             )
             .map_err(self.error())?;
         Ok(())
+    }
+
+    /// Commit only the closing of superseded alerts (not an evaluation pass: `last_evaluation`
+    /// stays as it was).
+    pub fn commit_closed(self) -> Result<()> {
+        self.tx.commit().map_err(sql_error(self.path, "closing superseded alerts"))
     }
 
     /// Note the pass's time and commit everything it recorded.

@@ -107,6 +107,7 @@ pub fn deploy(context: &Context, args: &DeployArgs) -> anyhow::Result<ExitCode> 
         DeployOutcome::Done(plan) => {
             let info = registry::get_active_release(&workspace, now)?;
             println!("deployed {} to {}", plan.to.release_id, plan.target.display());
+            close_superseded_alerts(context, &workspace);
             if let Some(info) = info {
                 context.note(format!(
                     "heightened monitoring until {} ({} h); roll back with `shipshape rollback`",
@@ -157,10 +158,24 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> anyhow::Result<ExitCo
         }
         deploy::RollbackOutcome::NotConfirmed(_) => bail!("not confirmed: nothing was rolled back"),
         deploy::RollbackOutcome::Done(plan) => {
-            println!("rolled back to {} in {}", plan.to.release_id, plan.target.display())
+            println!("rolled back to {} in {}", plan.to.release_id, plan.target.display());
+            close_superseded_alerts(context, &workspace);
         }
     }
     super::ok()
+}
+
+/// The alerts of the release production just left are closed as `superseded` now, not at the next
+/// evaluation. Best effort: the deploy or rollback is done; the next evaluation closes them anyway.
+fn close_superseded_alerts(context: &Context, workspace: &shipshape_core::layout::Workspace) {
+    if !workspace.root.join(shipshape_monitor::db::DB_PATH).exists() {
+        return;
+    }
+    let closed = shipshape_monitor::monitor::Monitor::open(workspace.clone())
+        .and_then(|mut monitor| monitor.close_superseded(context.now()));
+    if let Err(e) = closed {
+        context.warn(format!("the previous release's alerts were not closed yet (the next evaluation will): {e}"));
+    }
 }
 
 /// A dry run takes no lock and recovers nothing: say which interrupted transaction the real run

@@ -180,6 +180,7 @@ pub fn alerts(context: &Context, args: &AlertsArgs) -> anyhow::Result<ExitCode> 
         AlertStateArg::Firing => "firing",
         AlertStateArg::Resolved => "resolved",
         AlertStateArg::Cleared => "cleared",
+        AlertStateArg::Superseded => "superseded",
     });
     let rows = monitor.db.alerts(state, args.release.as_deref(), args.limit)?;
     if args.json {

@@ -296,11 +296,11 @@ fn dashboard_in_a_real_browser() {
     driver.wait("return document.getElementById('live').className === 'off'", Duration::from_secs(10));
     let _server = serve_at(&s, &address);
     driver.wait("return document.getElementById('live').className === 'on'", Duration::from_secs(10));
-    // After reconnecting the page catches up: B's alerts, closed by the new server's first pass
-    // (B is no longer active), show as resolved in the unfiltered feed.
+    // After reconnecting the page catches up: B's alerts, closed at the rollback (B is no longer
+    // active), show as superseded in the unfiltered feed.
     driver.click("#post-deploy-only");
     driver.wait(
-        "return [...document.querySelectorAll('#alerts li[data-alert-id]')].some(li => li.dataset.state === 'resolved')",
+        "return [...document.querySelectorAll('#alerts li[data-alert-id]')].some(li => li.dataset.state === 'superseded')",
         Duration::from_secs(5),
     );
 

@@ -177,6 +177,14 @@ fn auto_rollback_after_three_critical_alerts_happens_once() {
     let reason = rollbacks[0]["reason"].as_str().unwrap();
     assert!(reason.starts_with("auto-rollback: 3 critical alerts within 1h"), "{reason}");
     assert!(reason.contains("intraday_hit_ratio") && reason.contains("intraday_sharpe"), "{reason}");
+    // The rolled-back release's alerts are closed as `superseded` at the rollback — not left
+    // firing, nor later shown `resolved` as though the metric had recovered.
+    let alerts: Value =
+        serde_json::from_slice(&s.shipshape(&at(3 * HOUR), &["alerts", "--release", &second_id, "--json"]).stdout)
+            .unwrap();
+    let states: Vec<&str> = alerts.as_array().unwrap().iter().map(|a| a["state"].as_str().unwrap()).collect();
+    assert!(states.contains(&"superseded"), "{states:?}");
+    assert!(!states.iter().any(|st| ["firing", "pending", "resolved"].contains(st)), "{states:?}");
     // The target holds the first release again.
     crate::util::files_of(&first)
         .iter()
@@ -326,7 +334,7 @@ fn a_release_deployed_again_starts_with_fresh_alerts() {
             .unwrap();
     let alerts = alerts.as_array().unwrap();
     assert!(!alerts.is_empty());
-    assert!(alerts.iter().all(|a| a["state"] == "resolved" || a["state"] == "cleared"), "{alerts:?}");
+    assert!(alerts.iter().all(|a| a["state"] == "superseded" || a["state"] == "cleared"), "{alerts:?}");
 }
 
 /// A database that is not one (here: garbage where `monitor.db` should be) is a database failure,
