@@ -21,7 +21,7 @@ Exit codes:
 
 /// Signed, atomic, reversible releases of configs and models, with a 48-hour watch after every deploy.
 #[derive(Debug, Parser)]
-#[command(name = "shipshape", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(name = "shipshape", version, about, long_about = None, after_help = EXIT_CODES, disable_help_subcommand = true)]
 pub struct Cli {
     /// Run as if started in DIR: shipshape.toml is searched for from there upwards.
     #[arg(short = 'C', value_name = "DIR", global = true)]
@@ -118,9 +118,14 @@ pub enum Command {
         after_help = "Example:\n  shipshape completions bash > ~/.local/share/bash-completion/completions/shipshape\n  shipshape completions zsh > ~/.zfunc/_shipshape"
     )]
     Completions(CompletionsArgs),
-    /// Print the manual page (roff), generated from this command line.
-    #[command(after_help = "Example:\n  shipshape man > shipshape.1 && man ./shipshape.1")]
-    Man,
+    /// Print the manual page (roff) of shipshape, or of one command (shipshape-deploy(1), …).
+    #[command(
+        after_help = "Example:\n  shipshape man > shipshape.1 && man ./shipshape.1\n  shipshape man deploy > shipshape-deploy.1"
+    )]
+    Man(ManArgs),
+    /// Print the help of shipshape, or of a command (the same as `shipshape COMMAND --help`).
+    #[command(after_help = "Example:\n  shipshape help deploy")]
+    Help(HelpArgs),
     /// Run the pipeline on a fresh copy of the bundled example workspace, printing each step.
     #[command(after_help = "Example:\n  shipshape demo\n  shipshape demo --dir /tmp/sensequant-demo")]
     Demo(DemoArgs),
@@ -485,6 +490,22 @@ pub struct ServeArgs {
     /// room (503 when every connection has a request in flight).
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub max_connections: usize,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (default: shipshape's own).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+/// `help`.
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// The command whose help to print (default: shipshape's own).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
 }
 
 /// `demo`.

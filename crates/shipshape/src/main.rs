@@ -132,14 +132,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_complete::generate(args.shell, &mut command, "shipshape", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
-            let command = <Cli as clap::CommandFactory>::command();
+        Command::Man(args) => {
+            let command = named_command(args.command.as_deref())?;
             clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Help(args) => {
+            let mut command = named_command(args.command.as_deref())?;
+            let help = command.render_long_help();
+            let _ = writeln!(std::io::stdout(), "{help}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Analytics(args) => commands::status::analytics(&context, &args),
         Command::Serve(args) => commands::serve::run(&context, &args),
         Command::Demo(args) => commands::demo::run(&context, &args),
+    }
+}
+
+/// shipshape's command line, or that of the command `name` (named `shipshape-NAME`, as its manual
+/// page is); an unknown name is bad input that lists the commands.
+fn named_command(name: Option<&str>) -> anyhow::Result<clap::Command> {
+    let root = <Cli as clap::CommandFactory>::command();
+    let Some(name) = name else { return Ok(root) };
+    let names: Vec<String> = root.get_subcommands().map(|c| c.get_name().to_string()).collect();
+    match root.find_subcommand(name) {
+        Some(command) => {
+            // clap names are `&'static str` here (no `string` feature); the process prints and exits.
+            let page: &'static str = Box::leak(format!("shipshape-{}", command.get_name()).into_boxed_str());
+            Ok(command.clone().name(page).bin_name(format!("shipshape {}", command.get_name())))
+        }
+        None => {
+            Err(shipshape_core::Error::Usage(format!("no command `{name}`: the commands are {}", names.join(", ")))
+                .into())
+        }
     }
 }
 

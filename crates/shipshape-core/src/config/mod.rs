@@ -298,8 +298,39 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Re
     })
 }
 
+/// For serde's "unknown field `x`, expected one of `a`, `b`", the expected name closest to `x`
+/// (a typo: at most a third of its letters differ).
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected ")?.1;
+    let candidates = expected.split('`').skip(1).step_by(2);
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let current = row[j + 1];
+                row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(current + 1);
+                previous = current;
+            }
+        }
+        row[b.len()]
+    };
+    candidates
+        .map(|c| (distance(unknown, c), c))
+        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(1))
+        .min()
+        .map(|(_, c)| c.to_string())
+}
+
 fn toml_error(path: &Path, text: &str, error: &toml::de::Error, key: Option<String>) -> Error {
-    let message = error.message().trim().replace('\n', " ");
+    let mut message = error.message().trim().replace('\n', " ");
+    if let Some(suggestion) = did_you_mean(&message) {
+        message = format!("{message}; did you mean `{suggestion}`?");
+    }
     let message = match key.filter(|k| !k.is_empty() && k != ".") {
         Some(key) => format!("{key}: {message}"),
         None => message,
@@ -322,6 +353,16 @@ mod tests {
     }
 
     const MINIMAL: &str = "[artifacts.configs]\ninclude = [\"a.yaml\"]\n";
+
+    #[test]
+    fn an_unknown_key_close_to_a_known_one_gets_a_suggestion() {
+        let err = parse(&format!("{MINIMAL}[release]\nmanifest_expiryy = \"7d\"\n")).unwrap_err().to_string();
+        assert!(err.contains("did you mean `manifest_expiry`?"), "{err}");
+        let err = parse(&format!("{MINIMAL}[monitoring]\nheightend_hours = 48\n")).unwrap_err().to_string();
+        assert!(err.contains("did you mean `heightened_hours`?"), "{err}");
+        let err = parse(&format!("{MINIMAL}[release]\ncompletely_else = 1\n")).unwrap_err().to_string();
+        assert!(err.contains("unknown field") && !err.contains("did you mean"), "{err}");
+    }
 
     #[test]
     fn template_parses_to_the_defaults() {

@@ -307,6 +307,17 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     let page = String::from_utf8(output.stdout).unwrap();
     assert!(page.contains(".TH shipshape 1") && page.contains(".SH NAME"), "{page}");
     assert!(page.contains("rollback") && page.contains("serve"), "{page}");
+    // Each command's own page, as the main page lists them (shipshape-deploy(1), …), and its help.
+    let output = shipshape().args(["man", "deploy"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let page = String::from_utf8(output.stdout).unwrap();
+    assert!(page.contains(".TH shipshape-deploy 1") && page.contains("\\-\\-dry\\-run"), "{page}");
+    let help = shipshape().args(["help", "deploy"]).output().unwrap();
+    assert!(help.status.success() && String::from_utf8_lossy(&help.stdout).contains("Usage: shipshape deploy"));
+    assert!(shipshape().args(["help", "--help"]).output().unwrap().status.success());
+    let unknown = shipshape().args(["man", "deploi"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no command `deploi`: the commands are init, audit"));
     // An unknown shell is bad input.
     assert_eq!(shipshape().args(["completions", "tcsh"]).output().unwrap().status.code(), Some(2));
 }
