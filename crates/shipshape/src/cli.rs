@@ -239,7 +239,7 @@ pub struct ScoreArgs {
 /// `verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The manifest (default: the newest in release/manifests).
+    /// The manifest: a path, a release id, or `newest` (the default).
     pub manifest: Option<PathBuf>,
     /// Also hash the workspace files and compare them with the manifest.
     #[arg(long)]
@@ -255,7 +255,7 @@ pub struct VerifyArgs {
 /// `approve`.
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// The manifest to approve.
+    /// The manifest to approve: a path, a release id, or `newest`.
     pub manifest: PathBuf,
     /// The role you approve for (a role in the policy, e.g. risk-manager).
     #[arg(long)]
@@ -280,8 +280,8 @@ pub struct ApproveArgs {
 /// `deploy`.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// The manifest (default: the newest *approved* one in release/manifests; newer unapproved
-    /// ones are named in a warning).
+    /// The manifest: a path, a release id, or `newest` (default: the newest *approved* one; newer
+    /// unapproved ones are named in a warning).
     pub manifest: Option<PathBuf>,
     /// Do not ask for confirmation (required when there is no terminal).
     #[arg(long)]

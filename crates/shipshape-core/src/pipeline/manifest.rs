@@ -89,6 +89,41 @@ pub fn newest_path(workspace: &Workspace) -> Result<PathBuf> {
     })
 }
 
+/// A manifest named on the command line: `newest`, a release id (`release_20251012_190000`), or a
+/// path (relative to `start_dir`). A name that matches no manifest is refused listing the newest
+/// ones, so a command copied from the docs with another day's id says what there is.
+pub fn resolve_argument(workspace: &Workspace, start_dir: &Path, argument: &Path) -> Result<PathBuf> {
+    let text = argument.to_string_lossy();
+    if text == "newest" {
+        return newest_path(workspace);
+    }
+    let candidate = if ReleaseId::new(&text).is_ok() {
+        workspace.manifests_dir().join(format!("{text}.yaml"))
+    } else {
+        start_dir.join(argument)
+    };
+    if !candidate.exists() {
+        let known = manifest_paths(workspace)?;
+        let newest: Vec<String> = known
+            .iter()
+            .rev()
+            .take(3)
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .collect();
+        let listed = if newest.is_empty() {
+            "there is no manifest yet: run `shipshape audit`, `validate` and `manifest`".to_string()
+        } else {
+            format!(
+                "the newest {} {} (a release id or `newest` works as the name too)",
+                if newest.len() == 1 { "is" } else { "are" },
+                newest.join(", ")
+            )
+        };
+        return Err(Error::Usage(format!("no manifest {text}: {listed}")));
+    }
+    workspace.resolve_user_path(&candidate)
+}
+
 /// The newest manifest whose approvals meet its policy now (what `deploy` takes when no manifest
 /// is named), and the newer ones passed over because they are not approved (yet), newest first.
 /// Approvals are judged as `verify` judges them; a newer manifest that cannot even be read is passed

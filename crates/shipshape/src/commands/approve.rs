@@ -11,7 +11,7 @@ use crate::context::Context;
 /// Sign or import an approval; it is recorded only if it counts.
 pub fn run(context: &Context, args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
-    let path = workspace.resolve_user_path(&context.start_dir.join(&args.manifest))?;
+    let path = shipshape_core::pipeline::manifest::resolve_argument(&workspace, &context.start_dir, &args.manifest)?;
     let loaded = manifest::load(&path)?;
     let request = ApproveRequest {
         role: args.role.clone(),

@@ -66,7 +66,7 @@ pub fn deploy(context: &Context, args: &DeployArgs) -> anyhow::Result<ExitCode> 
     let workspace = context.workspace()?;
     let now = context.now();
     let manifest = match &args.manifest {
-        Some(path) => workspace.resolve_user_path(&context.start_dir.join(path))?,
+        Some(path) => manifest::resolve_argument(&workspace, &context.start_dir, path)?,
         None => {
             // The newest *approved* manifest: approvals come between manifest and deploy.
             let (path, passed_over) = manifest::newest_approved(&workspace, now)?;

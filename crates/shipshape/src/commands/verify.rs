@@ -12,7 +12,7 @@ use crate::context::Context;
 pub fn run(context: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
     let path = match &args.manifest {
-        Some(path) => workspace.resolve_user_path(&context.start_dir.join(path))?,
+        Some(path) => manifest::resolve_argument(&workspace, &context.start_dir, path)?,
         None => manifest::newest_path(&workspace)?,
     };
     let progress = context.progress();

@@ -379,3 +379,24 @@ fn verify_refuses_a_manifest_outside_the_workspace() {
     fs::copy(ws.manifests()[0].clone(), &elsewhere).unwrap();
     refused(&ws, &["verify", "--integrity-only", elsewhere.to_str().unwrap()], BAD_INPUT, &["outside the workspace"]);
 }
+
+/// A manifest may be named by path, release id or `newest`; a name that matches none (a command
+/// copied from the docs with another day's id) is refused listing the newest manifests.
+#[test]
+fn a_manifest_is_named_by_path_id_or_newest_and_a_wrong_name_lists_the_newest() {
+    let ws = TestWorkspace::example();
+    ws.release("2025-10-12T19:00:00+05:30", &[]);
+    for name in ["newest", "release_20251012_190000", "release/manifests/release_20251012_190000.yaml"] {
+        let output = ws.cmd().args(["verify", "--integrity-only", name]).output().unwrap();
+        assert!(output.status.success(), "{name}: {}", stderr_of(&output));
+    }
+    let stderr =
+        refused(&ws, &["verify", "release/manifests/release_20260101_090000.yaml"], BAD_INPUT, &["no manifest"]);
+    assert!(stderr.contains("the newest is release_20251012_190000"), "{stderr}");
+    refused(
+        &ws,
+        &["approve", "release_20260101_090000", "--role", "risk-manager", "--key", "k"],
+        BAD_INPUT,
+        &["no manifest release_20260101_090000"],
+    );
+}
