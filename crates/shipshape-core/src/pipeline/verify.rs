@@ -320,6 +320,15 @@ fn verify_with(
     report
 }
 
+/// When `release` was first deployed here, from the history (`None`: never, or no history).
+fn first_deployed(workspace: &Workspace, release: &crate::model::ids::ReleaseId) -> Option<Time> {
+    let history = crate::registry::history(workspace).ok()?;
+    history
+        .iter()
+        .find(|e| e.action == crate::model::registry::Action::Deploy && &e.release_id == release)
+        .map(|e| e.at)
+}
+
 /// How far in the future a manifest's timestamp may be (clock skew between the host that made it
 /// and the one deploying it).
 pub const FUTURE_ALLOWANCE_SECONDS: i64 = 5 * 60;
@@ -362,7 +371,20 @@ fn judge_trust(
             };
             report.push(Check::Expiry, report.release_id.clone(), expiry);
         }
-        match crate::trust::judge::verify_approvals(workspace, loaded, now) {
+        // A rollback goes back to a release that already ran: its approvals are judged as of its
+        // first deploy, so a key rotated out since (`valid-before` passed) does not block the way
+        // back. A key removed from allowed_signers, or a revoked OpenPGP key, still does.
+        let judged_at = match options.purpose {
+            Purpose::Rollback => first_deployed(workspace, &manifest.release_id).unwrap_or(now),
+            _ => now,
+        };
+        if judged_at != now {
+            report.warnings.push(format!(
+                "approvals judged as of {judged_at}, when {} was first deployed: keys valid then count",
+                manifest.release_id
+            ));
+        }
+        match crate::trust::judge::verify_approvals(workspace, loaded, judged_at) {
             Err(e) => report.push(Check::Approvals, "threshold", Err(e.to_string())),
             Ok(approvals) => {
                 let summary: Vec<String> = approvals

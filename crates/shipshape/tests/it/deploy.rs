@@ -590,6 +590,44 @@ fn deploy_without_a_manifest_takes_the_newest_approved_one() {
     let _ = newer;
 }
 
+/// A key rotated out (`valid-before` passed) does not block the way back: a rollback judges the
+/// approvals of a release that ran as of its first deploy. A new deploy of a manifest that key
+/// approved is refused, and a key removed from allowed_signers blocks the rollback too.
+#[test]
+fn a_rotated_key_does_not_block_a_rollback_but_a_removed_one_does() {
+    let s = Setup::new("copy");
+    let (a, b) = two_releases(&s, A, B);
+    assert!(s.deploy(A, &a).status.success());
+    assert!(s.deploy(B, &b).status.success());
+    let signers_path = s.ws.path("release/allowed_signers");
+    let signers = fs::read_to_string(&signers_path).unwrap();
+    fs::write(
+        &signers_path,
+        signers.replace("jane@example.com namespaces=", "jane@example.com valid-before=\"20251013\",namespaces="),
+    )
+    .unwrap();
+    let two_days_later = "2025-10-14T10:00:00+05:30";
+    let verify = s.shipshape(two_days_later, &["verify", b.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(CHECK_FAILED), "a new deploy judges keys now");
+    let dry = s.shipshape(two_days_later, &["rollback", "--dry-run"]);
+    assert!(dry.status.success(), "{}", stderr_of(&dry));
+    // Removed: the rollback is refused (the backup's approvals no longer verify).
+    fs::write(&signers_path, signers.lines().filter(|l| !l.starts_with("jane@")).collect::<Vec<_>>().join("\n") + "\n")
+        .unwrap();
+    let refused = s.shipshape(two_days_later, &["rollback", "--yes"]);
+    assert_eq!(refused.status.code(), Some(CHECK_FAILED), "{}", stderr_of(&refused));
+    s.assert_holds(&b, &a);
+    // Rotated (valid-before passed) but still listed: the rollback goes through.
+    fs::write(
+        &signers_path,
+        signers.replace("jane@example.com namespaces=", "jane@example.com valid-before=\"20251013\",namespaces="),
+    )
+    .unwrap();
+    let output = s.shipshape(two_days_later, &["rollback", "--yes"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    s.assert_holds(&a, &b);
+}
+
 #[test]
 fn concurrent_deploys_exactly_one_proceeds() {
     let checks = "[[deploy.post_deploy_checks]]\nname = \"slow\"\ncommand = \"sleep 5\"\n";
