@@ -19,21 +19,101 @@ fn init_scaffolds_and_never_overwrites() {
         assert!(stdout.contains(&format!("created  {}", ws.join(file).display())), "{stdout}");
     }
     assert!(ws.join("release/manifests").is_dir());
-    // The config is the documented default: the example workspace's, up to its validation section
-    // (which the example fills in and the template shows commented out).
+    // The config is the documented default: the example workspace's monitoring section, up to its
+    // validation section (which the example fills in and the template shows commented out); an
+    // empty directory has no artifacts to propose, so they are shown commented out.
     let config = fs::read_to_string(ws.join("shipshape.toml")).unwrap();
     let example = fs::read_to_string(example_dir().join("shipshape.toml")).unwrap();
-    let marker = "# Validation: `shipshape validate`";
-    assert_eq!(config.split(marker).next().unwrap(), example.split(marker).next().unwrap());
-    assert!(config.contains(marker) && example.contains(marker));
-    for kind in ["[artifacts.configs]", "[artifacts.models]", "[artifacts.notebooks]", "heightened_hours = 48"] {
-        assert!(config.contains(kind), "{kind}");
-    }
+    let (from, to) = ("# Post-deploy monitoring", "# Validation: `shipshape validate`");
+    let section = |text: &str| text[text.find(from).unwrap()..text.find(to).unwrap()].to_string();
+    assert_eq!(section(&config), section(&example));
+    assert!(config.contains("# [artifacts.configs]") && !config.contains("\n[artifacts."), "{config}");
+    assert!(config.contains("# [deploy]"), "a commented [deploy] section");
     fs::write(ws.join("shipshape.toml"), "# mine\n").unwrap();
     let output = shipshape().current_dir(dir.path()).args(["init", "ws"]).assert().success();
     let stdout = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
     assert!(stdout.contains("kept") && !stdout.contains("created"), "{stdout}");
     assert_eq!(fs::read_to_string(ws.join("shipshape.toml")).unwrap(), "# mine\n");
+}
+
+/// A new user's project — a few YAML configs, a model, a notebook, some code — reaches a deployed,
+/// approved release with `shipshape init` and the steps it prints: the includes it proposes match
+/// the files (audit passes at once), its starter checklist item gives `validate` something to
+/// check, and the commented `[deploy]` section is all that needs editing.
+#[test]
+fn init_on_a_plain_project_reaches_a_deployed_approved_release_by_its_printed_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("pricing");
+    for (path, bytes) in [
+        ("config/app.yaml", b"threshold: 0.6\n".to_vec()),
+        ("config/limits/risk.yml", b"max_position: 0.05\n".to_vec()),
+        ("models/v3/ranker.pkl", (0..4096u32).map(|i| (i % 251) as u8).collect()),
+        ("notebooks/eval.ipynb", b"{\"cells\": []}\n".to_vec()),
+        ("train.py", b"print('train')\n".to_vec()),
+        ("pyproject.toml", b"[project]\nname = 'pricing'\n".to_vec()),
+    ] {
+        let file = project.join(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(file, bytes).unwrap();
+    }
+    let now = "2025-10-12T19:00:00+05:30";
+    let run = |args: &[&str]| {
+        let output = shipshape().current_dir(&project).env("SHIPSHAPE_NOW", now).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let printed = run(&["init"]);
+    assert!(!printed.contains("/./"), "paths are tidy: {printed}");
+    assert!(
+        printed.contains("2 configs (config/**/*.yaml, config/**/*.yml); 1 models (models/**/*.pkl); 1 notebooks (notebooks/**/*.ipynb)"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("shipshape approve newest --role ROLE --key KEY")
+            && printed.contains("shipshape deploy --yes"),
+        "{printed}"
+    );
+    // Step 1: uncomment [deploy] and set its target.
+    let config = fs::read_to_string(project.join("shipshape.toml")).unwrap();
+    let config = config
+        .replace("# [deploy]\n", "[deploy]\n")
+        .replace("# target = \"/srv/my-project\"", "target = \"../production\"  #")
+        .replace("# mode = \"copy\"  ", "mode = \"copy\"  #");
+    fs::write(project.join("shipshape.toml"), config).unwrap();
+    // Step 2.
+    run(&["audit"]);
+    let validated = run(&["validate"]);
+    assert!(validated.contains("release files present"), "{validated}");
+    run(&["manifest", "--type", "minor"]);
+    // Step 3: the two roles of release/policy.yaml.
+    let mut signers = fs::read_to_string(project.join("release/allowed_signers")).unwrap();
+    for (who, role) in [("ana", "risk-manager"), ("bo", "engineering-lead")] {
+        let key = dir.path().join(who);
+        assert!(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&key)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+        signers.push_str(&format!("{who}@example.com namespaces=\"{role}@shipshape\" {public}"));
+        fs::write(project.join("release/allowed_signers"), &signers).unwrap();
+        run(&["approve", "newest", "--role", role, "--key", key.to_str().unwrap()]);
+    }
+    // Step 4 and 5.
+    run(&["verify"]);
+    run(&["deploy", "--yes"]);
+    let status = run(&["status"]);
+    assert!(status.contains("in sync"), "{status}");
+    assert_eq!(fs::read(dir.path().join("production/models/v3/ranker.pkl")).unwrap().len(), 4096);
+    assert!(!dir.path().join("production/train.py").exists() && !dir.path().join("production/pyproject.toml").exists());
 }
 
 #[test]
