@@ -113,6 +113,12 @@ pub enum Command {
     /// Release analytics from the history: deploy frequency, change failure rate, mean time to restore (30 and 90 days).
     #[command(after_help = "Example:\n  shipshape analytics\n  shipshape analytics --json")]
     Analytics(AnalyticsArgs),
+    /// What changes between two releases: artifacts added, removed and changed (sizes, hashes), and a
+    /// unified diff of small text files, from the store. Default: the active release vs the newest manifest.
+    #[command(
+        after_help = "Example:\n  shipshape diff                       # active -> newest manifest\n  shipshape diff release_20251012_190000 newest --json"
+    )]
+    Diff(DiffArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  shipshape completions bash > ~/.local/share/bash-completion/completions/shipshape\n  shipshape completions zsh > ~/.zfunc/_shipshape"
@@ -490,6 +496,23 @@ pub struct ServeArgs {
     /// room (503 when every connection has a request in flight).
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub max_connections: usize,
+}
+
+/// `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The first release: `active` (the default), `newest`, a release id or a manifest path.
+    #[arg(value_name = "FROM")]
+    pub from: Option<PathBuf>,
+    /// The second: `newest` (the default), `active`, a release id or a manifest path.
+    #[arg(value_name = "TO")]
+    pub to: Option<PathBuf>,
+    /// Print the difference as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only the list of artifacts, no text diffs.
+    #[arg(long)]
+    pub no_text: bool,
 }
 
 /// `man`.

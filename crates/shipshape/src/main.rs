@@ -122,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => commands::deploy::rollback(&context, &args),
         Command::Recover => commands::deploy::recover(&context),
         Command::Status(args) => commands::status::status(&context, &args),
+        Command::Diff(args) => commands::status::diff(&context, &args),
         Command::History(args) => commands::status::history(&context, &args),
         Command::Ingest(args) => commands::monitor::ingest(&context, &args),
         Command::Evaluate(args) => commands::monitor::evaluate(&context, &args),

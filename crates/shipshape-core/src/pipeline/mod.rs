@@ -5,6 +5,7 @@
 
 pub mod approve;
 pub mod audit;
+pub mod diff;
 pub mod manifest;
 pub mod validate;
 pub mod verify;

@@ -260,3 +260,61 @@ pub fn analytics(context: &Context, args: &crate::cli::AnalyticsArgs) -> anyhow:
     println!("{:<24} {:>12} {:>12}", "rollbacks", windows[0].rollbacks, windows[1].rollbacks);
     super::ok()
 }
+
+/// A manifest named on `diff`'s command line: `active` (the registry's), or anything
+/// `manifest::resolve_argument` takes.
+fn diff_side(
+    context: &Context,
+    workspace: &shipshape_core::layout::Workspace,
+    name: &std::path::Path,
+) -> anyhow::Result<shipshape_core::model::manifest::LoadedManifest> {
+    let path = if name == std::path::Path::new("active") {
+        let Some(info) = registry::get_active_release(workspace, context.now())? else {
+            return Err(shipshape_core::Error::Usage(
+                "nothing is deployed, so there is no `active` release: name two releases (`shipshape diff A B`)".into(),
+            )
+            .into());
+        };
+        info.manifest_path.under(&workspace.root)
+    } else {
+        manifest::resolve_argument(workspace, &context.start_dir, name)?
+    };
+    Ok(manifest::load(&path)?)
+}
+
+/// `shipshape diff [FROM] [TO] [--json] [--no-text]`.
+pub fn diff(context: &Context, args: &crate::cli::DiffArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let from = diff_side(context, &workspace, args.from.as_deref().unwrap_or(std::path::Path::new("active")))?;
+    let to = diff_side(context, &workspace, args.to.as_deref().unwrap_or(std::path::Path::new("newest")))?;
+    let difference = shipshape_core::pipeline::diff::diff(&workspace, &from, &to, !args.no_text)?;
+    if args.json {
+        super::print_json(&difference)?;
+        return super::ok();
+    }
+    println!("{}", difference.summary());
+    let short = |d: &shipshape_core::infra::hash::Digest| d.to_string().chars().take(19).collect::<String>();
+    for artifact in &difference.artifacts {
+        let what = match (&artifact.old, &artifact.new) {
+            (None, Some(v)) => format!("added    {} ({} bytes, {})", artifact.path, v.size, short(&v.sha256)),
+            (Some(v), None) => format!("removed  {} ({} bytes, {})", artifact.path, v.size, short(&v.sha256)),
+            (Some(a), Some(b)) => format!(
+                "changed  {} ({} -> {} bytes, {} -> {})",
+                artifact.path,
+                a.size,
+                b.size,
+                short(&a.sha256),
+                short(&b.sha256)
+            ),
+            (None, None) => continue,
+        };
+        println!("  {what}");
+    }
+    for artifact in &difference.artifacts {
+        if let Some(text) = artifact.text_diff.as_deref().filter(|t| !t.is_empty()) {
+            use std::io::Write as _;
+            let _ = write!(std::io::stdout(), "{}", crate::terminal_text(text));
+        }
+    }
+    super::ok()
+}

@@ -684,3 +684,47 @@ fn git_status_after_a_release_lists_only_what_is_committed() {
     );
     assert!(fs::read_to_string(dir.path().join("fresh/data/monitoring/.gitignore")).unwrap().contains("\n*\n"));
 }
+
+/// `shipshape diff`: the active release against the newest manifest by default (or any two named),
+/// artifacts added and changed with sizes and hashes, a unified diff of a changed text file read from
+/// the store, and the same as JSON.
+#[test]
+fn diff_shows_what_a_release_changes() {
+    let s = Setup::new("copy");
+    let (a, _b) = two_releases(&s, "2025-10-12T19:00:00+05:30", "2025-10-12T20:00:00+05:30");
+    assert!(s.deploy("2025-10-12T19:00:00+05:30", &a).status.success());
+    // The workspace changes after B was made: diff reads the store, not the workspace.
+    s.ws.write("src/app/config.py", b"edited after the manifest\n");
+    let output = s.shipshape("2025-10-12T20:00:00+05:30", &["diff"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.starts_with(
+            "release_20251012_190000 -> release_20251012_200000: 1 added, 2 changed, 0 removed, 2 unchanged"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  added    notebooks/drift_report.ipynb"), "{text}");
+    assert!(text.contains("  changed  src/app/config.py"), "{text}");
+    assert!(text.contains("--- a/src/app/config.py\n+++ b/src/app/config.py\n@@"), "{text}");
+    assert!(
+        text.contains(
+            "\n-    intraday_confidence_threshold: float = 0.62\n+    intraday_confidence_threshold: float = 0.64\n"
+        ),
+        "{text}"
+    );
+    let json: Value = serde_json::from_slice(
+        &s.shipshape(
+            "2025-10-12T20:00:00+05:30",
+            &["diff", "release_20251012_200000", "release_20251012_190000", "--json"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["from"], "release_20251012_200000");
+    let removed: Vec<&Value> =
+        json["artifacts"].as_array().unwrap().iter().filter(|a| a["change"] == "removed").collect();
+    assert_eq!(removed.len(), 1, "{json}");
+    assert_eq!(removed[0]["path"], "notebooks/drift_report.ipynb");
+    assert_eq!(removed[0]["old"]["sha256"], sha256sum(&s.ws.path("notebooks/drift_report.ipynb")).as_str());
+}
