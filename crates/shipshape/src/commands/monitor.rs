@@ -98,13 +98,14 @@ fn state_word(state: &State) -> String {
     }
 }
 
-fn print_pass(pass: &Pass) {
+/// One pass, its time in the workspace's display offset (as every other command prints times).
+fn print_pass(pass: &Pass, at: shipshape_core::infra::clock::Time) {
     let Some(release) = &pass.release_id else {
         println!("nothing is deployed: no release to evaluate");
         return;
     };
     let mode = pass.mode.map(|m| format!("{m:?}").to_lowercase()).unwrap_or_default();
-    println!("release {release} at {} ({mode} monitoring)", pass.at);
+    println!("release {release} at {at} ({mode} monitoring)");
     for metric in &pass.metrics {
         let e = &metric.evaluation;
         println!(
@@ -138,7 +139,7 @@ pub fn evaluate(context: &Context, args: &EvaluateArgs) -> anyhow::Result<ExitCo
     if args.json {
         super::print_json(&serde_json::json!({ "pass": pass, "delivery": delivery }))?;
     } else {
-        print_pass(&pass);
+        print_pass(&pass, now);
         if let Some(delivery) = delivery.filter(|d| d.failed > 0) {
             context.warn(format!("{} notifications failed and will be retried", delivery.failed));
         }

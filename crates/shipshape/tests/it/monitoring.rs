@@ -361,6 +361,9 @@ fn a_broken_monitoring_database_exits_75_naming_it() {
 fn status_and_evaluate_fail_on_report_firing_alerts_with_exit_6() {
     let (s, _) = deployed("");
     let base = baseline(&s);
+    // evaluate prints its time in the pinned offset, like every other command.
+    let local = s.ws.cmd_at("2025-10-13T14:32:00+05:30").args(["evaluate", "--no-deliver"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&local.stdout).contains(" at 2025-10-13T14:32:00+05:30 ("), "{local:?}");
     let quiet = s.ws.cmd_at(&at(2 * MINUTE)).args(["evaluate", "--fail-on", "firing"]).output().unwrap();
     assert_eq!(quiet.status.code(), Some(0), "{}", stderr_of(&quiet));
     let status = s.shipshape(&at(2 * MINUTE), &["status"]);
