@@ -17,19 +17,24 @@ use crate::trust::judge::{ApprovalCheck, Judge, judge_for, load};
 /// Sign `bytes` in `namespace` with the private key at `key_path`; returns the armored signature,
 /// the key's fingerprint and its comment.
 ///
-/// The key is read with the `ssh-key` crate. Keys it cannot read are signed by `ssh-keygen -Y sign`
-/// instead: PEM-format keys, and about one ssh-keygen ECDSA key in 400, whose private scalar has a
-/// leading zero byte that ssh-key 0.6 rejects ("length invalid").
+/// The key is read with the `ssh-key` crate. Keys it cannot read or use are signed by `ssh-keygen -Y
+/// sign` instead: passphrase-protected keys (ssh-keygen asks for the passphrase), PEM-format keys,
+/// and about one ssh-keygen ECDSA key in 400, whose private scalar has a leading zero byte that
+/// ssh-key 0.6 rejects ("length invalid").
 pub fn sign_ssh(key_path: &Path, namespace: &str, bytes: &[u8]) -> Result<(String, String, String)> {
     let text = crate::infra::atomic::read_text(key_path)?;
     match PrivateKey::from_openssh(text.trim()) {
-        Ok(key) if key.is_encrypted() => Err(Error::invalid(
-            key_path,
-            format!(
-                "the key is passphrase-protected: sign with `ssh-keygen -Y sign -n {namespace} -f {} MANIFEST` and pass the .sig file with --signature",
-                key_path.display()
-            ),
-        )),
+        // A passphrase-protected key: ssh-keygen signs, asking for the passphrase itself (on the
+        // terminal, through SSH_ASKPASS, or not at all when the key is in ssh-agent).
+        Ok(key) if key.is_encrypted() => sign_with_ssh_keygen(key_path, namespace, bytes).map_err(|fallback| {
+            Error::invalid(
+                key_path,
+                format!(
+                    "the key is passphrase-protected and ssh-keygen could not sign with it ({fallback}): run `ssh-keygen -Y sign -n {namespace} -f {} MANIFEST` where it can ask for the passphrase, and pass the .sig file with --signature",
+                    key_path.display()
+                ),
+            )
+        }),
         Ok(key) => {
             let signature = key
                 .sign(namespace, HashAlg::Sha512, bytes)

@@ -541,3 +541,45 @@ fn keys_the_library_cannot_read_are_signed_through_ssh_keygen() {
     assert_eq!(file["approvals"][0]["name"], "Pam Pem");
     assert_eq!(file["approvals"][0]["email"], "pam@example.com");
 }
+
+/// `approve --key` with a passphrase-protected key signs through `ssh-keygen -Y sign`, which asks
+/// for the passphrase (here through SSH_ASKPASS); a wrong passphrase is a clear refusal.
+#[test]
+fn a_passphrase_protected_key_signs_through_ssh_keygen() {
+    let s = Setup::new();
+    let key = s.keys.join("locked");
+    assert!(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "open sesame", "-C", "locked", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    add_signer(&s.ws, &format!("locked@example.com namespaces=\"risk-manager@shipshape\" {}", public(&key)));
+    let askpass = |passphrase: &str| {
+        let script = s.keys.join(format!("askpass-{}", passphrase.len()));
+        fs::write(&script, format!("#!/bin/sh\necho '{passphrase}'\n")).unwrap();
+        fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        script
+    };
+    let approve = |script: &Path| {
+        s.ws.cmd()
+            .env("SSH_ASKPASS", script)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .arg("approve")
+            .arg(&s.manifest)
+            .args(["--role", "risk-manager", "--key"])
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    let wrong = approve(&askpass("not it"));
+    assert_eq!(wrong.status.code(), Some(BAD_INPUT), "{}", stderr_of(&wrong));
+    assert_one_line_error(&wrong, "the key is passphrase-protected and ssh-keygen could not sign with it");
+    assert!(!s.approvals_file(&s.manifest).exists(), "nothing recorded");
+    let right = approve(&askpass("open sesame"));
+    assert!(right.status.success(), "{}", stderr_of(&right));
+    assert!(fs::read_to_string(s.approvals_file(&s.manifest)).unwrap().contains("role: risk-manager"));
+}
