@@ -35,6 +35,19 @@ fn print_plan(plan: &Plan) {
     for line in plan.describe() {
         println!("{line}");
     }
+    // What the releases themselves differ by — the summary `shipshape diff` prints — beside the
+    // plan's file operations (which compare with what the target holds now).
+    if let Some(from) = &plan.from {
+        let (old, new) = (&from.files, &plan.to.files);
+        let added = new.keys().filter(|p| !old.contains_key(*p)).count();
+        let removed = old.keys().filter(|p| !new.contains_key(*p)).count();
+        let changed = new.iter().filter(|(p, (hash, _))| old.get(*p).is_some_and(|(h, _)| h != hash)).count();
+        let unchanged = new.iter().filter(|(p, (hash, _))| old.get(*p).is_some_and(|(h, _)| h == hash)).count();
+        println!(
+            "release {} -> {}: {added} added, {changed} changed, {removed} removed, {unchanged} unchanged (`shipshape diff {} {}` shows the text)",
+            from.release_id, plan.to.release_id, from.release_id, plan.to.release_id
+        );
+    }
 }
 
 /// One line on what recovery did with an interrupted transaction.

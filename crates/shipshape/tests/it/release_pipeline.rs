@@ -727,4 +727,12 @@ fn diff_shows_what_a_release_changes() {
     assert_eq!(removed.len(), 1, "{json}");
     assert_eq!(removed[0]["path"], "notebooks/drift_report.ipynb");
     assert_eq!(removed[0]["old"]["sha256"], sha256sum(&s.ws.path("notebooks/drift_report.ipynb")).as_str());
+    // The deploy plan and rollback --dry-run print the same summary.
+    let plan = s.shipshape("2025-10-12T20:00:00+05:30", &["deploy", "release_20251012_200000", "--dry-run"]);
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains(
+            "release release_20251012_190000 -> release_20251012_200000: 1 added, 2 changed, 0 removed, 2 unchanged"
+        ),
+        "{plan:?}"
+    );
 }
