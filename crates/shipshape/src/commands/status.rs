@@ -217,9 +217,28 @@ pub fn history(context: &Context, args: &HistoryArgs) -> anyhow::Result<ExitCode
         println!();
         println!("releases (newest first): status, last active");
         let last_known_good = life.last_known_good(life.active());
-        for record in releases {
+        for record in &releases {
             let mark = if Some(&record.release_id) == last_known_good { "  <- last known good" } else { "" };
             println!("  {}  {:<11} {}{mark}", record.release_id, record.status, record.last_active);
+        }
+        // Manifests that never reached production: `superseded` once a later one was deployed
+        // (anti-rollback keeps them out for good), else still a `candidate`.
+        let newest_ran = releases.iter().map(|r| &r.release_id).max();
+        let never_ran: Vec<(String, &str)> = shipshape_core::pipeline::manifest::manifest_paths(&workspace)?
+            .iter()
+            .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .filter_map(|stem| shipshape_core::model::ids::ReleaseId::new(&stem).ok())
+            .filter(|id| life.status(id).is_none())
+            .map(|id| {
+                let word = if newest_ran.is_some_and(|n| *n > id) { "superseded" } else { "candidate" };
+                (id.to_string(), word)
+            })
+            .collect();
+        if !never_ran.is_empty() {
+            println!("manifests never deployed:");
+            for (id, word) in never_ran.iter().rev() {
+                println!("  {id}  {word}");
+            }
         }
     }
     super::ok()

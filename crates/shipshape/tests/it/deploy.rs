@@ -556,6 +556,12 @@ fn rollback_goes_to_the_last_known_good_release_past_unapproved_manifests() {
         history.contains("release_20251012_190000  active") && history.contains("release_20251012_200000  rolled_back"),
         "{history}"
     );
+    assert!(
+        history.contains(
+            "manifests never deployed:\n  release_20251012_194000  superseded\n  release_20251012_192000  superseded"
+        ),
+        "the hotfixes made and never deployed: {history}"
+    );
     // From A, B was rolled back and nothing else ran: no last known good, B is a named candidate.
     let again = s.shipshape(LATER, &["rollback", "--yes"]);
     assert_eq!(again.status.code(), Some(BAD_INPUT));
