@@ -235,7 +235,8 @@ impl<'de> Deserialize<'de> for RawSignal {
     }
 }
 
-/// A signal written as a word or a number in text (see [`RawSignal`]).
+/// A signal written as a word or a number in text: `BUY`/`LONG`/`UP`, `SELL`/`SHORT`/`DOWN`,
+/// `FLAT`/`HOLD`/`NONE` (any case), or `-1`, `0`, `1` (also as `1.0`).
 pub fn signal_word(text: &str) -> Result<Signal, String> {
     let word = text.trim();
     match word.to_ascii_uppercase().as_str() {

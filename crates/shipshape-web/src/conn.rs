@@ -40,7 +40,9 @@ use tower::ServiceExt;
 
 use crate::error::ApiError;
 
-/// The limits of [`serve_connections`].
+/// The limits the server holds every connection to: header, idle and body timeouts, the most
+/// connections at once (the longest-idle one is closed to make room) and the largest body
+/// (docs/api.md, "Slow, idle and too many clients").
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Time to send a complete request head (see the module docs).

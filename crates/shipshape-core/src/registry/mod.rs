@@ -143,7 +143,7 @@ pub fn history(workspace: &Workspace) -> Result<Vec<HistoryEntry>> {
     Ok(history.entries)
 }
 
-/// What became of each release, from the history (see [`lifecycle`]).
+/// What became of each release, from the history (see [`mod@lifecycle`]).
 pub fn lifecycle(workspace: &Workspace) -> Result<lifecycle::Lifecycle> {
     Ok(lifecycle::Lifecycle::of(&history(workspace)?))
 }
