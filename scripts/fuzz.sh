@@ -41,7 +41,7 @@ while (( $(date +%s) - start < seconds )); do
     grep -E "minimal failing input|Test failed|panicked" "$log" | tail -20 >&2 || true
     exit 1
   fi
-  total=$((total + cases * 8 + (cases / 10) * 2))
+  total=$((total + cases * 9 + (cases / 10) * 2))
 done
 elapsed=$(( $(date +%s) - start ))
 echo "==> fuzzing passed: $round rounds, about $total cases in ${elapsed}s, no panic, hang or unclear refusal" | tee -a "$log"

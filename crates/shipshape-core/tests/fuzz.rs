@@ -238,6 +238,17 @@ fn events_json_lines() {
     fuzz(seed("events.jsonl"), &path, move || score(&read, false).and_then(|()| score(&read, true)));
 }
 
+/// The same events as one JSON array (`json.dumps(records)`), read as the lines it holds.
+#[test]
+fn events_json_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.json");
+    let read = path.clone();
+    let lines = String::from_utf8(seed("events.jsonl")).unwrap();
+    let array = format!("[{}]", lines.lines().collect::<Vec<_>>().join(",\n"));
+    fuzz(array.into_bytes(), &path, move || score(&read, false).and_then(|()| score(&read, true)));
+}
+
 #[test]
 fn events_csv() {
     let dir = tempfile::tempdir().unwrap();
