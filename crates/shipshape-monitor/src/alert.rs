@@ -82,6 +82,8 @@ pub enum NotifyReason {
     Escalated,
     /// It stopped.
     Resolved,
+    /// An automatic rollback was tried and failed (not an alert: the rollback itself).
+    AutoRollbackFailed,
 }
 
 /// The parameters of the active mode.
@@ -177,6 +179,7 @@ impl NotifyReason {
             NotifyReason::Repeat => "repeat",
             NotifyReason::Escalated => "escalated",
             NotifyReason::Resolved => "resolved",
+            NotifyReason::AutoRollbackFailed => "auto_rollback_failed",
         }
     }
 }

@@ -549,10 +549,12 @@ impl Monitor {
                 .collect::<Vec<_>>()
                 .join("; ")
         );
-        // Exactly once per release: the claim is the row.
-        if !self.db.claim_auto_rollback(release, at, &reason)? {
+        // Once per release — the claim is the row — and again, with backoff, while it fails, for
+        // `retry_for` after the first attempt.
+        let retry_for = policy.retry_for.0.seconds();
+        let Some(attempt) = self.db.claim_auto_rollback(release, at, &reason, retry_for)? else {
             return Ok(None);
-        }
+        };
         let request = deploy::RollbackRequest {
             to: None,
             reason: reason.clone(),
@@ -565,11 +567,57 @@ impl Monitor {
                 Ok(_) => "not applied".to_string(),
                 Err(e) => format!("failed: {e}"),
             };
-        self.db.auto_rollback_outcome(release, &outcome)?;
-        if outcome.starts_with("rolled back") {
+        let outcome = if outcome.starts_with("rolled back") {
+            self.db.auto_rollback_outcome(release, &outcome, None)?;
             self.close_superseded(now)?;
-        }
+            outcome
+        } else {
+            // 1, 2, 4 … minutes, at most 15, while within `retry_for` of the first attempt.
+            let first = self.db.auto_rollback_started(release)?.unwrap_or(at);
+            let backoff = (60i64 << (attempt.saturating_sub(1)).min(10)).min(15 * 60);
+            let next = at + backoff;
+            let again = next - first <= retry_for;
+            let outcome = if again {
+                format!("{outcome} (attempt {attempt}; next attempt from {})", ts(next))
+            } else {
+                format!("{outcome} (attempt {attempt}; no more attempts: roll back by hand)")
+            };
+            self.db.auto_rollback_outcome(release, &outcome, again.then_some(next))?;
+            self.notify_auto_rollback_failure(info, &outcome, at)?;
+            outcome
+        };
         Ok(Some(AutoRollback { release_id: info.release_id.to_string(), reason, outcome }))
+    }
+
+    /// Tell every sink that an automatic rollback failed (each attempt).
+    fn notify_auto_rollback_failure(&mut self, info: &ReleaseInfo, outcome: &str, at: Seconds) -> Result<()> {
+        let sinks: Vec<String> = self.config.sinks.iter().map(|s| s.name()).collect();
+        let mode = crate::evaluate::mode_at(at, info.heightened_monitoring_end.unix_seconds());
+        let notification = Notification {
+            reason: NotifyReason::AutoRollbackFailed,
+            alert_id: 0,
+            status: "firing".into(),
+            severity: crate::judge::Severity::Critical,
+            release_id: info.release_id.to_string(),
+            environment: self.workspace.config.release.environment.to_string(),
+            mode,
+            strategy: "-".into(),
+            metric: "auto_rollback".into(),
+            value: None,
+            baseline: None,
+            drop: None,
+            threshold: 0.0,
+            samples: 0,
+            window_from: ts(at),
+            window_to: ts(at),
+            started_at: ts(at),
+            at: ts(at),
+            ends_at: ts(at + 3600),
+            summary: format!("automatic rollback of {} failed: {outcome}", info.release_id),
+        };
+        let payload = serde_json::to_string(&notification)
+            .map_err(|e| Error::invalid(self.db.path(), format!("encoding a notification: {e}")))?;
+        self.db.enqueue_note(&sinks, &payload, sinks::wall_seconds())
     }
 
     /// Deliver due notifications to the configured sinks.

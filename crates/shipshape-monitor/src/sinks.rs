@@ -159,6 +159,7 @@ impl Notification {
             NotifyReason::Repeat => "STILL FIRING",
             NotifyReason::Escalated => "ESCALATED",
             NotifyReason::Resolved => "RESOLVED",
+            NotifyReason::AutoRollbackFailed => "AUTO-ROLLBACK FAILED",
         }
     }
 }

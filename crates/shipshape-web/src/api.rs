@@ -30,6 +30,13 @@ pub(crate) fn status_json(state: &AppState) -> shipshape_monitor::error::Result<
     let active = registry::get_active_release(&monitor.workspace, now)?;
     let (pending, failing) = monitor.db.outbox_backlog()?;
     let firing = monitor.db.alerts(Some("firing"), active.as_ref().map(|a| a.release_id.as_str()), 1000)?;
+    // An automatic rollback of the active release that was tried and has not (yet) succeeded.
+    let auto_rollback = match &active {
+        Some(info) => monitor.db.auto_rollback_of(info.release_id.as_str())?.map(|(outcome, attempts, next)| {
+            json!({ "outcome": outcome, "attempts": attempts, "next_attempt": next.and_then(|s| jiff::Timestamp::from_second(s).ok()).map(|t| t.to_string()) })
+        }),
+        None => None,
+    };
     let active_json = active.as_ref().map(|info| {
         let remaining = info.heightened_monitoring_end.since(&now).as_secs().max(0);
         json!({
@@ -48,6 +55,7 @@ pub(crate) fn status_json(state: &AppState) -> shipshape_monitor::error::Result<
         "now": now.instant().to_string(),
         "active_release": active_json,
         "firing_alerts": firing.len(),
+        "auto_rollback": auto_rollback,
         "last_evaluation": monitor.db.meta("last_evaluation")?.and_then(|s| s.parse::<i64>().ok())
             .and_then(|s| jiff::Timestamp::from_second(s).ok()).map(|t| t.to_string()),
         "events_stored": monitor.db.event_count()?,

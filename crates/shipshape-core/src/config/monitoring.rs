@@ -60,6 +60,10 @@ pub struct AutoRollbackConfig {
     pub critical_firings: PositiveInt,
     /// …within this long roll the active release back, once.
     pub within: PositiveDuration,
+    /// A rollback that fails (lock held, full disk, a refused check) is tried again, with backoff
+    /// (1, 2, 4 … minutes, at most 15, at the evaluations that follow), for this long after the
+    /// first attempt; every failure is notified to every sink.
+    pub retry_for: PositiveDuration,
 }
 
 impl Default for AutoRollbackConfig {
@@ -68,6 +72,7 @@ impl Default for AutoRollbackConfig {
             enabled: false,
             critical_firings: PositiveInt(3),
             within: PositiveDuration(Duration::hours(1)),
+            retry_for: PositiveDuration(Duration::hours(1)),
         }
     }
 }

@@ -500,22 +500,81 @@ impl Db {
         rows.collect::<rusqlite::Result<_>>().map_err(&error)
     }
 
-    /// Claim the one automatic rollback of `release`: `false` when it was already claimed.
-    pub fn claim_auto_rollback(&self, release: &str, at: Seconds, reason: &str) -> Result<bool> {
+    /// Claim an attempt at the automatic rollback of `release`: the first, or a retry of a failed
+    /// one whose backoff has passed, within `retry_for` seconds of the first. The attempt's number,
+    /// or `None` when it is not (or no longer) to be tried.
+    pub fn claim_auto_rollback(
+        &self,
+        release: &str,
+        at: Seconds,
+        reason: &str,
+        retry_for: Seconds,
+    ) -> Result<Option<u32>> {
+        let error = sql_error(&self.path, "claiming the auto-rollback");
         let claimed = self
             .conn
             .execute(
-                "INSERT OR IGNORE INTO auto_rollbacks (release_id, at, reason, outcome) VALUES (?1, ?2, ?3, 'started')",
-                params![release, at, reason],
+                "INSERT INTO auto_rollbacks (release_id, at, reason, outcome, attempts, next_attempt)
+                 VALUES (?1, ?2, ?3, 'started', 1, NULL)
+                 ON CONFLICT (release_id) DO UPDATE SET attempts = attempts + 1, outcome = 'started', next_attempt = NULL
+                 WHERE outcome LIKE 'failed%' AND next_attempt IS NOT NULL AND next_attempt <= ?2 AND ?2 - at <= ?4",
+                params![release, at, reason, retry_for],
             )
-            .map_err(sql_error(&self.path, "claiming the auto-rollback"))?;
-        Ok(claimed > 0)
+            .map_err(&error)?;
+        if claimed == 0 {
+            return Ok(None);
+        }
+        let attempts: i64 = self
+            .conn
+            .query_row("SELECT attempts FROM auto_rollbacks WHERE release_id = ?1", [release], |row| row.get(0))
+            .map_err(&error)?;
+        Ok(Some(attempts as u32))
     }
 
-    /// Record how the automatic rollback of `release` ended.
-    pub fn auto_rollback_outcome(&self, release: &str, outcome: &str) -> Result<()> {
+    /// Queue a notification that belongs to no alert (a failed automatic rollback) for every sink,
+    /// in its own transaction.
+    pub fn enqueue_note(&self, sinks: &[String], payload: &str, now: Seconds) -> Result<()> {
+        let error = sql_error(&self.path, "queueing a notification");
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(&error)?;
+        for sink in sinks {
+            tx.execute(
+                "INSERT INTO outbox (alert_id, sink, payload, created, next_attempt) VALUES (NULL, ?1, ?2, ?3, ?3)",
+                params![sink, payload, now],
+            )
+            .map_err(&error)?;
+        }
+        tx.commit().map_err(&error)
+    }
+
+    /// The automatic rollback of `release`, if one was tried: its outcome, attempts and the time of
+    /// the next attempt (unix seconds), for the dashboard.
+    pub fn auto_rollback_of(&self, release: &str) -> Result<Option<(String, i64, Option<Seconds>)>> {
         self.conn
-            .execute("UPDATE auto_rollbacks SET outcome = ?2 WHERE release_id = ?1", params![release, outcome])
+            .query_row(
+                "SELECT outcome, attempts, next_attempt FROM auto_rollbacks WHERE release_id = ?1",
+                [release],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()
+            .map_err(sql_error(&self.path, "reading the auto-rollback"))
+    }
+
+    /// When the automatic rollback of `release` was first tried (`None`: never).
+    pub fn auto_rollback_started(&self, release: &str) -> Result<Option<Seconds>> {
+        self.conn
+            .query_row("SELECT at FROM auto_rollbacks WHERE release_id = ?1", [release], |row| row.get(0))
+            .optional()
+            .map_err(sql_error(&self.path, "reading the auto-rollback"))
+    }
+
+    /// Record how an attempt at the automatic rollback of `release` ended, and when to try again
+    /// (`None`: not again).
+    pub fn auto_rollback_outcome(&self, release: &str, outcome: &str, next_attempt: Option<Seconds>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE auto_rollbacks SET outcome = ?2, next_attempt = ?3 WHERE release_id = ?1",
+                params![release, outcome, next_attempt],
+            )
             .map_err(sql_error(&self.path, "recording the auto-rollback"))?;
         Ok(())
     }

@@ -11,7 +11,7 @@
 //! - `evaluations`: each metric at each evaluation (the dashboard's charts).
 //! - `outbox`: each notification for each sink until it is delivered (retried with backoff; a failing
 //!   sink never loses the alert record, which is written first).
-//! - `auto_rollbacks`: at most one automatic rollback per release.
+//! - `auto_rollbacks`: the automatic rollback of a release: one, retried with backoff while it fails.
 //!
 //! Commits are `synchronous = FULL`: an acknowledged event survives a crash of the process or the
 //! machine.
@@ -36,7 +36,7 @@ pub const DB_PATH: &str = "data/monitoring/monitor.db";
 
 pub(crate) const MINUTE: Seconds = 60;
 pub(crate) const HOUR: Seconds = 3600;
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE events (
@@ -80,7 +80,7 @@ CREATE TABLE outbox (
     delivered_at INTEGER, last_error TEXT);
 CREATE INDEX outbox_due ON outbox (delivered_at, next_attempt);
 CREATE TABLE auto_rollbacks (release_id TEXT PRIMARY KEY, at INTEGER NOT NULL, reason TEXT NOT NULL,
-    outcome TEXT NOT NULL);
+    outcome TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, next_attempt INTEGER);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT INTO meta (key, value) VALUES ('events', '0');
 ";
@@ -129,6 +129,17 @@ impl Db {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&error)?;
                 tx.commit().map_err(&error)?;
             }
+            // Version 1 had no retries of a failed auto-rollback.
+            1 => {
+                let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate).map_err(&error)?;
+                tx.execute_batch(
+                    "ALTER TABLE auto_rollbacks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+                     ALTER TABLE auto_rollbacks ADD COLUMN next_attempt INTEGER;",
+                )
+                .map_err(&error)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&error)?;
+                tx.commit().map_err(&error)?;
+            }
             SCHEMA_VERSION => {}
             other => {
                 return Err(Error::invalid(
@@ -151,5 +162,42 @@ impl Db {
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
             .optional()
             .map_err(sql_error(&self.path, "reading"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A version-1 database (no auto-rollback retries) opens as version 2, its auto-rollback rows
+    /// kept, with one attempt each; a newer version than this one is refused, naming the file.
+    #[test]
+    fn a_version_1_database_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitor.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let v1 = SCHEMA.replace(
+                "outcome TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, next_attempt INTEGER);",
+                "outcome TEXT NOT NULL);",
+            );
+            assert_ne!(v1, SCHEMA, "the version-1 table is what this test migrates");
+            conn.execute_batch(&v1).unwrap();
+            conn.execute(
+                "INSERT INTO auto_rollbacks (release_id, at, reason, outcome) VALUES ('r1', 5, 'x', 'failed: lock')",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.auto_rollback_of("r1").unwrap(), Some(("failed: lock".to_string(), 1, None)));
+        let version: i64 = db.conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        db.conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        drop(db);
+        let err = Db::open(&path).err().unwrap().to_string();
+        assert!(err.contains("monitor.db") && err.contains("newer than this shipshape understands"), "{err}");
     }
 }

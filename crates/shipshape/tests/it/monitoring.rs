@@ -388,3 +388,68 @@ fn status_and_evaluate_fail_on_report_firing_alerts_with_exit_6() {
         serde_json::from_slice(&s.shipshape(&at(HOUR + 30 * MINUTE), &["status", "--json"]).stdout).unwrap();
     assert!(!json["alerts"]["firing"].as_array().unwrap().is_empty(), "{json}");
 }
+
+/// An automatic rollback that fails (here: another process holds the workspace lock) is notified
+/// to every sink and tried again at a later evaluation, after its backoff, where it succeeds.
+#[test]
+fn a_failed_auto_rollback_is_notified_and_retried() {
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    fs::write(s.ws.path("shipshape.toml"), config.replace("enabled = false", "enabled = true")).unwrap();
+    let first = s.release("2025-10-12T09:00:00Z");
+    assert!(s.deploy("2025-10-12T09:00:00Z", &first).status.success());
+    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    let second = s.release(DEPLOY);
+    assert!(s.deploy(DEPLOY, &second).status.success());
+    let first_id = yaml_value(&first)["release_id"].as_str().unwrap().to_string();
+    ingest(&s, &at(3 * HOUR), &events(0, 180, 10, 0.35, 4, 0.30, "bad"));
+    // Hold the workspace lock (an flock, as shipshape takes it) while the evaluations run.
+    let holder = fs::OpenOptions::new().read(true).write(true).open(s.ws.path("release/.lock")).unwrap();
+    holder.try_lock().unwrap();
+    let mut offset = 10 * MINUTE;
+    let mut failed_at = None;
+    while offset <= 2 * HOUR && failed_at.is_none() {
+        let output = s.ws.cmd_at(&at(offset)).args(["evaluate", "--json"]).output().unwrap();
+        let pass: Value = serde_json::from_slice(&output.stdout).unwrap();
+        if let Some(outcome) = pass["pass"]["auto_rollback"]["outcome"].as_str() {
+            assert_eq!(output.status.code(), Some(1), "{outcome}");
+            assert!(outcome.starts_with("failed:") && outcome.contains("attempt 1; next attempt from"), "{outcome}");
+            failed_at = Some(offset);
+        }
+        offset += 10 * MINUTE;
+    }
+    let failed_at = failed_at.expect("the auto-rollback was tried");
+    // The dashboard's status shows the failed attempt and when the next one comes.
+    let status = {
+        use tower::ServiceExt;
+        let clock: std::sync::Arc<dyn shipshape_core::infra::clock::Clock> =
+            std::sync::Arc::new(shipshape_core::infra::clock::FixedClock(at(failed_at).parse().unwrap()));
+        let monitor =
+            shipshape_monitor::monitor::Monitor::open(shipshape_core::layout::Workspace::open(&s.ws.root).unwrap())
+                .unwrap();
+        let state =
+            shipshape_web::AppState::new(monitor, clock, "0123456789abcdef0123456789abcdef-monitoring".into()).unwrap();
+        let router = shipshape_web::router(state, 1 << 20);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let request = axum::http::Request::get("/api/v1/status").body(axum::body::Body::empty()).unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            serde_json::from_slice::<Value>(&body).unwrap()
+        })
+    };
+    assert!(status["auto_rollback"]["outcome"].as_str().unwrap().starts_with("failed:"), "{status}");
+    assert_eq!(status["auto_rollback"]["attempts"], 1);
+    assert!(status["auto_rollback"]["next_attempt"].is_string(), "{status}");
+    drop(holder);
+    let sink = fs::read_to_string(s.ws.path("data/monitoring/alerts.jsonl")).unwrap();
+    assert!(sink.contains("\"reason\":\"auto_rollback_failed\"") && sink.contains("automatic rollback of"), "{sink}");
+    // The next evaluation after the backoff tries again, and rolls back.
+    let output = s.ws.cmd_at(&at(failed_at + 10 * MINUTE)).args(["evaluate", "--json"]).output().unwrap();
+    let pass: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(pass["pass"]["auto_rollback"]["outcome"], format!("rolled back to {first_id}").as_str(), "{pass}");
+    assert_eq!(output.status.code(), Some(4));
+    let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
+    assert_eq!(active["release_id"], first_id.as_str());
+}
