@@ -170,9 +170,6 @@ fn score_block(block: &[u8], header: Option<&CsvHeader>, partial: &mut Partial, 
     result
 }
 
-/// The largest JSON array of events scored (it is held whole); JSON lines have no limit.
-const MAX_JSON_ARRAY: u64 = 256 << 20;
-
 /// Score an events file. Errors name `display_path` and the line.
 pub fn score_file(path: &Path, display_path: &Path, options: ReadOptions) -> Result<Scored> {
     let mut opened = File::open(path).at(display_path, "opening")?;
@@ -182,21 +179,8 @@ pub fn score_file(path: &Path, display_path: &Path, options: ReadOptions) -> Res
     let mut head = [0u8; 4096];
     let peeked = read_full(&mut opened, &mut head).at(display_path, "reading")?;
     let mut file: Box<dyn Read> = if shipshape_metrics::event::is_json_array(&head[..peeked]) {
-        let mut bytes = head[..peeked].to_vec();
-        (&mut opened).take(MAX_JSON_ARRAY + 1).read_to_end(&mut bytes).at(display_path, "reading")?;
-        if bytes.len() as u64 > MAX_JSON_ARRAY {
-            return Err(Error::parse(
-                display_path,
-                1,
-                1,
-                format!(
-                    "a JSON array larger than {} MiB: write JSON lines instead (one event per line)",
-                    MAX_JSON_ARRAY >> 20
-                ),
-            ));
-        }
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::parse(display_path, 1, 1, "not UTF-8"))?;
-        let lines = shipshape_metrics::event::json_array_lines(text)
+        let lines = shipshape_metrics::event::read_json_array(&head[..peeked], &mut opened)
+            .at(display_path, "reading")?
             .map_err(|e| Error::parse(display_path, 1, 1, e.to_string()))?;
         format = Format::JsonLines;
         Box::new(std::io::Cursor::new(lines.into_bytes()))

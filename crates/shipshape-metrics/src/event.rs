@@ -257,6 +257,18 @@ fn field_at(line: &str, column: usize) -> Option<&'static str> {
     ["id", "ts", "strategy", "symbol", "signal", "outcome", "return", "release_id"].into_iter().find(|k| *k == name)
 }
 
+/// The error for a value at 1-based `column` of `line` that is `NaN` or `Infinity` — which Python's
+/// json writes and JSON does not have — naming `field`; `None` for any other value.
+fn non_json_number(line: &str, field: &'static str, column: usize) -> Option<EventError> {
+    let rest = line[column.saturating_sub(1).min(line.len())..].trim_start();
+    ["NaN", "Infinity", "-Infinity"].iter().any(|w| rest.starts_with(w)).then(|| {
+        field_error(
+            field,
+            "NaN or Infinity is not a number in JSON (pandas writes a missing value so): drop or fill the row",
+        )
+    })
+}
+
 /// Parse one JSON line.
 pub fn parse_json_line(line: &str) -> Result<EventRef<'_>, EventError> {
     let raw: JsonEvent<'_> = serde_json::from_str(line).map_err(|e| {
@@ -264,18 +276,7 @@ pub fn parse_json_line(line: &str) -> Result<EventRef<'_>, EventError> {
         // serde_json appends " at line 1 column N"; the caller reports the file's line.
         let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m).to_string();
         match field_at(line, e.column()) {
-            // Python's json writes NaN and Infinity, which JSON does not have.
-            Some(field)
-                if ["NaN", "Infinity", "-Infinity"]
-                    .iter()
-                    .any(|w| line[e.column().saturating_sub(1).min(line.len())..].trim_start().starts_with(w)) =>
-            {
-                field_error(
-                    field,
-                    "NaN or Infinity is not a number in JSON (pandas writes a missing value so): drop or fill the row",
-                )
-            }
-            Some(field) => field_error(field, message),
+            Some(field) => non_json_number(line, field, e.column()).unwrap_or_else(|| field_error(field, message)),
             None => EventError { field: None, message: format!("not a valid event: {message}") },
         }
     })?;
@@ -299,6 +300,30 @@ pub fn is_json_array(bytes: &[u8]) -> bool {
     bytes.iter().find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF) == Some(&b'[')
 }
 
+/// The largest JSON array of events read (it is held whole); JSON lines have no limit.
+pub const MAX_JSON_ARRAY: u64 = 256 << 20;
+
+/// Read a JSON array of events — `head`, the bytes already taken from `reader`, then the rest of
+/// `reader` — as JSON lines ([`json_array_lines`]); at most [`MAX_JSON_ARRAY`] bytes. The outer
+/// error is the reader's, the inner one what is wrong with the array.
+pub fn read_json_array(head: &[u8], reader: &mut dyn std::io::Read) -> std::io::Result<Result<String, EventError>> {
+    let mut bytes = head.to_vec();
+    std::io::Read::read_to_end(&mut std::io::Read::take(reader, MAX_JSON_ARRAY + 1), &mut bytes)?;
+    if bytes.len() as u64 > MAX_JSON_ARRAY {
+        return Ok(Err(EventError {
+            field: None,
+            message: format!(
+                "a JSON array larger than {} MiB: use JSON lines instead (one event per line)",
+                MAX_JSON_ARRAY >> 20
+            ),
+        }));
+    }
+    Ok(match std::str::from_utf8(&bytes) {
+        Ok(text) => json_array_lines(text),
+        Err(_) => Err(EventError { field: None, message: "not UTF-8".into() }),
+    })
+}
+
 /// A JSON array of event objects as JSON lines, one object per line, so it is read like any
 /// events file; the line numbers of later errors are then the elements' numbers (1-based).
 pub fn json_array_lines(text: &str) -> Result<String, EventError> {
@@ -308,19 +333,9 @@ pub fn json_array_lines(text: &str) -> Result<String, EventError> {
         let line_start: usize = text.split_inclusive('\n').take(e.line().saturating_sub(1)).map(str::len).sum();
         let line = &text[line_start..];
         let line = &line[..line.find('\n').unwrap_or(line.len())];
-        match field_at(line, e.column()) {
-            Some(field)
-                if ["NaN", "Infinity", "-Infinity"]
-                    .iter()
-                    .any(|w| line[e.column().saturating_sub(1).min(line.len())..].trim_start().starts_with(w)) =>
-            {
-                field_error(
-                    field,
-                    "NaN or Infinity is not a number in JSON (pandas writes a missing value so): drop or fill the row",
-                )
-            }
-            _ => EventError { field: None, message: format!("not a JSON array of events: {e}") },
-        }
+        field_at(line, e.column())
+            .and_then(|field| non_json_number(line, field, e.column()))
+            .unwrap_or_else(|| EventError { field: None, message: format!("not a JSON array of events: {e}") })
     })?;
     let mut out = String::with_capacity(text.len());
     for (index, value) in values.iter().enumerate() {

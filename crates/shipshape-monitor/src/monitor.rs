@@ -626,9 +626,6 @@ impl Monitor {
     }
 }
 
-/// The largest JSON array of events read (it is held whole); JSON lines have no limit.
-const MAX_JSON_ARRAY: u64 = 256 << 20;
-
 /// What reading events needs from the monitor.
 struct ReadContext {
     known: Vec<String>,
@@ -652,23 +649,9 @@ fn read_events(
     let mut converted;
     let starts_with_array = reader.fill_buf().is_ok_and(shipshape_metrics::event::is_json_array);
     let (reader, format): (&mut dyn BufRead, Option<Format>) = if starts_with_array {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(&mut *reader, MAX_JSON_ARRAY + 1), &mut bytes)
-            .map_err(|e| Error::io(source, "reading", e))?;
-        if bytes.len() as u64 > MAX_JSON_ARRAY {
-            return Err(Error::parse(
-                source,
-                1,
-                1,
-                format!(
-                    "a JSON array larger than {} MiB: send JSON lines instead (one event per line)",
-                    MAX_JSON_ARRAY >> 20
-                ),
-            ));
-        }
-        let text = std::str::from_utf8(&bytes).map_err(|_| Error::parse(source, 1, 1, "not UTF-8".to_string()))?;
-        let lines =
-            shipshape_metrics::event::json_array_lines(text).map_err(|e| Error::parse(source, 1, 1, e.to_string()))?;
+        let lines = shipshape_metrics::event::read_json_array(&[], &mut *reader)
+            .map_err(|e| Error::io(source, "reading", e))?
+            .map_err(|e| Error::parse(source, 1, 1, e.to_string()))?;
         converted = std::io::Cursor::new(lines.into_bytes());
         (&mut converted, Some(Format::JsonLines))
     } else {
