@@ -37,10 +37,9 @@ pub struct Timeline(Vec<(Seconds, String)>);
 impl Timeline {
     /// From the registry of `workspace`.
     pub fn of(workspace: &Workspace) -> Result<Timeline> {
-        let mut points: Vec<(Seconds, String)> = registry::history(workspace)?
+        let mut points: Vec<(Seconds, String)> = registry::activations(workspace)?
             .into_iter()
-            .filter(|e| e.action.activates())
-            .map(|e| (e.at.unix_seconds(), e.release_id.to_string()))
+            .map(|(at, release)| (at.unix_seconds(), release.to_string()))
             .collect();
         points.sort_by_key(|(at, _)| *at);
         Ok(Timeline(points))
@@ -76,6 +75,8 @@ pub struct IngestReport {
     pub late: u64,
     /// Events of strategies no policy watches, by strategy (stored, not evaluated).
     pub unknown_strategies: BTreeMap<String, u64>,
+    /// Events older than the raw events `shipshape gc` pruned: not stored.
+    pub expired: u64,
     /// The first skipped lines, for the report.
     pub skipped_examples: Vec<String>,
 }
@@ -239,6 +240,7 @@ impl Monitor {
         report.duplicates = counts.duplicates;
         report.unattributed = counts.unattributed;
         report.late = counts.late;
+        report.expired = counts.expired;
         report.unknown_strategies = counts.unknown_strategies;
         Ok(report)
     }
@@ -274,6 +276,7 @@ impl Monitor {
             report.duplicates = after.duplicates - before.duplicates;
             report.unattributed = after.unattributed - before.unattributed;
             report.late = after.late - before.late;
+            report.expired = after.expired - before.expired;
             for (strategy, count) in &after.unknown_strategies {
                 let earlier = before.unknown_strategies.get(strategy).copied().unwrap_or(0);
                 if *count > earlier {

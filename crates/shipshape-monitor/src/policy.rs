@@ -71,6 +71,24 @@ pub fn policies(config: &MonitoringConfig) -> Vec<MetricPolicy> {
     ]
 }
 
+/// How long raw events are kept (`[retention] raw_events`; by default the longest window any
+/// policy reads, normal or heightened, or the trailing baseline window, whichever is longest: no
+/// evaluation reads further back, and the aggregates stay for charts and replay).
+pub fn raw_event_retention(
+    config: &MonitoringConfig,
+    retention: &shipshape_core::config::RetentionConfig,
+) -> crate::alert::Seconds {
+    if let Some(kept) = &retention.raw_events {
+        return kept.0.seconds();
+    }
+    policies(config)
+        .iter()
+        .flat_map(|p| [p.heightened.window, p.normal.window])
+        .chain([config.baseline_window.0.seconds()])
+        .max()
+        .unwrap_or(0)
+}
+
 /// The strategies the policies watch (others are stored and reported as unknown).
 pub fn known_strategies(policies: &[MetricPolicy]) -> Vec<&str> {
     let mut names: Vec<&str> = policies.iter().map(|p| p.strategy.as_str()).collect();

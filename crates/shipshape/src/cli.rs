@@ -119,6 +119,11 @@ pub enum Command {
         after_help = "Example:\n  shipshape diff                       # active -> newest manifest\n  shipshape diff release_20251012_190000 newest --json"
     )]
     Diff(DiffArgs),
+    /// Prune what [retention] lets go: old release directories (symlink mode), finished journals,
+    /// history entries (archived, still shown by `history --all`) and raw events older than the
+    /// longest window (their minute/hour aggregates are kept). Never the active or last known good release.
+    #[command(after_help = "Example:\n  shipshape gc --dry-run\n  shipshape gc --json")]
+    Gc(GcArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  shipshape completions bash > ~/.local/share/bash-completion/completions/shipshape\n  shipshape completions zsh > ~/.zfunc/_shipshape"
@@ -329,6 +334,20 @@ pub struct StatusArgs {
 /// `history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Include the entries `shipshape gc` archived (data/monitoring/releases/history-archive/).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Show what would go; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,

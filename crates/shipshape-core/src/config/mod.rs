@@ -20,11 +20,13 @@ use crate::infra::paths::check_relative;
 mod checklist;
 mod deploy;
 mod monitoring;
+mod retention;
 mod values;
 
 pub use checklist::{BacktestConfig, ChecklistItem, ValidateConfig, check_checklist, load_checklist};
 pub use deploy::{ApprovalsConfig, DeployConfig, DeployMode, PostDeployCheck};
 pub use monitoring::{AutoRollbackConfig, BaselineSource, ModePolicy, MonitoringConfig, SinkConfig};
+pub use retention::RetentionConfig;
 pub use values::{AtLeastOne, Fraction, PositiveDuration, PositiveFloat, PositiveInt, Slug};
 
 use checklist::line_of;
@@ -59,6 +61,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// `[deploy]`, when the workspace deploys somewhere.
     pub deploy: Option<DeployConfig>,
+    /// `[retention]`: what `gc` (and each deploy) keeps.
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +83,8 @@ struct RawConfig {
     approvals: ApprovalsConfig,
     #[serde(default)]
     deploy: Option<DeployConfig>,
+    #[serde(default)]
+    retention: RetentionConfig,
 }
 
 /// `[release]`: how manifests are made.
@@ -270,6 +276,7 @@ impl Config {
             checklist: raw.checklist,
             approvals: raw.approvals,
             deploy: raw.deploy,
+            retention: raw.retention,
         })
     }
 
@@ -376,6 +383,7 @@ mod tests {
         assert_eq!(config.monitoring.eval_interval.0.seconds(), 600);
         assert_eq!(config.release.environment.0, "production");
         assert_eq!(config.release.manifest_expiry.0, Duration::hours(168));
+        assert_eq!(config.retention, RetentionConfig::default());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod copy;
 pub mod failpoint;
 pub mod journal;
 pub mod plan;
+pub mod prune;
 pub mod recover;
 pub mod rollback;
 pub mod state;
@@ -379,7 +380,10 @@ pub fn deploy(
         return Ok(DeployOutcome::NotConfirmed(plan));
     }
     Ok(match apply(workspace, &target, &plan, &checks, Some(&loaded), now, progress)? {
-        Outcome::Committed => DeployOutcome::Done(plan),
+        Outcome::Committed => {
+            prune::after_transaction(workspace, &target, now);
+            DeployOutcome::Done(plan)
+        }
         Outcome::RolledBack(reason) => DeployOutcome::RolledBack(plan, reason),
     })
 }

@@ -159,5 +159,6 @@ pub fn rollback(
     let Outcome::Committed = apply(workspace, &target, &plan, &[], None, now, progress)? else {
         return Err(Error::Internal("a rollback without post-deploy checks reported a failed check".into()));
     };
+    super::prune::after_transaction(workspace, &target, now);
     Ok(RollbackOutcome::Done(plan))
 }

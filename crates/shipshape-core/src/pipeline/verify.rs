@@ -322,11 +322,7 @@ fn verify_with(
 
 /// When `release` was first deployed here, from the history (`None`: never, or no history).
 fn first_deployed(workspace: &Workspace, release: &crate::model::ids::ReleaseId) -> Option<Time> {
-    let history = crate::registry::history(workspace).ok()?;
-    history
-        .iter()
-        .find(|e| e.action == crate::model::registry::Action::Deploy && &e.release_id == release)
-        .map(|e| e.at)
+    crate::registry::lifecycle(workspace).ok()?.first_deployed(release)
 }
 
 /// How far in the future a manifest's timestamp may be (clock skew between the host that made it

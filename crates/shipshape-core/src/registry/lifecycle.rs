@@ -9,14 +9,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::infra::clock::Time;
 use crate::model::ids::ReleaseId;
 use crate::model::registry::{Action, HistoryEntry};
 
 /// What became of a release that reached production.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseStatus {
     /// Production serves it.
@@ -48,7 +48,8 @@ impl fmt::Display for ReleaseStatus {
 }
 
 /// One release's fate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReleaseRecord {
     /// The release.
     pub release_id: ReleaseId,
@@ -56,19 +57,50 @@ pub struct ReleaseRecord {
     pub status: ReleaseStatus,
     /// When it last became active (for a failed one: when its deploy was tried).
     pub last_active: Time,
+    /// When it was first deployed (`None`: its only deploy failed its checks). Approvals of a
+    /// rollback to it are judged at this time.
+    #[serde(default)]
+    pub first_deployed: Option<Time>,
 }
 
 /// Every release that reached production, and the active one.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Lifecycle {
+    /// Every release that reached production, by id.
+    #[serde(with = "records_as_list")]
     records: BTreeMap<ReleaseId, ReleaseRecord>,
+    /// The active release.
     active: Option<ReleaseId>,
+}
+
+/// The records are written as a list (each names its release).
+mod records_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ReleaseRecord;
+    use crate::model::ids::ReleaseId;
+
+    pub fn serialize<S: Serializer>(records: &BTreeMap<ReleaseId, ReleaseRecord>, s: S) -> Result<S::Ok, S::Error> {
+        records.values().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<ReleaseId, ReleaseRecord>, D::Error> {
+        Ok(Vec::<ReleaseRecord>::deserialize(d)?.into_iter().map(|r| (r.release_id.clone(), r)).collect())
+    }
 }
 
 impl Lifecycle {
     /// Fold the history, oldest entry first.
     pub fn of(history: &[HistoryEntry]) -> Lifecycle {
-        let mut life = Lifecycle::default();
+        Lifecycle::default().then(history)
+    }
+
+    /// Continue from this state (a snapshot of the archived history) with later entries.
+    pub fn then(mut self, history: &[HistoryEntry]) -> Lifecycle {
+        let life = &mut self;
         for entry in history {
             match entry.action {
                 Action::Deploy => {
@@ -76,6 +108,9 @@ impl Lifecycle {
                         life.set(&previous, ReleaseStatus::Good, None);
                     }
                     life.activate(&entry.release_id, entry.at);
+                    if let Some(record) = life.records.get_mut(&entry.release_id) {
+                        record.first_deployed.get_or_insert(entry.at);
+                    }
                 }
                 Action::DeployFailed => {
                     life.set(&entry.release_id, ReleaseStatus::Failed, Some(entry.at));
@@ -97,7 +132,7 @@ impl Lifecycle {
                 }
             }
         }
-        life
+        self
     }
 
     fn set(&mut self, release: &ReleaseId, status: ReleaseStatus, at: Option<Time>) {
@@ -107,7 +142,7 @@ impl Lifecycle {
                 if let Some(at) = at {
                     self.records.insert(
                         release.clone(),
-                        ReleaseRecord { release_id: release.clone(), status, last_active: at },
+                        ReleaseRecord { release_id: release.clone(), status, last_active: at, first_deployed: None },
                     );
                 }
             }
@@ -118,11 +153,27 @@ impl Lifecycle {
     }
 
     fn activate(&mut self, release: &ReleaseId, at: Time) {
+        let first_deployed = self.records.get(release).and_then(|r| r.first_deployed);
         self.records.insert(
             release.clone(),
-            ReleaseRecord { release_id: release.clone(), status: ReleaseStatus::Active, last_active: at },
+            ReleaseRecord {
+                release_id: release.clone(),
+                status: ReleaseStatus::Active,
+                last_active: at,
+                first_deployed,
+            },
         );
         self.active = Some(release.clone());
+    }
+
+    /// When `release` was first deployed (`None`: never, as far as the history tells).
+    pub fn first_deployed(&self, release: &ReleaseId) -> Option<Time> {
+        self.records.get(release).and_then(|r| r.first_deployed)
+    }
+
+    /// The record of `release`.
+    pub fn record(&self, release: &ReleaseId) -> Option<&ReleaseRecord> {
+        self.records.get(release)
     }
 
     /// The active release, as the history tells it.

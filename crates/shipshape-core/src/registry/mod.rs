@@ -40,6 +40,8 @@ fn history_path(workspace: &Workspace) -> PathBuf {
     dir(workspace).join("history.yaml")
 }
 
+const HISTORY_HEADER: &str = "# Every deploy, rollback and failure. Written by shipshape; do not edit.";
+
 fn yaml_bytes<T: Serialize>(header: &str, value: &T) -> Result<Vec<u8>> {
     Ok(format!("{header}\n{}", crate::infra::yaml::to_string(value)?).into_bytes())
 }
@@ -133,8 +135,62 @@ pub fn clear_active(workspace: &Workspace) -> Result<()> {
     }
 }
 
-/// Every history entry, oldest first.
-pub fn history(workspace: &Workspace) -> Result<Vec<HistoryEntry>> {
+/// Where compacted history goes: archive files of entries moved out of `history.yaml`, and
+/// `lifecycle.yaml`, the snapshot of what those entries decided (each release's status).
+pub fn archive_dir(workspace: &Workspace) -> PathBuf {
+    dir(workspace).join("history-archive")
+}
+
+fn snapshot_path(workspace: &Workspace) -> PathBuf {
+    archive_dir(workspace).join("lifecycle.yaml")
+}
+
+/// The history's archived part, summarised: `history-archive/lifecycle.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Entries moved to the archive so far.
+    pub archived: u64,
+    /// The last entry archived: should a compaction stop before `history.yaml` was rewritten,
+    /// the entries up to this one that it still holds are the archived ones, and are skipped.
+    pub through: Option<Marker>,
+    /// What the archived entries decided.
+    pub lifecycle: lifecycle::Lifecycle,
+}
+
+/// One history entry, named.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Marker {
+    /// When.
+    pub at: Time,
+    /// What.
+    pub action: crate::model::registry::Action,
+    /// Its transaction.
+    pub transaction: String,
+}
+
+impl Marker {
+    fn of(entry: &HistoryEntry) -> Marker {
+        Marker { at: entry.at, action: entry.action, transaction: entry.transaction.clone() }
+    }
+
+    fn is(&self, entry: &HistoryEntry) -> bool {
+        entry.at == self.at && entry.action == self.action && entry.transaction == self.transaction
+    }
+}
+
+/// The snapshot of the archived history (`None`: the history was never compacted).
+pub fn snapshot(workspace: &Workspace) -> Result<Option<Snapshot>> {
+    let path = snapshot_path(workspace);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let (snapshot, _): (Snapshot, Vec<u8>) = crate::infra::yaml::read(&path)?;
+    Ok(Some(snapshot))
+}
+
+fn history_file(workspace: &Workspace) -> Result<Vec<HistoryEntry>> {
     let path = history_path(workspace);
     if !path.exists() {
         return Ok(Vec::new());
@@ -143,9 +199,139 @@ pub fn history(workspace: &Workspace) -> Result<Vec<HistoryEntry>> {
     Ok(history.entries)
 }
 
-/// What became of each release, from the history (see [`mod@lifecycle`]).
+/// Every history entry not yet archived, oldest first (see [`compact_history`]; all of them when
+/// the history was never compacted).
+pub fn history(workspace: &Workspace) -> Result<Vec<HistoryEntry>> {
+    let mut entries = history_file(workspace)?;
+    if let Some(Snapshot { through: Some(marker), .. }) = snapshot(workspace)?
+        && let Some(index) = entries.iter().position(|e| marker.is(e))
+    {
+        entries.drain(..=index);
+    }
+    Ok(entries)
+}
+
+/// Every history entry ever recorded, the archived ones included, oldest first.
+pub fn history_all(workspace: &Workspace) -> Result<Vec<HistoryEntry>> {
+    let mut files: Vec<PathBuf> = match fs::read_dir(archive_dir(workspace)) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("history-") && n.ends_with(".yaml"))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).at(archive_dir(workspace), "listing"),
+    };
+    files.sort();
+    let mut all: Vec<HistoryEntry> = Vec::new();
+    for file in files {
+        let (chunk, _): (History, Vec<u8>) = crate::infra::yaml::read(&file)?;
+        // A compaction interrupted before its snapshot may have archived entries twice.
+        for entry in chunk.entries {
+            if !all.iter().rev().take(4096).any(|e| *e == entry) {
+                all.push(entry);
+            }
+        }
+    }
+    for entry in history(workspace)? {
+        if !all.iter().rev().take(4096).any(|e| *e == entry) {
+            all.push(entry);
+        }
+    }
+    Ok(all)
+}
+
+/// What became of each release, from the history (see [`mod@lifecycle`]): the archived part's
+/// snapshot, then the entries after it.
 pub fn lifecycle(workspace: &Workspace) -> Result<lifecycle::Lifecycle> {
-    Ok(lifecycle::Lifecycle::of(&history(workspace)?))
+    let base = snapshot(workspace)?.map(|s| s.lifecycle).unwrap_or_default();
+    Ok(base.then(&history(workspace)?))
+}
+
+/// Every activation (deploy, rollback) the history records, oldest first — starting, after a
+/// compaction, with the release that was active at the archive's end.
+pub fn activations(workspace: &Workspace) -> Result<Vec<(Time, ReleaseId)>> {
+    let mut points = Vec::new();
+    if let Some(snapshot) = snapshot(workspace)?
+        && let Some(active) = snapshot.lifecycle.active()
+        && let Some(record) = snapshot.lifecycle.record(active)
+    {
+        points.push((record.last_active, active.clone()));
+    }
+    points.extend(history(workspace)?.into_iter().filter(|e| e.action.activates()).map(|e| (e.at, e.release_id)));
+    Ok(points)
+}
+
+/// What [`compact_history`] did, or would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryCompaction {
+    /// Entries in `history.yaml` before.
+    pub entries: usize,
+    /// Entries moved (or to move) to the archive.
+    pub archived: usize,
+    /// The newest entry moved.
+    pub through: Option<Time>,
+    /// The archive file written (or to write), relative to the workspace.
+    pub archive: Option<String>,
+}
+
+/// Move the history entries older than `keep_for` that are not among the newest `keep_entries`
+/// to `history-archive/history-<first>-<last>.yaml`, and fold what they decided into the
+/// snapshot — so every command reads a bounded `history.yaml`, while `history --all` still shows
+/// everything and release statuses (last known good, first deploy times) are unchanged.
+///
+/// Crash-safe in order: the archive file, then the snapshot (naming the last entry moved, so the
+/// entries still in `history.yaml` are skipped), then `history.yaml` rewritten. With `apply` false,
+/// only says what it would do. The caller holds the workspace lock.
+pub fn compact_history(
+    workspace: &Workspace,
+    keep_for: jiff::SignedDuration,
+    keep_entries: usize,
+    now: Time,
+    apply: bool,
+) -> Result<HistoryCompaction> {
+    let entries = history(workspace)?;
+    let cutoff = now.plus(-keep_for);
+    let movable = entries.len().saturating_sub(keep_entries);
+    let count = entries.iter().take(movable).take_while(|e| e.at < cutoff).count();
+    let moved = &entries[..count];
+    let (Some(first), Some(last)) = (moved.first(), moved.last()) else {
+        return Ok(HistoryCompaction { entries: entries.len(), archived: 0, through: None, archive: None });
+    };
+    let name = |t: &Time| {
+        jiff::Timestamp::from_second(t.unix_seconds())
+            .map_or_else(|_| t.compact(), |ts| ts.strftime("%Y%m%dT%H%M%SZ").to_string())
+    };
+    let archive = archive_dir(workspace).join(format!("history-{}-{}.yaml", name(&first.at), name(&last.at)));
+    let report = HistoryCompaction {
+        entries: entries.len(),
+        archived: count,
+        through: Some(last.at),
+        archive: Some(workspace.display(&archive).into_owned()),
+    };
+    if !apply {
+        return Ok(report);
+    }
+    let previous = snapshot(workspace)?.unwrap_or_default();
+    let snapshot = Snapshot {
+        archived: previous.archived + count as u64,
+        through: Some(Marker::of(last)),
+        lifecycle: previous.lifecycle.then(moved),
+    };
+    const ARCHIVE_HEADER: &str =
+        "# History entries archived by shipshape gc (read by `shipshape history --all`). Do not edit.";
+    const SNAPSHOT_HEADER: &str =
+        "# What the archived history decided: each release's status. Written by shipshape gc; do not edit.";
+    write_all(vec![(archive, yaml_bytes(ARCHIVE_HEADER, &History { entries: moved.to_vec() })?)])?;
+    write_all(vec![(snapshot_path(workspace), yaml_bytes(SNAPSHOT_HEADER, &snapshot)?)])?;
+    write_all(vec![(
+        history_path(workspace),
+        yaml_bytes(HISTORY_HEADER, &History { entries: entries[count..].to_vec() })?,
+    )])?;
+    Ok(report)
 }
 
 /// Append to the history (idempotent per transaction and action, for recovery).
@@ -161,7 +347,7 @@ pub fn record(workspace: &Workspace, entry: HistoryEntry) -> Result<()> {
 /// finishing what a crash interrupted), or the file is in any other form, is it parsed and
 /// written whole.
 fn history_with(workspace: &Workspace, entry: HistoryEntry) -> Result<Option<(PathBuf, Vec<u8>)>> {
-    const HEADER: &str = "# Every deploy, rollback and failure. Written by shipshape; do not edit.";
+    const HEADER: &str = HISTORY_HEADER;
     let path = history_path(workspace);
     let existing = match fs::read(&path) {
         Ok(bytes) => Some(bytes),
@@ -176,7 +362,7 @@ fn history_with(workspace: &Workspace, entry: HistoryEntry) -> Result<Option<(Pa
         bytes.extend_from_slice(crate::infra::yaml::to_string(&[&entry])?.as_bytes());
         return Ok(Some((path, bytes)));
     }
-    let mut entries = history(workspace)?;
+    let mut entries = history_file(workspace)?;
     if entries.iter().any(|e| e.transaction == entry.transaction && e.action == entry.action) {
         return Ok(None);
     }

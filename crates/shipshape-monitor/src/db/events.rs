@@ -74,6 +74,9 @@ pub struct IngestCounts {
     pub late: u64,
     /// Stored events of strategies no policy watches, by strategy.
     pub unknown_strategies: std::collections::BTreeMap<String, u64>,
+    /// Events older than what `shipshape gc` pruned: not stored (their ids are gone, so a copy
+    /// of a pruned event could not be told from a new one).
+    pub expired: u64,
 }
 
 /// An event waiting in an ingest's buffer.
@@ -154,6 +157,8 @@ pub struct Ingest<'a> {
     minutes: HashMap<(usize, usize, Seconds), Stats>,
     received: Seconds,
     counts: IngestCounts,
+    /// Raw events before this were pruned (see [`Db::prune_events`]).
+    pruned_before: Option<Seconds>,
 }
 
 impl Ingest<'_> {
@@ -169,6 +174,10 @@ impl Ingest<'_> {
 
     /// Add one event (stored, or counted as a duplicate, by [`Ingest::commit`]).
     pub fn add(&mut self, event: &NewEvent<'_>) -> Result<()> {
+        if self.pruned_before.is_some_and(|before| event.ts < before) {
+            self.counts.expired += 1;
+            return Ok(());
+        }
         let strategy = self.intern(event.strategy);
         let release = self.intern(event.release_id);
         self.buffer.push(Buffered {
@@ -299,6 +308,12 @@ impl Db {
         // the write lock at BEGIN, waiting in SQLite's busy handler for another process's writer; a
         // deferred transaction that later upgrades to a write fails at once with "database is locked".
         let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(&error)?;
+        let pruned_before: Option<Seconds> = tx
+            .query_row("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'events_pruned_before'", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(&error)?;
         let insert = conn
             .prepare(
                 "INSERT OR IGNORE INTO events (id, ts, strategy, symbol, signal, outcome, ret, release_id, attributed, received)
@@ -314,6 +329,7 @@ impl Db {
             minutes: HashMap::new(),
             received,
             counts: IngestCounts::default(),
+            pruned_before,
         })
     }
 
@@ -359,6 +375,58 @@ impl Db {
             }
         }
         Ok(total)
+    }
+
+    /// How many raw events have timestamps before `before` (what [`Db::prune_events`] would delete).
+    pub fn events_before(&self, before: Seconds) -> Result<u64> {
+        let error = sql_error(&self.path, "counting events");
+        let count: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM events WHERE ts < ?1", [before], |row| row.get(0))
+            .map_err(&error)?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// Delete the raw events with timestamps before `before`, in batches (each its own short
+    /// transaction, so ingest is never blocked for long), keeping the minute and hour buckets —
+    /// every window, chart and replay reads those. From then on an ingest refuses events before
+    /// `before` (counted as `expired`): their ids are gone, so a re-sent one would be counted twice.
+    pub fn prune_events(&mut self, before: Seconds) -> Result<u64> {
+        let error = sql_error(&self.path, "pruning events");
+        // The boundary first: an event arriving during the pruning is refused or kept, never lost
+        // between the two.
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('events_pruned_before', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), ?1)",
+                [before],
+            )
+            .map_err(&error)?;
+        let mut total = 0u64;
+        loop {
+            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(&error)?;
+            let deleted = tx
+                .execute(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts < ?1 ORDER BY seq LIMIT 20000)",
+                    [before],
+                )
+                .map_err(&error)?;
+            tx.execute(
+                "UPDATE meta SET value = max(CAST(value AS INTEGER) - ?1, 0) WHERE key = 'events'",
+                [deleted as i64],
+            )
+            .map_err(&error)?;
+            tx.commit().map_err(&error)?;
+            total += deleted as u64;
+            if deleted == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The boundary of the last [`Db::prune_events`] (`None`: events were never pruned).
+    pub fn pruned_before(&self) -> Result<Option<Seconds>> {
+        Ok(self.meta("events_pruned_before")?.and_then(|v| v.parse().ok()))
     }
 
     /// How many events are stored (a counter kept with each ingest: no table scan).

@@ -321,7 +321,7 @@ fn deploy_and_roll_back(ws: &Context, first_rel: &Path) -> anyhow::Result<()> {
     command_line("shipshape status");
     expect_success(super::status::status(ws, &crate::cli::StatusArgs { deep: false, json: false })?, "status")?;
     command_line("shipshape history");
-    expect_success(super::status::history(ws, &crate::cli::HistoryArgs { json: false })?, "history")?;
+    expect_success(super::status::history(ws, &crate::cli::HistoryArgs { json: false, all: false })?, "history")?;
 
     Ok(())
 }
@@ -461,7 +461,10 @@ fn watch(ws: &Context, dir: &Path) -> anyhow::Result<i64> {
             };
             expect_success(super::monitor::alerts(&later, &alerts)?, "alerts")?;
             command_line("shipshape history");
-            expect_success(super::status::history(&later, &crate::cli::HistoryArgs { json: false })?, "history")?;
+            expect_success(
+                super::status::history(&later, &crate::cli::HistoryArgs { json: false, all: false })?,
+                "history",
+            )?;
             break;
         }
     }

@@ -4,6 +4,7 @@ pub mod approve;
 pub mod audit;
 pub mod demo;
 pub mod deploy;
+pub mod gc;
 pub mod init;
 pub mod manifest;
 pub mod monitor;

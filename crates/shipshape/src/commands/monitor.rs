@@ -54,6 +54,12 @@ fn print_ingest(context: &Context, report: &IngestReport) {
             "{count} events of strategy `{strategy}`, which no monitoring policy watches: stored, not evaluated"
         ));
     }
+    if report.expired > 0 {
+        context.warn(format!(
+            "{} events are older than the raw events `shipshape gc` pruned ([retention] raw_events): not stored",
+            report.expired
+        ));
+    }
     if report.late > 0 {
         context.note(format!("{} events are older than the last evaluation: the next one counts them", report.late));
     }

@@ -187,8 +187,8 @@ pub fn status(context: &Context, args: &StatusArgs) -> anyhow::Result<ExitCode> 
 /// Every deploy, rollback and failure.
 pub fn history(context: &Context, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
-    let entries = registry::history(&workspace)?;
-    let life = shipshape_core::registry::lifecycle::Lifecycle::of(&entries);
+    let entries = if args.all { registry::history_all(&workspace)? } else { registry::history(&workspace)? };
+    let life = registry::lifecycle(&workspace)?;
     if args.json {
         // Each entry with the current status of its release (a field added to the entry's own).
         let with_status: Vec<serde_json::Value> = entries
@@ -204,8 +204,12 @@ pub fn history(context: &Context, args: &HistoryArgs) -> anyhow::Result<ExitCode
         super::print_json(&with_status)?;
         return super::ok();
     }
-    if entries.is_empty() {
+    let archived = registry::snapshot(&workspace)?.map_or(0, |s| s.archived);
+    if entries.is_empty() && archived == 0 {
         println!("no deploys yet");
+    }
+    if archived > 0 && !args.all {
+        println!("({archived} earlier entries archived by shipshape gc: shipshape history --all shows them)");
     }
     for entry in &entries {
         let from = entry.previous_release_id.as_ref().map(|p| format!(" (from {p})")).unwrap_or_default();

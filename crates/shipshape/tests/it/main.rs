@@ -13,6 +13,7 @@ mod dashboard;
 mod deploy;
 mod docs;
 mod fuzz_ingest;
+mod gc;
 mod monitoring;
 mod openpgp;
 mod release_pipeline;
