@@ -418,4 +418,46 @@ mod tests {
         assert_eq!(read.len(), 4);
         assert_eq!(read[3].reason.as_deref(), Some("a: \"quoted\"\nline"));
     }
+
+    #[test]
+    fn compaction_keeps_every_status_and_survives_a_crash_before_the_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("shipshape.toml"), "[artifacts.configs]\ninclude = [\"*.toml\"]\n").unwrap();
+        let workspace = Workspace::open(dir.path()).unwrap();
+        let actions =
+            [Action::Deploy, Action::Deploy, Action::Rollback, Action::Deploy, Action::Deploy, Action::Deploy];
+        let entries: Vec<HistoryEntry> =
+            actions.iter().enumerate().map(|(n, action)| entry(n as u32, *action, None)).collect();
+        for e in &entries {
+            record(&workspace, e.clone()).unwrap();
+        }
+        let whole = lifecycle::Lifecycle::of(&entries);
+        let full_file = fs::read(history_path(&workspace)).unwrap();
+        let now: Time = "2025-10-20T00:00:00Z".parse().unwrap();
+        let day = jiff::SignedDuration::from_hours(24);
+        // A dry run changes nothing.
+        let planned = compact_history(&workspace, day, 2, now, false).unwrap();
+        assert_eq!((planned.entries, planned.archived), (6, 4));
+        assert_eq!(fs::read(history_path(&workspace)).unwrap(), full_file);
+        let done = compact_history(&workspace, day, 2, now, true).unwrap();
+        assert_eq!(done.archived, 4);
+        assert_eq!(history(&workspace).unwrap(), entries[4..]);
+        assert_eq!(lifecycle(&workspace).unwrap(), whole, "the snapshot plus the rest decide the same");
+        assert_eq!(history_all(&workspace).unwrap(), entries);
+        // A crash after the snapshot, before history.yaml was rewritten: the archived entries still
+        // in it are skipped, never folded twice or listed twice.
+        fs::write(history_path(&workspace), &full_file).unwrap();
+        assert_eq!(history(&workspace).unwrap(), entries[4..]);
+        assert_eq!(lifecycle(&workspace).unwrap(), whole);
+        assert_eq!(history_all(&workspace).unwrap(), entries);
+        // Recording goes on after a compaction; a second one moves only what is newly old.
+        let seventh = entry(6, Action::Deploy, None);
+        record(&workspace, seventh.clone()).unwrap();
+        let again = compact_history(&workspace, day, 2, now, true).unwrap();
+        assert_eq!(again.archived, 1);
+        let mut expected = entries.clone();
+        expected.push(seventh);
+        assert_eq!(history_all(&workspace).unwrap(), expected);
+        assert_eq!(lifecycle(&workspace).unwrap(), lifecycle::Lifecycle::of(&expected));
+    }
 }
