@@ -126,30 +126,69 @@ pub(crate) async fn not_found() -> ApiError {
 /// What the panel needs from the active release's manifest.
 pub(crate) fn manifest_summary(workspace: &Workspace, info: &shipshape_core::model::registry::ReleaseInfo) -> Value {
     match shipshape_core::pipeline::manifest::load(&info.manifest_path.under(&workspace.root)) {
-        Ok(loaded) => json!({
+        Ok(loaded) => {
+            let choices = rollback_choices(workspace, &info.release_id);
+            json!({
             "release_type": loaded.manifest.release_type,
             // Where a rollback goes by default (the last known good release) and where it may go.
-            "rollback_target": rollback_choices(workspace, &info.release_id).0,
-            "rollback_candidates": rollback_choices(workspace, &info.release_id).1,
+            "rollback_target": choices.0,
+            "rollback_candidates": choices.1,
             "manifest_url": format!("/releases/{}/manifest", info.release_id),
             "bundle_url": format!("/releases/{}/bundle", info.release_id),
-        }),
+            })
+        }
         Err(e) => json!({ "error": e.to_string() }),
     }
 }
 
 /// The last known good release from `active`, and every release a rollback may name (default
-/// first), from the history.
+/// first), from the history — each with what the rollback changes (`shipshape diff` from the active
+/// release to it: counts, a one-line summary and the artifacts, without text diffs).
 pub(crate) fn rollback_choices(
     workspace: &Workspace,
     active: &shipshape_core::model::ids::ReleaseId,
 ) -> (Option<String>, Vec<Value>) {
+    /// Candidates beyond this many are listed without their diff (each costs two manifest reads).
+    const WITH_DIFF: usize = 20;
     let Ok(life) = shipshape_core::registry::lifecycle(workspace) else { return (None, Vec::new()) };
     let default = life.last_known_good(Some(active)).map(|id| id.to_string());
+    let load = |id: &shipshape_core::model::ids::ReleaseId| {
+        shipshape_core::pipeline::manifest::load(&workspace.manifests_dir().join(format!("{id}.yaml"))).ok()
+    };
+    let from = load(active);
     let candidates = life
         .rollback_candidates(Some(active))
         .into_iter()
-        .map(|c| json!({ "release_id": c.release_id.to_string(), "status": c.status, "last_active": c.last_active }))
+        .enumerate()
+        .map(|(index, c)| {
+            let diff = from
+                .as_ref()
+                .filter(|_| index < WITH_DIFF)
+                .zip(load(&c.release_id))
+                .and_then(|(from, to)| shipshape_core::pipeline::diff::diff(workspace, from, &to, false).ok())
+                .map(|d| {
+                    use shipshape_core::pipeline::diff::Change;
+                    json!({
+                        "summary": d.summary(),
+                        "added": d.count(Change::Added),
+                        "changed": d.count(Change::Changed),
+                        "removed": d.count(Change::Removed),
+                        "unchanged": d.unchanged,
+                        "artifacts": d.artifacts.iter().map(|a| json!({
+                            "path": a.path.to_string(),
+                            "change": a.change,
+                            "old_size": a.old.map(|v| v.size),
+                            "new_size": a.new.map(|v| v.size),
+                        })).collect::<Vec<_>>(),
+                    })
+                });
+            json!({
+                "release_id": c.release_id.to_string(),
+                "status": c.status,
+                "last_active": c.last_active,
+                "diff": diff,
+            })
+        })
         .collect();
     (default, candidates)
 }

@@ -268,6 +268,10 @@ fn dashboard_in_a_real_browser() {
     driver.click("#token-save");
     driver.click("#rollback-open");
     assert_eq!(driver.text("#rollback-target"), a);
+    // … and what it changes: the diff summary `shipshape diff` prints, and the artifact changed.
+    let summary = driver.text("#rollback-diff");
+    assert_eq!(summary, format!("changes: {b} -> {a}: 0 added, 1 changed, 0 removed, 3 unchanged"));
+    assert!(driver.text("#rollback-diff-list").contains("changed  search_space.yaml"), "{summary}");
     driver.type_into("#rollback-confirm-input", &b);
     driver.click("#rollback-submit");
     driver.wait(
