@@ -472,8 +472,12 @@ pub enum BaselineArg {
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell.
-    #[arg(value_enum)]
-    pub shell: clap_complete::Shell,
+    #[arg(value_enum, required_unless_present = "list_roles")]
+    pub shell: Option<clap_complete::Shell>,
+    /// Print the roles of this workspace's approval policy, one per line (what the scripts offer
+    /// after `--role` and `--sign-role`; nothing outside a workspace).
+    #[arg(long, hide = true)]
+    pub list_roles: bool,
 }
 
 /// `analytics`.

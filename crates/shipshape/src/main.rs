@@ -129,11 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evaluate(args) => commands::monitor::evaluate(&context, &args),
         Command::Alerts(args) => commands::monitor::alerts(&context, &args),
         Command::Replay(args) => commands::monitor::replay(&context, &args),
-        Command::Completions(args) => {
-            let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(args.shell, &mut command, "shipshape", &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Completions(args) => commands::completions(&context, &args),
         Command::Man(args) => {
             let command = named_command(args.command.as_deref())?;
             clap_mangen::Man::new(command).render(&mut std::io::stdout())?;

@@ -402,6 +402,46 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     assert_eq!(shipshape().args(["completions", "tcsh"]).output().unwrap().status.code(), Some(2));
 }
 
+/// After `--role` (and `--sign-role`) bash offers the workspace policy's roles, not file names —
+/// run through bash's own completion machinery in the example workspace.
+#[test]
+fn bash_completion_offers_the_policy_roles_after_role() {
+    let ws = TestWorkspace::example();
+    let script = ws.temp.path().join("shipshape.bash");
+    let output = shipshape().args(["completions", "bash"]).output().unwrap();
+    fs::write(&script, &output.stdout).unwrap();
+    let binary_dir = assert_cmd::cargo::cargo_bin("shipshape").parent().unwrap().to_path_buf();
+    let complete = |words: &str, cword: usize| {
+        let program = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE=\"{words}\"; COMP_POINT=${{#COMP_LINE}}; _shipshape shipshape \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display()
+        );
+        let output = Command::new("bash")
+            .args(["-c", &program])
+            .current_dir(&ws.root)
+            .env("PATH", format!("{}:{}", binary_dir.display(), std::env::var("PATH").unwrap_or_default()))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let mut offered: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_string).collect();
+        offered.sort();
+        offered
+    };
+    assert_eq!(complete("shipshape approve newest --role ''", 4), ["engineering-lead", "risk-manager"]);
+    assert_eq!(complete("shipshape approve newest --role ri", 4), ["risk-manager"]);
+    assert_eq!(complete("shipshape manifest --sign k --sign-role e", 5), ["engineering-lead"]);
+    // Outside a workspace there is nothing to offer, and nothing printed on the terminal.
+    let outside = tempfile::tempdir().unwrap();
+    let listed = shipshape().current_dir(outside.path()).args(["completions", "--list-roles"]).output().unwrap();
+    assert!(listed.status.success() && listed.stdout.is_empty() && listed.stderr.is_empty(), "{listed:?}");
+    // A reader that stops early is no panic.
+    let piped = Command::new("bash")
+        .args(["-c", &format!("{} completions bash | head -1", assert_cmd::cargo::cargo_bin("shipshape").display())])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&piped.stderr));
+}
+
 #[test]
 fn example_ci_workflow_parses_and_stops_before_deploy() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ci/github/release.yml");
