@@ -557,7 +557,9 @@ pub struct HelpArgs {
 /// `demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where to create the demo workspace (must not exist or be empty; default: a new temporary directory).
+    /// Where the demo writes everything (must not exist or be empty; default: a new temporary
+    /// directory): DIR/workspace (the example workspace), DIR/keys (the demo's approver keys, kept
+    /// out of the workspace) and DIR/tampered (the tamper drill's copy).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// End by serving the dashboard on the demo workspace until Ctrl-C (the default on a terminal).

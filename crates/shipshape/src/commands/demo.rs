@@ -118,11 +118,16 @@ fn validate_args(checklist: Option<&str>, dry_run: bool) -> ValidateArgs {
 
 /// Run the demo.
 pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let dir = match &args.dir {
+    // Everything the demo writes stays inside one directory: the workspace, the demo's keys (kept
+    // out of the workspace, as private keys must be) and the tampered copy beside it.
+    let root = match &args.dir {
         Some(dir) => context.start_dir.join(dir),
         None => default_dir(),
     };
-    let (dir, has_git) = setup(context, &dir)?;
+    if root.exists() && fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))?.next().is_some() {
+        bail!("{} is not empty; give --dir a new or empty directory", root.display());
+    }
+    let (dir, has_git) = setup(context, &root.join("workspace"))?;
     let ws = context.at(dir.clone());
     first_release(&ws)?;
     let (keys, first_rel) = approve_first_release(&ws, &dir)?;
@@ -132,6 +137,7 @@ pub fn run(context: &Context, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let tampered = tamper_drill(context, &dir, &first_rel)?;
 
     step("Done");
+    println!("demo directory:  {}", root.display());
     println!("demo workspace:  {}", dir.display());
     println!("tampered copy:   {}", tampered.display());
     println!("demo keys:       {} (made for this demo only; never commit private keys)", keys.display());
@@ -210,7 +216,7 @@ fn first_release(ws: &Context) -> anyhow::Result<()> {
 /// first manifest: (the keys' directory, the manifest's path relative to the workspace).
 fn approve_first_release(ws: &Context, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     step("Approvals: the story's two roles sign the manifest's exact bytes");
-    let keys = dir.with_file_name(format!("{}-keys", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
+    let keys = dir.with_file_name("keys");
     fs::create_dir_all(&keys)?;
     let mut signers = fs::read_to_string(dir.join("release/allowed_signers"))?;
     for (who, email, role) in
@@ -331,8 +337,7 @@ fn deploy_and_roll_back(ws: &Context, first_rel: &Path) -> anyhow::Result<()> {
 fn tamper_drill(context: &Context, dir: &Path, first_rel: &Path) -> anyhow::Result<PathBuf> {
     let workspace = context.at(dir.to_path_buf()).workspace()?;
     step("Tamper drill: one byte of the first manifest changed, in a copy of the workspace");
-    let tampered =
-        dir.with_file_name(format!("{}-tampered", dir.file_name().and_then(|n| n.to_str()).unwrap_or("demo")));
+    let tampered = dir.with_file_name("tampered");
     copy_tree(dir, &tampered)?;
     let first =
         shipshape_core::pipeline::manifest::manifest_paths(&workspace)?.into_iter().next().context("first manifest")?;

@@ -309,6 +309,13 @@ fn demo_runs_the_pipeline_and_the_tamper_drill() {
     ] {
         assert!(stdout.contains(step), "{step} missing from:\n{stdout}");
     }
+    // Everything inside --dir: the workspace, the keys, the tampered copy; nothing beside it.
+    let mut inside: Vec<String> =
+        fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    inside.sort();
+    assert_eq!(inside, ["keys", "tampered", "workspace"]);
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "the demo wrote beside its --dir");
+    let target = target.join("workspace");
     let names: Vec<String> = fs::read_dir(target.join("release/manifests"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -322,7 +329,7 @@ fn demo_runs_the_pipeline_and_the_tamper_drill() {
         .count();
     assert_eq!(approvals, 2, "both releases were approved by the demo's two roles");
     // A non-empty --dir is refused.
-    let output = shipshape().args(["demo", "--dir", target.to_str().unwrap()]).output().unwrap();
+    let output = shipshape().args(["demo", "--dir", target.parent().unwrap().to_str().unwrap()]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_one_line_error(&output, "not empty");
 }
