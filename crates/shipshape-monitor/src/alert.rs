@@ -32,6 +32,7 @@ pub enum State {
         /// Consecutive breaching evaluations so far.
         breaches: u32,
         /// Since when.
+        #[serde(with = "crate::time_json")]
         since: Seconds,
     },
     /// A sustained, significant breach: notifications go out, and repeat.
@@ -39,13 +40,16 @@ pub enum State {
         /// How bad.
         severity: Severity,
         /// Since when.
+        #[serde(with = "crate::time_json")]
         since: Seconds,
         /// When last notified.
+        #[serde(with = "crate::time_json")]
         last_notified: Seconds,
     },
     /// Resolved after firing.
     Resolved {
         /// The evaluation time of the change.
+        #[serde(with = "crate::time_json")]
         at: Seconds,
     },
 }

@@ -77,6 +77,7 @@ pub struct Evaluation {
     /// The mode that applied.
     pub mode: Mode,
     /// The window judged, `[from, to)`.
+    #[serde(with = "crate::time_json::pair")]
     pub window: (Seconds, Seconds),
     /// The metric over it.
     pub value: MetricValue,

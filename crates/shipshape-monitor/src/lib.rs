@@ -33,4 +33,5 @@ pub mod monitor;
 pub mod policy;
 pub mod replay;
 pub mod sinks;
+pub mod time_json;
 pub mod window;

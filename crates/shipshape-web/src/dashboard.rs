@@ -199,11 +199,11 @@ pub(crate) async fn get_metric(
         let markers: Vec<Value> = history
             .iter()
             .filter(|e| e.action.activates() || e.action == shipshape_core::model::registry::Action::DeployFailed)
-            .map(|e| json!({ "at": e.at.unix_seconds(), "action": e.action, "release_id": e.release_id.to_string() }))
+            .map(|e| json!({ "at": e.at.to_string(), "action": e.action, "release_id": e.release_id.to_string() }))
             .collect();
-        let window = active.as_ref().filter(|a| Some(a.release_id.to_string()) == release).map(|a| {
-            json!({ "from": a.deployment_timestamp.unix_seconds(), "to": a.heightened_monitoring_end.unix_seconds() })
-        });
+        let window = active.as_ref().filter(|a| Some(a.release_id.to_string()) == release).map(
+            |a| json!({ "from": a.deployment_timestamp.to_string(), "to": a.heightened_monitoring_end.to_string() }),
+        );
         Ok(json!({
             "metric": name,
             "strategy": policy.strategy,

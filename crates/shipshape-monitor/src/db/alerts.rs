@@ -37,23 +37,30 @@ pub struct AlertRow {
     /// Samples in the window.
     pub samples: Option<i64>,
     /// Window start (unix seconds).
+    #[serde(serialize_with = "crate::time_json::option::serialize")]
     pub window_from: Option<i64>,
     /// Window end.
+    #[serde(serialize_with = "crate::time_json::option::serialize")]
     pub window_to: Option<i64>,
     /// When it started (pending).
+    #[serde(serialize_with = "crate::time_json::serialize")]
     pub started_at: i64,
     /// When it fired.
+    #[serde(serialize_with = "crate::time_json::option::serialize")]
     pub fired_at: Option<i64>,
     /// When it resolved.
+    #[serde(serialize_with = "crate::time_json::option::serialize")]
     pub resolved_at: Option<i64>,
     /// Last change.
+    #[serde(serialize_with = "crate::time_json::serialize")]
     pub updated_at: i64,
 }
 
 /// One evaluated value of a metric (the charts).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SeriesPoint {
-    /// When (unix seconds).
+    /// When.
+    #[serde(serialize_with = "crate::time_json::serialize")]
     pub at: i64,
     /// `heightened` or `normal`.
     pub mode: String,

@@ -372,7 +372,9 @@ fn test_monitoring_release_registration() {
         assert_eq!(pass["pass"]["release_id"], release.as_str());
         // The windows never reach before the deploy.
         for m in pass["pass"]["metrics"].as_array().unwrap() {
-            assert!(m["window"][0].as_i64().unwrap() >= at(0).parse::<Timestamp>().unwrap().as_second());
+            assert!(
+                m["window"][0].as_str().unwrap().parse::<Timestamp>().unwrap() >= at(0).parse::<Timestamp>().unwrap()
+            );
         }
     }
     // Without events every metric is insufficient data, never healthy.
@@ -439,7 +441,8 @@ fn test_48h_transition_to_normal_monitoring() {
     assert_eq!(pass["pass"]["mode"], "normal");
     let hit = metric(&pass, "intraday_hit_ratio");
     assert_eq!(hit["threshold"], 0.1);
-    assert_eq!(hit["window"][1].as_i64().unwrap() - hit["window"][0].as_i64().unwrap(), 24 * HOUR);
+    let edge = |i: usize| hit["window"][i].as_str().unwrap().parse::<Timestamp>().unwrap().as_second();
+    assert_eq!(edge(1) - edge(0), 24 * HOUR);
     assert_eq!(state(&pass, "intraday_hit_ratio"), "resolved");
     let status: Value =
         serde_json::from_slice(&s.shipshape(&at(48 * HOUR + 10 * MINUTE), &["status", "--json"]).stdout).unwrap();

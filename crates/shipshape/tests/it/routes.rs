@@ -132,7 +132,12 @@ async fn every_endpoint() {
     assert_eq!(series["points"][0]["samples"], 402, "the 400 lines and the 2 of the array");
     assert_eq!(series["markers"].as_array().unwrap().len(), 2);
     assert_eq!(
-        series["heightened_window"]["to"].as_i64().unwrap() - series["heightened_window"]["from"].as_i64().unwrap(),
+        {
+            let edge = |k: &str| {
+                series["heightened_window"][k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_second()
+            };
+            edge("to") - edge("from")
+        },
         48 * 3600
     );
     assert_eq!(send(&app, get("/api/v1/metrics/nope")).await.0, StatusCode::NOT_FOUND);
