@@ -178,8 +178,9 @@ pub struct ManifestArgs {
     /// Audit bundle directory (default: the newest release/audit_*).
     #[arg(long, value_name = "PATH")]
     pub bundle: Option<PathBuf>,
-    /// Who prepares the release (default: [release] deployer, then $USER).
-    #[arg(long, value_name = "NAME")]
+    /// Who prepares the release, recorded as the manifest's `deployment.prepared_by` (default:
+    /// [release] deployer, then $USER). Who deploys it is recorded by the deploy.
+    #[arg(long, visible_alias = "prepared-by", value_name = "NAME")]
     pub deployer: Option<String>,
     /// Environment (default: [release] environment).
     #[arg(long, value_name = "NAME")]

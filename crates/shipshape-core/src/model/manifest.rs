@@ -15,8 +15,13 @@ use crate::infra::hash::Digest;
 use crate::infra::paths::RelPath;
 use crate::model::ids::{ReleaseId, ReleaseType};
 
-/// Current manifest schema.
-pub const MANIFEST_SCHEMA: u32 = 1;
+/// Current manifest schema. 2 names the `deployment` block's fields for what they are
+/// (`prepared_at`, `prepared_by`: when and by whom the manifest was made); 1 called them
+/// `timestamp` and `deployer`, as the story's example does, and is still read.
+pub const MANIFEST_SCHEMA: u32 = 2;
+
+/// Every schema this version reads.
+pub const READABLE_MANIFEST_SCHEMAS: [u32; 2] = [1, 2];
 
 /// The manifest file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,14 +109,17 @@ pub struct ValidationRecord {
     pub overridden: bool,
 }
 
-/// The story's `deployment` block.
+/// The story's `deployment` block: what the release is prepared for. The deploy itself — when,
+/// and by whom — is recorded by the deploy, in the registry and the history (`shipshape status`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Deployment {
-    /// When the manifest was made (the deploy time itself is recorded by the deploy, in the registry).
-    pub timestamp: Time,
-    /// Who prepared the release.
-    pub deployer: String,
+    /// When the manifest was made (schema 1: `timestamp`).
+    #[serde(alias = "timestamp")]
+    pub prepared_at: Time,
+    /// Who prepared the release (schema 1: `deployer`).
+    #[serde(alias = "deployer")]
+    pub prepared_by: String,
     /// The environment it is for.
     pub environment: Slug,
 }

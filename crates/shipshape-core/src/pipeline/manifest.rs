@@ -36,10 +36,13 @@ pub fn load(path: &Path) -> Result<LoadedManifest> {
     let parsed = parsed_dir_of(path, "manifests");
     let (manifest, bytes, digest): (Manifest, Vec<u8>, Digest) =
         crate::infra::yaml::read_parsed(path, parsed.as_deref())?;
-    if manifest.schema_version != MANIFEST_SCHEMA {
+    if !crate::model::manifest::READABLE_MANIFEST_SCHEMAS.contains(&manifest.schema_version) {
         return Err(Error::invalid(
             path,
-            format!("schema_version {} is not supported (expected {MANIFEST_SCHEMA})", manifest.schema_version),
+            format!(
+                "schema_version {} is not supported (this shipshape reads 1 and {MANIFEST_SCHEMA}); a newer shipshape made it",
+                manifest.schema_version
+            ),
         ));
     }
     let expected_name = format!("{}.yaml", manifest.release_id);
@@ -382,7 +385,7 @@ pub fn create(
         approval_policy,
         previous_manifest: previous_rel,
         previous_manifest_sha256: previous.map(|p| p.digest),
-        deployment: Deployment { timestamp: now, deployer, environment },
+        deployment: Deployment { prepared_at: now, prepared_by: deployer, environment },
         artifacts,
         rollback_plan,
         monitoring: monitoring_plan(&workspace.config.monitoring),

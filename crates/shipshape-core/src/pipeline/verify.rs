@@ -341,7 +341,7 @@ fn judge_trust(
     report.push(Check::Manifest, report.manifest.clone(), Ok(format!("parses strictly; {}", loaded.digest)));
     // A manifest made after "now" (beyond a clock-skew allowance) means a wrong clock on one of the
     // two hosts or an edited timestamp: its expiry would be meaningless, so it is not deployed.
-    let made = manifest.deployment.timestamp;
+    let made = manifest.deployment.prepared_at;
     let from_the_future = made.since(&now) > jiff::SignedDuration::from_secs(FUTURE_ALLOWANCE_SECONDS);
     let future = || {
         format!(

@@ -343,9 +343,10 @@ fn tamper_drill(context: &Context, dir: &Path, first_rel: &Path) -> anyhow::Resu
         shipshape_core::pipeline::manifest::manifest_paths(&workspace)?.into_iter().next().context("first manifest")?;
     let first_in_copy = tampered.join(first.strip_prefix(dir)?);
     let mut bytes = fs::read(&first_in_copy)?;
-    if let Some(position) = bytes.windows(8).position(|w| w == b"deployer") {
-        bytes[position + 10] ^= 0x01;
-    }
+    const FIELD: &[u8] = b"prepared_by: ";
+    let position =
+        bytes.windows(FIELD.len()).position(|w| w == FIELD).context("no prepared_by in the first manifest")?;
+    bytes[position + FIELD.len()] ^= 0x01;
     fs::write(&first_in_copy, bytes)?;
     println!("changed one byte of {} in {}", first.strip_prefix(dir)?.display(), tampered.display());
     command_line(&format!("shipshape -C {} verify", tampered.display()));

@@ -172,8 +172,8 @@ fn one_byte_changed_or_a_trailing_newline_voids_the_approvals() {
         assert!(s.approve(&s.manifest, "engineering-lead", "john").status.success());
         let mut bytes = fs::read(&s.manifest).unwrap();
         if change == "byte" {
-            let at = String::from_utf8_lossy(&bytes).find("deployer: ").unwrap() + "deployer: ".len();
-            bytes[at] ^= 0x20; // toggles the case of the deployer's first letter
+            let at = String::from_utf8_lossy(&bytes).find("prepared_by: ").unwrap() + "prepared_by: ".len();
+            bytes[at] ^= 0x20; // toggles the case of the preparer's first letter
         } else {
             bytes.push(b'\n');
         }

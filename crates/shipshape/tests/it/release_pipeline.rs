@@ -88,7 +88,7 @@ fn test_release_manifest_generation() {
     sorted_keys.sort();
     expected_keys.sort();
     assert_eq!(sorted_keys, expected_keys);
-    assert_eq!(m["schema_version"], 1);
+    assert_eq!(m["schema_version"], 2);
     assert_eq!(m["release_id"], "release_20251012_190000");
     assert_eq!(m["release_type"], "minor");
     assert_eq!(m["sequence"], 1);
@@ -106,7 +106,11 @@ fn test_release_manifest_generation() {
     );
     assert_eq!(m["previous_manifest"], Value::Null);
     assert_eq!(m["previous_manifest_sha256"], Value::Null);
-    assert_eq!(m["deployment"], json!({"timestamp": NOW, "deployer": "engineering_lead", "environment": "production"}));
+    // The story's block, named for what it records: when and by whom the release was prepared.
+    assert_eq!(
+        m["deployment"],
+        json!({"prepared_at": NOW, "prepared_by": "engineering_lead", "environment": "production"})
+    );
 
     let kinds: Vec<&str> = m["artifacts"].as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(kinds.len(), 3);
@@ -738,4 +742,52 @@ fn diff_shows_what_a_release_changes() {
         ),
         "{plan:?}"
     );
+}
+
+/// A schema-1 manifest (the story's `deployment.timestamp`/`deployer`, as made before schema 2)
+/// is still read: approved, verified and deployed, and a schema-2 manifest chains after it; a
+/// schema this version does not know is refused with the reason.
+#[test]
+fn schema_1_manifests_are_still_read_and_unknown_schemas_refused() {
+    let s = Setup::new("copy");
+    let t0 = "2025-10-12T19:00:00Z";
+    let old = s.ws.release(t0, &["--type", "hotfix"]);
+    let text = fs::read_to_string(&old).unwrap();
+    assert!(text.contains("prepared_at: ") && text.contains("prepared_by: "), "{text}");
+    let v1 = text
+        .replace("schema_version: 2\n", "schema_version: 1\n")
+        .replace("  prepared_at: ", "  timestamp: ")
+        .replace("  prepared_by: ", "  deployer: ");
+    assert_ne!(v1, text);
+    fs::write(&old, &v1).unwrap();
+    let approve = |manifest: &std::path::Path, now: &str| {
+        let output =
+            s.ws.cmd_at(now)
+                .arg("approve")
+                .arg(manifest)
+                .args(["--role", "risk-manager", "--key"])
+                .arg(&s.key)
+                .output()
+                .unwrap();
+        assert!(output.status.success(), "{}", stderr_of(&output));
+    };
+    approve(&old, t0);
+    let output = s.deploy(t0, &old);
+    assert!(output.status.success(), "a schema-1 manifest deploys: {}", stderr_of(&output));
+    let t1 = "2025-10-12T20:00:00Z";
+    let config = fs::read_to_string(s.ws.path("src/app/config.py")).unwrap();
+    s.ws.write("src/app/config.py", format!("{config}# next\n").as_bytes());
+    let new = s.ws.release(t1, &["--type", "hotfix"]);
+    approve(&new, t1);
+    let output = s.ws.cmd_at(t1).args(["verify"]).arg(&new).output().unwrap();
+    assert!(output.status.success(), "schema 2 chained after schema 1: {}", stderr_of(&output));
+    let output = s.deploy(t1, &new);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    // A manifest from a future shipshape.
+    let future = fs::read_to_string(&new).unwrap().replace("schema_version: 2\n", "schema_version: 3\n");
+    fs::write(&new, future).unwrap();
+    let output = s.ws.cmd_at(t1).args(["verify"]).arg(&new).output().unwrap();
+    assert!(!output.status.success());
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr_of(&output));
+    assert!(all.contains("schema_version 3 is not supported (this shipshape reads 1 and 2)"), "{all}");
 }
