@@ -290,4 +290,15 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn states_are_written_in_rfc3339_and_old_numeric_ones_still_read() {
+        let state = State::Pending { breaches: 2, since: 1_760_346_000 };
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(json, r#"{"state":"pending","breaches":2,"since":"2025-10-13T09:00:00Z"}"#);
+        assert_eq!(serde_json::from_str::<State>(&json).unwrap(), state);
+        let old = r#"{"state":"pending","breaches":2,"since":1760346000}"#;
+        assert_eq!(serde_json::from_str::<State>(old).unwrap(), state);
+        assert!(serde_json::from_str::<State>(r#"{"state":"pending","breaches":2,"since":"soon"}"#).is_err());
+    }
 }
