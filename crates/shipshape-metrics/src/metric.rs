@@ -25,11 +25,18 @@ pub enum MetricKind {
     Precision,
     /// Mean over standard deviation of trade returns.
     Sharpe,
+    /// Mean return per trade.
+    MeanReturn,
 }
 
 impl MetricKind {
-    /// Every metric, in display order.
+    /// The story's metrics, which the built-in backtest reports by name (every kind is computed
+    /// from the per-strategy statistics it also records).
     pub const ALL: [MetricKind; 3] = [MetricKind::HitRatio, MetricKind::Precision, MetricKind::Sharpe];
+
+    /// Every kind a `[[monitoring.metrics]]` entry may name.
+    pub const EVERY: [MetricKind; 4] =
+        [MetricKind::HitRatio, MetricKind::Precision, MetricKind::Sharpe, MetricKind::MeanReturn];
 
     /// The name used in configs and outputs.
     pub fn name(self) -> &'static str {
@@ -37,6 +44,7 @@ impl MetricKind {
             MetricKind::HitRatio => "hit_ratio",
             MetricKind::Precision => "precision",
             MetricKind::Sharpe => "sharpe",
+            MetricKind::MeanReturn => "mean_return",
         }
     }
 
@@ -62,6 +70,7 @@ impl MetricKind {
             MetricKind::HitRatio => ratio(self, stats.hits, stats.trades, confidence),
             MetricKind::Precision => ratio(self, stats.long_wins, stats.longs, confidence),
             MetricKind::Sharpe => sharpe(stats, confidence, sharpe_unit),
+            MetricKind::MeanReturn => mean_return(stats, confidence),
         }
     }
 }
@@ -75,10 +84,10 @@ impl fmt::Display for MetricKind {
 impl FromStr for MetricKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        MetricKind::ALL
+        MetricKind::EVERY
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown metric `{s}` (expected hit_ratio, precision or sharpe)"))
+            .ok_or_else(|| format!("unknown metric `{s}` (expected hit_ratio, precision, sharpe or mean_return)"))
     }
 }
 
@@ -157,6 +166,30 @@ fn ratio(kind: MetricKind, successes: u64, n: u64, confidence: f64) -> MetricVal
     out.std_error = Some((p * (1.0 - p) / n as f64).sqrt());
     out.ci_low = Some(low);
     out.ci_high = Some(high);
+    out
+}
+
+/// The mean trade return with its standard error s/√n (the normal interval around it).
+fn mean_return(stats: &Stats, confidence: f64) -> MetricValue {
+    let mut out = MetricValue {
+        kind: MetricKind::MeanReturn,
+        value: None,
+        samples: stats.trades,
+        std_error: None,
+        ci_low: None,
+        ci_high: None,
+        confidence,
+        unit: "return per trade".into(),
+    };
+    let Some(mean) = stats.mean_return() else { return out };
+    out.value = Some(mean);
+    if let Some(sd) = stats.std_return().filter(|sd| sd.is_finite()) {
+        let se = sd / (stats.trades as f64).sqrt();
+        let z = z_two_sided(confidence);
+        out.std_error = Some(se);
+        out.ci_low = Some(mean - z * se);
+        out.ci_high = Some(mean + z * se);
+    }
     out
 }
 

@@ -51,8 +51,10 @@ pub struct ModeRules {
 pub struct MetricPolicy {
     /// Name, e.g. `intraday_hit_ratio`.
     pub name: String,
-    /// The strategy whose events it is computed from.
+    /// The strategies whose events it is computed from, as one label (`intraday`, `momentum,mean_*`).
     pub strategy: String,
+    /// The same, as the names and globs to match events' strategies against.
+    pub strategies: Vec<String>,
     /// Which metric.
     pub kind: MetricKind,
     /// Rules during the heightened period.
@@ -62,6 +64,11 @@ pub struct MetricPolicy {
 }
 
 impl MetricPolicy {
+    /// Whether events of `strategy` count toward it.
+    pub fn watches(&self, strategy: &str) -> bool {
+        self.strategies.iter().any(|pattern| shipshape_core::config::wildcard_match(pattern, strategy))
+    }
+
     /// The rules of `mode`.
     pub fn rules(&self, mode: Mode) -> &ModeRules {
         match mode {
@@ -150,10 +157,12 @@ mod tests {
             min_samples: 30,
             significance: Some(0.95),
             critical_multiple: 2.0,
+            lower_is_better: false,
         };
         MetricPolicy {
             name: "intraday_hit_ratio".into(),
             strategy: "intraday".into(),
+            strategies: vec!["intraday".into()],
             kind: MetricKind::HitRatio,
             heightened: ModeRules {
                 window: 6 * HOUR,

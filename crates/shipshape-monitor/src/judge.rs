@@ -43,6 +43,10 @@ pub struct Rule {
     pub significance: Option<f64>,
     /// Critical when drop ≥ this × threshold.
     pub critical_multiple: f64,
+    /// A rise is the regression (slippage, latency): the "drop" is how far the value is above the
+    /// baseline, and the significance test uses the lower confidence bound.
+    #[serde(default)]
+    pub lower_is_better: bool,
 }
 
 /// The verdict of one evaluation.
@@ -73,10 +77,12 @@ pub fn judge(current: &MetricValue, baseline: f64, rule: &Rule) -> Verdict {
     let Some(value) = current.value.filter(|_| current.samples >= rule.min_samples) else {
         return Verdict::InsufficientData { samples: current.samples };
     };
+    // How much worse than the baseline: a fall, or a rise for a lower-is-better metric.
+    let worse_by = if rule.lower_is_better { value - baseline } else { baseline - value };
     let drop = match rule.kind {
-        DropKind::Relative if baseline.abs() > f64::EPSILON => (baseline - value) / baseline,
+        DropKind::Relative if baseline.abs() > f64::EPSILON => worse_by / baseline.abs(),
         DropKind::Relative => 0.0,
-        DropKind::Absolute => baseline - value,
+        DropKind::Absolute => worse_by,
     };
     if drop <= rule.threshold {
         return Verdict::Healthy { drop };
@@ -84,7 +90,9 @@ pub fn judge(current: &MetricValue, baseline: f64, rule: &Rule) -> Verdict {
     if let Some(confidence) = rule.significance {
         // The value's one-sided upper bound must be below the baseline for the drop to count.
         let se = current.std_error.unwrap_or(f64::INFINITY);
-        let significant = value + z_one_sided(confidence) * se < baseline; // false for NaN or an unknown error
+        let margin = z_one_sided(confidence) * se;
+        // false for NaN or an unknown error
+        let significant = if rule.lower_is_better { value - margin > baseline } else { value + margin < baseline };
         if !significant {
             return Verdict::Healthy { drop };
         }
@@ -138,7 +146,14 @@ mod tests {
     }
 
     fn rule(threshold: f64) -> Rule {
-        Rule { kind: DropKind::Relative, threshold, min_samples: 30, significance: Some(0.95), critical_multiple: 2.0 }
+        Rule {
+            kind: DropKind::Relative,
+            threshold,
+            min_samples: 30,
+            significance: Some(0.95),
+            critical_multiple: 2.0,
+            lower_is_better: false,
+        }
     }
 
     #[test]
@@ -193,8 +208,30 @@ mod tests {
             min_samples: 30,
             significance: Some(0.95),
             critical_multiple: 2.0,
+            lower_is_better: false,
         };
         assert!(matches!(judge(&current, 0.12, &sharpe_rule), Verdict::Breach { severity: Severity::Critical, .. }));
         assert!(matches!(judge(&current, 0.0, &sharpe_rule), Verdict::Breach { severity: Severity::Warning, .. }));
+    }
+
+    #[test]
+    fn a_lower_is_better_metric_breaches_when_it_rises_significantly() {
+        let rule = Rule { lower_is_better: true, ..rule(0.10) };
+        let at = |value: f64, se: f64| MetricValue {
+            kind: shipshape_metrics::MetricKind::MeanReturn,
+            value: Some(value),
+            samples: 500,
+            std_error: Some(se),
+            ci_low: None,
+            ci_high: None,
+            confidence: 0.95,
+            unit: "x".into(),
+        };
+        // 30 % above a baseline of 1.0, well outside the noise: a critical breach.
+        assert!(matches!(judge(&at(1.3, 0.01), 1.0, &rule), Verdict::Breach { severity: Severity::Critical, .. }));
+        // 30 % below it is an improvement.
+        assert!(matches!(judge(&at(0.7, 0.01), 1.0, &rule), Verdict::Healthy { drop } if drop < 0.0));
+        // 30 % above, but within the noise: healthy.
+        assert!(matches!(judge(&at(1.3, 0.5), 1.0, &rule), Verdict::Healthy { .. }));
     }
 }

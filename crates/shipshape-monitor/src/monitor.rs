@@ -333,9 +333,19 @@ impl Monitor {
         };
         let mut out = BTreeMap::new();
         for policy in &self.policies {
-            let value = validation.as_ref().and_then(|backtest| match backtest.statistics.get(&policy.strategy) {
-                Some(stats) => policy.kind.compute(stats, backtest.confidence, self.unit).value,
-                None => backtest.metrics.get(&policy.name).and_then(|m| m.value),
+            // The backtest's per-strategy statistics of the metric's strategies, pooled; else (an
+            // external backtest) the metric it reported under the metric's name.
+            let value = validation.as_ref().and_then(|backtest| {
+                let mut pooled: Option<shipshape_metrics::Stats> = None;
+                for (strategy, stats) in &backtest.statistics {
+                    if policy.watches(strategy) {
+                        pooled.get_or_insert_with(Default::default).merge(stats);
+                    }
+                }
+                match pooled {
+                    Some(stats) => policy.kind.compute(&stats, backtest.confidence, self.unit).value,
+                    None => backtest.metrics.get(&policy.name).and_then(|m| m.value),
+                }
             });
             out.insert(policy.name.clone(), value);
         }
@@ -347,7 +357,7 @@ impl Monitor {
         let from = deployed - self.config.baseline_window.0.seconds();
         let mut out = BTreeMap::new();
         for policy in &self.policies {
-            let stats = self.db.window(None, &policy.strategy, from, deployed)?;
+            let stats = self.db.window_of(None, &policy.strategies, from, deployed)?;
             let value = policy.kind.compute(&stats, 0.95, self.unit);
             let enough = value.samples >= u64::from(self.config.min_samples.0);
             out.insert(policy.name.clone(), value.value.filter(|_| enough));
@@ -362,7 +372,7 @@ impl Monitor {
         let mut out = Vec::new();
         for policy in &self.policies {
             let (from, to) = window_at(policy, deployed, end, now);
-            let stats = self.db.window(Some(active.release_id.as_str()), &policy.strategy, from, to)?;
+            let stats = self.db.window_of(Some(active.release_id.as_str()), &policy.strategies, from, to)?;
             let baseline = active.baselines.get(&policy.name).copied().flatten();
             out.push((policy.clone(), evaluate_with(|_, _| stats, deployed, policy, baseline, end, now, self.unit)));
         }
@@ -746,7 +756,7 @@ fn read_events(
             release_id,
             attributed,
             late: context.last_eval.is_some_and(|last| at < last),
-            known_strategy: context.known.iter().any(|k| k == &*event.strategy),
+            known_strategy: context.known.iter().any(|k| shipshape_core::config::wildcard_match(k, &event.strategy)),
         };
         sink(&new)?;
     }

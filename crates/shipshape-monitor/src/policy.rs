@@ -1,74 +1,53 @@
-//! The story's three monitored metrics, built from `[monitoring]` in `shipshape.toml`.
+//! The monitored metrics, built from `[[monitoring.metrics]]` in `shipshape.toml` (or, for a
+//! config without that list, the story's three from the deprecated per-metric keys: see
+//! [`MonitoringConfig::metrics`]).
 
-use shipshape_core::config::MonitoringConfig;
-use shipshape_metrics::MetricKind;
+use shipshape_core::config::{Direction, DropStyle, MonitoringConfig};
 
 use crate::alert::Cadence;
 use crate::evaluate::{MetricPolicy, ModeRules};
 use crate::judge::{DropKind, Rule};
 
-/// The monitored metrics: intraday hit ratio, swing precision, intraday Sharpe.
+/// The monitored metrics, in the config's order.
 pub fn policies(config: &MonitoringConfig) -> Vec<MetricPolicy> {
     let significance = config.significance_test.then_some(config.significance.0);
-    let rule = |kind, threshold: f64| Rule {
-        kind,
-        threshold,
-        min_samples: u64::from(config.min_samples.0),
-        significance,
-        critical_multiple: config.critical_multiple.0,
-    };
     let cadence = |mode: &shipshape_core::config::ModePolicy| Cadence {
         consecutive_breaches: config.consecutive_breaches.0,
         repeat_every: mode.notify_every.0.seconds(),
     };
-    let (h, n) = (&config.heightened, &config.normal);
-    vec![
-        MetricPolicy {
-            name: "intraday_hit_ratio".into(),
-            strategy: "intraday".into(),
-            kind: MetricKind::HitRatio,
-            heightened: ModeRules {
-                window: h.intraday_hit_ratio_window.0.seconds(),
-                rule: rule(DropKind::Relative, h.intraday_hit_ratio_drop.0),
-                cadence: cadence(h),
-            },
-            normal: ModeRules {
-                window: n.intraday_hit_ratio_window.0.seconds(),
-                rule: rule(DropKind::Relative, n.intraday_hit_ratio_drop.0),
-                cadence: cadence(n),
-            },
-        },
-        MetricPolicy {
-            name: "swing_precision".into(),
-            strategy: "swing".into(),
-            kind: MetricKind::Precision,
-            heightened: ModeRules {
-                window: h.swing_precision_window.0.seconds(),
-                rule: rule(DropKind::Relative, h.swing_precision_drop.0),
-                cadence: cadence(h),
-            },
-            normal: ModeRules {
-                window: n.swing_precision_window.0.seconds(),
-                rule: rule(DropKind::Relative, n.swing_precision_drop.0),
-                cadence: cadence(n),
-            },
-        },
-        MetricPolicy {
-            name: "intraday_sharpe".into(),
-            strategy: "intraday".into(),
-            kind: MetricKind::Sharpe,
-            heightened: ModeRules {
-                window: h.intraday_hit_ratio_window.0.seconds(),
-                rule: rule(DropKind::Absolute, h.intraday_sharpe_drop.0),
-                cadence: cadence(h),
-            },
-            normal: ModeRules {
-                window: n.intraday_hit_ratio_window.0.seconds(),
-                rule: rule(DropKind::Absolute, n.intraday_sharpe_drop.0),
-                cadence: cadence(n),
-            },
-        },
-    ]
+    config
+        .metrics()
+        .into_iter()
+        .map(|m| {
+            let rule = |threshold: f64| Rule {
+                kind: match m.drop_style() {
+                    DropStyle::Relative => DropKind::Relative,
+                    DropStyle::Absolute => DropKind::Absolute,
+                },
+                threshold,
+                min_samples: u64::from(m.min_samples.as_ref().map_or(config.min_samples.0, |n| n.0)),
+                significance,
+                critical_multiple: m.critical_multiple.as_ref().map_or(config.critical_multiple.0, |c| c.0),
+                lower_is_better: m.direction == Direction::Lower,
+            };
+            MetricPolicy {
+                name: m.name.0.clone(),
+                strategy: m.strategies.join(","),
+                strategies: m.strategies.clone(),
+                kind: m.kind,
+                heightened: ModeRules {
+                    window: m.heightened.window.0.seconds(),
+                    rule: rule(m.heightened.threshold.0),
+                    cadence: cadence(&config.heightened),
+                },
+                normal: ModeRules {
+                    window: m.normal.window.0.seconds(),
+                    rule: rule(m.normal.threshold.0),
+                    cadence: cadence(&config.normal),
+                },
+            }
+        })
+        .collect()
 }
 
 /// How long raw events are kept (`[retention] raw_events`; by default the longest window any
@@ -89,9 +68,10 @@ pub fn raw_event_retention(
         .unwrap_or(0)
 }
 
-/// The strategies the policies watch (others are stored and reported as unknown).
+/// The strategy patterns the policies watch (names or globs; events of other strategies are
+/// stored and reported as unknown).
 pub fn known_strategies(policies: &[MetricPolicy]) -> Vec<&str> {
-    let mut names: Vec<&str> = policies.iter().map(|p| p.strategy.as_str()).collect();
+    let mut names: Vec<&str> = policies.iter().flat_map(|p| p.strategies.iter().map(String::as_str)).collect();
     names.sort_unstable();
     names.dedup();
     names

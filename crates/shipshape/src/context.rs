@@ -59,9 +59,25 @@ impl Context {
         self.clock.now()
     }
 
-    /// The workspace holding `start_dir`.
+    /// The workspace holding `start_dir`. A config that still names the story's metrics with the
+    /// deprecated per-metric keys is read as before, with a note (once per process) giving the
+    /// `[[monitoring.metrics]]` entries to write instead.
     pub fn workspace(&self) -> anyhow::Result<Workspace> {
-        Ok(Workspace::discover(&self.start_dir)?)
+        let workspace = Workspace::discover(&self.start_dir)?;
+        let deprecated = workspace.config.monitoring.deprecated_keys();
+        static NOTED: std::sync::Once = std::sync::Once::new();
+        if !deprecated.is_empty() {
+            NOTED.call_once(|| {
+                self.note(format!(
+                    "note: {}: {} {} deprecated; they are read as before. Replace them with these entries (and keep only notify_every in [monitoring.heightened] and [monitoring.normal]):\n\n{}",
+                    workspace.config.path.display(),
+                    deprecated.join(", "),
+                    if deprecated.len() == 1 { "is" } else { "are" },
+                    workspace.config.monitoring.metrics_toml().trim_end()
+                ))
+            });
+        }
+        Ok(workspace)
     }
 
     /// A progress display on stderr when it is a terminal and not `--quiet`.

@@ -25,7 +25,10 @@ mod values;
 
 pub use checklist::{BacktestConfig, ChecklistItem, ValidateConfig, check_checklist, load_checklist};
 pub use deploy::{ApprovalsConfig, DeployConfig, DeployMode, PostDeployCheck};
-pub use monitoring::{AutoRollbackConfig, BaselineSource, ModePolicy, MonitoringConfig, SinkConfig};
+pub use monitoring::{
+    AutoRollbackConfig, BaselineSource, Direction, DropStyle, MetricConfig, MetricMode, ModePolicy, MonitoringConfig,
+    SinkConfig, wildcard_match,
+};
 pub use retention::RetentionConfig;
 pub use values::{AtLeastOne, Fraction, PositiveDuration, PositiveFloat, PositiveInt, Slug};
 
@@ -265,6 +268,51 @@ impl Config {
                 return Err(Error::parse(path, line, column, format!("{key}: {message}")));
             }
         }
+        let mut names = std::collections::BTreeSet::new();
+        for (index, metric) in raw.monitoring.metrics.iter().enumerate() {
+            let key = format!("monitoring.metrics[{index}] ({})", metric.name.0);
+            let (line, column) = line_of(&text, &format!("\"{}\"", metric.name.0));
+            if !names.insert(metric.name.0.clone()) {
+                return Err(Error::parse(path, line, column, format!("{key}: a second metric with this name")));
+            }
+            if metric.strategies.is_empty() || metric.strategies.iter().any(|s| s.trim().is_empty()) {
+                return Err(Error::parse(
+                    path,
+                    line,
+                    column,
+                    format!("{key}.strategies: name at least one strategy, or a glob such as \"*\""),
+                ));
+            }
+            if metric.drop_style() == DropStyle::Relative
+                && metric.kind != shipshape_metrics::MetricKind::HitRatio
+                && metric.kind != shipshape_metrics::MetricKind::Precision
+                && metric.heightened.threshold.0.max(metric.normal.threshold.0) >= 1.0
+                && metric.direction == Direction::Higher
+            {
+                return Err(Error::parse(
+                    path,
+                    line,
+                    column,
+                    format!(
+                        "{key}: a relative drop of 1 or more can never happen to a positive metric; use drop = \"absolute\" or a threshold below 1"
+                    ),
+                ));
+            }
+        }
+        if !raw.monitoring.metrics.is_empty()
+            && let Some(key) = raw.monitoring.deprecated_keys().first()
+        {
+            let field = key.rsplit('.').next().unwrap_or(key);
+            let (line, column) = line_of(&text, field);
+            return Err(Error::parse(
+                path,
+                line,
+                column,
+                format!(
+                    "{key}: with [[monitoring.metrics]], each metric sets its own windows and thresholds; remove this key"
+                ),
+            ));
+        }
         Ok(Config {
             path: path.to_path_buf(),
             text,
@@ -378,6 +426,9 @@ mod tests {
         assert_eq!(names, ["configs", "models", "notebooks"]);
         assert_eq!(config.monitoring.heightened, ModePolicy::heightened());
         assert_eq!(config.monitoring.normal, ModePolicy::normal());
+        // The template's metrics are the story's three, exactly what a config without the list reads.
+        assert_eq!(config.monitoring.metrics(), MonitoringConfig::default().metrics());
+        assert!(config.monitoring.deprecated_keys().is_empty());
         assert_eq!(config.monitoring.heightened_hours.0, 48);
         assert_eq!(config.monitoring.consecutive_breaches.0, 3);
         assert_eq!(config.monitoring.eval_interval.0.seconds(), 600);
@@ -412,15 +463,77 @@ mod tests {
 
     #[test]
     fn out_of_range_policy_values_name_the_key() {
-        let mut text = CONFIG_TEMPLATE.replace("intraday_hit_ratio_drop = 0.05", "intraday_hit_ratio_drop = 1.5");
+        let mut text = CONFIG_TEMPLATE.replace(
+            "heightened = { window = \"6h\", threshold = 0.05 }",
+            "heightened = { window = \"6h\", threshold = -0.05 }",
+        );
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains("monitoring.heightened.intraday_hit_ratio_drop"), "{err}");
-        assert!(err.contains("between 0 and 1"), "{err}");
-        text = CONFIG_TEMPLATE.replace("intraday_hit_ratio_window = \"6h\"", "intraday_hit_ratio_window = \"0m\"");
+        assert!(err.contains("monitoring.metrics[0].heightened.threshold"), "{err}");
+        assert!(err.contains("greater than 0"), "{err}");
+        text = CONFIG_TEMPLATE.replace(
+            "heightened = { window = \"6h\", threshold = 0.05 }",
+            "heightened = { window = \"0m\", threshold = 0.05 }",
+        );
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains("monitoring.heightened.intraday_hit_ratio_window"), "{err}");
-        text = CONFIG_TEMPLATE.replace("intraday_hit_ratio_window = \"6h\"", "intraday_hit_ratio_window = \"-6h\"");
-        assert!(parse(&text).unwrap_err().to_string().contains("not a duration"));
+        assert!(err.contains("monitoring.metrics[0].heightened.window"), "{err}");
+        text = CONFIG_TEMPLATE.replace("kind = \"hit_ratio\"", "kind = \"hit_rate\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("monitoring.metrics[0].kind") && err.contains("hit_ratio"), "{err}");
+    }
+
+    #[test]
+    fn metrics_are_checked_and_old_keys_still_read() {
+        let metric = |name: &str, strategies: &str| {
+            format!(
+                "[[monitoring.metrics]]\nname = \"{name}\"\nstrategies = {strategies}\nkind = \"hit_ratio\"\nheightened = {{ window = \"1h\", threshold = 0.05 }}\nnormal = {{ window = \"1d\", threshold = 0.1 }}\n"
+            )
+        };
+        let text = format!(
+            "{MINIMAL}{}{}",
+            metric("momentum_hits", "[\"momentum\", \"mean_*\"]"),
+            metric("momentum_hits", "[\"x\"]")
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("a second metric with this name"), "{err}");
+        let err = parse(&format!("{MINIMAL}{}", metric("m", "[]"))).unwrap_err().to_string();
+        assert!(err.contains("monitoring.metrics[0] (m).strategies: name at least one strategy"), "{err}");
+        let config = parse(&format!("{MINIMAL}{}", metric("m", "[\"mean_*\"]"))).unwrap();
+        let metrics = config.monitoring.metrics();
+        assert_eq!(metrics.len(), 1, "the list replaces the story's metrics");
+        assert!(metrics[0].watches("mean_reversion") && !metrics[0].watches("momentum"));
+        // With the list, the story's per-metric keys are refused; without it they are still read.
+        let mixed = format!(
+            "{MINIMAL}[monitoring.heightened]\nnotify_every = \"2h\"\nintraday_hit_ratio_drop = 0.07\n{}",
+            metric("m", "[\"a\"]")
+        );
+        let err = parse(&mixed).unwrap_err().to_string();
+        assert!(err.contains("monitoring.heightened.intraday_hit_ratio_drop: with [[monitoring.metrics]]"), "{err}");
+        let old = parse(&format!(
+            "{MINIMAL}[monitoring.heightened]\nnotify_every = \"2h\"\nintraday_hit_ratio_drop = 0.07\n"
+        ))
+        .unwrap();
+        assert_eq!(old.monitoring.deprecated_keys(), ["monitoring.heightened.intraday_hit_ratio_drop"]);
+        assert_eq!(old.monitoring.metrics()[0].heightened.threshold.0, 0.07);
+        // The replacement printed for an old config parses to the same metrics.
+        let replaced = parse(&format!("{MINIMAL}{}", old.monitoring.metrics_toml())).unwrap();
+        assert_eq!(replaced.monitoring.metrics(), old.monitoring.metrics());
+    }
+
+    #[test]
+    fn wildcards_match_whole_names() {
+        for (pattern, text, expected) in [
+            ("*", "anything", true),
+            ("mean_*", "mean_reversion", true),
+            ("mean_*", "momentum", false),
+            ("m?m*", "momentum", true),
+            ("intraday", "intraday", true),
+            ("intraday", "intraday2", false),
+            ("*day", "intraday", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+        ] {
+            assert_eq!(wildcard_match(pattern, text), expected, "{pattern} vs {text}");
+        }
     }
 
     #[test]

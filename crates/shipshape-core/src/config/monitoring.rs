@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AtLeastOne, Fraction, PositiveDuration, PositiveFloat, PositiveInt};
+use crate::config::{AtLeastOne, Fraction, PositiveDuration, PositiveFloat, PositiveInt, Slug};
 use crate::infra::clock::Duration;
 
 /// `[monitoring]`: the post-deploy watch. Defaults are the story's.
@@ -38,6 +38,197 @@ pub struct MonitoringConfig {
     pub auto_rollback: AutoRollbackConfig,
     /// Where alerts are sent.
     pub sinks: Vec<SinkConfig>,
+    /// What to watch: `[[monitoring.metrics]]`. Empty: the story's three metrics, from the
+    /// deprecated per-metric keys of `[monitoring.heightened]` / `[monitoring.normal]` (or their
+    /// defaults) — see [`MonitoringConfig::metrics`].
+    pub metrics: Vec<MetricConfig>,
+}
+
+/// Which way is better for a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Higher is better: a fall is a regression (hit ratio, precision, Sharpe, mean return).
+    #[default]
+    Higher,
+    /// Lower is better: a rise is a regression (slippage, latency).
+    Lower,
+}
+
+/// How a metric's change from its baseline is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropStyle {
+    /// As a share of the baseline (0.05 = 5 % worse).
+    Relative,
+    /// In the metric's own units (a Sharpe ratio 0.15 lower).
+    Absolute,
+}
+
+/// One mode's window and threshold for a metric.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricMode {
+    /// The rolling window.
+    pub window: PositiveDuration,
+    /// How much worse than the baseline is a breach (relative or absolute, per `drop`).
+    pub threshold: PositiveFloat,
+}
+
+/// One `[[monitoring.metrics]]` entry: what to compute, from which strategies' events, and when
+/// it is a regression.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricConfig {
+    /// The metric's name in alerts, charts and `/metrics` (lowercase, digits, `-`, `_`).
+    pub name: Slug,
+    /// The strategies whose events it is computed from, pooled: names or globs (`*`, `?`),
+    /// e.g. `["momentum"]`, `["mean_*"]`, `["*"]`.
+    pub strategies: Vec<String>,
+    /// `hit_ratio`, `precision`, `sharpe` or `mean_return`.
+    pub kind: shipshape_metrics::MetricKind,
+    /// `higher` (default) or `lower` is better.
+    #[serde(default)]
+    pub direction: Direction,
+    /// `relative` or `absolute`; default relative for hit ratio and precision, absolute otherwise.
+    #[serde(default)]
+    pub drop: Option<DropStyle>,
+    /// Fewer samples than this is insufficient data (default `[monitoring] min_samples`).
+    #[serde(default)]
+    pub min_samples: Option<PositiveInt>,
+    /// Critical at this many times the threshold (default `[monitoring] critical_multiple`).
+    #[serde(default)]
+    pub critical_multiple: Option<AtLeastOne>,
+    /// During the heightened period.
+    pub heightened: MetricMode,
+    /// Afterwards.
+    pub normal: MetricMode,
+}
+
+impl MetricConfig {
+    /// How its drop is measured.
+    pub fn drop_style(&self) -> DropStyle {
+        self.drop.unwrap_or(match self.kind {
+            shipshape_metrics::MetricKind::HitRatio | shipshape_metrics::MetricKind::Precision => DropStyle::Relative,
+            _ => DropStyle::Absolute,
+        })
+    }
+
+    /// Whether `strategy` is one of its strategies.
+    pub fn watches(&self, strategy: &str) -> bool {
+        self.strategies.iter().any(|pattern| wildcard_match(pattern, strategy))
+    }
+}
+
+/// `*` (any run) and `?` (any one byte) matching of the whole name, without allocating (it runs
+/// for every ingested event). A pattern without wildcards is plain equality.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    if !p.iter().any(|b| *b == b'*' || *b == b'?') {
+        return p == t;
+    }
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
+}
+
+impl MonitoringConfig {
+    /// What to watch: the `[[monitoring.metrics]]` entries, or — when there are none — the story's
+    /// three (intraday hit ratio, swing precision, intraday Sharpe) from the deprecated per-metric
+    /// keys of `[monitoring.heightened]` and `[monitoring.normal]`, or their defaults.
+    pub fn metrics(&self) -> Vec<MetricConfig> {
+        if !self.metrics.is_empty() {
+            return self.metrics.clone();
+        }
+        let (h, n) = (&self.heightened, &self.normal);
+        let (hd, nd) = (ModePolicy::heightened_defaults(), ModePolicy::normal_defaults());
+        let mode = |window: &Option<PositiveDuration>, dw: &PositiveDuration, threshold: f64| MetricMode {
+            window: window.clone().unwrap_or_else(|| dw.clone()),
+            threshold: PositiveFloat(threshold),
+        };
+        // `drop` is left to the kind's default (relative for the two ratios, absolute for Sharpe),
+        // as a config would write them.
+        let story = |name: &str, strategy: &str, kind, _drop: DropStyle| MetricConfig {
+            name: Slug(name.into()),
+            strategies: vec![strategy.into()],
+            kind,
+            direction: Direction::Higher,
+            drop: None,
+            min_samples: None,
+            critical_multiple: None,
+            heightened: mode(&None, &hd.0, 0.0),
+            normal: mode(&None, &nd.0, 0.0),
+        };
+        use shipshape_metrics::MetricKind;
+        let mut hit = story("intraday_hit_ratio", "intraday", MetricKind::HitRatio, DropStyle::Relative);
+        hit.heightened = mode(&h.intraday_hit_ratio_window, &hd.0, h.intraday_hit_ratio_drop.map_or(hd.2, |f| f.0));
+        hit.normal = mode(&n.intraday_hit_ratio_window, &nd.0, n.intraday_hit_ratio_drop.map_or(nd.2, |f| f.0));
+        let mut precision = story("swing_precision", "swing", MetricKind::Precision, DropStyle::Relative);
+        precision.heightened = mode(&h.swing_precision_window, &hd.1, h.swing_precision_drop.map_or(hd.3, |f| f.0));
+        precision.normal = mode(&n.swing_precision_window, &nd.1, n.swing_precision_drop.map_or(nd.3, |f| f.0));
+        let mut sharpe = story("intraday_sharpe", "intraday", MetricKind::Sharpe, DropStyle::Absolute);
+        sharpe.heightened = mode(&h.intraday_hit_ratio_window, &hd.0, h.intraday_sharpe_drop.map_or(hd.4, |f| f.0));
+        sharpe.normal = mode(&n.intraday_hit_ratio_window, &nd.0, n.intraday_sharpe_drop.map_or(nd.4, |f| f.0));
+        vec![hit, precision, sharpe]
+    }
+
+    /// The deprecated per-metric keys this config sets, dotted (empty for a current config).
+    pub fn deprecated_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for (mode, policy) in [("heightened", &self.heightened), ("normal", &self.normal)] {
+            for (key, set) in [
+                ("intraday_hit_ratio_window", policy.intraday_hit_ratio_window.is_some()),
+                ("swing_precision_window", policy.swing_precision_window.is_some()),
+                ("intraday_hit_ratio_drop", policy.intraday_hit_ratio_drop.is_some()),
+                ("swing_precision_drop", policy.swing_precision_drop.is_some()),
+                ("intraday_sharpe_drop", policy.intraday_sharpe_drop.is_some()),
+            ] {
+                if set {
+                    keys.push(format!("monitoring.{mode}.{key}"));
+                }
+            }
+        }
+        keys
+    }
+
+    /// `[[monitoring.metrics]]` entries equivalent to this config's metrics, as TOML (what a
+    /// config with the deprecated keys should say instead).
+    pub fn metrics_toml(&self) -> String {
+        let mut out = String::new();
+        for m in self.metrics() {
+            let drop = match m.drop {
+                Some(DropStyle::Relative) => "drop = \"relative\"\n",
+                Some(DropStyle::Absolute) => "drop = \"absolute\"\n",
+                None => "",
+            };
+            out.push_str(&format!(
+                "[[monitoring.metrics]]\nname = \"{}\"\nstrategies = [{}]\nkind = \"{}\"\n{drop}heightened = {{ window = \"{}\", threshold = {} }}\nnormal = {{ window = \"{}\", threshold = {} }}\n\n",
+                m.name.0,
+                m.strategies.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", "),
+                m.kind.name(),
+                m.heightened.window.0,
+                m.heightened.threshold.0,
+                m.normal.window.0,
+                m.normal.threshold.0,
+            ));
+        }
+        out
+    }
 }
 
 /// Where a metric's baseline comes from.
@@ -139,51 +330,67 @@ impl Default for MonitoringConfig {
             normal: ModePolicy::normal(),
             auto_rollback: AutoRollbackConfig::default(),
             sinks: vec![SinkConfig::Log],
+            metrics: Vec::new(),
         }
     }
 }
 
-/// Windows, thresholds and notification cadence for one monitoring mode.
+/// One monitoring mode's notification cadence — and, deprecated in favour of
+/// `[[monitoring.metrics]]`, the story's per-metric windows and thresholds.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModePolicy {
-    /// Rolling window for the intraday hit ratio.
-    pub intraday_hit_ratio_window: PositiveDuration,
-    /// Rolling window for swing precision.
-    pub swing_precision_window: PositiveDuration,
-    /// Relative drop of the intraday hit ratio that counts as a breach (0.05 = 5 %).
-    pub intraday_hit_ratio_drop: Fraction,
-    /// Relative drop of swing precision that counts as a breach.
-    pub swing_precision_drop: Fraction,
-    /// Absolute drop of the intraday Sharpe ratio that counts as a breach.
-    pub intraday_sharpe_drop: PositiveFloat,
+    /// Deprecated: rolling window for the intraday hit ratio (and Sharpe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intraday_hit_ratio_window: Option<PositiveDuration>,
+    /// Deprecated: rolling window for swing precision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swing_precision_window: Option<PositiveDuration>,
+    /// Deprecated: relative drop of the intraday hit ratio that counts as a breach (0.05 = 5 %).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intraday_hit_ratio_drop: Option<Fraction>,
+    /// Deprecated: relative drop of swing precision that counts as a breach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swing_precision_drop: Option<Fraction>,
+    /// Deprecated: absolute drop of the intraday Sharpe ratio that counts as a breach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intraday_sharpe_drop: Option<PositiveFloat>,
     /// How often a firing alert is notified again.
     pub notify_every: PositiveDuration,
 }
 
+/// The story's per-metric defaults of one mode: (hit-ratio window, precision window, hit-ratio
+/// drop, precision drop, Sharpe drop).
+type StoryDefaults = (PositiveDuration, PositiveDuration, f64, f64, f64);
+
 impl ModePolicy {
-    /// The story's heightened policy.
+    /// The story's heightened cadence.
     pub fn heightened() -> Self {
+        ModePolicy::cadence(2)
+    }
+
+    /// The story's normal cadence.
+    pub fn normal() -> Self {
+        ModePolicy::cadence(6)
+    }
+
+    fn cadence(hours: i64) -> Self {
         ModePolicy {
-            intraday_hit_ratio_window: PositiveDuration(Duration::hours(6)),
-            swing_precision_window: PositiveDuration(Duration::hours(24)),
-            intraday_hit_ratio_drop: Fraction(0.05),
-            swing_precision_drop: Fraction(0.05),
-            intraday_sharpe_drop: PositiveFloat(0.15),
-            notify_every: PositiveDuration(Duration::hours(2)),
+            intraday_hit_ratio_window: None,
+            swing_precision_window: None,
+            intraday_hit_ratio_drop: None,
+            swing_precision_drop: None,
+            intraday_sharpe_drop: None,
+            notify_every: PositiveDuration(Duration::hours(hours)),
         }
     }
 
-    /// The story's normal policy.
-    pub fn normal() -> Self {
-        ModePolicy {
-            intraday_hit_ratio_window: PositiveDuration(Duration::hours(24)),
-            swing_precision_window: PositiveDuration(Duration::hours(90 * 24)),
-            intraday_hit_ratio_drop: Fraction(0.10),
-            swing_precision_drop: Fraction(0.10),
-            intraday_sharpe_drop: PositiveFloat(0.25),
-            notify_every: PositiveDuration(Duration::hours(6)),
-        }
+    fn heightened_defaults() -> StoryDefaults {
+        (PositiveDuration(Duration::hours(6)), PositiveDuration(Duration::hours(24)), 0.05, 0.05, 0.15)
+    }
+
+    fn normal_defaults() -> StoryDefaults {
+        (PositiveDuration(Duration::hours(24)), PositiveDuration(Duration::hours(90 * 24)), 0.10, 0.10, 0.25)
     }
 }
 

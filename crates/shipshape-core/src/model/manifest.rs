@@ -9,7 +9,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{ModePolicy, Slug};
+use crate::config::Slug;
 use crate::infra::clock::Time;
 use crate::infra::hash::Digest;
 use crate::infra::paths::RelPath;
@@ -218,25 +218,56 @@ pub struct RollbackPlan {
     pub verification_steps: Vec<String>,
 }
 
-/// Thresholds of one monitoring mode, as the story's manifest lists them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Thresholds {
-    /// Relative drop of the intraday hit ratio that alerts.
-    pub intraday_hit_ratio_drop: f64,
-    /// Relative drop of swing precision that alerts.
-    pub swing_precision_drop: f64,
-    /// Absolute drop of the intraday Sharpe ratio that alerts.
-    pub intraday_sharpe_drop: f64,
+/// Thresholds of one monitoring mode, as the story's manifest lists them: `<metric>_drop` for each
+/// configured metric, in the config's order (the story's three give its exact keys).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Thresholds(pub Vec<(String, f64)>);
+
+impl Serialize for Thresholds {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
-impl From<&ModePolicy> for Thresholds {
-    fn from(policy: &ModePolicy) -> Self {
-        Thresholds {
-            intraday_hit_ratio_drop: policy.intraday_hit_ratio_drop.0,
-            swing_precision_drop: policy.swing_precision_drop.0,
-            intraday_sharpe_drop: policy.intraday_sharpe_drop.0,
+impl<'de> Deserialize<'de> for Thresholds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Thresholds;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map from `<metric>_drop` to a threshold")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+                let mut out: Vec<(String, f64)> = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if out.iter().any(|(n, _)| *n == name) {
+                        return Err(serde::de::Error::custom(format!("threshold `{name}` appears twice")));
+                    }
+                    out.push((name, map.next_value()?));
+                }
+                Ok(Thresholds(out))
+            }
         }
+        deserializer.deserialize_map(V)
+    }
+}
+
+impl Thresholds {
+    /// One mode's thresholds of `metrics` (`heightened` or not).
+    pub fn of(metrics: &[crate::config::MetricConfig], heightened: bool) -> Thresholds {
+        Thresholds(
+            metrics
+                .iter()
+                .map(|m| {
+                    let mode = if heightened { &m.heightened } else { &m.normal };
+                    (format!("{}_drop", m.name.0), mode.threshold.0)
+                })
+                .collect(),
+        )
     }
 }
 

@@ -428,11 +428,12 @@ fn deployer_of(workspace: &Workspace, request: &ManifestRequest) -> String {
 
 /// The story's `monitoring` block, from `[monitoring]`.
 fn monitoring_plan(config: &crate::config::MonitoringConfig) -> MonitoringPlan {
+    let metrics = config.metrics();
     MonitoringPlan {
         heightened_period_hours: config.heightened_hours.0,
-        alert_thresholds: (&config.heightened).into(),
+        alert_thresholds: crate::model::manifest::Thresholds::of(&metrics, true),
         alert_frequency_hours: config.heightened.notify_every.0.as_hours_f64(),
-        normal_alert_thresholds: (&config.normal).into(),
+        normal_alert_thresholds: crate::model::manifest::Thresholds::of(&metrics, false),
         normal_alert_frequency_hours: config.normal.notify_every.0.as_hours_f64(),
     }
 }

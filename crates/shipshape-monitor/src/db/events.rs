@@ -377,6 +377,35 @@ impl Db {
         Ok(total)
     }
 
+    /// The strategies with events attributed to `release` (to any release when `None`).
+    pub fn strategies(&self, release: Option<&str>) -> Result<Vec<String>> {
+        let error = sql_error(&self.path, "listing strategies");
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT DISTINCT strategy FROM hours WHERE ?1 IS NULL OR release_id = ?1 ORDER BY strategy")
+            .map_err(&error)?;
+        let rows = statement.query_map([release], |row| row.get::<_, String>(0)).map_err(&error)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().map_err(&error)
+    }
+
+    /// [`Db::window`] pooled over every strategy matching `patterns` (names or `*`/`?` globs).
+    pub fn window_of(&self, release: Option<&str>, patterns: &[String], from: Seconds, to: Seconds) -> Result<Stats> {
+        let mut total = Stats::default();
+        if patterns.iter().all(|p| !p.contains(['*', '?'])) {
+            let unique: std::collections::BTreeSet<&String> = patterns.iter().collect();
+            for strategy in unique {
+                total.merge(&self.window(release, strategy, from, to)?);
+            }
+            return Ok(total);
+        }
+        for strategy in self.strategies(release)? {
+            if patterns.iter().any(|p| shipshape_core::config::wildcard_match(p, &strategy)) {
+                total.merge(&self.window(release, &strategy, from, to)?);
+            }
+        }
+        Ok(total)
+    }
+
     /// How many raw events have timestamps before `before` (what [`Db::prune_events`] would delete).
     pub fn events_before(&self, before: Seconds) -> Result<u64> {
         let error = sql_error(&self.path, "counting events");

@@ -286,18 +286,19 @@ fn invalid_monitoring_settings_are_refused_at_load() {
         assert!(stderr_of(&output).contains("shipshape.toml"), "{}", stderr_of(&output));
         crate::util::assert_same_tree(&before, &crate::util::snapshot(&s.ws.root), extra);
     }
-    // Negative windows and durations, thresholds of 1 or more.
+    // Negative windows, thresholds and durations, an unknown metric kind.
     for (from, to, needle) in [
         (
-            "intraday_hit_ratio_drop = 0.05",
-            "intraday_hit_ratio_drop = 1.5",
-            "monitoring.heightened.intraday_hit_ratio_drop",
+            "heightened = { window = \"6h\", threshold = 0.05 }",
+            "heightened = { window = \"6h\", threshold = -0.05 }",
+            "monitoring.metrics[0].heightened.threshold",
         ),
         (
-            "intraday_hit_ratio_window = \"6h\"",
-            "intraday_hit_ratio_window = \"-6h\"",
-            "monitoring.heightened.intraday_hit_ratio_window",
+            "heightened = { window = \"6h\", threshold = 0.05 }",
+            "heightened = { window = \"-6h\", threshold = 0.05 }",
+            "monitoring.metrics[0].heightened.window",
         ),
+        ("kind = \"precision\"", "kind = \"recall\"", "monitoring.metrics[1].kind"),
         ("within = \"1h\"", "within = \"-1h\"", "monitoring.auto_rollback.within"),
     ] {
         let s = Setup::new("copy");
