@@ -158,7 +158,7 @@ impl MonitoringConfig {
         let (h, n) = (&self.heightened, &self.normal);
         let (hd, nd) = (ModePolicy::heightened_defaults(), ModePolicy::normal_defaults());
         let mode = |window: &Option<PositiveDuration>, dw: &PositiveDuration, threshold: f64| MetricMode {
-            window: window.clone().unwrap_or_else(|| dw.clone()),
+            window: window.unwrap_or(*dw),
             threshold: PositiveFloat(threshold),
         };
         // `drop` is left to the kind's default (relative for the two ratios, absolute for Sharpe),
