@@ -454,3 +454,98 @@ fn a_failed_auto_rollback_is_notified_and_retried() {
     let active = yaml_value(&s.ws.path("data/monitoring/releases/active_release.yaml"));
     assert_eq!(active["release_id"], first_id.as_str());
 }
+
+/// A team's own strategies and metrics, monitored end to end: `[[monitoring.metrics]]` naming
+/// `momentum` and a glob `mean_*`, trailing baselines from the events before the deploy; after a
+/// regression the alerts fire, reach the JSON-lines sink, and the dashboard's API serves their
+/// series — with no "no monitoring policy watches" note for the team's strategies.
+#[test]
+fn a_teams_own_strategies_and_metrics_are_monitored_end_to_end() {
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    let (start, end) = (config.find("# What to watch:").unwrap(), config.find("# Roll back automatically").unwrap());
+    let ours = r#"[[monitoring.metrics]]
+name = "momentum_hit_ratio"
+strategies = ["momentum"]
+kind = "hit_ratio"
+heightened = { window = "1h", threshold = 0.05 }
+normal = { window = "1d", threshold = 0.10 }
+
+[[monitoring.metrics]]
+name = "reversion_mean_return"
+strategies = ["mean_*"]
+kind = "mean_return"
+heightened = { window = "1h", threshold = 0.002 }
+normal = { window = "1d", threshold = 0.004 }
+
+"#;
+    let config = format!("{}{ours}{}", &config[..start], &config[end..])
+        .replace("[monitoring]\n", "[monitoring]\nbaseline = \"trailing\"\nbaseline_window = \"1d\"\n");
+    fs::write(s.ws.path("shipshape.toml"), config).unwrap();
+    // Two hours before the deploy: momentum right 60 % of the time, mean reversion earning 0.3 %.
+    let lines = |from: i64, minutes: i64, hit: f64, reversion_return: f64, tag: &str| {
+        let mut out = String::new();
+        for minute in 0..minutes {
+            let ts = at(from + minute * MINUTE + 30);
+            for k in 0..10 {
+                let n = minute * 10 + k;
+                let right = ((n as f64) * 0.618_033_988_75).fract() < hit;
+                let (outcome, ret) = if right { (1, 0.004) } else { (-1, -0.004) };
+                out.push_str(&format!("{{\"id\":\"{tag}-m{n}\",\"ts\":\"{ts}\",\"strategy\":\"momentum\",\"symbol\":\"S{k}\",\"signal\":1,\"outcome\":{outcome},\"return\":{ret}}}\n"));
+            }
+            for k in 0..5 {
+                let n = minute * 5 + k;
+                let ret = reversion_return + if k % 2 == 0 { 0.001 } else { -0.001 };
+                let outcome = if ret > 0.0 { 1 } else { -1 };
+                out.push_str(&format!("{{\"id\":\"{tag}-r{n}\",\"ts\":\"{ts}\",\"strategy\":\"mean_reversion\",\"symbol\":\"R{k}\",\"signal\":1,\"outcome\":{outcome},\"return\":{ret}}}\n"));
+            }
+        }
+        out
+    };
+    let before = ingest(&s, &at(-MINUTE), &lines(-2 * HOUR, 120, 0.6, 0.003, "before"));
+    assert_eq!(before["unknown_strategies"], serde_json::json!({}), "the team's strategies are watched: {before}");
+    let manifest = s.release(DEPLOY);
+    assert!(s.deploy(DEPLOY, &manifest).status.success());
+    // After it: momentum right 40 % of the time, mean reversion losing 0.2 %.
+    ingest(&s, &at(HOUR), &lines(0, 60, 0.4, -0.002, "after"));
+    let mut fired = Vec::new();
+    for offset in [20, 30, 40, 50, 60] {
+        let (pass, _) = evaluate(&s, offset * MINUTE);
+        for name in ["momentum_hit_ratio", "reversion_mean_return"] {
+            let m = crate::util::watch::metric(&pass, name);
+            assert!(m["baseline"].is_number(), "{name} has a trailing baseline: {m}");
+            if state(&pass, name) == "firing" && !fired.contains(&name) {
+                fired.push(name);
+            }
+        }
+    }
+    assert_eq!(fired, ["momentum_hit_ratio", "reversion_mean_return"], "both regressions fire");
+    let sink = fs::read_to_string(s.ws.path("data/monitoring/alerts.jsonl")).unwrap();
+    for (name, strategy) in [("momentum_hit_ratio", "momentum"), ("reversion_mean_return", "mean_*")] {
+        let line = sink.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|v| v["metric"] == name);
+        let line = line.unwrap_or_else(|| panic!("{name} missing from the sink: {sink}"));
+        assert_eq!((line["reason"].as_str(), line["strategy"].as_str()), (Some("firing"), Some(strategy)), "{line}");
+    }
+    // The dashboard's API serves the team's metric, and /metrics names it.
+    let token = s.ws.temp.path().join("token");
+    fs::write(&token, "0123456789abcdef0123456789abcdef-token\n").unwrap();
+    let mut child =
+        s.ws.std_cmd(&at(HOUR))
+            .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
+            .arg(&token)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+    let series = crate::util::http::get_json(&address, "/api/v1/metrics/momentum_hit_ratio");
+    let (metrics_status, metrics) = crate::util::http::request(&address, "GET", "/metrics", &[], b"");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(series["strategy"], "momentum");
+    assert!(series["points"].as_array().unwrap().len() >= 5, "{series}");
+    assert_eq!(metrics_status, 200);
+    assert!(metrics.contains("momentum_hit_ratio") && metrics.contains("reversion_mean_return"), "{metrics}");
+}
