@@ -27,6 +27,9 @@ pub enum MetricKind {
     Sharpe,
     /// Mean return per trade.
     MeanReturn,
+    /// Minutes without any event (the dead-man's switch, `[monitoring.silence]`); not a kind a
+    /// `[[monitoring.metrics]]` entry may name.
+    Silence,
 }
 
 impl MetricKind {
@@ -45,6 +48,7 @@ impl MetricKind {
             MetricKind::Precision => "precision",
             MetricKind::Sharpe => "sharpe",
             MetricKind::MeanReturn => "mean_return",
+            MetricKind::Silence => "silence",
         }
     }
 
@@ -71,6 +75,16 @@ impl MetricKind {
             MetricKind::Precision => ratio(self, stats.long_wins, stats.longs, confidence),
             MetricKind::Sharpe => sharpe(stats, confidence, sharpe_unit),
             MetricKind::MeanReturn => mean_return(stats, confidence),
+            MetricKind::Silence => MetricValue {
+                kind: self,
+                value: None,
+                samples: stats.events,
+                std_error: None,
+                ci_low: None,
+                ci_high: None,
+                confidence,
+                unit: "minutes without events".into(),
+            },
         }
     }
 }

@@ -27,7 +27,7 @@ pub use checklist::{BacktestConfig, ChecklistItem, ValidateConfig, check_checkli
 pub use deploy::{ApprovalsConfig, DeployConfig, DeployMode, PostDeployCheck};
 pub use monitoring::{
     AutoRollbackConfig, BaselineSource, Direction, DropStyle, MetricConfig, MetricMode, ModePolicy, MonitoringConfig,
-    SinkConfig, wildcard_match,
+    Session, SilenceConfig, SinkConfig, wildcard_match,
 };
 pub use retention::RetentionConfig;
 pub use values::{AtLeastOne, Fraction, PositiveDuration, PositiveFloat, PositiveInt, Slug};
@@ -275,6 +275,16 @@ impl Config {
             if !names.insert(metric.name.0.clone()) {
                 return Err(Error::parse(path, line, column, format!("{key}: a second metric with this name")));
             }
+            if metric.kind == shipshape_metrics::MetricKind::Silence {
+                return Err(Error::parse(
+                    path,
+                    line,
+                    column,
+                    format!(
+                        "{key}.kind: `silence` is the dead-man's switch: set [monitoring.silence] after = \"30m\" instead"
+                    ),
+                ));
+            }
             if metric.strategies.is_empty() || metric.strategies.iter().any(|s| s.trim().is_empty()) {
                 return Err(Error::parse(
                     path,
@@ -297,6 +307,12 @@ impl Config {
                         "{key}: a relative drop of 1 or more can never happen to a positive metric; use drop = \"absolute\" or a threshold below 1"
                     ),
                 ));
+            }
+        }
+        for (index, session) in raw.monitoring.silence.sessions.iter().enumerate() {
+            if let Err(reason) = session.parse() {
+                let (line, column) = line_of(&text, "sessions");
+                return Err(Error::parse(path, line, column, format!("monitoring.silence.sessions[{index}].{reason}")));
             }
         }
         if !raw.monitoring.metrics.is_empty()

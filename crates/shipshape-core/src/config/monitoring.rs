@@ -42,6 +42,108 @@ pub struct MonitoringConfig {
     /// deprecated per-metric keys of `[monitoring.heightened]` / `[monitoring.normal]` (or their
     /// defaults) — see [`MonitoringConfig::metrics`].
     pub metrics: Vec<MetricConfig>,
+    /// The dead-man's switch: `[monitoring.silence]`.
+    pub silence: SilenceConfig,
+}
+
+/// `[monitoring.silence]`: a deployed release that receives no events for `after` inside a trading
+/// session fires an `events_received` alert — the engine stopped reporting, or stopped trading.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SilenceConfig {
+    /// How long without an event inside a session fires (absent: the switch is off).
+    pub after: Option<PositiveDuration>,
+    /// When the engine trades; empty: all the time.
+    pub sessions: Vec<Session>,
+}
+
+/// One trading session, e.g. NSE: `{ days = "mon-fri", from = "09:15", to = "15:30", utc_offset = "+05:30" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Session {
+    /// Days it runs: `mon-fri`, `mon,wed,fri`, `sat-sun`, `all`.
+    pub days: String,
+    /// Opening time, `HH:MM` local.
+    pub from: String,
+    /// Closing time, `HH:MM` local (after `from`).
+    pub to: String,
+    /// The session's UTC offset, e.g. `+05:30` (default `+00:00`).
+    #[serde(default)]
+    pub utc_offset: Option<String>,
+}
+
+impl Session {
+    /// Checked: (weekdays 0 = Monday … 6 = Sunday, from and to in minutes of the day, offset in seconds).
+    pub fn parse(&self) -> std::result::Result<([bool; 7], u32, u32, i32), String> {
+        const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        let day = |name: &str| {
+            NAMES
+                .iter()
+                .position(|n| *n == name.trim().to_ascii_lowercase())
+                .ok_or_else(|| format!("days: `{name}` is not a day (mon, tue, wed, thu, fri, sat, sun)"))
+        };
+        let mut days = [false; 7];
+        if self.days.trim() == "all" {
+            days = [true; 7];
+        } else {
+            for part in self.days.split(',') {
+                match part.split_once('-') {
+                    Some((a, b)) => {
+                        let (a, b) = (day(a)?, day(b)?);
+                        let mut d = a;
+                        loop {
+                            days[d] = true;
+                            if d == b {
+                                break;
+                            }
+                            d = (d + 1) % 7;
+                        }
+                    }
+                    None => days[day(part)?] = true,
+                }
+            }
+        }
+        let minutes = |key: &str, text: &str| -> std::result::Result<u32, String> {
+            let (h, m) = text.split_once(':').ok_or_else(|| format!("{key}: `{text}` is not HH:MM"))?;
+            match (h.parse::<u32>(), m.parse::<u32>()) {
+                (Ok(h), Ok(m)) if h < 24 && m < 60 && m.to_string().len() <= 2 && m < 60 => Ok(h * 60 + m),
+                _ => Err(format!("{key}: `{text}` is not HH:MM")),
+            }
+        };
+        let (from, to) = (minutes("from", &self.from)?, minutes("to", &self.to)?);
+        if to <= from {
+            return Err(format!("to ({}) must be after from ({}) on the same day", self.to, self.from));
+        }
+        let offset = match self.utc_offset.as_deref() {
+            None => 0,
+            Some(text) => {
+                let (sign, rest) = match text.as_bytes().first() {
+                    Some(b'+') => (1, &text[1..]),
+                    Some(b'-') => (-1, &text[1..]),
+                    _ => return Err(format!("utc_offset: `{text}` is not +HH:MM or -HH:MM")),
+                };
+                let (h, m) =
+                    rest.split_once(':').ok_or_else(|| format!("utc_offset: `{text}` is not +HH:MM or -HH:MM"))?;
+                match (h.parse::<i32>(), m.parse::<i32>()) {
+                    (Ok(h), Ok(m)) if h <= 14 && m < 60 => sign * (h * 3600 + m * 60),
+                    _ => return Err(format!("utc_offset: `{text}` is not +HH:MM or -HH:MM")),
+                }
+            }
+        };
+        Ok((days, from, to, offset))
+    }
+
+    /// When the session holding unix second `at` opened (`None`: `at` is outside this session).
+    pub fn opened_before(&self, at: i64) -> Option<i64> {
+        let (days, from, to, offset) = self.parse().ok()?;
+        let local = at + i64::from(offset);
+        let day = local.div_euclid(86_400);
+        let minute = (local.rem_euclid(86_400) / 60) as u32;
+        // 1970-01-01 was a Thursday (3 with Monday = 0).
+        let weekday = (day + 3).rem_euclid(7) as usize;
+        (days[weekday] && minute >= from && minute < to)
+            .then(|| day * 86_400 + i64::from(from) * 60 - i64::from(offset))
+    }
 }
 
 /// Which way is better for a metric.
@@ -331,6 +433,7 @@ impl Default for MonitoringConfig {
             auto_rollback: AutoRollbackConfig::default(),
             sinks: vec![SinkConfig::Log],
             metrics: Vec::new(),
+            silence: SilenceConfig::default(),
         }
     }
 }

@@ -388,6 +388,22 @@ impl Db {
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(&error)
     }
 
+    /// The start of the newest minute holding an event attributed to `release` (`None`: none yet).
+    pub fn last_minute(&self, release: &str) -> Result<Option<Seconds>> {
+        let error = sql_error(&self.path, "reading the last event");
+        let mut newest = None;
+        for strategy in self.strategies(Some(release))? {
+            let last: Option<Seconds> = self
+                .conn
+                .prepare_cached("SELECT max(bucket) FROM minutes WHERE release_id = ?1 AND strategy = ?2")
+                .map_err(&error)?
+                .query_row(params![release, strategy], |row| row.get(0))
+                .map_err(&error)?;
+            newest = newest.max(last);
+        }
+        Ok(newest)
+    }
+
     /// [`Db::window`] pooled over every strategy matching `patterns` (names or `*`/`?` globs).
     pub fn window_of(&self, release: Option<&str>, patterns: &[String], from: Seconds, to: Seconds) -> Result<Stats> {
         let mut total = Stats::default();

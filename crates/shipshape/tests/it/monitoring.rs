@@ -549,3 +549,55 @@ normal = { window = "1d", threshold = 0.004 }
     assert_eq!(metrics_status, 200);
     assert!(metrics.contains("momentum_hit_ratio") && metrics.contains("reversion_mean_return"), "{metrics}");
 }
+
+/// The dead-man's switch: inside the configured trading session (NSE hours, in IST), a release
+/// that receives no events for `after` fires `events_received` (critical) to the sinks; outside the
+/// session nothing is judged (the alert stays as it was); the next session's events resolve it.
+/// A malformed session is refused at load, naming the key.
+#[test]
+fn silence_inside_a_trading_session_fires_and_outside_it_is_expected() {
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    let silence = "\n[monitoring.silence]\nafter = \"30m\"\nsessions = [{ days = \"mon-fri\", from = \"09:15\", to = \"15:30\", utc_offset = \"+05:30\" }]\n";
+    fs::write(s.ws.path("shipshape.toml"), format!("{config}{silence}")).unwrap();
+    // DEPLOY is Monday 2025-10-13 09:00 UTC = 14:30 IST, inside the session.
+    let manifest = s.release(DEPLOY);
+    assert!(s.deploy(DEPLOY, &manifest).status.success());
+    ingest(&s, &at(11 * MINUTE), &events(0, 10, 2, 0.6, 1, 0.6, "early"));
+    let silence_state = |offset: i64| {
+        let (pass, _) = evaluate(&s, offset);
+        pass["pass"]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == "events_received")
+            .map(|m| (m["state"]["state"].as_str().unwrap().to_string(), m["value"]["value"].as_f64().unwrap()))
+    };
+    let (state, minutes) = silence_state(20 * MINUTE).expect("judged inside the session");
+    assert_eq!(state, "inactive");
+    assert!((9.0..=11.0).contains(&minutes), "about 10 minutes since the last event: {minutes}");
+    let (state, _) = silence_state(45 * MINUTE).unwrap();
+    assert_eq!(state, "firing", "35 minutes without an event inside the session");
+    let sink = fs::read_to_string(s.ws.path("data/monitoring/alerts.jsonl")).unwrap();
+    let fired: Value =
+        serde_json::from_str(sink.lines().find(|l| l.contains("events_received")).expect("notified")).unwrap();
+    assert_eq!((fired["reason"].as_str(), fired["severity"].as_str()), (Some("firing"), Some("critical")));
+    // 15:40 IST: the session is over; silence is expected and the alert is left as it was.
+    assert_eq!(silence_state(70 * MINUTE), None);
+    let alerts = s.shipshape(&at(70 * MINUTE), &["alerts", "--json"]);
+    let alerts: Value = serde_json::from_slice(&alerts.stdout).unwrap();
+    assert!(alerts.as_array().unwrap().iter().any(|a| a["metric"] == "events_received" && a["state"] == "firing"));
+    // Saturday: no session.
+    assert_eq!(silence_state(5 * 24 * HOUR), None);
+    // Tuesday 09:20 IST (03:50 UTC): the engine reports again; the alert resolves.
+    let tuesday = 24 * HOUR - 5 * HOUR - 10 * MINUTE;
+    ingest(&s, &at(tuesday), &events(tuesday - 5 * MINUTE, 4, 2, 0.6, 1, 0.6, "tuesday"));
+    let (state, _) = silence_state(tuesday).unwrap();
+    assert_eq!(state, "resolved");
+    // A malformed session is refused at load, naming the key; nothing changes.
+    let bad = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap().replace("mon-fri", "mon-fry");
+    fs::write(s.ws.path("shipshape.toml"), bad).unwrap();
+    let output = s.shipshape(&at(tuesday), &["evaluate"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "monitoring.silence.sessions[0].days: `fry` is not a day");
+}
