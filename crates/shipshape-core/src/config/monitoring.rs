@@ -106,7 +106,7 @@ impl Session {
         let minutes = |key: &str, text: &str| -> std::result::Result<u32, String> {
             let (h, m) = text.split_once(':').ok_or_else(|| format!("{key}: `{text}` is not HH:MM"))?;
             match (h.parse::<u32>(), m.parse::<u32>()) {
-                (Ok(h), Ok(m)) if h < 24 && m < 60 && m.to_string().len() <= 2 && m < 60 => Ok(h * 60 + m),
+                (Ok(hours), Ok(minutes)) if hours < 24 && minutes < 60 && m.len() == 2 => Ok(hours * 60 + minutes),
                 _ => Err(format!("{key}: `{text}` is not HH:MM")),
             }
         };
