@@ -27,6 +27,8 @@ pub enum MetricKind {
     Sharpe,
     /// Mean return per trade.
     MeanReturn,
+    /// Mean winning return over mean losing |return|.
+    WinLoss,
     /// Minutes without any event (the dead-man's switch, `[monitoring.silence]`); not a kind a
     /// `[[monitoring.metrics]]` entry may name.
     Silence,
@@ -38,8 +40,8 @@ impl MetricKind {
     pub const ALL: [MetricKind; 3] = [MetricKind::HitRatio, MetricKind::Precision, MetricKind::Sharpe];
 
     /// Every kind a `[[monitoring.metrics]]` entry may name.
-    pub const EVERY: [MetricKind; 4] =
-        [MetricKind::HitRatio, MetricKind::Precision, MetricKind::Sharpe, MetricKind::MeanReturn];
+    pub const EVERY: [MetricKind; 5] =
+        [MetricKind::HitRatio, MetricKind::Precision, MetricKind::Sharpe, MetricKind::MeanReturn, MetricKind::WinLoss];
 
     /// The name used in configs and outputs.
     pub fn name(self) -> &'static str {
@@ -48,6 +50,7 @@ impl MetricKind {
             MetricKind::Precision => "precision",
             MetricKind::Sharpe => "sharpe",
             MetricKind::MeanReturn => "mean_return",
+            MetricKind::WinLoss => "win_loss",
             MetricKind::Silence => "silence",
         }
     }
@@ -75,6 +78,26 @@ impl MetricKind {
             MetricKind::Precision => ratio(self, stats.long_wins, stats.longs, confidence),
             MetricKind::Sharpe => sharpe(stats, confidence, sharpe_unit),
             MetricKind::MeanReturn => mean_return(stats, confidence),
+            MetricKind::WinLoss => {
+                let mut out = MetricValue {
+                    kind: self,
+                    value: None,
+                    samples: stats.wins.min(stats.losses),
+                    std_error: None,
+                    ci_low: None,
+                    ci_high: None,
+                    confidence,
+                    unit: "ratio".into(),
+                };
+                if let Some((ratio, se)) = stats.win_loss() {
+                    let z = z_two_sided(confidence);
+                    out.value = Some(ratio);
+                    out.std_error = Some(se);
+                    out.ci_low = Some(ratio - z * se);
+                    out.ci_high = Some(ratio + z * se);
+                }
+                out
+            }
             MetricKind::Silence => MetricValue {
                 kind: self,
                 value: None,
@@ -98,10 +121,9 @@ impl fmt::Display for MetricKind {
 impl FromStr for MetricKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        MetricKind::EVERY
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown metric `{s}` (expected hit_ratio, precision, sharpe or mean_return)"))
+        MetricKind::EVERY.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            format!("unknown metric `{s}` (expected hit_ratio, precision, sharpe, mean_return or win_loss)")
+        })
     }
 }
 

@@ -30,6 +30,24 @@ pub struct Stats {
     pub return_sum_squares: i128,
     /// Every event seen, trades or not.
     pub events: u64,
+    /// Trades with a positive return.
+    #[serde(default)]
+    pub wins: u64,
+    /// Trades with a negative return.
+    #[serde(default)]
+    pub losses: u64,
+    /// Σ return over winning trades (10⁻⁹).
+    #[serde(default)]
+    pub win_sum: i128,
+    /// Σ return² over winning trades (10⁻¹⁸).
+    #[serde(default)]
+    pub win_sum_squares: i128,
+    /// Σ |return| over losing trades (10⁻⁹).
+    #[serde(default)]
+    pub loss_sum: i128,
+    /// Σ return² over losing trades (10⁻¹⁸).
+    #[serde(default)]
+    pub loss_sum_squares: i128,
 }
 
 /// A return converted to fixed point (rounded to 10⁻⁹).
@@ -60,8 +78,18 @@ impl Stats {
         // Events are checked to |return| <= 1000 (event::MAX_ABS_RETURN), so these cannot overflow
         // for any realistic count; saturating keeps a caller that skipped the check from panicking.
         let fixed = to_fixed(ret);
+        let square = fixed.saturating_mul(fixed);
         self.return_sum = self.return_sum.saturating_add(fixed);
-        self.return_sum_squares = self.return_sum_squares.saturating_add(fixed.saturating_mul(fixed));
+        self.return_sum_squares = self.return_sum_squares.saturating_add(square);
+        if fixed > 0 {
+            self.wins += 1;
+            self.win_sum = self.win_sum.saturating_add(fixed);
+            self.win_sum_squares = self.win_sum_squares.saturating_add(square);
+        } else if fixed < 0 {
+            self.losses += 1;
+            self.loss_sum = self.loss_sum.saturating_add(-fixed);
+            self.loss_sum_squares = self.loss_sum_squares.saturating_add(square);
+        }
     }
 
     /// Add another set's statistics (the union of two disjoint sets).
@@ -73,6 +101,12 @@ impl Stats {
         self.return_sum = self.return_sum.saturating_add(other.return_sum);
         self.return_sum_squares = self.return_sum_squares.saturating_add(other.return_sum_squares);
         self.events += other.events;
+        self.wins += other.wins;
+        self.losses += other.losses;
+        self.win_sum = self.win_sum.saturating_add(other.win_sum);
+        self.win_sum_squares = self.win_sum_squares.saturating_add(other.win_sum_squares);
+        self.loss_sum = self.loss_sum.saturating_add(other.loss_sum);
+        self.loss_sum_squares = self.loss_sum_squares.saturating_add(other.loss_sum_squares);
     }
 
     /// Remove a subset's statistics (a bucket leaving a rolling window). Saturates at zero counts
@@ -85,6 +119,12 @@ impl Stats {
         self.return_sum -= other.return_sum;
         self.return_sum_squares -= other.return_sum_squares;
         self.events = self.events.saturating_sub(other.events);
+        self.wins = self.wins.saturating_sub(other.wins);
+        self.losses = self.losses.saturating_sub(other.losses);
+        self.win_sum -= other.win_sum;
+        self.win_sum_squares -= other.win_sum_squares;
+        self.loss_sum -= other.loss_sum;
+        self.loss_sum_squares -= other.loss_sum_squares;
     }
 
     /// Mean return per trade (None without trades).
@@ -102,6 +142,35 @@ impl Stats {
         let numerator = n * self.return_sum_squares - self.return_sum * self.return_sum;
         let variance = numerator.max(0) as f64 / (RETURN_SCALE * RETURN_SCALE) / (n * (n - 1)) as f64;
         Some(variance.sqrt())
+    }
+}
+
+/// Mean and sample variance from a count, a sum and a sum of squares in fixed point.
+fn moments(n: u64, sum: i128, squares: i128) -> Option<(f64, f64)> {
+    if n < 2 {
+        return None;
+    }
+    let count = n as i128;
+    let mean = sum as f64 / RETURN_SCALE / n as f64;
+    let numerator = count.saturating_mul(squares).saturating_sub(sum.saturating_mul(sum));
+    let variance = numerator.max(0) as f64 / (RETURN_SCALE * RETURN_SCALE) / (count * (count - 1)) as f64;
+    Some((mean, variance))
+}
+
+impl Stats {
+    /// The win/loss ratio — mean winning return over mean losing |return| — and its standard
+    /// error by the delta method: Var(W̄/L̄) ≈ (W̄/L̄)² (s²_W/(n_W W̄²) + s²_L/(n_L L̄²)). `None`
+    /// with fewer than two wins or two losses.
+    pub fn win_loss(&self) -> Option<(f64, f64)> {
+        let (win_mean, win_var) = moments(self.wins, self.win_sum, self.win_sum_squares)?;
+        let (loss_mean, loss_var) = moments(self.losses, self.loss_sum, self.loss_sum_squares)?;
+        if win_mean <= 0.0 || loss_mean <= 0.0 {
+            return None;
+        }
+        let ratio = win_mean / loss_mean;
+        let relative = win_var / (self.wins as f64 * win_mean * win_mean)
+            + loss_var / (self.losses as f64 * loss_mean * loss_mean);
+        Some((ratio, ratio * relative.sqrt()))
     }
 }
 
@@ -166,6 +235,15 @@ mod tests {
             prop_assert_eq!(stats.hits as usize, trades.iter().filter(|e| e.0 == e.1).count());
             prop_assert_eq!(stats.longs as usize, events.iter().filter(|e| e.0 == Signal::Long).count());
             prop_assert_eq!(stats.long_wins as usize, events.iter().filter(|e| e.0 == Signal::Long && e.1 == Signal::Long).count());
+            let wins: Vec<f64> = trades.iter().map(|e| to_fixed(e.2)).filter(|f| *f > 0).map(|f| f as f64 / RETURN_SCALE).collect();
+            let losses: Vec<f64> = trades.iter().map(|e| to_fixed(e.2)).filter(|f| *f < 0).map(|f| -(f as f64) / RETURN_SCALE).collect();
+            prop_assert_eq!((stats.wins as usize, stats.losses as usize), (wins.len(), losses.len()));
+            if wins.len() >= 2 && losses.len() >= 2 {
+                let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+                let (ratio, se) = stats.win_loss().unwrap();
+                prop_assert!((ratio - mean(&wins) / mean(&losses)).abs() < 1e-6 * ratio.max(1.0), "{} vs {}", ratio, mean(&wins) / mean(&losses));
+                prop_assert!(se.is_finite() && se >= 0.0);
+            }
             if trades.len() >= 2 {
                 let n = trades.len() as f64;
                 let mean = trades.iter().map(|e| e.2).sum::<f64>() / n;

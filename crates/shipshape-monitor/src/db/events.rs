@@ -98,9 +98,11 @@ struct Buffered {
 /// at random places: several times faster for large ingests.
 const BUFFER: usize = 16 * 1024;
 
-/// Statistics encoded for a bucket row: seven little-endian integers.
-fn encode(stats: &Stats) -> [u8; 72] {
-    let mut out = [0u8; 72];
+/// Statistics encoded for a bucket row: little-endian integers — the seven of the first schema
+/// (72 bytes), then wins, losses and the win and loss sums and squares (152 bytes). A 72-byte row
+/// (written before win/loss statistics existed) reads with those zero.
+fn encode(stats: &Stats) -> [u8; 152] {
+    let mut out = [0u8; 152];
     out[0..8].copy_from_slice(&stats.trades.to_le_bytes());
     out[8..16].copy_from_slice(&stats.hits.to_le_bytes());
     out[16..24].copy_from_slice(&stats.longs.to_le_bytes());
@@ -108,13 +110,22 @@ fn encode(stats: &Stats) -> [u8; 72] {
     out[32..40].copy_from_slice(&stats.events.to_le_bytes());
     out[40..56].copy_from_slice(&stats.return_sum.to_le_bytes());
     out[56..72].copy_from_slice(&stats.return_sum_squares.to_le_bytes());
+    out[72..80].copy_from_slice(&stats.wins.to_le_bytes());
+    out[80..88].copy_from_slice(&stats.losses.to_le_bytes());
+    out[88..104].copy_from_slice(&stats.win_sum.to_le_bytes());
+    out[104..120].copy_from_slice(&stats.win_sum_squares.to_le_bytes());
+    out[120..136].copy_from_slice(&stats.loss_sum.to_le_bytes());
+    out[136..152].copy_from_slice(&stats.loss_sum_squares.to_le_bytes());
     out
 }
 
 fn decode(bytes: &[u8]) -> Option<Stats> {
+    if bytes.len() != 72 && bytes.len() != 152 {
+        return None;
+    }
     let u = |range: std::ops::Range<usize>| Some(u64::from_le_bytes(bytes.get(range)?.try_into().ok()?));
     let i = |range: std::ops::Range<usize>| Some(i128::from_le_bytes(bytes.get(range)?.try_into().ok()?));
-    Some(Stats {
+    let mut stats = Stats {
         trades: u(0..8)?,
         hits: u(8..16)?,
         longs: u(16..24)?,
@@ -122,7 +133,17 @@ fn decode(bytes: &[u8]) -> Option<Stats> {
         events: u(32..40)?,
         return_sum: i(40..56)?,
         return_sum_squares: i(56..72)?,
-    })
+        ..Stats::default()
+    };
+    if bytes.len() == 152 {
+        stats.wins = u(72..80)?;
+        stats.losses = u(80..88)?;
+        stats.win_sum = i(88..104)?;
+        stats.win_sum_squares = i(104..120)?;
+        stats.loss_sum = i(120..136)?;
+        stats.loss_sum_squares = i(136..152)?;
+    }
+    Some(stats)
 }
 
 /// An id for an event that came without one: a hash of everything it says, so the same line sent
@@ -576,5 +597,10 @@ mod tests {
         stats.add(Signal::Short, Signal::Short, 1e6);
         assert_eq!(decode(&encode(&stats)), Some(stats));
         assert_eq!(decode(&[1, 2, 3]), None);
+        // A row written before win/loss statistics: the first seven integers, the rest zero.
+        let old = decode(&encode(&stats)[..72]).unwrap();
+        assert_eq!((old.trades, old.hits, old.return_sum), (stats.trades, stats.hits, stats.return_sum));
+        assert_eq!((old.wins, old.losses, old.win_sum, old.loss_sum), (0, 0, 0, 0));
+        assert_eq!(decode(&encode(&stats)[..100]), None, "a torn row is corrupt, not zero");
     }
 }

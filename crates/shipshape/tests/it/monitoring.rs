@@ -478,6 +478,13 @@ kind = "mean_return"
 heightened = { window = "1h", threshold = 0.002 }
 normal = { window = "1d", threshold = 0.004 }
 
+[[monitoring.metrics]]
+name = "momentum_win_loss"
+strategies = ["momentum"]
+kind = "win_loss"
+heightened = { window = "1h", threshold = 0.2 }
+normal = { window = "1d", threshold = 0.2 }
+
 "#;
     let config = format!("{}{ours}{}", &config[..start], &config[end..])
         .replace("[monitoring]\n", "[monitoring]\nbaseline = \"trailing\"\nbaseline_window = \"1d\"\n");
@@ -520,6 +527,12 @@ normal = { window = "1d", threshold = 0.004 }
         }
     }
     assert_eq!(fired, ["momentum_hit_ratio", "reversion_mean_return"], "both regressions fire");
+    // Wins and losses are both ±0.4 %: a win/loss ratio of 1 before and after, so no alert.
+    let (pass, _) = evaluate(&s, 60 * MINUTE);
+    let win_loss = crate::util::watch::metric(&pass, "momentum_win_loss");
+    assert!((win_loss["value"]["value"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{win_loss}");
+    assert!((win_loss["baseline"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{win_loss}");
+    assert_eq!(state(&pass, "momentum_win_loss"), "inactive");
     let sink = fs::read_to_string(s.ws.path("data/monitoring/alerts.jsonl")).unwrap();
     for (name, strategy) in [("momentum_hit_ratio", "momentum"), ("reversion_mean_return", "mean_*")] {
         let line = sink.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|v| v["metric"] == name);
