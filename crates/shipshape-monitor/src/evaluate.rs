@@ -115,6 +115,10 @@ pub fn window_at(
     now: Seconds,
 ) -> (Seconds, Seconds) {
     let rules = policy.rules(mode_at(now, heightened_end));
+    if rules.rule.sequential.is_some() {
+        // The sequential test judges everything since the deploy.
+        return (deployed_at, now);
+    }
     ((now - rules.window).max(deployed_at), now)
 }
 
@@ -158,6 +162,7 @@ mod tests {
             significance: Some(0.95),
             critical_multiple: 2.0,
             lower_is_better: false,
+            sequential: None,
         };
         MetricPolicy {
             name: "intraday_hit_ratio".into(),

@@ -47,6 +47,71 @@ pub struct Rule {
     /// baseline, and the significance test uses the lower confidence bound.
     #[serde(default)]
     pub lower_is_better: bool,
+    /// The sequential detector instead of the window rule: judge everything since the deploy with
+    /// a mixture sequential probability ratio test at this false-alarm probability (see
+    /// [`sequential`]); `None`: the story's rule (window, threshold, consecutive breaches).
+    #[serde(default)]
+    pub sequential: Option<Sequential>,
+}
+
+/// The sequential detector's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sequential {
+    /// The probability that a release that is no worse than half the threshold ever alerts,
+    /// however often it is evaluated (e.g. 0.01).
+    pub alpha: f64,
+    /// Variance inflation for trades that are correlated within a time block (1: independent).
+    pub design_effect: f64,
+}
+
+/// The mixture SPRT of Johari, Pekelis & Walsh ("Always Valid Inference", 2017) for a mean that
+/// must not fall below `boundary`, on a normal approximation: with the estimate `value`, its
+/// variance `v` (the squared standard error, times the design effect) and a normal mixture of
+/// scale `tau` over the alternatives,
+///
+/// Λ = √(v / (v + τ²)) · exp(τ² θ² / (2 v (v + τ²))),  θ = boundary − value (the shortfall).
+///
+/// Under the null (true mean ≥ boundary) Λ is a nonnegative supermartingale in the number of
+/// samples, so P(Λ ever ≥ 1/α) ≤ α (Ville's inequality): the false-alarm probability holds however
+/// often the test looks. Returns ln Λ (0 when there is no shortfall).
+pub fn msprt_log(value: f64, variance: f64, boundary: f64, tau: f64) -> f64 {
+    let shortfall = boundary - value;
+    if shortfall <= 0.0 || variance <= 0.0 || !variance.is_finite() || tau <= 0.0 {
+        return 0.0;
+    }
+    let t2 = tau * tau;
+    0.5 * (variance / (variance + t2)).ln() + t2 * shortfall * shortfall / (2.0 * variance * (variance + t2))
+}
+
+/// Judge with the sequential detector: the null is "worse than the baseline by at most half the
+/// threshold", the mixture's scale is the whole threshold, and a breach is Λ ≥ 1/α. The value is
+/// everything since the deploy (the caller's window). Severity as in [`judge`].
+pub fn sequential(current: &MetricValue, baseline: f64, rule: &Rule, settings: &Sequential) -> Verdict {
+    let Some(value) = current.value.filter(|_| current.samples >= rule.min_samples) else {
+        return Verdict::InsufficientData { samples: current.samples };
+    };
+    let Some(se) = current.std_error.filter(|se| se.is_finite() && *se > 0.0) else {
+        return Verdict::InsufficientData { samples: current.samples };
+    };
+    // Everything in "higher is better" units: flip a lower-is-better metric.
+    let sign = if rule.lower_is_better { -1.0 } else { 1.0 };
+    let (value_up, baseline_up) = (sign * value, sign * baseline);
+    let step = match rule.kind {
+        DropKind::Relative => rule.threshold * baseline.abs(),
+        DropKind::Absolute => rule.threshold,
+    };
+    let drop = match rule.kind {
+        DropKind::Relative if baseline.abs() > f64::EPSILON => (baseline_up - value_up) / baseline.abs(),
+        DropKind::Relative => 0.0,
+        DropKind::Absolute => baseline_up - value_up,
+    };
+    let variance = se * se * settings.design_effect.max(1.0);
+    let log_lambda = msprt_log(value_up, variance, baseline_up - step / 2.0, step);
+    if log_lambda < (1.0 / settings.alpha).ln() {
+        return Verdict::Healthy { drop };
+    }
+    let severity = if drop >= rule.critical_multiple * rule.threshold { Severity::Critical } else { Severity::Warning };
+    Verdict::Breach { drop, severity }
 }
 
 /// The verdict of one evaluation.
@@ -72,8 +137,11 @@ pub enum Verdict {
     },
 }
 
-/// Judge `current` against `baseline` under `rule`.
+/// Judge `current` against `baseline` under `rule` (by [`sequential`] when the rule says so).
 pub fn judge(current: &MetricValue, baseline: f64, rule: &Rule) -> Verdict {
+    if let Some(settings) = &rule.sequential {
+        return sequential(current, baseline, rule, settings);
+    }
     let Some(value) = current.value.filter(|_| current.samples >= rule.min_samples) else {
         return Verdict::InsufficientData { samples: current.samples };
     };
@@ -153,6 +221,7 @@ mod tests {
             significance: Some(0.95),
             critical_multiple: 2.0,
             lower_is_better: false,
+            sequential: None,
         }
     }
 
@@ -209,6 +278,7 @@ mod tests {
             significance: Some(0.95),
             critical_multiple: 2.0,
             lower_is_better: false,
+            sequential: None,
         };
         assert!(matches!(judge(&current, 0.12, &sharpe_rule), Verdict::Breach { severity: Severity::Critical, .. }));
         assert!(matches!(judge(&current, 0.0, &sharpe_rule), Verdict::Breach { severity: Severity::Warning, .. }));

@@ -25,6 +25,7 @@
 //! - [`replay`]: the monitor over history in an in-memory database.
 
 pub mod alert;
+pub mod calibrate;
 pub mod db;
 pub mod error;
 pub mod evaluate;

@@ -402,6 +402,7 @@ impl Monitor {
                 significance: None,
                 critical_multiple: 1.0,
                 lower_is_better: true,
+                sequential: None,
             },
             cadence: crate::alert::Cadence { consecutive_breaches: 1, repeat_every: notify.notify_every.0.seconds() },
         };

@@ -124,6 +124,12 @@ pub enum Command {
     /// longest window (their minute/hour aggregates are kept). Never the active or last known good release.
     #[command(after_help = "Example:\n  shipshape gc --dry-run\n  shipshape gc --json")]
     Gc(GcArgs),
+    /// What the monitoring policy will do for a trade rate: each detector's detection delay for a
+    /// range of drops and its false alarms in quiet operation, simulated (seconds of CPU).
+    #[command(
+        after_help = "Example:\n  shipshape calibrate --trade-rate 3000 --baseline 0.62\n  shipshape calibrate --metric swing_precision --trade-rate 120 --baseline 0.6 --json"
+    )]
+    Calibrate(CalibrateArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  shipshape completions bash > ~/.local/share/bash-completion/completions/shipshape\n  shipshape completions zsh > ~/.zfunc/_shipshape"
@@ -341,6 +347,38 @@ pub struct HistoryArgs {
     /// Include the entries `shipshape gc` archived (data/monitoring/releases/history-archive/).
     #[arg(long)]
     pub all: bool,
+}
+
+/// `calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// The metric (a hit_ratio or precision one; default: the first such).
+    #[arg(long, value_name = "NAME")]
+    pub metric: Option<String>,
+    /// Trades per hour (default: measured from the last 7 days of stored events).
+    #[arg(long, value_name = "N")]
+    pub trade_rate: Option<f64>,
+    /// The metric's baseline (default: the active release's).
+    #[arg(long, value_name = "P")]
+    pub baseline: Option<f64>,
+    /// Relative drops to simulate, comma-separated.
+    #[arg(long, value_name = "LIST")]
+    pub drops: Option<String>,
+    /// Runs per drop.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub trials: u32,
+    /// Hours simulated after each deploy.
+    #[arg(long, default_value_t = 6.0)]
+    pub hours: f64,
+    /// Days of quiet operation (no regression) simulated for the false-alarm rate.
+    #[arg(long, default_value_t = 90.0)]
+    pub quiet_days: f64,
+    /// The first run's seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `gc`.

@@ -122,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => commands::deploy::rollback(&context, &args),
         Command::Recover => commands::deploy::recover(&context),
         Command::Gc(args) => commands::gc::run(&context, &args),
+        Command::Calibrate(args) => commands::calibrate::run(&context, &args),
         Command::Status(args) => commands::status::status(&context, &args),
         Command::Diff(args) => commands::status::diff(&context, &args),
         Command::History(args) => commands::status::history(&context, &args),

@@ -26,7 +26,7 @@ mod values;
 pub use checklist::{BacktestConfig, ChecklistItem, ValidateConfig, check_checklist, load_checklist};
 pub use deploy::{ApprovalsConfig, DeployConfig, DeployMode, PostDeployCheck};
 pub use monitoring::{
-    AutoRollbackConfig, BaselineSource, Direction, DropStyle, MetricConfig, MetricMode, ModePolicy, MonitoringConfig,
+    AutoRollbackConfig, BaselineSource, Detector, Direction, DropStyle, MetricConfig, MetricMode, ModePolicy, MonitoringConfig,
     Session, SilenceConfig, SinkConfig, wildcard_match,
 };
 pub use retention::RetentionConfig;

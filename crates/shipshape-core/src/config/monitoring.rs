@@ -44,6 +44,27 @@ pub struct MonitoringConfig {
     pub metrics: Vec<MetricConfig>,
     /// The dead-man's switch: `[monitoring.silence]`.
     pub silence: SilenceConfig,
+    /// `window` (the story's rule: a rolling window, a threshold, `consecutive_breaches` in a row)
+    /// or `sequential` (a mixture SPRT over everything since the deploy, whose false-alarm
+    /// probability holds however often it is evaluated).
+    pub detector: Detector,
+    /// Sequential detector: the probability that a release no worse than half its threshold ever
+    /// alerts on a metric.
+    pub false_alarm_probability: Fraction,
+    /// Sequential detector: variance inflation for trades correlated within a time block (1:
+    /// independent trades; 2: a block's trades carry half the information of independent ones).
+    pub design_effect: AtLeastOne,
+}
+
+/// Which detector judges the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// The story's rule: window, threshold, `consecutive_breaches` breaching evaluations in a row.
+    #[default]
+    Window,
+    /// The mixture sequential probability ratio test (always valid).
+    Sequential,
 }
 
 /// `[monitoring.silence]`: a deployed release that receives no events for `after` inside a trading
@@ -434,6 +455,9 @@ impl Default for MonitoringConfig {
             sinks: vec![SinkConfig::Log],
             metrics: Vec::new(),
             silence: SilenceConfig::default(),
+            detector: Detector::Window,
+            false_alarm_probability: Fraction(0.01),
+            design_effect: AtLeastOne(1.0),
         }
     }
 }

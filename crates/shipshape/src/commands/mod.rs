@@ -1,6 +1,7 @@
 //! One module per subcommand, each with a `run` that resolves its flags and calls the library.
 
 pub mod approve;
+pub mod calibrate;
 pub mod audit;
 pub mod demo;
 pub mod deploy;
