@@ -11,9 +11,11 @@ use crate::judge::{DropKind, Rule};
 /// The monitored metrics, in the config's order.
 pub fn policies(config: &MonitoringConfig) -> Vec<MetricPolicy> {
     let significance = config.significance_test.then_some(config.significance.0);
-    let sequential = (config.detector == shipshape_core::config::Detector::Sequential).then_some(
-        crate::judge::Sequential { alpha: config.false_alarm_probability.0, design_effect: config.design_effect.0 },
-    );
+    let sequential =
+        (config.detector == shipshape_core::config::Detector::Sequential).then_some(crate::judge::Sequential {
+            alpha: config.false_alarm_probability.0,
+            design_effect: config.design_effect.0,
+        });
     let cadence = |mode: &shipshape_core::config::ModePolicy| Cadence {
         // The sequential test already accounts for repeated looks: one breach fires.
         consecutive_breaches: if sequential.is_some() { 1 } else { config.consecutive_breaches.0 },

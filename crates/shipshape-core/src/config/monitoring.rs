@@ -456,7 +456,7 @@ impl Default for MonitoringConfig {
             metrics: Vec::new(),
             silence: SilenceConfig::default(),
             detector: Detector::Window,
-            false_alarm_probability: Fraction(0.01),
+            false_alarm_probability: Fraction(0.2),
             design_effect: AtLeastOne(1.0),
         }
     }

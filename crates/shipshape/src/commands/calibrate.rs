@@ -57,7 +57,9 @@ pub fn run(context: &Context, args: &CalibrateArgs) -> anyhow::Result<ExitCode> 
             .with_context(|| format!("--drops {text}: give relative drops between 0 and 1, e.g. 0.03,0.1,0.4"))?,
         None => vec![0.03, 0.05, 0.10, 0.20, 0.40],
     };
-    if !(args.hours > 0.0 && args.hours <= 24.0 * 90.0) || !(args.quiet_days >= 0.0 && args.quiet_days <= 3650.0) {
+    let hours_ok = args.hours > 0.0 && args.hours <= 24.0 * 90.0;
+    let days_ok = (0.0..=3650.0).contains(&args.quiet_days);
+    if !hours_ok || !days_ok {
         bail!("--hours must lie in (0, 2160] and --quiet-days in [0, 3650]");
     }
     let scenario = Scenario {
@@ -93,11 +95,7 @@ pub fn run(context: &Context, args: &CalibrateArgs) -> anyhow::Result<ExitCode> 
     }
     println!(
         "{}: {trades_per_hour:.0} trades/h, baseline {baseline:.4}, heightened threshold {} ({} runs of {} h per drop, seed {})",
-        policy.name,
-        policy.heightened.rule.threshold,
-        args.trials,
-        args.hours,
-        args.seed
+        policy.name, policy.heightened.rule.threshold, args.trials, args.hours, args.seed
     );
     for f in &figures {
         print_detector(f, config.detector);
@@ -110,7 +108,8 @@ fn minutes(m: Option<f64>) -> String {
 }
 
 fn print_detector(f: &DetectorFigures, configured: Detector) {
-    let is_configured = matches!((f.detector, configured), ("window", Detector::Window) | ("sequential", Detector::Sequential));
+    let is_configured =
+        matches!((f.detector, configured), ("window", Detector::Window) | ("sequential", Detector::Sequential));
     println!();
     println!("{} detector{}", f.detector, if is_configured { " (configured)" } else { "" });
     println!("  {:>6}  {:>9}  {:>10}  {:>10}  {:>10}", "drop", "detected", "median", "p95", "slowest");
@@ -125,7 +124,10 @@ fn print_detector(f: &DetectorFigures, configured: Detector) {
             minutes(d.slowest_minutes)
         );
     }
-    println!("  false alarms in quiet operation: {:.2} per 30 days ({:.0} days simulated)", f.false_alarms_per_30_days, f.quiet_days);
+    println!(
+        "  false alarms in quiet operation: {:.2} per 30 days ({:.0} days simulated)",
+        f.false_alarms_per_30_days, f.quiet_days
+    );
 }
 
 /// Trades per hour of the metric's strategies over the last 7 days of stored events.

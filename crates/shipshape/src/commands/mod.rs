@@ -1,8 +1,8 @@
 //! One module per subcommand, each with a `run` that resolves its flags and calls the library.
 
 pub mod approve;
-pub mod calibrate;
 pub mod audit;
+pub mod calibrate;
 pub mod demo;
 pub mod deploy;
 pub mod gc;

@@ -614,3 +614,41 @@ fn silence_inside_a_trading_session_fires_and_outside_it_is_expected() {
     assert_eq!(output.status.code(), Some(2));
     assert_one_line_error(&output, "monitoring.silence.sessions[0].days: `fry` is not a day");
 }
+
+/// The sequential detector end to end through the binary: evaluated every minute (which the
+/// always-valid test allows without extra false alarms), a broken model (a 40 % drop at 50 trades
+/// a minute) fires within 5 minutes of the deploy, and a release as good as its baseline stays
+/// quiet at the same cadence. `calibrate` refuses what it cannot simulate.
+#[test]
+fn the_sequential_detector_catches_a_broken_model_within_minutes() {
+    for (hit_share, expect_fire) in [(0.6, true), (1.0, false)] {
+        let (s, _) = deployed("");
+        let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+        let config = config
+            .replace("detector = \"window\"", "detector = \"sequential\"")
+            .replace("eval_interval = \"10m\"", "eval_interval = \"1m\"");
+        fs::write(s.ws.path("shipshape.toml"), config).unwrap();
+        let base = baseline(&s);
+        ingest(&s, &at(10 * MINUTE), &events(0, 10, 50, base * hit_share, 0, 0.0, "broken"));
+        let mut fired_at = None;
+        for minute in 1..=8 {
+            let (pass, _) = evaluate(&s, minute * MINUTE);
+            if state(&pass, "intraday_hit_ratio") == "firing" {
+                fired_at.get_or_insert(minute);
+            }
+        }
+        match expect_fire {
+            true => assert!(fired_at.is_some_and(|m| m <= 5), "a 40 % drop fired at {fired_at:?}"),
+            false => assert_eq!(fired_at, None, "a healthy release alerted"),
+        }
+    }
+    // calibrate refuses what it cannot simulate, naming the metrics.
+    let s = Setup::new("copy");
+    let output =
+        s.shipshape(DEPLOY, &["calibrate", "--metric", "intraday_sharpe", "--trade-rate", "100", "--baseline", "0.6"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "`intraday_sharpe` is a sharpe metric");
+    let output = s.shipshape(DEPLOY, &["calibrate", "--trade-rate", "100"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "give --baseline");
+}
