@@ -70,6 +70,25 @@ pub struct Event {
     pub ret: f64,
     /// The release that made the prediction, when the producer knows it.
     pub release_id: Option<String>,
+    /// Numeric fields the producer adds (`"metrics": {"slippage_bps": 1.4}`), for metrics of
+    /// kind `field_mean` and `field_rate`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// The longest name of a producer's numeric field.
+pub const MAX_FIELD_NAME: usize = 64;
+
+/// Whether `name` may name a producer's numeric field: 1 to 64 lowercase letters, digits, `_`.
+pub fn check_field_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_FIELD_NAME
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{}`: a field name is 1 to 64 lowercase letters, digits or `_`", truncate(name)))
+    }
 }
 
 /// An event borrowing from its line: the fast path for scoring millions of lines.
@@ -91,6 +110,8 @@ pub struct EventRef<'a> {
     pub ret: f64,
     /// See [`Event::release_id`].
     pub release_id: Option<Cow<'a, str>>,
+    /// See [`Event::metrics`] (empty, without allocating, when the event has none).
+    pub metrics: Vec<(Cow<'a, str>, f64)>,
 }
 
 impl EventRef<'_> {
@@ -105,6 +126,7 @@ impl EventRef<'_> {
             outcome: self.outcome,
             ret: self.ret,
             release_id: self.release_id.as_ref().map(|s| s.to_string()),
+            metrics: self.metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }
     }
 }
@@ -147,6 +169,23 @@ struct JsonEvent<'a> {
     ret: f64,
     #[serde(borrow, default)]
     release_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metrics: Option<std::collections::BTreeMap<Cow<'a, str>, f64>>,
+}
+
+/// Check a producer's numeric fields: names, finite values.
+fn check_metrics<'a>(
+    fields: impl IntoIterator<Item = (Cow<'a, str>, f64)>,
+) -> Result<Vec<(Cow<'a, str>, f64)>, EventError> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        check_field_name(&name).map_err(|m| field_error("metrics", m))?;
+        if !value.is_finite() {
+            return Err(field_error("metrics", format!("`{name}`: {value} is not a finite number")));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 fn parse_ts(text: &str) -> Result<Timestamp, EventError> {
@@ -254,7 +293,14 @@ fn field_at(line: &str, column: usize) -> Option<&'static str> {
     let colon = before.rfind(':')?;
     let key = before[..colon].trim_end().strip_suffix('"')?;
     let name = &key[key.rfind('"')? + 1..];
-    ["id", "ts", "strategy", "symbol", "signal", "outcome", "return", "release_id"].into_iter().find(|k| *k == name)
+    ["id", "ts", "strategy", "symbol", "signal", "outcome", "return", "release_id"]
+        .into_iter()
+        .find(|k| *k == name)
+        // A value inside the `metrics` object (the last object opened before it, still open).
+        .or_else(|| {
+            let opened = before.rfind("\"metrics\"")?;
+            (!before[opened..].contains('}')).then_some("metrics")
+        })
 }
 
 /// The error for a value at 1-based `column` of `line` that is `NaN` or `Infinity` — which Python's
@@ -291,6 +337,10 @@ pub fn parse_json_line(line: &str) -> Result<EventRef<'_>, EventError> {
         strategy: raw.strategy,
         symbol: raw.symbol,
         release_id: raw.release_id.filter(|s| !s.is_empty()),
+        metrics: match raw.metrics {
+            Some(fields) => check_metrics(fields)?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -365,6 +415,8 @@ pub struct CsvHeader {
     outcome: usize,
     ret: usize,
     release_id: Option<usize>,
+    /// `metrics.<name>` columns: (name, index).
+    metrics: Vec<(String, usize)>,
     width: usize,
 }
 
@@ -393,7 +445,15 @@ impl CsvHeader {
                 message: format!("missing column (the header must name {})", REQUIRED_COLUMNS.join(", ")),
             })
         };
+        let mut metrics = Vec::new();
+        for (index, name) in names.iter().enumerate() {
+            if let Some(field) = name.trim().strip_prefix("metrics.") {
+                check_field_name(field).map_err(|m| EventError { field: Some("metrics"), message: m })?;
+                metrics.push((field.to_string(), index));
+            }
+        }
         Ok(CsvHeader {
+            metrics,
             id: find("id"),
             ts: require("ts")?,
             strategy: require("strategy")?,
@@ -423,7 +483,19 @@ impl CsvHeader {
         let optional = |index: Option<usize>| index.map(|i| cells[i].clone()).filter(|s| !s.is_empty());
         check_name("strategy", &cells[self.strategy])?;
         check_name("symbol", &cells[self.symbol])?;
+        let mut metrics = Vec::new();
+        for (name, index) in &self.metrics {
+            let cell = cells[*index].trim();
+            if cell.is_empty() {
+                continue; // pandas writes a missing value as an empty cell
+            }
+            let value: f64 = cell.parse().map_err(|_| {
+                field_error("metrics", format!("`metrics.{name}`: `{}` is not a number", truncate(cell)))
+            })?;
+            metrics.push((Cow::Owned(name.clone()), value));
+        }
         Ok(EventRef {
+            metrics: check_metrics(metrics)?,
             id: optional(self.id),
             ts: parse_ts(cells[self.ts].trim())?,
             strategy: cells[self.strategy].clone(),

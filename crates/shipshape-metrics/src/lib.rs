@@ -13,4 +13,4 @@ pub mod stats;
 
 pub use event::{Event, EventError, Signal};
 pub use metric::{MetricKind, MetricValue, SharpeUnit};
-pub use stats::Stats;
+pub use stats::{FieldStats, Stats};

@@ -29,6 +29,10 @@ pub enum MetricKind {
     MeanReturn,
     /// Mean winning return over mean losing |return|.
     WinLoss,
+    /// The mean of a numeric field the producer adds (`field = "slippage_bps"`).
+    FieldMean,
+    /// The share of events whose field is not zero (`field = "rejected"`).
+    FieldRate,
     /// Minutes without any event (the dead-man's switch, `[monitoring.silence]`); not a kind a
     /// `[[monitoring.metrics]]` entry may name.
     Silence,
@@ -40,8 +44,52 @@ impl MetricKind {
     pub const ALL: [MetricKind; 3] = [MetricKind::HitRatio, MetricKind::Precision, MetricKind::Sharpe];
 
     /// Every kind a `[[monitoring.metrics]]` entry may name.
-    pub const EVERY: [MetricKind; 5] =
-        [MetricKind::HitRatio, MetricKind::Precision, MetricKind::Sharpe, MetricKind::MeanReturn, MetricKind::WinLoss];
+    pub const EVERY: [MetricKind; 7] = [
+        MetricKind::HitRatio,
+        MetricKind::Precision,
+        MetricKind::Sharpe,
+        MetricKind::MeanReturn,
+        MetricKind::WinLoss,
+        MetricKind::FieldMean,
+        MetricKind::FieldRate,
+    ];
+
+    /// Whether it is computed from a producer's field ([`MetricKind::compute_field`]) rather than
+    /// from signals, outcomes and returns.
+    pub fn is_field(self) -> bool {
+        matches!(self, MetricKind::FieldMean | MetricKind::FieldRate)
+    }
+
+    /// Compute a field metric from the field's statistics (`None` value for other kinds).
+    pub fn compute_field(self, stats: &crate::stats::FieldStats, confidence: f64) -> MetricValue {
+        let mut out = MetricValue {
+            kind: self,
+            value: None,
+            samples: stats.n,
+            std_error: None,
+            ci_low: None,
+            ci_high: None,
+            confidence,
+            unit: "field".into(),
+        };
+        let z = z_two_sided(confidence);
+        match self {
+            MetricKind::FieldMean => {
+                if let Some((mean, variance)) = stats.moments() {
+                    let se = (variance / stats.n as f64).sqrt();
+                    out.value = Some(mean);
+                    out.std_error = Some(se);
+                    out.ci_low = Some(mean - z * se);
+                    out.ci_high = Some(mean + z * se);
+                }
+            }
+            MetricKind::FieldRate => {
+                return ratio(self, stats.nonzero, stats.n, confidence);
+            }
+            _ => {}
+        }
+        out
+    }
 
     /// The name used in configs and outputs.
     pub fn name(self) -> &'static str {
@@ -51,6 +99,8 @@ impl MetricKind {
             MetricKind::Sharpe => "sharpe",
             MetricKind::MeanReturn => "mean_return",
             MetricKind::WinLoss => "win_loss",
+            MetricKind::FieldMean => "field_mean",
+            MetricKind::FieldRate => "field_rate",
             MetricKind::Silence => "silence",
         }
     }
@@ -98,6 +148,8 @@ impl MetricKind {
                 }
                 out
             }
+            // Field kinds read the field's statistics (`compute_field`), not these.
+            MetricKind::FieldMean | MetricKind::FieldRate => self.compute_field(&Default::default(), confidence),
             MetricKind::Silence => MetricValue {
                 kind: self,
                 value: None,
@@ -122,7 +174,7 @@ impl FromStr for MetricKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         MetricKind::EVERY.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            format!("unknown metric `{s}` (expected hit_ratio, precision, sharpe, mean_return or win_loss)")
+            format!("unknown metric `{s}` (expected hit_ratio, precision, sharpe, mean_return, win_loss, field_mean or field_rate)")
         })
     }
 }

@@ -145,6 +145,50 @@ impl Stats {
     }
 }
 
+/// Sufficient statistics of one producer field (`"metrics": {"slippage_bps": 1.4}`) over a set
+/// of events: count, sum, sum of squares and how many were non-zero. Floating point (the fields
+/// are the producer's own units), so merging is exact up to rounding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FieldStats {
+    /// Events carrying the field.
+    pub n: u64,
+    /// Σ value.
+    pub sum: f64,
+    /// Σ value².
+    pub sum_squares: f64,
+    /// Events where it was not zero.
+    pub nonzero: u64,
+}
+
+impl FieldStats {
+    /// Add one value.
+    pub fn add(&mut self, value: f64) {
+        self.n += 1;
+        self.sum += value;
+        self.sum_squares += value * value;
+        self.nonzero += u64::from(value != 0.0);
+    }
+
+    /// Add another set's statistics.
+    pub fn merge(&mut self, other: &FieldStats) {
+        self.n += other.n;
+        self.sum += other.sum;
+        self.sum_squares += other.sum_squares;
+        self.nonzero += other.nonzero;
+    }
+
+    /// Mean and sample variance (`None` with fewer than two values).
+    pub fn moments(&self) -> Option<(f64, f64)> {
+        if self.n < 2 {
+            return None;
+        }
+        let n = self.n as f64;
+        let mean = self.sum / n;
+        let variance = ((self.sum_squares - n * mean * mean) / (n - 1.0)).max(0.0);
+        Some((mean, variance))
+    }
+}
+
 /// Mean and sample variance from a count, a sum and a sum of squares in fixed point.
 fn moments(n: u64, sum: i128, squares: i128) -> Option<(f64, f64)> {
     if n < 2 {

@@ -217,6 +217,7 @@ mod tests {
             name: "hit".into(),
             strategy: "intraday".into(),
             strategies: vec!["intraday".into()],
+            field: None,
             kind: MetricKind::HitRatio,
             heightened: ModeRules { window: 6 * 3600, rule: rule(0.05), cadence },
             normal: ModeRules { window: 24 * 3600, rule: rule(0.10), cadence },

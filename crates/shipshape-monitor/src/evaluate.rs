@@ -55,6 +55,9 @@ pub struct MetricPolicy {
     pub strategy: String,
     /// The same, as the names and globs to match events' strategies against.
     pub strategies: Vec<String>,
+    /// For field kinds: the producer's field it reads.
+    #[serde(default)]
+    pub field: Option<String>,
     /// Which metric.
     pub kind: MetricKind,
     /// Rules during the heightened period.
@@ -168,6 +171,7 @@ mod tests {
             name: "intraday_hit_ratio".into(),
             strategy: "intraday".into(),
             strategies: vec!["intraday".into()],
+            field: None,
             kind: MetricKind::HitRatio,
             heightened: ModeRules {
                 window: 6 * HOUR,

@@ -308,9 +308,23 @@ impl Monitor {
         if let Some(found) = self.baselines.get(&key) {
             return Ok(found.clone());
         }
+        let deployed = info.deployment_timestamp.unix_seconds();
         let out = match self.config.baseline {
-            BaselineSource::Validation => self.validation_baselines(&info.manifest_path)?,
-            BaselineSource::Trailing => self.trailing_baselines(info.deployment_timestamp.unix_seconds())?,
+            BaselineSource::Validation => {
+                let mut out = self.validation_baselines(&info.manifest_path)?;
+                // The backtest scores signals and returns, not the producers' own fields: a field
+                // metric it did not report takes its baseline from the trailing window.
+                if self.policies.iter().any(|p| p.field.is_some() && out.get(&p.name).copied().flatten().is_none()) {
+                    let trailing = self.trailing_baselines(deployed)?;
+                    for policy in self.policies.iter().filter(|p| p.field.is_some()) {
+                        if out.get(&policy.name).copied().flatten().is_none() {
+                            out.insert(policy.name.clone(), trailing.get(&policy.name).copied().flatten());
+                        }
+                    }
+                }
+                out
+            }
+            BaselineSource::Trailing => self.trailing_baselines(deployed)?,
         };
         self.baselines.insert(key, out.clone());
         Ok(out)
@@ -360,8 +374,14 @@ impl Monitor {
         let from = deployed - self.config.baseline_window.0.seconds();
         let mut out = BTreeMap::new();
         for policy in &self.policies {
-            let stats = self.db.window_of(None, &policy.strategies, from, deployed)?;
-            let value = policy.kind.compute(&stats, 0.95, self.unit);
+            let value = match &policy.field {
+                Some(field) => policy
+                    .kind
+                    .compute_field(&self.db.field_window(None, &policy.strategies, field, from, deployed)?, 0.95),
+                None => {
+                    policy.kind.compute(&self.db.window_of(None, &policy.strategies, from, deployed)?, 0.95, self.unit)
+                }
+            };
             let enough = value.samples >= u64::from(self.config.min_samples.0);
             out.insert(policy.name.clone(), value.value.filter(|_| enough));
         }
@@ -410,6 +430,7 @@ impl Monitor {
             name: SILENCE_METRIC.into(),
             strategy: "*".into(),
             strategies: vec!["*".into()],
+            field: None,
             kind: shipshape_metrics::MetricKind::Silence,
             heightened: rules(&self.config.heightened),
             normal: rules(&self.config.normal),
@@ -427,9 +448,26 @@ impl Monitor {
         let mut out = Vec::new();
         for policy in &self.policies {
             let (from, to) = window_at(policy, deployed, end, now);
-            let stats = self.db.window_of(Some(active.release_id.as_str()), &policy.strategies, from, to)?;
+            let release = Some(active.release_id.as_str());
             let baseline = active.baselines.get(&policy.name).copied().flatten();
-            out.push((policy.clone(), evaluate_with(|_, _| stats, deployed, policy, baseline, end, now, self.unit)));
+            let evaluation = match &policy.field {
+                Some(field) => {
+                    let mode = crate::evaluate::mode_at(now, end);
+                    let rule = &policy.rules(mode).rule;
+                    let stats = self.db.field_window(release, &policy.strategies, field, from, to)?;
+                    let value = policy.kind.compute_field(&stats, rule.significance.unwrap_or(0.95));
+                    let verdict = match baseline {
+                        Some(baseline) => crate::judge::judge(&value, baseline, rule),
+                        None => crate::judge::Verdict::InsufficientData { samples: value.samples },
+                    };
+                    Evaluation { mode, window: (from, to), value, baseline, verdict }
+                }
+                None => {
+                    let stats = self.db.window_of(release, &policy.strategies, from, to)?;
+                    evaluate_with(|_, _| stats, deployed, policy, baseline, end, now, self.unit)
+                }
+            };
+            out.push((policy.clone(), evaluation));
         }
         Ok(out)
     }
@@ -817,6 +855,7 @@ fn read_events(
             attributed,
             late: context.last_eval.is_some_and(|last| at < last),
             known_strategy: context.known.iter().any(|k| shipshape_core::config::wildcard_match(k, &event.strategy)),
+            metrics: &event.metrics,
         };
         sink(&new)?;
     }

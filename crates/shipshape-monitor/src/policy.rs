@@ -41,6 +41,7 @@ pub fn policies(config: &MonitoringConfig) -> Vec<MetricPolicy> {
                 name: m.name.0.clone(),
                 strategy: m.strategies.join(","),
                 strategies: m.strategies.clone(),
+                field: m.field.clone(),
                 kind: m.kind,
                 heightened: ModeRules {
                     window: m.heightened.window.0.seconds(),

@@ -285,6 +285,33 @@ impl Config {
                     ),
                 ));
             }
+            match (metric.kind.is_field(), &metric.field) {
+                (true, None) => {
+                    return Err(Error::parse(
+                        path,
+                        line,
+                        column,
+                        format!(
+                            "{key}.field: a {} metric names the producer's field, e.g. field = \"slippage_bps\"",
+                            metric.kind
+                        ),
+                    ));
+                }
+                (true, Some(field)) => {
+                    if let Err(reason) = shipshape_metrics::event::check_field_name(field) {
+                        return Err(Error::parse(path, line, column, format!("{key}.field: {reason}")));
+                    }
+                }
+                (false, Some(_)) => {
+                    return Err(Error::parse(
+                        path,
+                        line,
+                        column,
+                        format!("{key}.field: only field_mean and field_rate metrics read a field"),
+                    ));
+                }
+                (false, None) => {}
+            }
             if metric.strategies.is_empty() || metric.strategies.iter().any(|s| s.trim().is_empty()) {
                 return Err(Error::parse(
                     path,

@@ -208,8 +208,11 @@ pub struct MetricConfig {
     /// The strategies whose events it is computed from, pooled: names or globs (`*`, `?`),
     /// e.g. `["momentum"]`, `["mean_*"]`, `["*"]`.
     pub strategies: Vec<String>,
-    /// `hit_ratio`, `precision`, `sharpe` or `mean_return`.
+    /// `hit_ratio`, `precision`, `sharpe`, `mean_return`, `win_loss`, `field_mean` or `field_rate`.
     pub kind: shipshape_metrics::MetricKind,
+    /// For `field_mean` and `field_rate`: the producer's numeric field (`"metrics": {"<field>": …}`).
+    #[serde(default)]
+    pub field: Option<String>,
     /// `higher` (default) or `lower` is better.
     #[serde(default)]
     pub direction: Direction,
@@ -290,6 +293,7 @@ impl MonitoringConfig {
             name: Slug(name.into()),
             strategies: vec![strategy.into()],
             kind,
+            field: None,
             direction: Direction::Higher,
             drop: None,
             min_samples: None,
@@ -340,10 +344,11 @@ impl MonitoringConfig {
                 None => "",
             };
             out.push_str(&format!(
-                "[[monitoring.metrics]]\nname = \"{}\"\nstrategies = [{}]\nkind = \"{}\"\n{drop}heightened = {{ window = \"{}\", threshold = {} }}\nnormal = {{ window = \"{}\", threshold = {} }}\n\n",
+                "[[monitoring.metrics]]\nname = \"{}\"\nstrategies = [{}]\nkind = \"{}\"\n{}{drop}heightened = {{ window = \"{}\", threshold = {} }}\nnormal = {{ window = \"{}\", threshold = {} }}\n\n",
                 m.name.0,
                 m.strategies.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", "),
                 m.kind.name(),
+                m.field.as_ref().map(|f| format!("field = \"{f}\"\n")).unwrap_or_default(),
                 m.heightened.window.0,
                 m.heightened.threshold.0,
                 m.normal.window.0,

@@ -59,6 +59,8 @@ pub struct NewEvent<'a> {
     pub late: bool,
     /// Of a strategy some policy watches (others are counted in the report when stored).
     pub known_strategy: bool,
+    /// The producer's numeric fields.
+    pub metrics: &'a [(std::borrow::Cow<'a, str>, f64)],
 }
 
 /// What an ingest stored.
@@ -92,6 +94,7 @@ struct Buffered {
     attributed: Attribution,
     late: bool,
     known_strategy: bool,
+    metrics: Vec<(String, f64)>,
 }
 
 /// Events are inserted in batches sorted by id, so the id index is written in order instead of
@@ -176,6 +179,8 @@ pub struct Ingest<'a> {
     buffer: Vec<Buffered>,
     /// Minute buckets per (release, strategy) name index.
     minutes: HashMap<(usize, usize, Seconds), Stats>,
+    /// Producer fields' minute buckets per (release, strategy, field) name index.
+    fields: HashMap<(usize, usize, usize, Seconds), shipshape_metrics::FieldStats>,
     received: Seconds,
     counts: IngestCounts,
     /// Raw events before this were pruned (see [`Db::prune_events`]).
@@ -213,6 +218,7 @@ impl Ingest<'_> {
             attributed: event.attributed,
             late: event.late,
             known_strategy: event.known_strategy,
+            metrics: event.metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         });
         if self.buffer.len() >= BUFFER {
             self.flush()?;
@@ -260,6 +266,16 @@ impl Ingest<'_> {
                 event.outcome,
                 event.ret,
             );
+            for (field, value) in &event.metrics {
+                let field = match self.names.iter().position(|n| n == field) {
+                    Some(index) => index,
+                    None => {
+                        self.names.push(field.clone());
+                        self.names.len() - 1
+                    }
+                };
+                self.fields.entry((event.release, event.strategy, field, bucket)).or_default().add(*value);
+            }
             if event.attributed == Attribution::None {
                 self.counts.unattributed += 1;
             }
@@ -278,7 +294,7 @@ impl Ingest<'_> {
     /// Store what is buffered, write the bucket statistics and commit.
     pub fn commit(mut self) -> Result<IngestCounts> {
         self.flush()?;
-        let Ingest { insert, tx, path, names, minutes: by_index, counts, .. } = self;
+        let Ingest { insert, tx, path, names, minutes: by_index, fields, counts, .. } = self;
         drop(insert);
         let error = sql_error(path, "storing events");
         let mut minutes: HashMap<(String, String, Seconds), Stats> = HashMap::new();
@@ -307,6 +323,35 @@ impl Ingest<'_> {
                 let mut total = old.as_deref().and_then(decode).unwrap_or_default();
                 total.merge(stats);
                 upsert.execute(params![release, strategy, bucket, &encode(&total)[..]]).map_err(&error)?;
+            }
+        }
+        for (table, width) in [("field_minutes", MINUTE), ("field_hours", HOUR)] {
+            let mut merged: HashMap<(usize, usize, usize, Seconds), shipshape_metrics::FieldStats> = HashMap::new();
+            for ((release, strategy, field, minute), stats) in &fields {
+                merged.entry((*release, *strategy, *field, minute.div_euclid(width) * width)).or_default().merge(stats);
+            }
+            let mut upsert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO {table} (release_id, strategy, field, bucket, n, sum, sum_squares, nonzero)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (release_id, strategy, field, bucket) DO UPDATE SET n = n + excluded.n,
+                       sum = sum + excluded.sum, sum_squares = sum_squares + excluded.sum_squares,
+                       nonzero = nonzero + excluded.nonzero"
+                ))
+                .map_err(&error)?;
+            for ((release, strategy, field, bucket), s) in merged {
+                upsert
+                    .execute(params![
+                        names[release],
+                        names[strategy],
+                        names[field],
+                        bucket,
+                        s.n as i64,
+                        s.sum,
+                        s.sum_squares,
+                        s.nonzero as i64
+                    ])
+                    .map_err(&error)?;
             }
         }
         tx.execute(
@@ -348,6 +393,7 @@ impl Db {
             names: Vec::new(),
             buffer: Vec::with_capacity(BUFFER),
             minutes: HashMap::new(),
+            fields: HashMap::new(),
             received,
             counts: IngestCounts::default(),
             pruned_before,
@@ -407,6 +453,66 @@ impl Db {
             .map_err(&error)?;
         let rows = statement.query_map([release], |row| row.get::<_, String>(0)).map_err(&error)?;
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(&error)
+    }
+
+    /// Statistics of the producer field `field` of every strategy matching `patterns`, for
+    /// `release` (every release when `None`), with timestamps in `[from, to)` at minute resolution.
+    pub fn field_window(
+        &self,
+        release: Option<&str>,
+        patterns: &[String],
+        field: &str,
+        from: Seconds,
+        to: Seconds,
+    ) -> Result<shipshape_metrics::FieldStats> {
+        let error = sql_error(&self.path, "reading field statistics");
+        let from = from.div_euclid(MINUTE) * MINUTE;
+        let mut total = shipshape_metrics::FieldStats::default();
+        if to <= from {
+            return Ok(total);
+        }
+        let first_hour = (from + HOUR - 1).div_euclid(HOUR) * HOUR;
+        let end_hour = to.div_euclid(HOUR) * HOUR;
+        let ranges = if first_hour < end_hour {
+            vec![
+                ("field_hours", first_hour, end_hour),
+                ("field_minutes", from, first_hour),
+                ("field_minutes", end_hour, to),
+            ]
+        } else {
+            vec![("field_minutes", from, to)]
+        };
+        let strategies: Vec<String> = self
+            .strategies(release)?
+            .into_iter()
+            .filter(|s| patterns.iter().any(|p| shipshape_core::config::wildcard_match(p, s)))
+            .collect();
+        for strategy in &strategies {
+            for (table, start, end) in &ranges {
+                if end <= start {
+                    continue;
+                }
+                let sql = format!(
+                    "SELECT coalesce(sum(n), 0), coalesce(sum(sum), 0.0), coalesce(sum(sum_squares), 0.0), coalesce(sum(nonzero), 0)
+                     FROM {table} WHERE (?1 IS NULL OR release_id = ?1) AND strategy = ?2 AND field = ?3 AND bucket >= ?4 AND bucket < ?5"
+                );
+                let (n, sum, squares, nonzero): (i64, f64, f64, i64) = self
+                    .conn
+                    .prepare_cached(&sql)
+                    .map_err(&error)?
+                    .query_row(params![release, strategy, field, start, end], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .map_err(&error)?;
+                total.merge(&shipshape_metrics::FieldStats {
+                    n: n.max(0) as u64,
+                    sum,
+                    sum_squares: squares,
+                    nonzero: nonzero.max(0) as u64,
+                });
+            }
+        }
+        Ok(total)
     }
 
     /// The start of the newest minute holding an event attributed to `release` (`None`: none yet).
@@ -535,6 +641,7 @@ mod tests {
             attributed: Attribution::Time,
             late: false,
             known_strategy: true,
+            metrics: &[],
         }
     }
 
@@ -602,5 +709,32 @@ mod tests {
         assert_eq!((old.trades, old.hits, old.return_sum), (stats.trades, stats.hits, stats.return_sum));
         assert_eq!((old.wins, old.losses, old.win_sum, old.loss_sum), (0, 0, 0, 0));
         assert_eq!(decode(&encode(&stats)[..100]), None, "a torn row is corrupt, not zero");
+    }
+
+    #[test]
+    fn producer_fields_are_bucketed_per_minute_and_hour_and_read_back_over_any_window() {
+        let mut db = Db::in_memory().unwrap();
+        let fields = [(std::borrow::Cow::Borrowed("slippage_bps"), 2.0), (std::borrow::Cow::Borrowed("rejected"), 0.0)];
+        let mut ingest = db.ingest(0).unwrap();
+        for i in 0..120 {
+            let id = format!("f{i}");
+            let mut e = event(&id, 3600 + i * 30, true);
+            e.metrics = &fields;
+            ingest.add(&e).unwrap();
+        }
+        // A duplicate adds nothing to the field statistics either.
+        let mut again = event("f0", 3600, true);
+        again.metrics = &fields;
+        ingest.add(&again).unwrap();
+        ingest.commit().unwrap();
+        let patterns = ["intraday".to_string()];
+        let all = db.field_window(Some("r1"), &patterns, "slippage_bps", 0, 4 * 3600).unwrap();
+        assert_eq!((all.n, all.sum, all.nonzero), (120, 240.0, 120));
+        // Whole hours from field_hours, edges from field_minutes: the same totals.
+        let part = db.field_window(Some("r1"), &patterns, "slippage_bps", 3600 + 600, 3600 + 1800).unwrap();
+        assert_eq!(part.n, 40);
+        let rejected = db.field_window(None, &["intra*".to_string()], "rejected", 0, 4 * 3600).unwrap();
+        assert_eq!((rejected.n, rejected.nonzero), (120, 0));
+        assert_eq!(db.field_window(Some("r1"), &patterns, "latency_ms", 0, 4 * 3600).unwrap().n, 0);
     }
 }

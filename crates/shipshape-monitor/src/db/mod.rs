@@ -36,7 +36,17 @@ pub const DB_PATH: &str = "data/monitoring/monitor.db";
 
 pub(crate) const MINUTE: Seconds = 60;
 pub(crate) const HOUR: Seconds = 3600;
-const SCHEMA_VERSION: i64 = 2;
+
+/// The tables schema 3 added: statistics of the producers' numeric fields.
+const FIELD_TABLES: &str = "
+CREATE TABLE field_minutes (release_id TEXT, strategy TEXT, field TEXT, bucket INTEGER,
+    n INTEGER NOT NULL, sum REAL NOT NULL, sum_squares REAL NOT NULL, nonzero INTEGER NOT NULL,
+    PRIMARY KEY (release_id, strategy, field, bucket)) WITHOUT ROWID;
+CREATE TABLE field_hours (release_id TEXT, strategy TEXT, field TEXT, bucket INTEGER,
+    n INTEGER NOT NULL, sum REAL NOT NULL, sum_squares REAL NOT NULL, nonzero INTEGER NOT NULL,
+    PRIMARY KEY (release_id, strategy, field, bucket)) WITHOUT ROWID;
+";
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE events (
@@ -82,6 +92,12 @@ CREATE INDEX outbox_due ON outbox (delivered_at, next_attempt);
 CREATE TABLE auto_rollbacks (release_id TEXT PRIMARY KEY, at INTEGER NOT NULL, reason TEXT NOT NULL,
     outcome TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, next_attempt INTEGER);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE field_minutes (release_id TEXT, strategy TEXT, field TEXT, bucket INTEGER,
+    n INTEGER NOT NULL, sum REAL NOT NULL, sum_squares REAL NOT NULL, nonzero INTEGER NOT NULL,
+    PRIMARY KEY (release_id, strategy, field, bucket)) WITHOUT ROWID;
+CREATE TABLE field_hours (release_id TEXT, strategy TEXT, field TEXT, bucket INTEGER,
+    n INTEGER NOT NULL, sum REAL NOT NULL, sum_squares REAL NOT NULL, nonzero INTEGER NOT NULL,
+    PRIMARY KEY (release_id, strategy, field, bucket)) WITHOUT ROWID;
 INSERT INTO meta (key, value) VALUES ('events', '0');
 ";
 
@@ -129,14 +145,17 @@ impl Db {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&error)?;
                 tx.commit().map_err(&error)?;
             }
-            // Version 1 had no retries of a failed auto-rollback.
-            1 => {
+            // Version 1 had no retries of a failed auto-rollback; 2 no producer fields.
+            1 | 2 => {
                 let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate).map_err(&error)?;
-                tx.execute_batch(
-                    "ALTER TABLE auto_rollbacks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
-                     ALTER TABLE auto_rollbacks ADD COLUMN next_attempt INTEGER;",
-                )
-                .map_err(&error)?;
+                if version == 1 {
+                    tx.execute_batch(
+                        "ALTER TABLE auto_rollbacks ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+                         ALTER TABLE auto_rollbacks ADD COLUMN next_attempt INTEGER;",
+                    )
+                    .map_err(&error)?;
+                }
+                tx.execute_batch(FIELD_TABLES).map_err(&error)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&error)?;
                 tx.commit().map_err(&error)?;
             }
@@ -173,15 +192,35 @@ mod tests {
     /// A version-1 database (no auto-rollback retries) opens as version 2, its auto-rollback rows
     /// kept, with one attempt each; a newer version than this one is refused, naming the file.
     #[test]
+    fn a_version_2_database_gets_the_field_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitor.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&SCHEMA.replace(FIELD_TABLES.trim_start(), "")).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let tables: i64 = db
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name IN ('field_minutes', 'field_hours')", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(tables, 2);
+    }
+
+    #[test]
     fn a_version_1_database_is_migrated_and_a_newer_one_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("monitor.db");
         {
             let conn = Connection::open(&path).unwrap();
-            let v1 = SCHEMA.replace(
+            let v1 = SCHEMA.replace(FIELD_TABLES.trim_start(), "").replace(
                 "outcome TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, next_attempt INTEGER);",
                 "outcome TEXT NOT NULL);",
             );
+            assert!(!v1.contains("field_minutes"), "version 1 had no field tables");
             assert_ne!(v1, SCHEMA, "the version-1 table is what this test migrates");
             conn.execute_batch(&v1).unwrap();
             conn.execute(
@@ -195,6 +234,8 @@ mod tests {
         assert_eq!(db.auto_rollback_of("r1").unwrap(), Some(("failed: lock".to_string(), 1, None)));
         let version: i64 = db.conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+        let fields: i64 = db.conn.query_row("SELECT count(*) FROM field_minutes", [], |row| row.get(0)).unwrap();
+        assert_eq!(fields, 0, "the field tables were added");
         db.conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         drop(db);
         let err = Db::open(&path).err().unwrap().to_string();

@@ -652,3 +652,88 @@ fn the_sequential_detector_catches_a_broken_model_within_minutes() {
     assert_eq!(output.status.code(), Some(2));
     assert_one_line_error(&output, "give --baseline");
 }
+
+/// A producer's own numeric fields as metrics: `"metrics": {"slippage_bps": …, "rejected": …}` in
+/// JSON lines before the deploy (the trailing baseline), the same fields as `metrics.<name>`
+/// columns of a CSV after it; a lower-is-better `field_mean` and `field_rate` fire when slippage
+/// and rejections rise. A bad field name or a non-number is refused naming `metrics`, storing nothing.
+#[test]
+fn a_producers_numeric_fields_are_monitored() {
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    let (start, end) = (config.find("# What to watch:").unwrap(), config.find("# The dead-man's switch").unwrap());
+    let ours = r#"[[monitoring.metrics]]
+name = "momentum_slippage"
+strategies = ["momentum"]
+kind = "field_mean"
+field = "slippage_bps"
+direction = "lower"
+heightened = { window = "1h", threshold = 0.5 }
+normal = { window = "1d", threshold = 1.0 }
+
+[[monitoring.metrics]]
+name = "momentum_rejections"
+strategies = ["momentum"]
+kind = "field_rate"
+field = "rejected"
+direction = "lower"
+heightened = { window = "1h", threshold = 0.05 }
+normal = { window = "1d", threshold = 0.05 }
+
+"#;
+    let config = format!("{}{ours}{}", &config[..start], &config[end..])
+        .replace("[monitoring]\n", "[monitoring]\nbaseline = \"trailing\"\nbaseline_window = \"1d\"\n");
+    fs::write(s.ws.path("shipshape.toml"), config).unwrap();
+    // Before the deploy: slippage 1 bp on average, one order in 50 rejected.
+    let mut before = String::new();
+    for i in 0..1200 {
+        let ts = at(-2 * HOUR + i * 6);
+        let slippage = if i % 2 == 0 { 0.5 } else { 1.5 };
+        let rejected = u8::from(i % 50 == 0);
+        before.push_str(&format!("{{\"id\":\"b{i}\",\"ts\":\"{ts}\",\"strategy\":\"momentum\",\"symbol\":\"S\",\"signal\":1,\"outcome\":1,\"return\":0.001,\"metrics\":{{\"slippage_bps\":{slippage},\"rejected\":{rejected}}}}}\n"));
+    }
+    let report = ingest(&s, &at(-MINUTE), &before);
+    assert_eq!(report["accepted"], 1200, "{report}");
+    let manifest = s.release(DEPLOY);
+    assert!(s.deploy(DEPLOY, &manifest).status.success());
+    // After it, as CSV: slippage 2.5 bp, one order in five rejected.
+    let mut after = String::from("id,ts,strategy,symbol,signal,outcome,return,metrics.slippage_bps,metrics.rejected\n");
+    for i in 0..600 {
+        let ts = at(i * 6);
+        let slippage = if i % 2 == 0 { 2.0 } else { 3.0 };
+        let rejected = u8::from(i % 5 == 0);
+        after.push_str(&format!("a{i},{ts},momentum,S,1,1,0.001,{slippage},{rejected}\n"));
+    }
+    let file = s.ws.temp.path().join("after.csv");
+    fs::write(&file, &after).unwrap();
+    let output = s.ws.cmd_at(&at(HOUR)).arg("ingest").arg(&file).output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let (pass, _) = evaluate(&s, HOUR);
+    for name in ["momentum_slippage", "momentum_rejections"] {
+        let m = crate::util::watch::metric(&pass, name);
+        assert!(m["baseline"].is_number() && m["value"]["value"].is_number(), "{m}");
+    }
+    assert!((crate::util::watch::metric(&pass, "momentum_slippage")["baseline"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert!(
+        (crate::util::watch::metric(&pass, "momentum_slippage")["value"]["value"].as_f64().unwrap() - 2.5).abs() < 1e-9
+    );
+    let mut fired = std::collections::BTreeSet::new();
+    for offset in [HOUR, HOUR + 10 * MINUTE, HOUR + 20 * MINUTE] {
+        let (pass, _) = evaluate(&s, offset);
+        for name in ["momentum_slippage", "momentum_rejections"] {
+            if state(&pass, name) == "firing" {
+                fired.insert(name);
+            }
+        }
+    }
+    assert_eq!(fired.len(), 2, "both rises fire: {fired:?}");
+    // Bad fields are refused, naming the field, and nothing is stored.
+    for bad in [
+        r#"{"id":"x1","ts":"2025-10-13T10:00:00Z","strategy":"momentum","symbol":"S","signal":1,"outcome":1,"return":0.0,"metrics":{"Slippage":1}}"#,
+        r#"{"id":"x2","ts":"2025-10-13T10:00:00Z","strategy":"momentum","symbol":"S","signal":1,"outcome":1,"return":0.0,"metrics":{"slippage_bps":"high"}}"#,
+    ] {
+        let output = s.ws.cmd_at(&at(2 * HOUR)).args(["ingest", "-"]).write_stdin(format!("{bad}\n")).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        assert_one_line_error(&output, "`metrics`");
+    }
+}
