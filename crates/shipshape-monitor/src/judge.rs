@@ -62,6 +62,33 @@ pub struct Sequential {
     pub alpha: f64,
     /// Variance inflation for trades that are correlated within a time block (1: independent).
     pub design_effect: f64,
+    /// Estimate the design effect from the blocks (see [`dispersion`]) instead of `design_effect`.
+    #[serde(default)]
+    pub estimate: bool,
+}
+
+/// The design effect of a ratio metric from its one-minute blocks `(trials, successes)`: Pearson's
+/// dispersion Σ (s_b − n_b p̄)² / (n_b p̄ (1 − p̄)) over its B − 1 degrees of freedom — about 1 when
+/// a block's trades are independent, larger when they move together. At least 1; 1 with fewer
+/// than 10 blocks.
+pub fn dispersion(blocks: impl Iterator<Item = (u64, u64)>) -> f64 {
+    let (mut count, mut n, mut s, mut s2_over_n) = (0u64, 0.0, 0.0, 0.0);
+    for (trials, successes) in blocks.filter(|(t, _)| *t > 0) {
+        count += 1;
+        n += trials as f64;
+        s += successes as f64;
+        s2_over_n += (successes as f64) * (successes as f64) / trials as f64;
+    }
+    if count < 10 || n <= 0.0 {
+        return 1.0;
+    }
+    let p = s / n;
+    if p <= 0.0 || p >= 1.0 {
+        return 1.0;
+    }
+    // Σ (s_b − n_b p)² / n_b = Σ s_b²/n_b − 2 p Σ s_b + p² Σ n_b
+    let chi2 = (s2_over_n - 2.0 * p * s + p * p * n) / (p * (1.0 - p));
+    (chi2 / (count - 1) as f64).max(1.0)
 }
 
 /// The mixture SPRT of Johari, Pekelis & Walsh ("Always Valid Inference", 2017) for a mean that
@@ -105,7 +132,7 @@ pub fn sequential(current: &MetricValue, baseline: f64, rule: &Rule, settings: &
         DropKind::Relative => 0.0,
         DropKind::Absolute => baseline_up - value_up,
     };
-    let variance = se * se * settings.design_effect.max(1.0);
+    let variance = se * se * settings.design_effect.max(1.0); // an estimate is filled in by the caller
     let log_lambda = msprt_log(value_up, variance, baseline_up - step / 2.0, step);
     if log_lambda < (1.0 / settings.alpha).ln() {
         return Verdict::Healthy { drop };
@@ -303,5 +330,16 @@ mod tests {
         assert!(matches!(judge(&at(0.7, 0.01), 1.0, &rule), Verdict::Healthy { drop } if drop < 0.0));
         // 30 % above, but within the noise: healthy.
         assert!(matches!(judge(&at(1.3, 0.5), 1.0, &rule), Verdict::Healthy { .. }));
+    }
+
+    #[test]
+    fn dispersion_is_one_for_independent_trades_and_more_when_blocks_move_together() {
+        // Every block at the mean: under-dispersed, floored at 1.
+        assert_eq!(dispersion((0..60).map(|_| (50, 31))), 1.0);
+        // Blocks all right or all wrong (trades of a minute move together): 50 trades carry one.
+        let together = dispersion((0..60).map(|b| (50, if b % 2 == 0 { 50 } else { 0 })));
+        assert!((45.0..=55.0).contains(&together), "{together}");
+        // Too few blocks to say.
+        assert_eq!(dispersion((0..5).map(|b| (50, if b % 2 == 0 { 50 } else { 0 }))), 1.0);
     }
 }

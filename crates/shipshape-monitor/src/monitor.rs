@@ -388,6 +388,36 @@ impl Monitor {
         Ok(out)
     }
 
+    /// `policy` with the sequential detector's design effect estimated from the one-minute blocks
+    /// of `[from, to)` when the config leaves it to be estimated (hit ratio and precision only).
+    fn with_design_effect(
+        &self,
+        policy: &MetricPolicy,
+        release: &str,
+        from: Seconds,
+        to: Seconds,
+    ) -> Result<MetricPolicy> {
+        let mut policy = policy.clone();
+        let ratio =
+            matches!(policy.kind, shipshape_metrics::MetricKind::HitRatio | shipshape_metrics::MetricKind::Precision);
+        let wants = [&policy.heightened, &policy.normal].iter().any(|m| m.rule.sequential.is_some_and(|s| s.estimate));
+        if !ratio || !wants {
+            return Ok(policy);
+        }
+        let blocks = self.db.minute_blocks(release, &policy.strategies, from, to)?;
+        let kind = policy.kind;
+        let phi = crate::judge::dispersion(blocks.iter().map(|b| match kind {
+            shipshape_metrics::MetricKind::Precision => (b.longs, b.long_wins),
+            _ => (b.trades, b.hits),
+        }));
+        for mode in [&mut policy.heightened, &mut policy.normal] {
+            if let Some(sequential) = mode.rule.sequential.as_mut().filter(|s| s.estimate) {
+                sequential.design_effect = phi;
+            }
+        }
+        Ok(policy)
+    }
+
     /// The dead-man's switch (`[monitoring.silence]`): inside a trading session, the minutes since
     /// the active release's last event (or since the session opened, or the deploy, whichever is
     /// later), judged against `after`, as the `events_received` metric. `None` when the switch is
@@ -464,7 +494,8 @@ impl Monitor {
                 }
                 None => {
                     let stats = self.db.window_of(release, &policy.strategies, from, to)?;
-                    evaluate_with(|_, _| stats, deployed, policy, baseline, end, now, self.unit)
+                    let policy = self.with_design_effect(policy, &active.release_id, from.max(now - 24 * 3600), now)?;
+                    evaluate_with(|_, _| stats, deployed, &policy, baseline, end, now, self.unit)
                 }
             };
             out.push((policy.clone(), evaluation));

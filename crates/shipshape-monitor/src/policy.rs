@@ -14,7 +14,8 @@ pub fn policies(config: &MonitoringConfig) -> Vec<MetricPolicy> {
     let sequential =
         (config.detector == shipshape_core::config::Detector::Sequential).then_some(crate::judge::Sequential {
             alpha: config.false_alarm_probability.0,
-            design_effect: config.design_effect.0,
+            design_effect: config.design_effect.map_or(1.0, |d| d.0),
+            estimate: config.design_effect.is_none(),
         });
     let cadence = |mode: &shipshape_core::config::ModePolicy| Cadence {
         // The sequential test already accounts for repeated looks: one breach fires.

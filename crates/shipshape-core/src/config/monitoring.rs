@@ -53,7 +53,9 @@ pub struct MonitoringConfig {
     pub false_alarm_probability: Fraction,
     /// Sequential detector: variance inflation for trades correlated within a time block (1:
     /// independent trades; 2: a block's trades carry half the information of independent ones).
-    pub design_effect: AtLeastOne,
+    /// Absent: estimated, for hit-ratio and precision metrics, from the dispersion of the last 24
+    /// hours' one-minute blocks (at least 1); 1 for the other kinds.
+    pub design_effect: Option<AtLeastOne>,
 }
 
 /// Which detector judges the metrics.
@@ -462,7 +464,7 @@ impl Default for MonitoringConfig {
             silence: SilenceConfig::default(),
             detector: Detector::Window,
             false_alarm_probability: Fraction(0.2),
-            design_effect: AtLeastOne(1.0),
+            design_effect: None,
         }
     }
 }

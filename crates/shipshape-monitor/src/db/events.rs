@@ -455,6 +455,33 @@ impl Db {
         rows.collect::<std::result::Result<Vec<_>, _>>().map_err(&error)
     }
 
+    /// The one-minute blocks of every strategy matching `patterns` for `release`, in `[from, to)`,
+    /// pooled per minute, oldest first (the sequential detector's design effect reads them).
+    pub fn minute_blocks(&self, release: &str, patterns: &[String], from: Seconds, to: Seconds) -> Result<Vec<Stats>> {
+        let error = sql_error(&self.path, "reading minute statistics");
+        let mut blocks: std::collections::BTreeMap<Seconds, Stats> = std::collections::BTreeMap::new();
+        for strategy in self.strategies(Some(release))? {
+            if !patterns.iter().any(|p| shipshape_core::config::wildcard_match(p, &strategy)) {
+                continue;
+            }
+            let mut statement = self
+                .conn
+                .prepare_cached(
+                    "SELECT bucket, stats FROM minutes WHERE release_id = ?1 AND strategy = ?2 AND bucket >= ?3 AND bucket < ?4",
+                )
+                .map_err(&error)?;
+            let mut rows = statement.query(params![release, strategy, from, to]).map_err(&error)?;
+            while let Some(row) = rows.next().map_err(&error)? {
+                let bucket: Seconds = row.get(0).map_err(&error)?;
+                let bytes: Vec<u8> = row.get(1).map_err(&error)?;
+                let stats = decode(&bytes)
+                    .ok_or_else(|| Error::invalid(&self.path, "a corrupt statistics row in `minutes`"))?;
+                blocks.entry(bucket).or_default().merge(&stats);
+            }
+        }
+        Ok(blocks.into_values().collect())
+    }
+
     /// Statistics of the producer field `field` of every strategy matching `patterns`, for
     /// `release` (every release when `None`), with timestamps in `[from, to)` at minute resolution.
     pub fn field_window(
