@@ -49,6 +49,26 @@ pub struct ReplayReport {
     pub notifications: Vec<Notification>,
     /// Times auto-rollback's rule would have triggered (release, time), whether or not it is enabled.
     pub auto_rollbacks: Vec<(String, Timestamp)>,
+    /// The detector that judged (as `serve` would: the config's detector and `eval_interval`).
+    pub detector: &'static str,
+    /// Per release and metric: when it first fired after the deploy, and how many alert episodes.
+    pub detections: Vec<Detection>,
+    /// Alert episodes per 30 days of replayed time — `calibrate`'s false-alarm figure, for what
+    /// actually happened (every episode counts: whether a regression caused it is for you to say).
+    pub alerts_per_30_days: Option<f64>,
+}
+
+/// What one metric did for one replayed release.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    /// The release.
+    pub release_id: String,
+    /// The metric.
+    pub metric: String,
+    /// Minutes from the deploy to its first firing (`None`: it never fired).
+    pub first_firing_minutes: Option<f64>,
+    /// Alert episodes (firings) for this release.
+    pub episodes: u64,
 }
 
 /// Replay `events` with releases deployed at `release_times`. Baselines: the validation of the
@@ -102,7 +122,14 @@ pub fn replay(
         });
         actives.push(Active { release_id: id.clone(), deployed_at: *at, heightened_end: at + heightened, baselines });
     }
+    let detector = match monitor.config().detector {
+        shipshape_core::config::Detector::Window => "window",
+        shipshape_core::config::Detector::Sequential => "sequential",
+    };
     let mut report = ReplayReport {
+        detector,
+        detections: Vec::new(),
+        alerts_per_30_days: None,
         releases,
         baseline: source_kind,
         ingest,
@@ -142,5 +169,33 @@ pub fn replay(
         }
         at += interval;
     }
+    // What each metric did for each release, from the notifications.
+    let metrics: Vec<String> = crate::policy::policies(monitor.config()).into_iter().map(|p| p.name).collect();
+    let mut episodes_total = 0;
+    for (index, release) in report.releases.iter().enumerate() {
+        let deployed = times[index];
+        for metric in &metrics {
+            let firings: Vec<&Notification> = report
+                .notifications
+                .iter()
+                .filter(|n| {
+                    n.release_id == release.release_id && &n.metric == metric && n.reason == NotifyReason::Firing
+                })
+                .collect();
+            episodes_total += firings.len() as u64;
+            let first = firings
+                .first()
+                .and_then(|n| n.at.parse::<Timestamp>().ok())
+                .map(|t| (t.as_second() - deployed) as f64 / 60.0);
+            report.detections.push(Detection {
+                release_id: release.release_id.clone(),
+                metric: metric.clone(),
+                first_firing_minutes: first,
+                episodes: firings.len() as u64,
+            });
+        }
+    }
+    let days = (end - start) as f64 / 86_400.0;
+    report.alerts_per_30_days = (days > 0.0).then(|| episodes_total as f64 * 30.0 / days);
     Ok(report)
 }

@@ -260,5 +260,21 @@ pub fn replay(context: &Context, args: &ReplayArgs) -> anyhow::Result<ExitCode> 
     for (release, at) in &report.auto_rollbacks {
         println!("{at}  auto-rollback of {release} would have triggered");
     }
+    println!("detector: {} (the config's, at its eval_interval, as serve runs it)", report.detector);
+    for d in &report.detections {
+        match d.first_firing_minutes {
+            Some(minutes) => println!(
+                "  {} {}: first fired {minutes:.0} min after the deploy ({} episode{})",
+                d.release_id,
+                d.metric,
+                d.episodes,
+                if d.episodes == 1 { "" } else { "s" }
+            ),
+            None => println!("  {} {}: never fired", d.release_id, d.metric),
+        }
+    }
+    if let Some(rate) = report.alerts_per_30_days {
+        println!("alert episodes per 30 days of replayed time: {rate:.2} (compare `shipshape calibrate`)");
+    }
     super::ok()
 }

@@ -216,12 +216,28 @@ fn replay_shows_the_alerts_history_would_have_raised() {
     assert!(firing.iter().all(|n| n["release_id"] == "replay-2"), "{notifications:?}");
     let hit = firing.iter().find(|n| n["metric"] == "intraday_hit_ratio").expect("the regression is caught");
     let fired: Timestamp = hit["at"].as_str().unwrap().parse().unwrap();
-    assert!(fired.as_second() - at(0).parse::<Timestamp>().unwrap().as_second() <= 2 * HOUR, "{hit}");
+    let delay = fired.as_second() - at(0).parse::<Timestamp>().unwrap().as_second();
+    assert!(delay <= 2 * HOUR, "{hit}");
+    // The figures calibrate prints, for what happened: the delay after the deploy, the episodes.
+    assert_eq!(report["detector"], "window");
+    let detection = report["detections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["release_id"] == "replay-2" && d["metric"] == "intraday_hit_ratio")
+        .unwrap();
+    assert_eq!(detection["first_firing_minutes"].as_f64(), Some(delay as f64 / 60.0), "{detection}");
+    assert!(detection["episodes"].as_u64().unwrap() >= 1);
+    let quiet = report["detections"].as_array().unwrap().iter().filter(|d| d["release_id"] == "replay-1");
+    assert!(quiet.into_iter().all(|d| d["first_firing_minutes"].is_null() && d["episodes"] == 0));
+    assert!(report["alerts_per_30_days"].as_f64().unwrap() > 0.0);
     // The replay touched nothing in the workspace's own database.
     let alerts: Value = serde_json::from_slice(&s.shipshape(&at(10 * HOUR), &["alerts", "--json"]).stdout).unwrap();
     assert_eq!(alerts, serde_json::json!([]));
     let text = s.shipshape(&at(10 * HOUR), &["replay", "--events", file.to_str().unwrap(), "--release-at", &at(0)]);
-    assert!(String::from_utf8_lossy(&text.stdout).contains("firing"));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("firing") && text.contains("intraday_hit_ratio: first fired"), "{text}");
+    assert!(text.contains("alert episodes per 30 days of replayed time"), "{text}");
 }
 
 #[test]
