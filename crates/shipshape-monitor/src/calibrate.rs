@@ -14,7 +14,7 @@ use shipshape_metrics::{MetricKind, SharpeUnit, Signal, Stats};
 
 use crate::alert::{self, Seconds, State};
 use crate::evaluate::{MetricPolicy, Mode};
-use crate::judge::judge;
+use crate::judge::{BlockSums, judge};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -121,8 +121,8 @@ fn run(policy: &MetricPolicy, scenario: &Scenario, p: f64, minutes: i64, seed: u
     prefix.push(Stats::default());
     // Prefix sums of each minute's (block present, trades, hits, hits²/trades): the design effect
     // of the last 24 hours' blocks in O(1), as the monitor estimates it (judge::dispersion).
-    let mut blocks: Vec<(f64, f64, f64, f64)> = Vec::with_capacity(minutes as usize + 1);
-    blocks.push((0.0, 0.0, 0.0, 0.0));
+    let mut blocks: Vec<BlockSums> = Vec::with_capacity(minutes as usize + 1);
+    blocks.push(BlockSums::default());
     let mut state = State::Inactive;
     let mut first = None;
     let mut episodes = 0;
@@ -131,9 +131,9 @@ fn run(policy: &MetricPolicy, scenario: &Scenario, p: f64, minutes: i64, seed: u
         let this = minute(&mut rng, lambda, p);
         total.merge(&this);
         prefix.push(total);
-        let last = *blocks.last().unwrap_or(&(0.0, 0.0, 0.0, 0.0));
-        let (n, s) = (this.trades as f64, this.hits as f64);
-        blocks.push(if n > 0.0 { (last.0 + 1.0, last.1 + n, last.2 + s, last.3 + s * s / n) } else { last });
+        let mut sums = *blocks.last().unwrap_or(&BlockSums::default());
+        sums.add(this.trades, this.hits);
+        blocks.push(sums);
         let now = m * 60;
         let mode = if now < scenario.heightened_seconds { Mode::Heightened } else { Mode::Normal };
         let rules = policy.rules(mode);
@@ -148,14 +148,7 @@ fn run(policy: &MetricPolicy, scenario: &Scenario, p: f64, minutes: i64, seed: u
         let value = policy.kind.compute(&window, confidence, SharpeUnit::PerTrade);
         let mut rule = rules.rule;
         if let Some(sequential) = rule.sequential.as_mut().filter(|s| s.estimate) {
-            let (a, b) = (blocks[(m - 1440).max(0) as usize], blocks[m as usize]);
-            let (count, n, s, s2) = (b.0 - a.0, b.1 - a.1, b.2 - a.2, b.3 - a.3);
-            let p = if n > 0.0 { s / n } else { 0.0 };
-            sequential.design_effect = if count < 10.0 || p <= 0.0 || p >= 1.0 {
-                1.0
-            } else {
-                ((s2 - 2.0 * p * s + p * p * n) / (p * (1.0 - p)) / (count - 1.0)).max(1.0)
-            };
+            sequential.design_effect = blocks[m as usize].since(&blocks[(m - 1440).max(0) as usize]).dispersion();
         }
         let verdict = judge(&value, scenario.baseline, &rule);
         let (next, _) = alert::step(state, &verdict, now, &rules.cadence);

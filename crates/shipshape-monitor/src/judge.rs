@@ -72,23 +72,62 @@ pub struct Sequential {
 /// a block's trades are independent, larger when they move together. At least 1; 1 with fewer
 /// than 10 blocks.
 pub fn dispersion(blocks: impl Iterator<Item = (u64, u64)>) -> f64 {
-    let (mut count, mut n, mut s, mut s2_over_n) = (0u64, 0.0, 0.0, 0.0);
-    for (trials, successes) in blocks.filter(|(t, _)| *t > 0) {
-        count += 1;
-        n += trials as f64;
-        s += successes as f64;
-        s2_over_n += (successes as f64) * (successes as f64) / trials as f64;
+    let mut sums = BlockSums::default();
+    for (trials, successes) in blocks {
+        sums.add(trials, successes);
     }
-    if count < 10 || n <= 0.0 {
-        return 1.0;
+    sums.dispersion()
+}
+
+/// The running sums [`dispersion`] reads: blocks, trials, successes, Σ successes²/trials. They
+/// add and subtract, so a sliding set of blocks costs O(1) per block (`calibrate` keeps prefixes).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BlockSums {
+    /// Blocks with at least one trial.
+    pub blocks: f64,
+    /// Σ trials.
+    pub trials: f64,
+    /// Σ successes.
+    pub successes: f64,
+    /// Σ successes² / trials.
+    pub squares_over_trials: f64,
+}
+
+impl BlockSums {
+    /// Add one block (an empty one adds nothing).
+    pub fn add(&mut self, trials: u64, successes: u64) {
+        if trials > 0 {
+            let (n, s) = (trials as f64, successes as f64);
+            self.blocks += 1.0;
+            self.trials += n;
+            self.successes += s;
+            self.squares_over_trials += s * s / n;
+        }
     }
-    let p = s / n;
-    if p <= 0.0 || p >= 1.0 {
-        return 1.0;
+
+    /// The sums of the blocks in `self` but not in `earlier` (a prefix of them).
+    pub fn since(&self, earlier: &BlockSums) -> BlockSums {
+        BlockSums {
+            blocks: self.blocks - earlier.blocks,
+            trials: self.trials - earlier.trials,
+            successes: self.successes - earlier.successes,
+            squares_over_trials: self.squares_over_trials - earlier.squares_over_trials,
+        }
     }
-    // Σ (s_b − n_b p)² / n_b = Σ s_b²/n_b − 2 p Σ s_b + p² Σ n_b
-    let chi2 = (s2_over_n - 2.0 * p * s + p * p * n) / (p * (1.0 - p));
-    (chi2 / (count - 1) as f64).max(1.0)
+
+    /// Pearson's dispersion of these blocks (see [`dispersion`]).
+    pub fn dispersion(&self) -> f64 {
+        if self.blocks < 10.0 || self.trials <= 0.0 {
+            return 1.0;
+        }
+        let p = self.successes / self.trials;
+        if p <= 0.0 || p >= 1.0 {
+            return 1.0;
+        }
+        // Σ (s_b − n_b p)² / n_b = Σ s_b²/n_b − 2 p Σ s_b + p² Σ n_b
+        let chi2 = (self.squares_over_trials - 2.0 * p * self.successes + p * p * self.trials) / (p * (1.0 - p));
+        (chi2 / (self.blocks - 1.0)).max(1.0)
+    }
 }
 
 /// The mixture SPRT of Johari, Pekelis & Walsh ("Always Valid Inference", 2017) for a mean that

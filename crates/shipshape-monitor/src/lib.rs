@@ -33,6 +33,7 @@ pub mod judge;
 pub mod monitor;
 pub mod policy;
 pub mod replay;
+pub mod silence;
 pub mod sinks;
 pub mod time_json;
 pub mod window;

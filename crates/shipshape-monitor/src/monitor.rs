@@ -96,8 +96,7 @@ pub struct IngestOptions<'a> {
     pub check_skew: bool,
 }
 
-/// The name of the dead-man's switch's metric in alerts and notifications.
-pub const SILENCE_METRIC: &str = "events_received";
+pub use crate::silence::SILENCE_METRIC;
 
 /// The release being judged.
 #[derive(Debug, Clone, PartialEq)]
@@ -418,57 +417,14 @@ impl Monitor {
         Ok(policy)
     }
 
-    /// The dead-man's switch (`[monitoring.silence]`): inside a trading session, the minutes since
-    /// the active release's last event (or since the session opened, or the deploy, whichever is
-    /// later), judged against `after`, as the `events_received` metric. `None` when the switch is
-    /// off or no session is open: silence outside the sessions is expected, and leaves the alert
-    /// as it was.
+    /// The dead-man's switch for `active` at `now` (see [`crate::silence`]); `None` when it is off
+    /// or no session is open.
     pub fn silence(&self, active: &Active, now: Seconds) -> Result<Option<(MetricPolicy, Evaluation)>> {
-        let silence = &self.config.silence;
-        let Some(after) = &silence.after else { return Ok(None) };
-        let opened = if silence.sessions.is_empty() {
-            Some(active.deployed_at)
-        } else {
-            silence.sessions.iter().filter_map(|s| s.opened_before(now)).max()
-        };
-        let Some(opened) = opened else { return Ok(None) };
-        let last = self.db.last_minute(&active.release_id)?.map(|minute| minute + 60);
-        let quiet_since = [Some(opened), Some(active.deployed_at), last].into_iter().flatten().max().unwrap_or(now);
-        let silent = (now - quiet_since).max(0);
-        let limit = after.0.seconds();
-        let minutes = |s: Seconds| s as f64 / 60.0;
-        let mode = crate::evaluate::mode_at(now, active.heightened_end);
-        let verdict = if silent >= limit {
-            crate::judge::Verdict::Breach { drop: minutes(silent), severity: crate::judge::Severity::Critical }
-        } else {
-            crate::judge::Verdict::Healthy { drop: minutes(silent) }
-        };
-        let rules = |notify: &shipshape_core::config::ModePolicy| crate::evaluate::ModeRules {
-            window: limit,
-            rule: crate::judge::Rule {
-                kind: crate::judge::DropKind::Absolute,
-                threshold: minutes(limit),
-                min_samples: 0,
-                significance: None,
-                critical_multiple: 1.0,
-                lower_is_better: true,
-                sequential: None,
-            },
-            cadence: crate::alert::Cadence { consecutive_breaches: 1, repeat_every: notify.notify_every.0.seconds() },
-        };
-        let policy = MetricPolicy {
-            name: SILENCE_METRIC.into(),
-            strategy: "*".into(),
-            strategies: vec!["*".into()],
-            field: None,
-            kind: shipshape_metrics::MetricKind::Silence,
-            heightened: rules(&self.config.heightened),
-            normal: rules(&self.config.normal),
-        };
-        let mut value = shipshape_metrics::MetricKind::Silence.compute(&Default::default(), 0.95, self.unit);
-        value.value = Some(minutes(silent));
-        let evaluation = Evaluation { mode, window: (quiet_since, now), value, baseline: Some(0.0), verdict };
-        Ok(Some((policy, evaluation)))
+        if self.config.silence.after.is_none() {
+            return Ok(None);
+        }
+        let last = self.db.last_minute(&active.release_id)?;
+        Ok(crate::silence::judge(&self.config, active.deployed_at, active.heightened_end, last, now, self.unit))
     }
 
     /// The metrics of the active release at `now`, without touching alert state.

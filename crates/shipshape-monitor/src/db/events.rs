@@ -267,13 +267,7 @@ impl Ingest<'_> {
                 event.ret,
             );
             for (field, value) in &event.metrics {
-                let field = match self.names.iter().position(|n| n == field) {
-                    Some(index) => index,
-                    None => {
-                        self.names.push(field.clone());
-                        self.names.len() - 1
-                    }
-                };
+                let field = self.intern(field);
                 self.fields.entry((event.release, event.strategy, field, bucket)).or_default().add(*value);
             }
             if event.attributed == Attribution::None {

@@ -37,7 +37,8 @@ pub const DB_PATH: &str = "data/monitoring/monitor.db";
 pub(crate) const MINUTE: Seconds = 60;
 pub(crate) const HOUR: Seconds = 3600;
 
-/// The tables schema 3 added: statistics of the producers' numeric fields.
+/// The tables schema 3 added: statistics of the producers' numeric fields (a new database gets
+/// them after [`SCHEMA`], an older one by migration).
 const FIELD_TABLES: &str = "
 CREATE TABLE field_minutes (release_id TEXT, strategy TEXT, field TEXT, bucket INTEGER,
     n INTEGER NOT NULL, sum REAL NOT NULL, sum_squares REAL NOT NULL, nonzero INTEGER NOT NULL,
@@ -92,12 +93,6 @@ CREATE INDEX outbox_due ON outbox (delivered_at, next_attempt);
 CREATE TABLE auto_rollbacks (release_id TEXT PRIMARY KEY, at INTEGER NOT NULL, reason TEXT NOT NULL,
     outcome TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, next_attempt INTEGER);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE field_minutes (release_id TEXT, strategy TEXT, field TEXT, bucket INTEGER,
-    n INTEGER NOT NULL, sum REAL NOT NULL, sum_squares REAL NOT NULL, nonzero INTEGER NOT NULL,
-    PRIMARY KEY (release_id, strategy, field, bucket)) WITHOUT ROWID;
-CREATE TABLE field_hours (release_id TEXT, strategy TEXT, field TEXT, bucket INTEGER,
-    n INTEGER NOT NULL, sum REAL NOT NULL, sum_squares REAL NOT NULL, nonzero INTEGER NOT NULL,
-    PRIMARY KEY (release_id, strategy, field, bucket)) WITHOUT ROWID;
 INSERT INTO meta (key, value) VALUES ('events', '0');
 ";
 
@@ -142,6 +137,7 @@ impl Db {
             0 => {
                 let tx = Transaction::new_unchecked(&conn, TransactionBehavior::Immediate).map_err(&error)?;
                 tx.execute_batch(SCHEMA).map_err(&error)?;
+                tx.execute_batch(FIELD_TABLES).map_err(&error)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(&error)?;
                 tx.commit().map_err(&error)?;
             }
@@ -197,7 +193,7 @@ mod tests {
         let path = dir.path().join("monitor.db");
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(&SCHEMA.replace(FIELD_TABLES.trim_start(), "")).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
             conn.pragma_update(None, "user_version", 2).unwrap();
         }
         let db = Db::open(&path).unwrap();
@@ -216,7 +212,7 @@ mod tests {
         let path = dir.path().join("monitor.db");
         {
             let conn = Connection::open(&path).unwrap();
-            let v1 = SCHEMA.replace(FIELD_TABLES.trim_start(), "").replace(
+            let v1 = SCHEMA.replace(
                 "outcome TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, next_attempt INTEGER);",
                 "outcome TEXT NOT NULL);",
             );
