@@ -24,7 +24,7 @@ use shipshape_metrics::event::{CsvHeader, EventError, EventRef, parse_json_line}
 
 use crate::alert::{self, Effect, NotifyReason, Seconds, State};
 use crate::db::alerts::Measured;
-use crate::db::events::Attribution;
+use crate::db::events::{Attribution, Batch, Batcher, IngestCounts};
 use crate::db::{Db, NewEvent, content_id};
 use crate::evaluate::{Evaluation, MetricPolicy, evaluate_with, window_at};
 use crate::judge::Severity;
@@ -230,14 +230,40 @@ impl Monitor {
     pub fn ingest(
         &mut self,
         source: &Path,
-        reader: &mut dyn BufRead,
+        reader: &mut (dyn BufRead + Send),
         options: &IngestOptions<'_>,
     ) -> Result<IngestReport> {
         let context = self.read_context(options)?;
-        let mut report = IngestReport::default();
         let mut ingest = self.db.ingest(options.now.unix_seconds())?;
-        read_events(source, reader, options, &context, &mut report, &mut |event| ingest.add(event))?;
-        let counts = ingest.commit()?;
+        // Two threads: this one stores batches while a reader parses, checks and attributes the
+        // next ones (parsing is about a third of an ingest). At most two batches wait between them.
+        let (mut report, counts) = std::thread::scope(|scope| -> Result<(IngestReport, IngestCounts)> {
+            let mut batcher = ingest.batcher();
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<Batch>(2);
+            let context = &context;
+            let reader = std::thread::Builder::new()
+                .name("ingest-reader".into())
+                .spawn_scoped(scope, move || -> Result<(IngestReport, Batcher)> {
+                    let mut report = IngestReport::default();
+                    read_events(source, reader, options, context, &mut report, &mut |event| {
+                        match batcher.add(event) {
+                            // The writer stopped (its error is the one reported).
+                            Some(batch) => sender.send(batch).map_err(|_| Error::invalid(source, "the ingest stopped")),
+                            None => Ok(()),
+                        }
+                    })?;
+                    Ok((report, batcher))
+                })
+                .map_err(|e| Error::io(source, "starting the reader thread", e))?;
+            for batch in receiver.iter() {
+                ingest.store(batch)?;
+            }
+            let (report, batcher) = match reader.join() {
+                Ok(result) => result?,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            Ok((report, ingest.commit_with(batcher)?))
+        })?;
         report.accepted = counts.accepted;
         report.duplicates = counts.duplicates;
         report.unattributed = counts.unattributed;

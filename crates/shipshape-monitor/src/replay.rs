@@ -76,7 +76,7 @@ pub struct Detection {
 pub fn replay(
     workspace: Workspace,
     source: &Path,
-    events: &mut dyn BufRead,
+    events: &mut (dyn BufRead + Send),
     release_times: &[Time],
     baseline: Option<BaselineSource>,
     skip_bad: bool,

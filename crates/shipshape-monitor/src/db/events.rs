@@ -81,7 +81,7 @@ pub struct IngestCounts {
     pub expired: u64,
 }
 
-/// An event waiting in an ingest's buffer.
+/// An event waiting in an ingest's buffer (names as indices into its batch's names).
 struct Buffered {
     id: String,
     ts: Seconds,
@@ -94,7 +94,73 @@ struct Buffered {
     attributed: Attribution,
     late: bool,
     known_strategy: bool,
-    metrics: Vec<(String, f64)>,
+    metrics: Vec<(usize, f64)>,
+}
+
+/// Events parsed and checked, ready to store: [`Batcher`] makes them (on any thread),
+/// [`Ingest::store`] stores them.
+pub struct Batch {
+    /// Every name interned so far (release ids, strategies, producer fields); names only grow, so
+    /// a later batch's names extend an earlier one's.
+    names: Vec<String>,
+    events: Vec<Buffered>,
+}
+
+/// The parsing side of an ingest: interns names, drops events older than the pruned boundary and
+/// cuts the stream into batches. It owns no database handle, so a reader thread can run it while
+/// the writer stores the previous batch (`shipshape ingest` reads and writes in parallel).
+pub struct Batcher {
+    names: Vec<String>,
+    buffer: Vec<Buffered>,
+    pruned_before: Option<Seconds>,
+    expired: u64,
+}
+
+impl Batcher {
+    fn intern(&mut self, name: &str) -> usize {
+        match self.names.iter().position(|n| n == name) {
+            Some(index) => index,
+            None => {
+                self.names.push(name.to_string());
+                self.names.len() - 1
+            }
+        }
+    }
+
+    /// Add one event; a full batch comes back, to be stored.
+    pub fn add(&mut self, event: &NewEvent<'_>) -> Option<Batch> {
+        if self.pruned_before.is_some_and(|before| event.ts < before) {
+            self.expired += 1;
+            return None;
+        }
+        let strategy = self.intern(event.strategy);
+        let release = self.intern(event.release_id);
+        let metrics = event.metrics.iter().map(|(k, v)| (self.intern(k), *v)).collect();
+        self.buffer.push(Buffered {
+            id: event.id.to_string(),
+            ts: event.ts,
+            strategy,
+            symbol: event.symbol.to_string(),
+            signal: event.signal,
+            outcome: event.outcome,
+            ret: event.ret,
+            release,
+            attributed: event.attributed,
+            late: event.late,
+            known_strategy: event.known_strategy,
+            metrics,
+        });
+        (self.buffer.len() >= BUFFER).then(|| self.take())
+    }
+
+    /// What is buffered, as a batch sorted by id: the unique index is then written in order (ids
+    /// from one producer share prefixes), not at random pages. The sort is stable, so of two
+    /// events with one id the first is kept; it runs here, on the reader's thread.
+    fn take(&mut self) -> Batch {
+        let mut events = std::mem::replace(&mut self.buffer, Vec::with_capacity(BUFFER));
+        events.sort_by(|a, b| a.id.cmp(&b.id));
+        Batch { names: self.names.clone(), events }
+    }
 }
 
 /// Events are inserted in batches sorted by id, so the id index is written in order instead of
@@ -174,56 +240,36 @@ pub struct Ingest<'a> {
     insert: rusqlite::Statement<'a>,
     tx: Transaction<'a>,
     path: &'a Path,
-    /// Interned release ids and strategy names.
+    /// Interned release ids, strategy and field names (of the last batch stored).
     names: Vec<String>,
-    buffer: Vec<Buffered>,
+    /// The parsing side, when events are added one by one with [`Ingest::add`].
+    front: Batcher,
     /// Minute buckets per (release, strategy) name index.
     minutes: HashMap<(usize, usize, Seconds), Stats>,
     /// Producer fields' minute buckets per (release, strategy, field) name index.
     fields: HashMap<(usize, usize, usize, Seconds), shipshape_metrics::FieldStats>,
     received: Seconds,
     counts: IngestCounts,
-    /// Raw events before this were pruned (see [`Db::prune_events`]).
-    pruned_before: Option<Seconds>,
 }
 
 impl Ingest<'_> {
-    fn intern(&mut self, name: &str) -> usize {
-        match self.names.iter().position(|n| n == name) {
-            Some(index) => index,
-            None => {
-                self.names.push(name.to_string());
-                self.names.len() - 1
-            }
+    /// Add one event (stored, or counted as a duplicate, when its batch is stored).
+    pub fn add(&mut self, event: &NewEvent<'_>) -> Result<()> {
+        match self.front.add(event) {
+            Some(batch) => self.store(batch),
+            None => Ok(()),
         }
     }
 
-    /// Add one event (stored, or counted as a duplicate, by [`Ingest::commit`]).
-    pub fn add(&mut self, event: &NewEvent<'_>) -> Result<()> {
-        if self.pruned_before.is_some_and(|before| event.ts < before) {
-            self.counts.expired += 1;
-            return Ok(());
+    /// A parsing side for another thread: hand its batches to [`Ingest::store`] in order and
+    /// finish with [`Ingest::commit_with`].
+    pub fn batcher(&self) -> Batcher {
+        Batcher {
+            names: Vec::new(),
+            buffer: Vec::with_capacity(BUFFER),
+            pruned_before: self.front.pruned_before,
+            expired: 0,
         }
-        let strategy = self.intern(event.strategy);
-        let release = self.intern(event.release_id);
-        self.buffer.push(Buffered {
-            id: event.id.to_string(),
-            ts: event.ts,
-            strategy,
-            symbol: event.symbol.to_string(),
-            signal: event.signal,
-            outcome: event.outcome,
-            ret: event.ret,
-            release,
-            attributed: event.attributed,
-            late: event.late,
-            known_strategy: event.known_strategy,
-            metrics: event.metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        });
-        if self.buffer.len() >= BUFFER {
-            self.flush()?;
-        }
-        Ok(())
     }
 
     /// What was stored so far (after the last [`Ingest::flush`]).
@@ -231,13 +277,20 @@ impl Ingest<'_> {
         &self.counts
     }
 
-    /// Store what is buffered (still inside the transaction).
+    /// Store what [`Ingest::add`] buffered (still inside the transaction).
     pub fn flush(&mut self) -> Result<()> {
+        let batch = self.front.take();
+        self.counts.expired += std::mem::take(&mut self.front.expired);
+        self.store(batch)
+    }
+
+    /// Store a batch (still inside the transaction).
+    pub fn store(&mut self, batch: Batch) -> Result<()> {
         let error = sql_error(self.path, "storing events");
-        let mut buffer = std::mem::take(&mut self.buffer);
-        // Sorted by id, the unique index is written in order (ids from one producer share
-        // prefixes), not at random pages; stable, so of two events with one id the first is kept.
-        buffer.sort_by(|a, b| a.id.cmp(&b.id));
+        let Batch { names, events: buffer } = batch;
+        if names.len() >= self.names.len() {
+            self.names = names;
+        }
         for event in &buffer {
             let stored = self
                 .insert
@@ -266,9 +319,8 @@ impl Ingest<'_> {
                 event.outcome,
                 event.ret,
             );
-            for (field, value) in &event.metrics {
-                let field = self.intern(field);
-                self.fields.entry((event.release, event.strategy, field, bucket)).or_default().add(*value);
+            for &(field, value) in &event.metrics {
+                self.fields.entry((event.release, event.strategy, field, bucket)).or_default().add(value);
             }
             if event.attributed == Attribution::None {
                 self.counts.unattributed += 1;
@@ -280,14 +332,21 @@ impl Ingest<'_> {
                 *self.counts.unknown_strategies.entry(self.names[event.strategy].clone()).or_default() += 1;
             }
         }
-        buffer.clear();
-        self.buffer = buffer;
         Ok(())
     }
 
     /// Store what is buffered, write the bucket statistics and commit.
     pub fn commit(mut self) -> Result<IngestCounts> {
-        self.flush()?;
+        let empty = self.batcher();
+        let front = std::mem::replace(&mut self.front, empty);
+        self.commit_with(front)
+    }
+
+    /// Store what `batcher` still holds, write the bucket statistics and commit.
+    pub fn commit_with(mut self, mut batcher: Batcher) -> Result<IngestCounts> {
+        let rest = batcher.take();
+        self.store(rest)?;
+        self.counts.expired += batcher.expired;
         let Ingest { insert, tx, path, names, minutes: by_index, fields, counts, .. } = self;
         drop(insert);
         let error = sql_error(path, "storing events");
@@ -385,12 +444,11 @@ impl Db {
             tx,
             path: &self.path,
             names: Vec::new(),
-            buffer: Vec::with_capacity(BUFFER),
+            front: Batcher { names: Vec::new(), buffer: Vec::with_capacity(BUFFER), pruned_before, expired: 0 },
             minutes: HashMap::new(),
             fields: HashMap::new(),
             received,
             counts: IngestCounts::default(),
-            pruned_before,
         })
     }
 

@@ -19,7 +19,7 @@ fn parse_time(flag: &str, text: &str) -> anyhow::Result<Time> {
     text.parse::<Time>().map_err(|e| Error::Usage(format!("{flag} `{text}`: {e}")).into())
 }
 
-fn open_events(context: &Context, file: &Path) -> anyhow::Result<(PathBuf, Box<dyn std::io::BufRead>)> {
+fn open_events(context: &Context, file: &Path) -> anyhow::Result<(PathBuf, Box<dyn std::io::BufRead + Send>)> {
     if file == Path::new("-") {
         return Ok((PathBuf::from("<stdin>"), Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))));
     }
