@@ -190,7 +190,8 @@ pub enum SharpeUnit {
 }
 
 impl SharpeUnit {
-    fn factor(self) -> f64 {
+    /// What a per-trade ratio is multiplied by (1, or √periods).
+    pub fn factor(self) -> f64 {
         match self {
             SharpeUnit::PerTrade => 1.0,
             SharpeUnit::Annualised(periods) => periods.sqrt(),

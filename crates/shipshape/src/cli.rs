@@ -352,7 +352,7 @@ pub struct HistoryArgs {
 /// `calibrate`.
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
-    /// The metric (a hit_ratio or precision one; default: the first such).
+    /// One metric (default: every configured metric that can be simulated).
     #[arg(long, value_name = "NAME")]
     pub metric: Option<String>,
     /// Trades per hour (default: measured from the last 7 days of stored events).
@@ -361,7 +361,14 @@ pub struct CalibrateArgs {
     /// The metric's baseline (default: the active release's).
     #[arg(long, value_name = "P")]
     pub baseline: Option<f64>,
-    /// Relative drops to simulate, comma-separated.
+    /// The standard deviation of one trade's return (of the field's value for field_mean), for
+    /// metrics simulated with normal values: mean_return, sharpe, win_loss, field_mean (default:
+    /// measured from the last 7 days of stored events).
+    #[arg(long, value_name = "SD")]
+    pub sd: Option<f64>,
+    /// Drops to simulate, comma-separated, measured as the metric's `drop` is: relative (0.1 = 10 %
+    /// worse) or absolute (in the metric's unit). Default: 3, 5, 10, 20, 40 % relative; half to
+    /// eight times the heightened threshold absolute.
     #[arg(long, value_name = "LIST")]
     pub drops: Option<String>,
     /// Runs per drop.

@@ -7,107 +7,245 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 use shipshape_core::config::Detector;
-use shipshape_monitor::calibrate::{DetectorFigures, Scenario, calibrate, simulable};
+use shipshape_monitor::calibrate::{DetectorFigures, Outcomes, Scenario, calibrate, outcomes};
+use shipshape_monitor::evaluate::MetricPolicy;
+use shipshape_monitor::judge::DropKind;
 
 use crate::cli::CalibrateArgs;
 use crate::context::Context;
 
-/// `shipshape calibrate`.
+/// What one metric is simulated with, and where each figure came from.
+struct Inputs {
+    trades_per_hour: f64,
+    baseline: f64,
+    sd: Option<f64>,
+    drops: Vec<f64>,
+}
+
+/// `shipshape calibrate`: every configured metric (or `--metric`), each detector.
 pub fn run(context: &Context, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
     let config = &workspace.config.monitoring;
     let policies = shipshape_monitor::policy::policies(config);
-    let policy = match &args.metric {
-        Some(name) => policies.iter().find(|p| &p.name == name).with_context(|| {
+    let chosen: Vec<&MetricPolicy> = match &args.metric {
+        Some(name) => vec![policies.iter().find(|p| &p.name == name).with_context(|| {
             format!(
-                "no metric `{name}` in {}: the metrics are {}",
-                workspace.config.path.display(),
+                "--metric {name}: no such metric (configured: {})",
                 policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
             )
-        })?,
-        None => policies.iter().find(|p| simulable(p.kind)).context("no hit_ratio or precision metric to simulate")?,
-    };
-    if !simulable(policy.kind) {
-        bail!(
-            "calibrate simulates Bernoulli outcomes: `{}` is a {} metric; name a hit_ratio or precision metric with --metric",
-            policy.name,
-            policy.kind
-        );
-    }
-    let now = context.now();
-    let trades_per_hour = match args.trade_rate {
-        Some(rate) if rate > 0.0 && rate.is_finite() => rate,
-        Some(rate) => bail!("--trade-rate {rate}: give a number of trades per hour above 0"),
-        None => measured_rate(&workspace, policy, now.unix_seconds())?.with_context(|| {
-            format!("no stored events of `{}` in the last 7 days to measure a trade rate from: give --trade-rate N (trades per hour)", policy.strategy)
-        })?,
-    };
-    let baseline = match args.baseline {
-        Some(b) if b > 0.0 && b < 1.0 => b,
-        Some(b) => bail!("--baseline {b}: a ratio metric's baseline lies between 0 and 1"),
-        None => active_baseline(&workspace, &policy.name, now)?.with_context(|| {
-            format!("no active release with a baseline for `{}`: give --baseline (e.g. 0.62)", policy.name)
-        })?,
-    };
-    let drops: Vec<f64> = match &args.drops {
-        Some(text) => text
-            .split(',')
-            .map(|d| d.trim().parse::<f64>().ok().filter(|d| (0.0..1.0).contains(d)))
-            .collect::<Option<Vec<_>>>()
-            .with_context(|| format!("--drops {text}: give relative drops between 0 and 1, e.g. 0.03,0.1,0.4"))?,
-        None => vec![0.03, 0.05, 0.10, 0.20, 0.40],
+        })?],
+        None => policies.iter().filter(|p| outcomes(p.kind).is_some()).collect(),
     };
     let hours_ok = args.hours > 0.0 && args.hours <= 24.0 * 90.0;
     let days_ok = (0.0..=3650.0).contains(&args.quiet_days);
     if !hours_ok || !days_ok {
         bail!("--hours must lie in (0, 2160] and --quiet-days in [0, 3650]");
     }
-    let scenario = Scenario {
-        trades_per_hour,
-        baseline,
-        horizon_minutes: (args.hours * 60.0) as i64,
-        trials: args.trials as usize,
-        seed: args.seed,
-        heightened_seconds: i64::from(config.heightened_hours.0) * 3600,
-        eval_interval: config.eval_interval.0.seconds(),
+    if let Some(sd) = args.sd
+        && !(sd > 0.0 && sd.is_finite())
+    {
+        bail!("--sd {sd}: give a standard deviation above 0");
+    }
+    let now = context.now();
+    let mut monitor = shipshape_monitor::monitor::Monitor::open(workspace.clone())?;
+    let active = shipshape_core::registry::get_active_release(&workspace, now)?;
+    let baselines = match &active {
+        Some(info) => monitor.baselines(info)?,
+        None => Default::default(),
     };
-    let mut figures = Vec::new();
-    for detector in [Detector::Window, Detector::Sequential] {
-        let mut variant = config.clone();
-        variant.detector = detector;
-        let policies = shipshape_monitor::policy::policies(&variant);
-        let Some(p) = policies.iter().find(|p| p.name == policy.name) else { continue };
-        figures.push(calibrate(p, &scenario, &drops, args.quiet_days));
+    let db_path = workspace.root.join(shipshape_monitor::db::DB_PATH);
+    let db = if db_path.exists() { Some(shipshape_monitor::db::Db::open(&db_path)?) } else { None };
+    let mut results = Vec::new();
+    let mut skipped: Vec<(String, String)> = Vec::new();
+    for policy in chosen {
+        let inputs = match inputs(args, policy, db.as_ref(), baselines.get(&policy.name).copied().flatten(), now) {
+            Ok(inputs) => inputs,
+            // Named: its error is the command's; one of all: skipped, and said why.
+            Err(e) if args.metric.is_some() => return Err(e),
+            Err(e) => {
+                skipped.push((policy.name.clone(), format!("{e:#}")));
+                continue;
+            }
+        };
+        let scenario = Scenario {
+            trades_per_hour: inputs.trades_per_hour,
+            baseline: inputs.baseline,
+            horizon_minutes: (args.hours * 60.0) as i64,
+            trials: args.trials as usize,
+            seed: args.seed,
+            heightened_seconds: i64::from(config.heightened_hours.0) * 3600,
+            eval_interval: config.eval_interval.0.seconds(),
+            sd: inputs.sd,
+            sharpe_unit: monitor.unit(),
+        };
+        let mut figures = Vec::new();
+        for detector in [Detector::Window, Detector::Sequential] {
+            let mut variant = config.clone();
+            variant.detector = detector;
+            let variants = shipshape_monitor::policy::policies(&variant);
+            let Some(p) = variants.iter().find(|p| p.name == policy.name) else { continue };
+            figures.push(calibrate(p, &scenario, &inputs.drops, args.quiet_days).with_context(|| {
+                format!(
+                    "`{}`: no {} trades give a baseline of {} and the drops {:?}",
+                    policy.name,
+                    if outcomes(policy.kind) == Some(Outcomes::Bernoulli) {
+                        "right-or-wrong"
+                    } else {
+                        "normally distributed"
+                    },
+                    inputs.baseline,
+                    inputs.drops
+                )
+            })?);
+        }
+        results.push((policy, inputs, figures));
+    }
+    if results.is_empty() {
+        let reasons: Vec<String> = skipped.iter().map(|(m, why)| format!("{m}: {why}")).collect();
+        bail!(
+            "no metric could be simulated ({})",
+            if reasons.is_empty() { "none configured".into() } else { reasons.join("; ") }
+        );
     }
     if args.json {
         super::print_json(&json!({
-            "metric": policy.name,
-            "trades_per_hour": trades_per_hour,
-            "baseline": baseline,
-            "heightened_threshold": policy.heightened.rule.threshold,
             "horizon_hours": args.hours,
             "trials": args.trials,
             "seed": args.seed,
             "configured_detector": match config.detector { Detector::Window => "window", Detector::Sequential => "sequential" },
-            "detectors": figures,
+            "metrics": results.iter().map(|(policy, inputs, figures)| json!({
+                "metric": policy.name,
+                "kind": policy.kind.name(),
+                "outcomes": outcomes(policy.kind),
+                "trades_per_hour": inputs.trades_per_hour,
+                "baseline": inputs.baseline,
+                "sd": inputs.sd,
+                "drop": drop_word(policy),
+                "heightened_threshold": policy.heightened.rule.threshold,
+                "detectors": figures,
+            })).collect::<Vec<_>>(),
+            "skipped": skipped.iter().map(|(m, why)| json!({"metric": m, "reason": why})).collect::<Vec<_>>(),
         }))?;
         return super::ok();
     }
-    println!(
-        "{}: {trades_per_hour:.0} trades/h, baseline {baseline:.4}, heightened threshold {} ({} runs of {} h per drop, seed {})",
-        policy.name, policy.heightened.rule.threshold, args.trials, args.hours, args.seed
-    );
-    for f in &figures {
-        print_detector(f, config.detector);
+    for (i, (policy, inputs, figures)) in results.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let sd = inputs.sd.map(|sd| format!(", sd {sd}")).unwrap_or_default();
+        println!(
+            "{} ({}): {:.0} trades/h, baseline {:.4}{sd}, heightened threshold {} {} ({} runs of {} h per drop, seed {})",
+            policy.name,
+            policy.kind,
+            inputs.trades_per_hour,
+            inputs.baseline,
+            policy.heightened.rule.threshold,
+            drop_word(policy),
+            args.trials,
+            args.hours,
+            args.seed
+        );
+        for f in figures {
+            print_detector(f, config.detector, policy.heightened.rule.kind);
+        }
+    }
+    for (metric, why) in &skipped {
+        context.note(format!("{metric} not simulated: {why}"));
     }
     super::ok()
+}
+
+fn drop_word(policy: &MetricPolicy) -> &'static str {
+    match policy.heightened.rule.kind {
+        DropKind::Relative => "relative",
+        DropKind::Absolute => "absolute",
+    }
+}
+
+/// The trade rate, baseline, deviation and drops for `policy`: the arguments, else measured from
+/// the stored events (the last 7 days) and the active release's baseline.
+fn inputs(
+    args: &CalibrateArgs,
+    policy: &MetricPolicy,
+    db: Option<&shipshape_monitor::db::Db>,
+    active_baseline: Option<f64>,
+    now: shipshape_core::infra::clock::Time,
+) -> anyhow::Result<Inputs> {
+    let week_to = now.unix_seconds();
+    let week_from = week_to - 7 * 24 * 3600;
+    let week = match db {
+        Some(db) => Some(db.window_of(None, &policy.strategies, week_from, week_to)?),
+        None => None,
+    };
+    let trades_per_hour = match args.trade_rate {
+        Some(rate) if rate > 0.0 && rate.is_finite() => rate,
+        Some(rate) => bail!("--trade-rate {rate}: give a number of trades per hour above 0"),
+        None => week.filter(|w| w.trades > 0).map(|w| w.trades as f64 / (7.0 * 24.0)).with_context(|| {
+            format!(
+                "no stored events of {} in the last 7 days to measure a trade rate from: give --trade-rate N (trades per hour)",
+                policy.strategies.join(", ")
+            )
+        })?,
+    };
+    let bernoulli = outcomes(policy.kind) == Some(Outcomes::Bernoulli);
+    let baseline = match args.baseline {
+        Some(b) if bernoulli && !(b > 0.0 && b < 1.0) => {
+            bail!("--baseline {b}: a ratio metric's baseline lies between 0 and 1")
+        }
+        Some(b) if !b.is_finite() => bail!("--baseline {b}: give a number"),
+        Some(b) => b,
+        None => active_baseline
+            .with_context(|| format!("no active release with a baseline for `{}`: give --baseline", policy.name))?,
+    };
+    let sd = match (outcomes(policy.kind), args.sd) {
+        (Some(Outcomes::Bernoulli), _) => None,
+        (_, Some(sd)) => Some(sd),
+        (_, None) => {
+            let measured = match (&policy.field, db) {
+                (Some(field), Some(db)) => db
+                    .field_window(None, &policy.strategies, field, week_from, week_to)?
+                    .moments()
+                    .map(|(_, variance)| variance.sqrt()),
+                (None, _) => week.and_then(|w| w.std_return()),
+                (Some(_), None) => None,
+            };
+            Some(measured.filter(|sd| *sd > 0.0).with_context(|| {
+                format!(
+                    "no stored events of the last 7 days to measure the deviation of `{}` from: give --sd",
+                    policy.name
+                )
+            })?)
+        }
+    };
+    let drops: Vec<f64> = match &args.drops {
+        Some(text) => {
+            let parsed: Option<Vec<f64>> = text.split(',').map(|d| d.trim().parse::<f64>().ok()).collect();
+            let relative = policy.heightened.rule.kind == DropKind::Relative;
+            parsed.filter(|ds| ds.iter().all(|d| d.is_finite() && *d >= 0.0 && (!relative || *d < 1.0))).with_context(
+                || match relative {
+                    true => format!("--drops {text}: give relative drops between 0 and 1, e.g. 0.03,0.1,0.4"),
+                    false => {
+                        format!("--drops {text}: give absolute drops of `{}` of 0 or more, e.g. 0.1,0.25", policy.name)
+                    }
+                },
+            )?
+        }
+        None => match policy.heightened.rule.kind {
+            DropKind::Relative => vec![0.03, 0.05, 0.10, 0.20, 0.40],
+            // Absolute: multiples of the heightened threshold, from half of it to eight times it.
+            DropKind::Absolute => {
+                [0.5, 1.0, 2.0, 4.0, 8.0].iter().map(|m| m * policy.heightened.rule.threshold).collect()
+            }
+        },
+    };
+    Ok(Inputs { trades_per_hour, baseline, sd, drops })
 }
 
 fn minutes(m: Option<f64>) -> String {
     m.map_or_else(|| "never".into(), |m| format!("{m:.0} min"))
 }
 
-fn print_detector(f: &DetectorFigures, configured: Detector) {
+fn print_detector(f: &DetectorFigures, configured: Detector, drop: DropKind) {
     let is_configured =
         matches!((f.detector, configured), ("window", Detector::Window) | ("sequential", Detector::Sequential));
     println!();
@@ -115,8 +253,11 @@ fn print_detector(f: &DetectorFigures, configured: Detector) {
     println!("  {:>6}  {:>9}  {:>10}  {:>10}  {:>10}", "drop", "detected", "median", "p95", "slowest");
     for d in &f.delays {
         println!(
-            "  {:>5.0}%  {:>4} of {:<2}  {:>10}  {:>10}  {:>10}",
-            d.drop * 100.0,
+            "  {:>6}  {:>4} of {:<2}  {:>10}  {:>10}  {:>10}",
+            match drop {
+                DropKind::Relative => format!("{:.0}%", d.drop * 100.0),
+                DropKind::Absolute => format!("{:.4}", d.drop),
+            },
             d.detected,
             d.trials,
             minutes(d.median_minutes),
@@ -128,31 +269,4 @@ fn print_detector(f: &DetectorFigures, configured: Detector) {
         "  false alarms in quiet operation: {:.2} per 30 days ({:.0} days simulated)",
         f.false_alarms_per_30_days, f.quiet_days
     );
-}
-
-/// Trades per hour of the metric's strategies over the last 7 days of stored events.
-fn measured_rate(
-    workspace: &shipshape_core::layout::Workspace,
-    policy: &shipshape_monitor::evaluate::MetricPolicy,
-    now: i64,
-) -> anyhow::Result<Option<f64>> {
-    let path = workspace.root.join(shipshape_monitor::db::DB_PATH);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let db = shipshape_monitor::db::Db::open(&path)?;
-    let week = 7 * 24 * 3600;
-    let stats = db.window_of(None, &policy.strategies, now - week, now)?;
-    Ok((stats.trades > 0).then(|| stats.trades as f64 / (7.0 * 24.0)))
-}
-
-/// The active release's baseline of `metric`.
-fn active_baseline(
-    workspace: &shipshape_core::layout::Workspace,
-    metric: &str,
-    now: shipshape_core::infra::clock::Time,
-) -> anyhow::Result<Option<f64>> {
-    let Some(info) = shipshape_core::registry::get_active_release(workspace, now)? else { return Ok(None) };
-    let mut monitor = shipshape_monitor::monitor::Monitor::open(workspace.clone())?;
-    Ok(monitor.baselines(&info)?.get(metric).copied().flatten())
 }

@@ -634,7 +634,8 @@ fn silence_inside_a_trading_session_fires_and_outside_it_is_expected() {
 /// The sequential detector end to end through the binary: evaluated every minute (which the
 /// always-valid test allows without extra false alarms), a broken model (a 40 % drop at 50 trades
 /// a minute) fires within 5 minutes of the deploy, and a release as good as its baseline stays
-/// quiet at the same cadence. `calibrate` refuses what it cannot simulate.
+/// quiet at the same cadence. `calibrate` simulates a Sharpe metric too, and asks for what it
+/// cannot measure.
 #[test]
 fn the_sequential_detector_catches_a_broken_model_within_minutes() {
     for (hit_share, expect_fire) in [(0.6, true), (1.0, false)] {
@@ -658,15 +659,40 @@ fn the_sequential_detector_catches_a_broken_model_within_minutes() {
             false => assert_eq!(fired_at, None, "a healthy release alerted"),
         }
     }
-    // calibrate refuses what it cannot simulate, naming the metrics.
+    // calibrate simulates a Sharpe metric with normally distributed returns: a drop of twice the
+    // threshold at 3,000 trades/h is caught by the sequential test in minutes, by the window rule
+    // in 30 (three breaches ten minutes apart).
     let s = Setup::new("copy");
-    let output =
-        s.shipshape(DEPLOY, &["calibrate", "--metric", "intraday_sharpe", "--trade-rate", "100", "--baseline", "0.6"]);
+    let sharpe = ["calibrate", "--metric", "intraday_sharpe", "--trade-rate", "3000", "--baseline", "0.08"];
+    let output = s
+        .shipshape(DEPLOY, &[&sharpe[..], &["--sd", "0.01", "--drops", "0.3", "--quiet-days", "0", "--json"]].concat());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let figures: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let metric = &figures["metrics"][0];
+    assert_eq!(
+        (metric["kind"].as_str(), metric["outcomes"].as_str(), metric["drop"].as_str()),
+        (Some("sharpe"), Some("normal"), Some("absolute"))
+    );
+    let delay = |detector: &str| {
+        let d = metric["detectors"].as_array().unwrap().iter().find(|d| d["detector"] == detector).unwrap();
+        (d["delays"][0]["detected"].as_u64().unwrap(), d["delays"][0]["median_minutes"].as_f64().unwrap())
+    };
+    let (detected, median) = delay("sequential");
+    assert!(detected == 8 && median <= 10.0, "sequential: {detected} of 8, median {median} min");
+    assert_eq!(delay("window"), (8, 30.0));
+    // What it cannot know is asked for by name, and nothing is written.
+    let output = s.shipshape(DEPLOY, &sharpe);
     assert_eq!(output.status.code(), Some(2));
-    assert_one_line_error(&output, "`intraday_sharpe` is a sharpe metric");
+    assert_one_line_error(&output, "measure the deviation of `intraday_sharpe` from: give --sd");
     let output = s.shipshape(DEPLOY, &["calibrate", "--trade-rate", "100"]);
     assert_eq!(output.status.code(), Some(2));
     assert_one_line_error(&output, "give --baseline");
+    let output = s.shipshape(
+        DEPLOY,
+        &["calibrate", "--metric", "intraday_hit_ratio", "--trade-rate", "100", "--baseline", "0.6", "--drops", "1.5"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_one_line_error(&output, "--drops 1.5: give relative drops between 0 and 1");
 }
 
 /// A producer's own numeric fields as metrics: `"metrics": {"slippage_bps": …, "rejected": …}` in
