@@ -292,22 +292,19 @@ impl Ingest<'_> {
             self.names = names;
         }
         for event in &buffer {
-            let stored = self
-                .insert
-                .execute(params![
-                    event.id,
-                    event.ts,
-                    self.names[event.strategy],
-                    event.symbol,
-                    event.signal.as_i64(),
-                    event.outcome.as_i64(),
-                    event.ret,
-                    self.names[event.release],
-                    event.attributed.as_str(),
-                    self.received
-                ])
-                .map_err(&error)?
-                == 1;
+            // Bound one by one (no slice of trait objects per row): the writer is the ingest's bound.
+            let insert = &mut self.insert;
+            insert.raw_bind_parameter(1, event.id.as_str()).map_err(&error)?;
+            insert.raw_bind_parameter(2, event.ts).map_err(&error)?;
+            insert.raw_bind_parameter(3, self.names[event.strategy].as_str()).map_err(&error)?;
+            insert.raw_bind_parameter(4, event.symbol.as_str()).map_err(&error)?;
+            insert.raw_bind_parameter(5, event.signal.as_i64()).map_err(&error)?;
+            insert.raw_bind_parameter(6, event.outcome.as_i64()).map_err(&error)?;
+            insert.raw_bind_parameter(7, event.ret).map_err(&error)?;
+            insert.raw_bind_parameter(8, self.names[event.release].as_str()).map_err(&error)?;
+            insert.raw_bind_parameter(9, event.attributed.as_str()).map_err(&error)?;
+            insert.raw_bind_parameter(10, self.received).map_err(&error)?;
+            let stored = insert.raw_execute().map_err(&error)? == 1;
             if !stored {
                 self.counts.duplicates += 1;
                 continue;
