@@ -130,6 +130,16 @@ pub enum Command {
         after_help = "Example:\n  shipshape calibrate --trade-rate 3000 --baseline 0.62\n  shipshape calibrate --metric swing_precision --trade-rate 120 --baseline 0.6 --json"
     )]
     Calibrate(CalibrateArgs),
+    /// Upload a release (its artifacts and signed records) to the remote store of [fleet] store, by
+    /// hash: what the store has is not sent again, so an interrupted publish resumes.
+    #[command(
+        after_help = "Example:\n  shipshape publish                     # the newest manifest\n  shipshape publish release_20251012_190000 --json\n\nThe store is [fleet] store in shipshape.toml: s3://bucket/prefix, file:///dir or a directory (docs/fleet.md)."
+    )]
+    Publish(PublishArgs),
+    /// Download a release from the remote store into this workspace, checking every byte against
+    /// the signed manifest, then verify it against this host's own trust root.
+    #[command(after_help = "Example:\n  shipshape fetch release_20251012_190000\n  shipshape fetch --list")]
+    Fetch(FetchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  shipshape completions bash > ~/.local/share/bash-completion/completions/shipshape\n  shipshape completions zsh > ~/.zfunc/_shipshape"
@@ -383,6 +393,31 @@ pub struct CalibrateArgs {
     /// The first run's seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The release: a manifest path, a release id, or `newest` (default).
+    #[arg(value_name = "RELEASE", default_value = "newest")]
+    pub manifest: PathBuf,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The release id.
+    #[arg(value_name = "RELEASE", required_unless_present = "list")]
+    pub release: Option<String>,
+    /// List the releases in the store instead.
+    #[arg(long, conflicts_with = "release")]
+    pub list: bool,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,

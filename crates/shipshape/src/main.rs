@@ -123,6 +123,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Recover => commands::deploy::recover(&context),
         Command::Gc(args) => commands::gc::run(&context, &args),
         Command::Calibrate(args) => commands::calibrate::run(&context, &args),
+        Command::Publish(args) => commands::fleet::publish(&context, &args),
+        Command::Fetch(args) => commands::fleet::fetch(&context, &args),
         Command::Status(args) => commands::status::status(&context, &args),
         Command::Diff(args) => commands::status::diff(&context, &args),
         Command::History(args) => commands::status::history(&context, &args),
@@ -185,7 +187,8 @@ fn report(error: &anyhow::Error) -> ExitCode {
     let kind = error
         .downcast_ref::<shipshape_core::Error>()
         .map(|e| e.kind())
-        .or_else(|| error.downcast_ref::<shipshape_monitor::error::Error>().map(|e| e.kind()));
+        .or_else(|| error.downcast_ref::<shipshape_monitor::error::Error>().map(|e| e.kind()))
+        .or_else(|| error.downcast_ref::<shipshape_fleet::error::Error>().map(|e| e.kind()));
     let code = match kind {
         Some(ErrorKind::CheckFailed) => EXIT_CHECK_FAILED,
         Some(ErrorKind::Locked) => EXIT_LOCKED,

@@ -19,6 +19,7 @@ use crate::infra::paths::check_relative;
 
 mod checklist;
 mod deploy;
+mod fleet;
 mod monitoring;
 mod retention;
 mod values;
@@ -29,6 +30,7 @@ pub use monitoring::{
     AutoRollbackConfig, BaselineSource, Detector, Direction, DropStyle, MetricConfig, MetricMode, ModePolicy,
     MonitoringConfig, Session, SilenceConfig, SinkConfig, wildcard_match,
 };
+pub use fleet::{EnvironmentConfig, FleetConfig, S3Config};
 pub use retention::RetentionConfig;
 pub use values::{AtLeastOne, Fraction, PositiveDuration, PositiveFloat, PositiveInt, Slug};
 
@@ -66,6 +68,8 @@ pub struct Config {
     pub deploy: Option<DeployConfig>,
     /// `[retention]`: what `gc` (and each deploy) keeps.
     pub retention: RetentionConfig,
+    /// `[fleet]`: several hosts, a remote store and a registry (absent: one machine).
+    pub fleet: Option<FleetConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +92,8 @@ struct RawConfig {
     deploy: Option<DeployConfig>,
     #[serde(default)]
     retention: RetentionConfig,
+    #[serde(default)]
+    fleet: Option<FleetConfig>,
 }
 
 /// `[release]`: how manifests are made.
@@ -356,6 +362,12 @@ impl Config {
                 ),
             ));
         }
+        if let Some(problem) = raw.fleet.as_ref().and_then(|f| f.problems().into_iter().next()) {
+            let field = problem.split(':').next().unwrap_or("fleet").rsplit('.').next().unwrap_or("fleet");
+            let field = field.split('[').next().unwrap_or(field);
+            let (line, column) = line_of(&text, field);
+            return Err(Error::parse(path, line, column, problem));
+        }
         Ok(Config {
             path: path.to_path_buf(),
             text,
@@ -368,6 +380,7 @@ impl Config {
             approvals: raw.approvals,
             deploy: raw.deploy,
             retention: raw.retention,
+            fleet: raw.fleet,
         })
     }
 

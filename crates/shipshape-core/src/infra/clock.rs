@@ -216,6 +216,11 @@ impl Duration {
         Duration(SignedDuration::from_hours(hours))
     }
 
+    /// From whole seconds.
+    pub fn from_secs(seconds: i64) -> Self {
+        Duration(SignedDuration::from_secs(seconds))
+    }
+
     /// Whole seconds.
     pub fn seconds(&self) -> i64 {
         self.0.as_secs()

@@ -74,6 +74,14 @@ impl Store {
         Ok(StagedObject { temp, digest, size, destination })
     }
 
+    /// Stage bytes that arrive in pieces (a download): write them with [`StagingWriter::write`],
+    /// hashed as they come, then [`StagingWriter::finish`].
+    pub fn stage_writer(&self) -> Result<StagingWriter> {
+        let staging = self.staging_dir();
+        create_dir_all_durable(&staging)?;
+        Ok(StagingWriter { temp: TempFile::in_dir(&staging)?, hasher: <sha2::Sha256 as sha2::Digest>::new(), size: 0, store: self.clone() })
+    }
+
     /// Re-hash the object named `digest` and check its size; `Err(Check)` on any difference.
     /// `read_ahead`: see [`crate::infra::hash::read_ahead_helps`].
     pub fn verify(&self, digest: &Digest, size: Option<u64>, progress: &dyn Progress, read_ahead: bool) -> Result<()> {
@@ -101,6 +109,35 @@ impl Store {
             fs::remove_file(&destination).at(&destination, "removing corrupt object")?;
         }
         staged.commit()
+    }
+}
+
+/// An object being written into the staging area piece by piece (see [`Store::stage_writer`]).
+#[derive(Debug)]
+pub struct StagingWriter {
+    temp: TempFile,
+    hasher: sha2::Sha256,
+    size: u64,
+    store: Store,
+}
+
+impl StagingWriter {
+    /// Append `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        let path = self.temp.path().to_path_buf();
+        self.temp.file().write_all(bytes).at(&path, "writing into the object store")
+    }
+
+    /// The digest and size of what was written, staged under its name.
+    pub fn finish(self) -> StagedObject {
+        use sha2::Digest as _;
+        let digest = Digest(self.hasher.finalize().into());
+        let destination = self.store.object_path(&digest);
+        StagedObject { temp: self.temp, digest, size: self.size, destination }
     }
 }
 

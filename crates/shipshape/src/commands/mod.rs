@@ -5,6 +5,7 @@ pub mod audit;
 pub mod calibrate;
 pub mod demo;
 pub mod deploy;
+pub mod fleet;
 pub mod gc;
 pub mod init;
 pub mod manifest;
