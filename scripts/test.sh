@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # python3 (the example's checklist script and independent metric checks), ssh-keygen (SSH signature
 # interoperability), gpg and gpgv (OpenPGP interoperability), chromium and chromedriver (the
 # dashboard's end-to-end tests in a real headless browser), curl (the API examples in docs/api.md),
-# python3-pandas (the "From pandas" example in docs/events.md).
+# python3-pandas (the "From pandas" example in docs/events.md). scripts/services.sh installs and starts
+# PostgreSQL and SeaweedFS for the fleet tests.
 declare -A package_for=([git]=git [make]=make [sha256sum]=coreutils [setpriv]=util-linux [python3]=python3
   [ssh-keygen]=openssh-client [gpg]=gnupg [gpgv]=gpgv [gpgconf]=gnupg [chromium]=chromium
   [chromedriver]=chromium-driver [curl]=curl)
@@ -48,6 +49,11 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The structured fuzzers (crates/shipshape-core/tests/fuzz.rs, crates/shipshape/tests/it/fuzz_ingest.rs)
 # run with the tests on a short budget, SHIPSHAPE_FUZZ_CASES per target (default 64); the long run
 # is scripts/fuzz.sh.
+# Real servers for the fleet tests (PostgreSQL, SeaweedFS's S3), on loopback in temporary
+# directories, stopped when this script exits.
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doc tests; run them first so nextest's summary is the closing line.

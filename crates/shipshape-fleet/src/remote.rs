@@ -434,8 +434,12 @@ impl RemoteStore {
         let mut created: Vec<PathBuf> = Vec::new();
         let result = self.fetch_into(workspace, &index, progress, &mut created);
         if result.is_err() {
-            for path in created {
+            for path in &created {
                 let _ = std::fs::remove_file(path);
+            }
+            // And the directories they made, when nothing else is in them.
+            for path in &created {
+                let _ = path.parent().map(std::fs::remove_dir);
             }
         }
         result

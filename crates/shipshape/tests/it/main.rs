@@ -12,6 +12,7 @@ mod cli;
 mod dashboard;
 mod deploy;
 mod docs;
+mod fleet;
 mod fuzz_ingest;
 mod gc;
 mod monitoring;

@@ -1,0 +1,226 @@
+//! Beyond one machine: releases published to a remote store and fetched by other hosts — a shared
+//! directory always, and the S3 server `scripts/test.sh` starts (SeaweedFS on loopback) when
+//! `SHIPSHAPE_TEST_S3` names its endpoint. Every host is its own workspace: the team's
+//! `shipshape.toml`, its own trust root (allowed signers, policy) and its own target.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use shipshape_core::infra::hash::Digest;
+use shipshape_fleet::remote::RemoteStore;
+
+use crate::util::{Setup, copy_tree, files_of, sha256sum, snapshot, stderr_of};
+
+const NOW: &str = "2025-10-12T19:00:00+05:30";
+
+/// The stores the tests run against: a shared directory, and S3 when the test script started one.
+fn stores(temp: &Path) -> Vec<(String, String)> {
+    let dir = temp.join("shared-store");
+    let mut out = vec![(format!("file://{}", dir.display()), String::new())];
+    if let Ok(endpoint) = std::env::var("SHIPSHAPE_TEST_S3") {
+        // A prefix of its own per test run, so that tests sharing the bucket do not meet.
+        let unique = temp.file_name().unwrap().to_string_lossy().to_lowercase().replace(['.', '_'], "-");
+        out.push((
+            format!("s3://shipshape-test/{unique}"),
+            format!("\n[fleet.s3]\nendpoint = \"{endpoint}\"\nallow_http = true\n"),
+        ));
+    }
+    out
+}
+
+fn with_fleet(config: &str, store: &str, s3: &str) -> String {
+    let base = config.split("\n[fleet]\n").next().unwrap();
+    format!("{base}\n[fleet]\nstore = \"{store}\"\n{s3}")
+}
+
+/// Another host: the team's config with its own target, its own trust root, nothing else.
+struct Host {
+    root: PathBuf,
+    target: PathBuf,
+}
+
+impl Host {
+    fn new(s: &Setup, name: &str) -> Host {
+        let root = s.ws.temp.path().join(name);
+        let target = s.ws.temp.path().join(format!("{name}-target"));
+        fs::create_dir_all(root.join("release")).unwrap();
+        for file in ["release/allowed_signers", "release/policy.yaml"] {
+            fs::copy(s.ws.path(file), root.join(file)).unwrap();
+        }
+        copy_tree(&s.ws.path("scripts"), &root.join("scripts"));
+        let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+        let config = config.replace("target = \"../prod\"", &format!("target = \"{}\"", target.display()));
+        fs::write(root.join("shipshape.toml"), config).unwrap();
+        Host { root, target }
+    }
+
+    fn shipshape(&self, args: &[&str]) -> Output {
+        let mut cmd = assert_cmd::Command::cargo_bin("shipshape").unwrap();
+        cmd.current_dir(&self.root).env("SHIPSHAPE_NOW", NOW).args(args).output().unwrap()
+    }
+}
+
+fn json(output: &Output) -> Value {
+    assert!(output.status.success(), "{}", stderr_of(output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The builder's workspace with `[fleet] store`, and one approved release.
+fn published_setup(store: &str, s3: &str) -> (Setup, PathBuf) {
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    fs::write(s.ws.path("shipshape.toml"), with_fleet(&config, store, s3)).unwrap();
+    let manifest = s.release(NOW);
+    (s, manifest)
+}
+
+fn release_id(manifest: &Path) -> String {
+    manifest.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+/// The release's artifact objects (unique hashes) and its records.
+fn unique_objects(manifest: &Path) -> usize {
+    files_of(manifest).values().collect::<std::collections::BTreeSet<_>>().len()
+}
+
+#[test]
+fn a_release_travels_through_the_store_to_another_host_and_deploys_there() {
+    let temp = tempfile::tempdir().unwrap();
+    for (store, s3) in stores(temp.path()) {
+        let (s, manifest) = published_setup(&store, &s3);
+        let id = release_id(&manifest);
+        let first = json(&s.shipshape(NOW, &["publish", "--json"]));
+        // Artifacts, manifest, approvals, audit bundle, validation record: each object once.
+        let records = 4;
+        assert_eq!(first["uploaded"].as_u64().unwrap() as usize, unique_objects(&manifest) + records, "{store}: {first}");
+        assert_eq!(first["release_id"], id.as_str());
+        // Published again: nothing is sent twice.
+        let again = json(&s.shipshape(NOW, &["publish", "--json"]));
+        assert_eq!((again["uploaded"].as_u64(), again["present"].as_u64()), (Some(0), first["uploaded"].as_u64()));
+
+        let host = Host::new(&s, "host-a");
+        fs::write(
+            host.root.join("shipshape.toml"),
+            with_fleet(&fs::read_to_string(host.root.join("shipshape.toml")).unwrap(), &store, &s3),
+        )
+        .unwrap();
+        let listed = json(&host.shipshape(&["fetch", "--list", "--json"]));
+        assert_eq!(listed[0]["release_id"], id.as_str(), "{store}");
+        let fetched = json(&host.shipshape(&["fetch", &id, "--json"]));
+        assert_eq!(fetched["trusted"], true, "{store}: {fetched}");
+        assert_eq!(fetched["fetch"]["downloaded"].as_u64().unwrap() as usize, unique_objects(&manifest));
+        // The records are the builder's bytes; the host's trust root is its own, untouched.
+        let local = host.root.join(format!("release/manifests/{id}.yaml"));
+        assert_eq!(fs::read(&local).unwrap(), fs::read(&manifest).unwrap());
+        let output = host.shipshape(&["deploy", &id, "--yes"]);
+        assert!(output.status.success(), "{store}: {}", stderr_of(&output));
+        for (path, hash) in files_of(&manifest) {
+            assert_eq!(sha256sum(&host.target.join(&path)), hash, "{store}: {path} on the host");
+        }
+        // Fetched again: nothing downloaded.
+        let again = json(&host.shipshape(&["fetch", &id, "--json"]));
+        assert_eq!(again["fetch"]["downloaded"], 0);
+    }
+}
+
+#[test]
+fn a_corrupted_object_in_the_store_is_refused_and_nothing_is_applied() {
+    let temp = tempfile::tempdir().unwrap();
+    for (store, s3) in stores(temp.path()) {
+        let (s, manifest) = published_setup(&store, &s3);
+        let id = release_id(&manifest);
+        json(&s.shipshape(NOW, &["publish", "--json"]));
+        // The bucket's copy of the model is replaced by other bytes of the same length.
+        let (path, hash) = files_of(&manifest).into_iter().find(|(p, _)| p.ends_with(".pkl")).unwrap();
+        let digest: Digest = hash.parse().unwrap();
+        let hex = digest.hex();
+        let size = fs::metadata(s.ws.path(&path)).unwrap().len() as usize;
+        let workspace = shipshape_core::layout::Workspace::open(&s.ws.root).unwrap();
+        let fleet = workspace.config.fleet.clone().unwrap();
+        let remote = RemoteStore::open(&store, &s.ws.root, &fleet.s3).unwrap();
+        remote.put_raw(&remote.object_key(&digest), vec![b'x'; size]).unwrap();
+
+        let host = Host::new(&s, "host-b");
+        fs::write(
+            host.root.join("shipshape.toml"),
+            with_fleet(&fs::read_to_string(host.root.join("shipshape.toml")).unwrap(), &store, &s3),
+        )
+        .unwrap();
+        let before = snapshot(&host.root);
+        let output = host.shipshape(&["fetch", &id]);
+        assert_eq!(output.status.code(), Some(1), "{store}: {}", stderr_of(&output));
+        let message = stderr_of(&output);
+        assert!(message.contains(&format!("object {hash} hashes to")) && message.contains("nothing applied"), "{message}");
+        // No record left behind, no object under its name, no target.
+        let after = snapshot(&host.root);
+        let new: Vec<_> = after.keys().filter(|p| !before.contains_key(*p) && !p.starts_with("release/store")).collect();
+        assert!(new.is_empty(), "{store}: left behind {new:?}");
+        assert!(!host.root.join(format!("release/store/sha256/{}/{}", &hex[..2], &hex[2..])).exists());
+        assert!(!host.target.exists());
+        let output = host.shipshape(&["deploy", &id, "--yes"]);
+        assert!(!output.status.success());
+    }
+}
+
+#[test]
+fn an_index_that_names_the_trust_root_is_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    let (store, s3) = stores(temp.path()).remove(0);
+    let (s, manifest) = published_setup(&store, &s3);
+    let id = release_id(&manifest);
+    json(&s.shipshape(NOW, &["publish", "--json"]));
+    let workspace = shipshape_core::layout::Workspace::open(&s.ws.root).unwrap();
+    let remote = RemoteStore::open(&store, &s.ws.root, &workspace.config.fleet.clone().unwrap().s3).unwrap();
+    // A store that lies: its index says the release includes an allowed_signers file.
+    let mut index: Value = serde_json::to_value(remote.index(&id).unwrap().unwrap()).unwrap();
+    let evil = b"mallory@example.com namespaces=\"risk-manager@shipshape\" ssh-ed25519 AAAA\n".to_vec();
+    let digest = Digest::of(&evil);
+    remote.put_raw(&remote.object_key(&digest), evil.clone()).unwrap();
+    index["records"].as_array_mut().unwrap().push(serde_json::json!({
+        "path": "release/allowed_signers", "sha256": digest.to_string(), "size": evil.len()
+    }));
+    remote.put_raw(&format!("releases/{id}.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let host = Host::new(&s, "host-c");
+    fs::write(
+        host.root.join("shipshape.toml"),
+        with_fleet(&fs::read_to_string(host.root.join("shipshape.toml")).unwrap(), &store, &s3),
+    )
+    .unwrap();
+    let signers = fs::read(host.root.join("release/allowed_signers")).unwrap();
+    let output = host.shipshape(&["fetch", &id]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr_of(&output).contains("names release/allowed_signers: not a release record's path"), "{}", stderr_of(&output));
+    assert_eq!(fs::read(host.root.join("release/allowed_signers")).unwrap(), signers);
+}
+
+#[test]
+fn an_unapproved_release_is_fetched_but_not_trusted_by_the_host() {
+    let temp = tempfile::tempdir().unwrap();
+    let (store, s3) = stores(temp.path()).remove(0);
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    fs::write(s.ws.path("shipshape.toml"), with_fleet(&config, &store, &s3)).unwrap();
+    let manifest = s.ws.release(NOW, &["--type", "hotfix"]);
+    let id = release_id(&manifest);
+    json(&s.shipshape(NOW, &["publish", &id, "--json"]));
+    let host = Host::new(&s, "host-d");
+    fs::write(
+        host.root.join("shipshape.toml"),
+        with_fleet(&fs::read_to_string(host.root.join("shipshape.toml")).unwrap(), &store, &s3),
+    )
+    .unwrap();
+    let output = host.shipshape(&["fetch", &id]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr_of(&output).contains("is not trusted"), "{}", stderr_of(&output));
+    let output = host.shipshape(&["deploy", &id, "--yes"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!host.target.exists());
+    // Bad input: a store URL of an unknown scheme, named in the error.
+    let config = fs::read_to_string(host.root.join("shipshape.toml")).unwrap();
+    fs::write(host.root.join("shipshape.toml"), with_fleet(&config, "ftp://example.com/x", "")).unwrap();
+    let output = host.shipshape(&["fetch", &id]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("ftp://example.com/x: the store is s3://bucket/prefix"), "{}", stderr_of(&output));
+}
