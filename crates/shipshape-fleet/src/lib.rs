@@ -3,10 +3,13 @@
 //! - [`remote`]: the remote store (an S3-compatible bucket or a shared directory, through
 //!   `object_store`): `publish` uploads a release's objects and signed records by hash, `fetch`
 //!   downloads and checks them against the signed manifest.
+//! - [`registry`]: environments, desired-release pointers (compare-and-swap), hosts, history and
+//!   release status, over PostgreSQL or an embedded SQLite file.
 //! - [`error`]: the fleet's error type and its exit-code kinds.
 //!
 //! The single-machine mode needs none of this: without `[fleet]` in `shipshape.toml` nothing here
 //! runs.
 
 pub mod error;
+pub mod registry;
 pub mod remote;

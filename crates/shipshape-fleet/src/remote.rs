@@ -169,7 +169,11 @@ impl RemoteStore {
         } else {
             let dir = match url.strip_prefix("file://") {
                 Some(path) if path.starts_with('/') => PathBuf::from(path),
-                Some(_) => return Err(Error::Invalid(format!("{url}: a file:// URL names an absolute path, e.g. file:///srv/shipshape"))),
+                Some(_) => {
+                    return Err(Error::Invalid(format!(
+                        "{url}: a file:// URL names an absolute path, e.g. file:///srv/shipshape"
+                    )));
+                }
                 None if url.contains("://") => {
                     return Err(Error::Invalid(format!(
                         "{url}: the store is s3://bucket/prefix, file:///dir, or a directory path"
@@ -388,15 +392,20 @@ impl RemoteStore {
             .await
             .map_err(remote_error(&self.display, format!("starting the upload of {key}")))?;
         let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
-        let mut file = std::fs::File::open(path)
-            .map_err(|e| shipshape_core::Error::Io { path: path.to_path_buf(), action: "opening", source: e })?;
+        let mut file = std::fs::File::open(path).map_err(|e| shipshape_core::Error::Io {
+            path: path.to_path_buf(),
+            action: "opening",
+            source: e,
+        })?;
         let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
         let mut buffer = vec![0u8; 1 << 20];
         loop {
             use std::io::Read as _;
-            let n = file
-                .read(&mut buffer)
-                .map_err(|e| shipshape_core::Error::Io { path: path.to_path_buf(), action: "reading", source: e })?;
+            let n = file.read(&mut buffer).map_err(|e| shipshape_core::Error::Io {
+                path: path.to_path_buf(),
+                action: "reading",
+                source: e,
+            })?;
             if n == 0 {
                 break;
             }
@@ -423,7 +432,10 @@ impl RemoteStore {
     pub fn fetch(&self, workspace: &Workspace, release_id: &str, progress: &dyn Progress) -> Result<FetchReport> {
         ReleaseId::new(release_id).map_err(|e| Error::Invalid(format!("{release_id}: {e}")))?;
         let index = self.index(release_id)?.ok_or_else(|| {
-            Error::Invalid(format!("{}: no release {release_id} has been published (run `shipshape publish` where it was made)", self.display))
+            Error::Invalid(format!(
+                "{}: no release {release_id} has been published (run `shipshape publish` where it was made)",
+                self.display
+            ))
         })?;
         if index.release_id != release_id || index.schema != 1 {
             return Err(Error::Refused(format!(
@@ -452,10 +464,17 @@ impl RemoteStore {
         progress: &dyn Progress,
         created: &mut Vec<PathBuf>,
     ) -> Result<FetchReport> {
-        let mut report = FetchReport { release_id: index.release_id.clone(), manifest: index.manifest.clone(), ..FetchReport::default() };
+        let mut report = FetchReport {
+            release_id: index.release_id.clone(),
+            manifest: index.manifest.clone(),
+            ..FetchReport::default()
+        };
         for record in &index.records {
             let relative = record_path(&record.path).map_err(|why| {
-                Error::Refused(format!("{}: the index of {} names {}: {why}", self.display, index.release_id, record.path))
+                Error::Refused(format!(
+                    "{}: the index of {} names {}: {why}",
+                    self.display, index.release_id, record.path
+                ))
             })?;
             let bytes = self.runtime.block_on(self.get_object(&record.sha256))?;
             let actual = Digest::of(&bytes);
@@ -488,7 +507,9 @@ impl RemoteStore {
             report.records_written += 1;
         }
         let manifest_path = record_path(&index.manifest)
-            .map_err(|why| Error::Refused(format!("{}: the index names manifest {}: {why}", self.display, index.manifest)))?
+            .map_err(|why| {
+                Error::Refused(format!("{}: the index names manifest {}: {why}", self.display, index.manifest))
+            })?
             .under(&workspace.root);
         let loaded = shipshape_core::pipeline::manifest::load(&manifest_path)?;
         if loaded.digest != index.manifest_sha256 || loaded.manifest.release_id.to_string() != index.release_id {
@@ -504,13 +525,16 @@ impl RemoteStore {
                 wanted.push((artifact.hash, artifact.size));
             }
         }
-        report.present = loaded.manifest.artifacts.iter().map(|(_, a)| a.hash).collect::<std::collections::BTreeSet<_>>().len()
-            - wanted.len();
+        report.present =
+            loaded.manifest.artifacts.iter().map(|(_, a)| a.hash).collect::<std::collections::BTreeSet<_>>().len()
+                - wanted.len();
         progress.start(&format!("fetching {}", index.release_id), wanted.iter().map(|(_, s)| s).sum());
         let results: Vec<Result<u64>> = self.runtime.block_on(
-            futures_util::stream::iter(wanted.iter().map(|(digest, size)| self.download_object(&store, digest, *size, progress)))
-                .buffer_unordered(OBJECTS_IN_FLIGHT)
-                .collect(),
+            futures_util::stream::iter(
+                wanted.iter().map(|(digest, size)| self.download_object(&store, digest, *size, progress)),
+            )
+            .buffer_unordered(OBJECTS_IN_FLIGHT)
+            .collect(),
         );
         progress.finish();
         for result in results {
@@ -616,7 +640,12 @@ fn record_path(path: &str) -> std::result::Result<RelPath, String> {
         }
         _ => false,
     };
-    if ok { Ok(rel) } else { Err("not a release record's path (release/manifests/*.yaml, release/audit_*/bundle.yaml or validation.yaml)".into()) }
+    if ok {
+        Ok(rel)
+    } else {
+        Err("not a release record's path (release/manifests/*.yaml, release/audit_*/bundle.yaml or validation.yaml)"
+            .into())
+    }
 }
 
 /// The signed records of a release, with their bytes.

@@ -26,11 +26,11 @@ mod values;
 
 pub use checklist::{BacktestConfig, ChecklistItem, ValidateConfig, check_checklist, load_checklist};
 pub use deploy::{ApprovalsConfig, DeployConfig, DeployMode, PostDeployCheck};
+pub use fleet::{EnvironmentConfig, FleetConfig, S3Config};
 pub use monitoring::{
     AutoRollbackConfig, BaselineSource, Detector, Direction, DropStyle, MetricConfig, MetricMode, ModePolicy,
     MonitoringConfig, Session, SilenceConfig, SinkConfig, wildcard_match,
 };
-pub use fleet::{EnvironmentConfig, FleetConfig, S3Config};
 pub use retention::RetentionConfig;
 pub use values::{AtLeastOne, Fraction, PositiveDuration, PositiveFloat, PositiveInt, Slug};
 

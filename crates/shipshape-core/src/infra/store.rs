@@ -79,7 +79,12 @@ impl Store {
     pub fn stage_writer(&self) -> Result<StagingWriter> {
         let staging = self.staging_dir();
         create_dir_all_durable(&staging)?;
-        Ok(StagingWriter { temp: TempFile::in_dir(&staging)?, hasher: <sha2::Sha256 as sha2::Digest>::new(), size: 0, store: self.clone() })
+        Ok(StagingWriter {
+            temp: TempFile::in_dir(&staging)?,
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            size: 0,
+            store: self.clone(),
+        })
     }
 
     /// Re-hash the object named `digest` and check its size; `Err(Check)` on any difference.

@@ -19,7 +19,10 @@ pub fn remote_store(workspace: &Workspace) -> anyhow::Result<RemoteStore> {
         )
     })?;
     let url = fleet.store.as_deref().with_context(|| {
-        format!("{}: [fleet] has no store = \"…\" (s3://bucket/prefix, file:///dir or a directory)", workspace.config.path.display())
+        format!(
+            "{}: [fleet] has no store = \"…\" (s3://bucket/prefix, file:///dir or a directory)",
+            workspace.config.path.display()
+        )
     })?;
     Ok(RemoteStore::open(url, &workspace.root, &fleet.s3)?)
 }

@@ -94,7 +94,11 @@ fn a_release_travels_through_the_store_to_another_host_and_deploys_there() {
         let first = json(&s.shipshape(NOW, &["publish", "--json"]));
         // Artifacts, manifest, approvals, audit bundle, validation record: each object once.
         let records = 4;
-        assert_eq!(first["uploaded"].as_u64().unwrap() as usize, unique_objects(&manifest) + records, "{store}: {first}");
+        assert_eq!(
+            first["uploaded"].as_u64().unwrap() as usize,
+            unique_objects(&manifest) + records,
+            "{store}: {first}"
+        );
         assert_eq!(first["release_id"], id.as_str());
         // Published again: nothing is sent twice.
         let again = json(&s.shipshape(NOW, &["publish", "--json"]));
@@ -152,10 +156,14 @@ fn a_corrupted_object_in_the_store_is_refused_and_nothing_is_applied() {
         let output = host.shipshape(&["fetch", &id]);
         assert_eq!(output.status.code(), Some(1), "{store}: {}", stderr_of(&output));
         let message = stderr_of(&output);
-        assert!(message.contains(&format!("object {hash} hashes to")) && message.contains("nothing applied"), "{message}");
+        assert!(
+            message.contains(&format!("object {hash} hashes to")) && message.contains("nothing applied"),
+            "{message}"
+        );
         // No record left behind, no object under its name, no target.
         let after = snapshot(&host.root);
-        let new: Vec<_> = after.keys().filter(|p| !before.contains_key(*p) && !p.starts_with("release/store")).collect();
+        let new: Vec<_> =
+            after.keys().filter(|p| !before.contains_key(*p) && !p.starts_with("release/store")).collect();
         assert!(new.is_empty(), "{store}: left behind {new:?}");
         assert!(!host.root.join(format!("release/store/sha256/{}/{}", &hex[..2], &hex[2..])).exists());
         assert!(!host.target.exists());
@@ -191,7 +199,11 @@ fn an_index_that_names_the_trust_root_is_refused() {
     let signers = fs::read(host.root.join("release/allowed_signers")).unwrap();
     let output = host.shipshape(&["fetch", &id]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr_of(&output).contains("names release/allowed_signers: not a release record's path"), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("names release/allowed_signers: not a release record's path"),
+        "{}",
+        stderr_of(&output)
+    );
     assert_eq!(fs::read(host.root.join("release/allowed_signers")).unwrap(), signers);
 }
 
@@ -222,5 +234,9 @@ fn an_unapproved_release_is_fetched_but_not_trusted_by_the_host() {
     fs::write(host.root.join("shipshape.toml"), with_fleet(&config, "ftp://example.com/x", "")).unwrap();
     let output = host.shipshape(&["fetch", &id]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr_of(&output).contains("ftp://example.com/x: the store is s3://bucket/prefix"), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("ftp://example.com/x: the store is s3://bucket/prefix"),
+        "{}",
+        stderr_of(&output)
+    );
 }
