@@ -5,11 +5,17 @@
 //!   downloads and checks them against the signed manifest.
 //! - [`registry`]: environments, desired-release pointers (compare-and-swap), hosts, history and
 //!   release status, over PostgreSQL or an embedded SQLite file.
+//! - [`agent`]: the pull agent on each host: desired release → fetch → verify against the host's
+//!   own trust root → apply with the deploy engine → report.
+//! - [`promote`]: pointer moves with their policy: promotion after a soak, environment rollback to
+//!   the last known good release.
 //! - [`error`]: the fleet's error type and its exit-code kinds.
 //!
 //! The single-machine mode needs none of this: without `[fleet]` in `shipshape.toml` nothing here
 //! runs.
 
+pub mod agent;
 pub mod error;
+pub mod promote;
 pub mod registry;
 pub mod remote;

@@ -140,6 +140,20 @@ pub enum Command {
     /// the signed manifest, then verify it against this host's own trust root.
     #[command(after_help = "Example:\n  shipshape fetch release_20251012_190000\n  shipshape fetch --list")]
     Fetch(FetchArgs),
+    /// Make a published release the desired release of an environment, if its policy holds (for an
+    /// environment that requires another: the release ran there for the soak time, every host
+    /// healthy, no alert firing). Agents apply it.
+    #[command(
+        after_help = "Example:\n  shipshape promote release_20251012_190000 --to staging --yes\n  shipshape promote release_20251012_190000 --to production --note \"soaked 24h\" --yes"
+    )]
+    Promote(PromoteArgs),
+    /// The pull agent of one host: reconciles the host with its environment's desired release —
+    /// fetch, verify against this host's own trust root, apply atomically, report — on every
+    /// pointer move and on a timer. Keeps running what it has when the registry or store is away.
+    #[command(
+        after_help = "Example:\n  shipshape agent --env production --host prod-1\n  shipshape agent --env staging --once --json\n\nA systemd unit is in docs/fleet.md."
+    )]
+    Agent(AgentArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  shipshape completions bash > ~/.local/share/bash-completion/completions/shipshape\n  shipshape completions zsh > ~/.zfunc/_shipshape"
@@ -326,6 +340,10 @@ pub struct RollbackArgs {
     /// passed its checks and was not rolled back).
     #[arg(long, value_name = "RELEASE_ID")]
     pub to: Option<String>,
+    /// Roll back an environment of the fleet instead of this machine's target: its pointer moves to
+    /// its last known good release (or --to, when that was good there); its agents apply it.
+    #[arg(long, value_name = "ENV")]
+    pub env: Option<String>,
     /// Why, for the history.
     #[arg(long)]
     pub reason: Option<String>,
@@ -343,6 +361,10 @@ pub struct StatusArgs {
     /// Re-hash every target file instead of trusting unchanged file metadata.
     #[arg(long)]
     pub deep: bool,
+    /// The fleet instead of this machine: an environment's desired release and every host's
+    /// observed release, health, heartbeat and drift (`all` for every environment).
+    #[arg(long, value_name = "ENV")]
+    pub env: Option<String>,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
@@ -394,6 +416,49 @@ pub struct CalibrateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The release id (published with `shipshape publish`).
+    #[arg(value_name = "RELEASE")]
+    pub release: String,
+    /// The environment.
+    #[arg(long, value_name = "ENV")]
+    pub to: String,
+    /// Why, for the history.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Check the policy; move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The environment this host serves.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// This host's name in the environment (default: the machine's host name).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The target directory (default: [deploy] target).
+    #[arg(long, value_name = "DIR")]
+    pub target: Option<PathBuf>,
+    /// One reconcile pass, then exit (0 in sync or applied, 1 refused or failed, 74 degraded).
+    #[arg(long)]
+    pub once: bool,
+    /// Print each pass as a JSON line.
     #[arg(long)]
     pub json: bool,
 }

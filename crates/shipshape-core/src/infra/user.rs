@@ -16,3 +16,12 @@ pub fn current_user() -> Option<String> {
             .and_then(|line| line.split(':').next().map(str::to_string))
     })
 }
+
+/// This machine's host name (the kernel's), if it can be read.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+}

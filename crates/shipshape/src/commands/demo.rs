@@ -308,7 +308,10 @@ fn deploy_and_roll_back(ws: &Context, first_rel: &Path) -> anyhow::Result<()> {
     command_line("shipshape deploy --yes   # the newest approved manifest: the hotfix");
     expect_success(super::deploy::deploy(ws, &deploy_args(None))?, "deploy")?;
     command_line("shipshape status");
-    expect_success(super::status::status(ws, &crate::cli::StatusArgs { deep: false, json: false })?, "status")?;
+    expect_success(
+        super::status::status(ws, &crate::cli::StatusArgs { deep: false, json: false, env: None })?,
+        "status",
+    )?;
 
     step("Rollback (make release-rollback)");
     command_line("shipshape rollback --yes --reason \"demo: back to the minor release\"");
@@ -317,6 +320,7 @@ fn deploy_and_roll_back(ws: &Context, first_rel: &Path) -> anyhow::Result<()> {
             ws,
             &crate::cli::RollbackArgs {
                 to: None,
+                env: None,
                 reason: Some("demo: back to the minor release".into()),
                 yes: true,
                 dry_run: false,
@@ -325,7 +329,10 @@ fn deploy_and_roll_back(ws: &Context, first_rel: &Path) -> anyhow::Result<()> {
         "rollback",
     )?;
     command_line("shipshape status");
-    expect_success(super::status::status(ws, &crate::cli::StatusArgs { deep: false, json: false })?, "status")?;
+    expect_success(
+        super::status::status(ws, &crate::cli::StatusArgs { deep: false, json: false, env: None })?,
+        "status",
+    )?;
     command_line("shipshape history");
     expect_success(super::status::history(ws, &crate::cli::HistoryArgs { json: false, all: false })?, "history")?;
 

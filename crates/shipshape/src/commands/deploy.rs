@@ -14,7 +14,7 @@ use crate::cli::{DeployArgs, RollbackArgs};
 use crate::context::Context;
 
 /// Ask on a terminal for the word `yes`, as the story's Makefile does; refuse without a terminal.
-fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
+pub fn confirm(question: &str, yes: bool) -> anyhow::Result<bool> {
     if yes {
         return Ok(true);
     }

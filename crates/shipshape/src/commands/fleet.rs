@@ -113,3 +113,229 @@ pub fn fetch(context: &Context, args: &FetchArgs) -> anyhow::Result<ExitCode> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// The registry's password: `PGPASSWORD`, else the first line of `[fleet] password_file`.
+fn password(workspace: &Workspace) -> anyhow::Result<Option<String>> {
+    if let Ok(password) = std::env::var("PGPASSWORD")
+        && !password.is_empty()
+    {
+        return Ok(Some(password));
+    }
+    let Some(file) = workspace.config.fleet.as_ref().and_then(|f| f.password_file.as_ref()) else { return Ok(None) };
+    let path = workspace.root.join(file);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("{}: reading [fleet] password_file", path.display()))?;
+    Ok(text.lines().next().map(str::to_string))
+}
+
+/// The workspace's fleet configuration, or why it has none.
+fn fleet_config(workspace: &Workspace) -> anyhow::Result<shipshape_core::config::FleetConfig> {
+    workspace.config.fleet.clone().with_context(|| {
+        format!(
+            "{}: no [fleet] section (registry, store, environments) — docs/fleet.md",
+            workspace.config.path.display()
+        )
+    })
+}
+
+/// The workspace's registry, from `[fleet] registry`.
+pub fn registry_of(workspace: &Workspace) -> anyhow::Result<shipshape_fleet::registry::Registry> {
+    let fleet = fleet_config(workspace)?;
+    let url = fleet.registry.as_deref().with_context(|| {
+        format!(
+            "{}: [fleet] has no registry = \"…\" (postgres://user@host:port/database or sqlite:PATH)",
+            workspace.config.path.display()
+        )
+    })?;
+    Ok(shipshape_fleet::registry::Registry::open(url, &workspace.root, password(workspace)?)?)
+}
+
+/// `shipshape promote RELEASE --to ENV`.
+pub fn promote(context: &Context, args: &crate::cli::PromoteArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let fleet = fleet_config(&workspace)?;
+    let store = remote_store(&workspace)?;
+    let mut registry = registry_of(&workspace)?;
+    let now = context.now().unix_seconds();
+    let by = super::deploy::deployer();
+    let note = args.note.clone().unwrap_or_default();
+    if args.dry_run {
+        // The policy alone: the same checks, no move.
+        let policy = fleet
+            .environment(&args.to)
+            .with_context(|| format!("no environment `{}` in [[fleet.environments]]", args.to))?;
+        if let Some(required) = &policy.requires {
+            let verdicts = shipshape_fleet::promote::soak(
+                &mut registry,
+                &fleet,
+                &required.0,
+                &args.release,
+                policy.soak.0.seconds(),
+                now,
+            )?;
+            if args.json {
+                super::print_json(&serde_json::json!({ "requires": required.0, "hosts": verdicts }))?;
+            } else {
+                for v in &verdicts {
+                    println!("{} {}: {}", required.0, v.host, if v.problem.is_empty() { "ok" } else { &v.problem });
+                }
+            }
+        }
+        return super::ok();
+    }
+    if !super::deploy::confirm(&format!("promote {} to {}", args.release, args.to), args.yes)? {
+        return Err(shipshape_core::Error::Usage("not confirmed: nothing moved".into()).into());
+    }
+    let pointer =
+        shipshape_fleet::promote::promote(&mut registry, &store, &fleet, &args.release, &args.to, &by, &note, now)?;
+    if args.json {
+        super::print_json(&pointer)?;
+    } else {
+        println!(
+            "{} now desires {} (generation {}, by {}): its agents apply it",
+            pointer.environment, pointer.release_id, pointer.generation, pointer.moved_by
+        );
+    }
+    super::ok()
+}
+
+/// `shipshape rollback --env ENV [--to RELEASE]`.
+pub fn rollback(context: &Context, args: &crate::cli::RollbackArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let environment = args.env.clone().unwrap_or_default();
+    let store = remote_store(&workspace)?;
+    let mut registry = registry_of(&workspace)?;
+    let now = context.now().unix_seconds();
+    let reason = args.reason.clone().unwrap_or_else(|| "manual rollback".into());
+    if args.dry_run {
+        let target = match &args.to {
+            Some(to) => to.clone(),
+            None => registry.last_known_good(&environment)?.unwrap_or_else(|| "(none)".into()),
+        };
+        println!("{environment} would roll back to {target}");
+        return super::ok();
+    }
+    if !super::deploy::confirm(&format!("roll {environment} back"), args.yes)? {
+        return Err(shipshape_core::Error::Usage("not confirmed: nothing moved".into()).into());
+    }
+    let pointer = shipshape_fleet::promote::rollback(
+        &mut registry,
+        &store,
+        &environment,
+        args.to.as_deref(),
+        &super::deploy::deployer(),
+        &reason,
+        now,
+    )?;
+    println!(
+        "{} rolled back to {} (generation {}, by {}): its agents apply it",
+        pointer.environment, pointer.release_id, pointer.generation, pointer.moved_by
+    );
+    super::ok()
+}
+
+/// `shipshape status --env ENV|all`.
+pub fn status(context: &Context, args: &crate::cli::StatusArgs) -> anyhow::Result<ExitCode> {
+    let workspace = context.workspace()?;
+    let fleet = fleet_config(&workspace)?;
+    let mut registry = registry_of(&workspace)?;
+    let now = context.now().unix_seconds();
+    let wanted = args.env.clone().unwrap_or_default();
+    let names: Vec<String> = if wanted == "all" {
+        fleet.environments.iter().map(|e| e.name.0.clone()).collect()
+    } else {
+        fleet.environment(&wanted).with_context(|| format!("no environment `{wanted}` in [[fleet.environments]]"))?;
+        vec![wanted]
+    };
+    let timeout = fleet.heartbeat_timeout.0.seconds();
+    let mut out = Vec::new();
+    for name in &names {
+        let desired = registry.desired(name)?;
+        let hosts = registry.hosts(Some(name))?;
+        let hosts: Vec<serde_json::Value> = hosts
+            .iter()
+            .map(|h| {
+                let age = now - h.heartbeat_at;
+                let in_sync = desired.as_ref().is_some_and(|d| d.release_id == h.release_id);
+                serde_json::json!({
+                    "host": h.host, "observed": h.release_id, "in_sync": in_sync, "health": h.health,
+                    "stale": age > timeout, "heartbeat_age_seconds": age, "drift": h.drift,
+                    "firing_alerts": h.firing_alerts, "generation": h.generation, "message": h.message,
+                })
+            })
+            .collect();
+        out.push(serde_json::json!({ "environment": name, "desired": desired, "hosts": hosts }));
+    }
+    if args.json {
+        super::print_json(&out)?;
+        return super::ok();
+    }
+    let mut all_well = true;
+    for env in &out {
+        let desired = env["desired"]["release_id"].as_str().unwrap_or("(nothing)");
+        println!(
+            "{}: desired {desired} (generation {}, {} by {})",
+            env["environment"].as_str().unwrap_or_default(),
+            env["desired"]["generation"].as_u64().unwrap_or(0),
+            env["desired"]["action"].as_str().unwrap_or("-"),
+            env["desired"]["moved_by"].as_str().unwrap_or("-")
+        );
+        for h in env["hosts"].as_array().into_iter().flatten() {
+            let well = h["in_sync"] == true && h["health"] == "healthy" && h["stale"] == false && h["drift"] == false;
+            all_well &= well;
+            println!(
+                "  {:<16} {:<28} {:<9} heartbeat {:>5} s ago{}{}  {}",
+                h["host"].as_str().unwrap_or_default(),
+                h["observed"].as_str().filter(|s| !s.is_empty()).unwrap_or("(nothing)"),
+                h["health"].as_str().unwrap_or_default(),
+                h["heartbeat_age_seconds"],
+                if h["stale"] == true { " STALE" } else { "" },
+                if h["drift"] == true { " DRIFT" } else { "" },
+                h["message"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    if all_well { super::ok() } else { Ok(ExitCode::from(crate::EXIT_CHECK_FAILED)) }
+}
+
+/// `shipshape agent --env ENV`.
+pub fn agent(context: &Context, args: &crate::cli::AgentArgs) -> anyhow::Result<ExitCode> {
+    let mut workspace = context.workspace()?;
+    if let Some(target) = &args.target {
+        let deploy = workspace.config.deploy.as_mut().with_context(|| {
+            format!(
+                "{}: no [deploy] section (mode, post-deploy checks) for the agent to apply with",
+                workspace.config.path.display()
+            )
+        })?;
+        deploy.target = context.start_dir.join(target).to_string_lossy().into_owned();
+    }
+    let host = match &args.host {
+        Some(host) => host.clone(),
+        None => shipshape_core::infra::user::host_name().context("no host name: give --host NAME")?,
+    };
+    let options =
+        shipshape_fleet::agent::AgentOptions { environment: args.env.clone(), host, password: password(&workspace)? };
+    let mut agent = shipshape_fleet::agent::Agent::new(workspace, options, context.clock())?;
+    let json = args.json;
+    let mut log = |pass: &shipshape_fleet::agent::Pass| {
+        if json {
+            if let Ok(line) = serde_json::to_string(pass) {
+                println!("{line}");
+            }
+        } else {
+            println!("{} {}: {}", jiff::Timestamp::now(), pass.outcome, pass.message);
+        }
+    };
+    if args.once {
+        let pass = agent.reconcile()?;
+        log(&pass);
+        return Ok(match pass.outcome.as_str() {
+            "refused" | "failed" => ExitCode::from(crate::EXIT_CHECK_FAILED),
+            "degraded" => ExitCode::from(crate::EXIT_IO),
+            _ => ExitCode::SUCCESS,
+        });
+    }
+    agent.run(&|| false, &mut log)?;
+    super::ok()
+}

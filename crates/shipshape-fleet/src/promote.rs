@@ -1,0 +1,185 @@
+//! Pointer moves with their policy. [`promote`] makes a published release an environment's
+//! desired release when the environment's policy holds (for one that `requires` another: the
+//! release ran there for at least `soak`, every host fresh, healthy, without drift and with no
+//! alert firing); [`rollback`] moves an environment back to its last known good release (or a
+//! named one that was good there). Both are compare-and-swap moves recorded with who and why; a
+//! promotion never moves an environment to a lower sequence — going back is a rollback.
+
+use serde::Serialize;
+use shipshape_core::config::FleetConfig;
+
+use crate::error::{Error, Result};
+use crate::registry::{HostReport, Pointer, Registry, Target};
+use crate::remote::{ReleaseIndex, RemoteStore};
+
+/// Why one host of the required environment does not vouch for the release yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostVerdict {
+    /// The host.
+    pub host: String,
+    /// Empty when it vouches; otherwise why not.
+    pub problem: String,
+}
+
+/// The soak check of `release` in `environment`: one verdict per host (none: no host there).
+pub fn soak(
+    registry: &mut Registry,
+    fleet: &FleetConfig,
+    environment: &str,
+    release: &str,
+    soak_seconds: i64,
+    now: i64,
+) -> Result<Vec<HostVerdict>> {
+    let timeout = fleet.heartbeat_timeout.0.seconds();
+    let hosts: Vec<HostReport> = registry.hosts(Some(environment))?;
+    Ok(hosts
+        .into_iter()
+        .map(|h| {
+            let problem = if h.heartbeat_at < now - timeout {
+                format!("no report for {} s (stale)", now - h.heartbeat_at)
+            } else if h.release_id != release {
+                format!("runs {}", if h.release_id.is_empty() { "nothing" } else { &h.release_id })
+            } else if h.health != "healthy" {
+                format!("is {}: {}", h.health, h.message)
+            } else if h.drift {
+                "has drift".to_string()
+            } else if h.firing_alerts > 0 {
+                format!("has {} alert(s) firing", h.firing_alerts)
+            } else if h.running_since > now - soak_seconds {
+                format!("ran it for {} s of the {} s soak", (now - h.running_since).max(0), soak_seconds)
+            } else {
+                String::new()
+            };
+            HostVerdict { host: h.host, problem }
+        })
+        .collect())
+}
+
+fn target(index: &ReleaseIndex) -> Target {
+    Target {
+        release_id: index.release_id.clone(),
+        manifest_sha256: index.manifest_sha256.to_string(),
+        sequence: index.sequence,
+        chain: index.environment.clone(),
+    }
+}
+
+fn published(store: &RemoteStore, release: &str) -> Result<ReleaseIndex> {
+    store.index(release)?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "{release} is not published in {}: run `shipshape publish {release}` first",
+            store.display()
+        ))
+    })
+}
+
+/// Make `release` the desired release of `environment`, if its policy holds.
+pub fn promote(
+    registry: &mut Registry,
+    store: &RemoteStore,
+    fleet: &FleetConfig,
+    release: &str,
+    environment: &str,
+    by: &str,
+    note: &str,
+    now: i64,
+) -> Result<Pointer> {
+    let policy = fleet.environment(environment).ok_or_else(|| {
+        Error::Invalid(format!(
+            "no environment `{environment}` in [[fleet.environments]] (configured: {})",
+            fleet.environments.iter().map(|e| e.name.0.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let index = published(store, release)?;
+    if let Some(required) = &policy.requires {
+        let soak_seconds = policy.soak.0.seconds();
+        let verdicts = soak(registry, fleet, &required.0, release, soak_seconds, now)?;
+        if verdicts.is_empty() {
+            return Err(Error::Refused(format!(
+                "{environment} requires {release} to run in {} first, and no host reports there",
+                required.0
+            )));
+        }
+        let problems: Vec<String> =
+            verdicts.iter().filter(|v| !v.problem.is_empty()).map(|v| format!("{} {}", v.host, v.problem)).collect();
+        if !problems.is_empty() {
+            return Err(Error::Refused(format!(
+                "{environment} requires {release} to run in {} for {} on every host, healthy, without drift and with no alert firing: {}",
+                required.0,
+                policy.soak.0,
+                problems.join("; ")
+            )));
+        }
+    }
+    let current = registry.desired(environment)?;
+    if let Some(current) = &current {
+        if current.release_id == release {
+            return Err(Error::Invalid(format!("{release} is already the desired release of {environment}")));
+        }
+        if current.chain == index.environment && current.sequence > index.sequence {
+            return Err(Error::Refused(format!(
+                "{release} (sequence {}) is older than {environment}'s {} (sequence {}): going back is a rollback — `shipshape rollback --env {environment} --to {release}`",
+                index.sequence, current.release_id, current.sequence
+            )));
+        }
+    }
+    let expected = current.map_or(0, |c| c.generation);
+    registry.move_pointer(environment, expected, &target(&index), "promote", by, note, now)
+}
+
+/// Move `environment` back to its last known good release, or to `to` when it was good there.
+pub fn rollback(
+    registry: &mut Registry,
+    store: &RemoteStore,
+    environment: &str,
+    to: Option<&str>,
+    by: &str,
+    note: &str,
+    now: i64,
+) -> Result<Pointer> {
+    let current = registry.desired(environment)?.ok_or_else(|| {
+        Error::Invalid(format!("{environment} has no desired release: there is nothing to roll back"))
+    })?;
+    let statuses = registry.statuses(environment)?;
+    let listed = || {
+        let good: Vec<&str> = statuses
+            .iter()
+            .filter(|(id, _, s)| s == "good" && *id != current.release_id)
+            .map(|(id, _, _)| id.as_str())
+            .collect();
+        if good.is_empty() {
+            "no other release was good there".to_string()
+        } else {
+            format!("good there: {}", good.join(", "))
+        }
+    };
+    let target_id = match to {
+        Some(id) if id == current.release_id => {
+            return Err(Error::Invalid(format!("{id} is already the desired release of {environment}; {}", listed())));
+        }
+        Some(id) => match statuses.iter().find(|(r, _, _)| r == id) {
+            Some((_, _, status)) if status == "good" => id.to_string(),
+            Some((_, _, status)) => {
+                return Err(Error::Refused(format!(
+                    "cannot roll {environment} back to {id}: it is {status} there; {}",
+                    listed()
+                )));
+            }
+            None => {
+                return Err(Error::Refused(format!(
+                    "cannot roll {environment} back to {id}: it never ran there; {}",
+                    listed()
+                )));
+            }
+        },
+        None => registry.last_known_good(environment)?.ok_or_else(|| {
+            Error::Refused(format!(
+                "{environment} has no last known good release to roll back to from {}: {}",
+                current.release_id,
+                listed()
+            ))
+        })?,
+    };
+    let index = published(store, &target_id)?;
+    registry.move_pointer(environment, current.generation, &target(&index), "rollback", by, note, now)
+}
