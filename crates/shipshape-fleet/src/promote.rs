@@ -9,7 +9,7 @@ use serde::Serialize;
 use shipshape_core::config::FleetConfig;
 
 use crate::error::{Error, Result};
-use crate::registry::{HostReport, Pointer, Registry, Target};
+use crate::registry::{HostReport, Pointer, Registry, Target, Who};
 use crate::remote::{ReleaseIndex, RemoteStore};
 
 /// Why one host of the required environment does not vouch for the release yet.
@@ -80,10 +80,9 @@ pub fn promote(
     fleet: &FleetConfig,
     release: &str,
     environment: &str,
-    by: &str,
-    note: &str,
-    now: i64,
+    who: &Who<'_>,
 ) -> Result<Pointer> {
+    let now = who.at;
     let policy = fleet.environment(environment).ok_or_else(|| {
         Error::Invalid(format!(
             "no environment `{environment}` in [[fleet.environments]] (configured: {})",
@@ -91,6 +90,18 @@ pub fn promote(
         ))
     })?;
     let index = published(store, release)?;
+    let current = registry.desired(environment)?;
+    if let Some(current) = &current {
+        if current.release_id == release {
+            return Err(Error::Invalid(format!("{release} is already the desired release of {environment}")));
+        }
+        if current.chain == index.environment && current.sequence > index.sequence {
+            return Err(Error::Refused(format!(
+                "{release} (sequence {}) is older than {environment}'s {} (sequence {}): going back is a rollback — `shipshape rollback --env {environment} --to {release}`",
+                index.sequence, current.release_id, current.sequence
+            )));
+        }
+    }
     if let Some(required) = &policy.requires {
         let soak_seconds = policy.soak.0.seconds();
         let verdicts = soak(registry, fleet, &required.0, release, soak_seconds, now)?;
@@ -111,20 +122,8 @@ pub fn promote(
             )));
         }
     }
-    let current = registry.desired(environment)?;
-    if let Some(current) = &current {
-        if current.release_id == release {
-            return Err(Error::Invalid(format!("{release} is already the desired release of {environment}")));
-        }
-        if current.chain == index.environment && current.sequence > index.sequence {
-            return Err(Error::Refused(format!(
-                "{release} (sequence {}) is older than {environment}'s {} (sequence {}): going back is a rollback — `shipshape rollback --env {environment} --to {release}`",
-                index.sequence, current.release_id, current.sequence
-            )));
-        }
-    }
     let expected = current.map_or(0, |c| c.generation);
-    registry.move_pointer(environment, expected, &target(&index), "promote", by, note, now)
+    registry.move_pointer(environment, expected, &target(&index), "promote", who)
 }
 
 /// Move `environment` back to its last known good release, or to `to` when it was good there.
@@ -133,9 +132,7 @@ pub fn rollback(
     store: &RemoteStore,
     environment: &str,
     to: Option<&str>,
-    by: &str,
-    note: &str,
-    now: i64,
+    who: &Who<'_>,
 ) -> Result<Pointer> {
     let current = registry.desired(environment)?.ok_or_else(|| {
         Error::Invalid(format!("{environment} has no desired release: there is nothing to roll back"))
@@ -181,5 +178,5 @@ pub fn rollback(
         })?,
     };
     let index = published(store, &target_id)?;
-    registry.move_pointer(environment, current.generation, &target(&index), "rollback", by, note, now)
+    registry.move_pointer(environment, current.generation, &target(&index), "rollback", who)
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use shipshape_fleet::error::Error;
-use shipshape_fleet::registry::{HostReport, MIGRATIONS, Registry, Target};
+use shipshape_fleet::registry::{HostReport, MIGRATIONS, Registry, Target, Who};
 
 /// A fresh, empty registry of each backend: (name, URL), with a directory for SQLite files.
 fn backends(dir: &Path) -> Vec<(String, String)> {
@@ -68,16 +68,20 @@ fn the_registry_story_holds_on_every_backend() {
 
         // A pointer moves by compare-and-swap: from nothing (generation 0), then from 1.
         assert_eq!(r.desired("staging").unwrap(), None);
-        let first = r.move_pointer("staging", 0, &target("release_a", 1), "set", "alice", "first", 100).unwrap();
+        let first = r
+            .move_pointer("staging", 0, &target("release_a", 1), "set", &Who { by: "alice", note: "first", at: 100 })
+            .unwrap();
         assert_eq!((first.generation, first.release_id.as_str(), first.moved_by.as_str()), (1, "release_a", "alice"));
-        let stale = r.move_pointer("staging", 0, &target("release_b", 2), "set", "bob", "", 110);
+        let stale = r.move_pointer("staging", 0, &target("release_b", 2), "set", &Who { by: "bob", note: "", at: 110 });
         assert!(matches!(stale, Err(Error::Conflict(_))), "{name}: {stale:?}");
         assert_eq!(
             r.desired("staging").unwrap().unwrap().release_id,
             "release_a",
             "{name}: a lost race changes nothing"
         );
-        let second = r.move_pointer("staging", 1, &target("release_b", 2), "promote", "bob", "soaked", 120).unwrap();
+        let second = r
+            .move_pointer("staging", 1, &target("release_b", 2), "promote", &Who { by: "bob", note: "soaked", at: 120 })
+            .unwrap();
         assert_eq!(second.generation, 2);
 
         // Hosts report; a healthy release becomes good; what changes is history.
@@ -111,10 +115,18 @@ fn the_registry_story_holds_on_every_backend() {
         // Last known good: release_a ran and was good; release_c is rolled back to it.
         r.report(&report("staging", "web-1", "release_a", 1, "healthy", 90)).unwrap();
         r.report(&report("staging", "web-1", "release_b", 2, "healthy", 170)).unwrap();
-        r.move_pointer("staging", 2, &target("release_c", 3), "promote", "carol", "", 200).unwrap();
+        r.move_pointer("staging", 2, &target("release_c", 3), "promote", &Who { by: "carol", note: "", at: 200 })
+            .unwrap();
         r.report(&report("staging", "web-1", "release_c", 3, "healthy", 210)).unwrap();
         assert_eq!(r.last_known_good("staging").unwrap().as_deref(), Some("release_b"), "{name}");
-        r.move_pointer("staging", 3, &target("release_b", 2), "rollback", "dave", "regression", 220).unwrap();
+        r.move_pointer(
+            "staging",
+            3,
+            &target("release_b", 2),
+            "rollback",
+            &Who { by: "dave", note: "regression", at: 220 },
+        )
+        .unwrap();
         let statuses = r.statuses("staging").unwrap();
         assert!(statuses.iter().any(|(id, _, s)| id == "release_c" && s == "rolled_back"), "{name}: {statuses:?}");
         // A rolled-back release is never good again, even if a host still reports it healthy.
@@ -139,9 +151,7 @@ fn the_registry_story_holds_on_every_backend() {
                         generation,
                         &target(&format!("release_{who}"), 9),
                         "promote",
-                        who,
-                        "",
-                        300,
+                        &Who { by: who, note: "", at: 300 },
                     )
                 })
             })
@@ -183,7 +193,8 @@ fn a_pointer_move_wakes_a_waiting_agent() {
         let mover = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
             let mut r = Registry::open(&mover_url, &mover_dir, None).unwrap();
-            r.move_pointer("production", 0, &target("release_a", 1), "set", "alice", "", 1).unwrap();
+            r.move_pointer("production", 0, &target("release_a", 1), "set", &Who { by: "alice", note: "", at: 1 })
+                .unwrap();
         });
         let started = Instant::now();
         let timeout = Duration::from_secs(if name == "postgres" { 5 } else { 1 });
@@ -219,7 +230,14 @@ fn migrations_run_from_each_earlier_version() {
             let sql_url = url.clone();
             let mut old = open_at(&sql_url, dir.path(), from);
             assert_eq!(old.version().unwrap() as usize, from);
-            old.move_pointer("staging", 0, &target("release_a", 1), "set", "alice", "before the upgrade", 10).unwrap();
+            old.move_pointer(
+                "staging",
+                0,
+                &target("release_a", 1),
+                "set",
+                &Who { by: "alice", note: "before the upgrade", at: 10 },
+            )
+            .unwrap();
             drop(old);
             let mut new = open(&url, dir.path());
             assert_eq!(new.version().unwrap() as usize, MIGRATIONS.len(), "{name} from {from}");

@@ -252,6 +252,17 @@ pub struct HistoryEvent {
     pub note: String,
 }
 
+/// Who moves a pointer, why, and when (unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Who<'a> {
+    /// The operator (recorded).
+    pub by: &'a str,
+    /// Why (recorded).
+    pub note: &'a str,
+    /// When.
+    pub at: i64,
+}
+
 /// The registry: the logic over a [`Sql`] backend.
 pub struct Registry {
     sql: Box<dyn Sql>,
@@ -396,12 +407,10 @@ impl Registry {
         expected: u64,
         target: &Target,
         action: &str,
-        by: &str,
-        note: &str,
-        now: i64,
+        who: &Who<'_>,
     ) -> Result<Pointer> {
         self.sql.begin()?;
-        let result = self.move_pointer_in(environment, expected, target, action, by, note, now);
+        let result = self.move_pointer_in(environment, expected, target, action, who);
         match result {
             Ok(pointer) => {
                 self.sql.commit()?;
@@ -414,17 +423,15 @@ impl Registry {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn move_pointer_in(
         &mut self,
         environment: &str,
         expected: u64,
         target: &Target,
         action: &str,
-        by: &str,
-        note: &str,
-        now: i64,
+        who: &Who<'_>,
     ) -> Result<Pointer> {
+        let Who { by, note, at: now } = *who;
         let before = self.desired(environment)?;
         let generation = expected + 1;
         let values: Vec<Value> = vec![

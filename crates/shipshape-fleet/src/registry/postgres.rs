@@ -43,9 +43,9 @@ impl PgSql {
         let mut config =
             postgres::Config::from_str(url).map_err(|e| Error::Invalid(format!("{url}: not a PostgreSQL URL: {e}")))?;
         if config.get_password().is_some() {
-            return Err(Error::Invalid(format!(
-                "[fleet] registry: the URL holds a password; remove it and give it in PGPASSWORD or [fleet] password_file (a config file is no place for it)"
-            )));
+            return Err(Error::Invalid(
+                "[fleet] registry: the URL holds a password; remove it and give it in PGPASSWORD or [fleet] password_file (a config file is no place for it)".into(),
+            ));
         }
         let display = url.to_string();
         let loopback = config.get_hosts().iter().all(|host| match host {

@@ -186,8 +186,8 @@ pub fn promote(context: &Context, args: &crate::cli::PromoteArgs) -> anyhow::Res
     if !super::deploy::confirm(&format!("promote {} to {}", args.release, args.to), args.yes)? {
         return Err(shipshape_core::Error::Usage("not confirmed: nothing moved".into()).into());
     }
-    let pointer =
-        shipshape_fleet::promote::promote(&mut registry, &store, &fleet, &args.release, &args.to, &by, &note, now)?;
+    let who = shipshape_fleet::registry::Who { by: &by, note: &note, at: now };
+    let pointer = shipshape_fleet::promote::promote(&mut registry, &store, &fleet, &args.release, &args.to, &who)?;
     if args.json {
         super::print_json(&pointer)?;
     } else {
@@ -223,9 +223,7 @@ pub fn rollback(context: &Context, args: &crate::cli::RollbackArgs) -> anyhow::R
         &store,
         &environment,
         args.to.as_deref(),
-        &super::deploy::deployer(),
-        &reason,
-        now,
+        &shipshape_fleet::registry::Who { by: &super::deploy::deployer(), note: &reason, at: now },
     )?;
     println!(
         "{} rolled back to {} (generation {}, by {}): its agents apply it",

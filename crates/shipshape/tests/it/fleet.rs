@@ -240,3 +240,178 @@ fn an_unapproved_release_is_fetched_but_not_trusted_by_the_host() {
         stderr_of(&output)
     );
 }
+
+/// The fleet configuration every workspace of a test shares: the store, the registry, staging
+/// (anything may be promoted there) and production (2 hours in staging first).
+fn fleet_toml(store: &str, registry: &str) -> String {
+    format!(
+        "\n[fleet]\nstore = \"{store}\"\nregistry = \"{registry}\"\n\n[[fleet.environments]]\nname = \"staging\"\n\n[[fleet.environments]]\nname = \"production\"\nrequires = \"staging\"\nsoak = \"2h\"\n"
+    )
+}
+
+/// Registries to run a fleet story against: embedded SQLite always, PostgreSQL when the test
+/// script started one (a fresh database each).
+fn registries(temp: &Path) -> Vec<String> {
+    let mut out = vec![format!("sqlite:{}", temp.join("fleet.db").display())];
+    if let Ok(base) = std::env::var("SHIPSHAPE_TEST_POSTGRES") {
+        let name = format!(
+            "fleet_{}_{}",
+            std::process::id(),
+            temp.file_name().unwrap().to_string_lossy().to_lowercase().replace(['.', '-'], "_")
+        );
+        let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        out.push(format!("{}/{name}", base.rsplit_once('/').unwrap().0));
+    }
+    out
+}
+
+/// `shipshape` in `dir` at time `now`.
+fn run_at(dir: &Path, now: &str, args: &[&str]) -> Output {
+    let mut cmd = assert_cmd::Command::cargo_bin("shipshape").unwrap();
+    cmd.current_dir(dir).env("SHIPSHAPE_NOW", now).args(args).output().unwrap()
+}
+
+/// One reconcile pass of the agent of `host` in `env`, at `now`: its pass as JSON.
+fn agent_once(host: &Host, env: &str, name: &str, now: &str) -> Value {
+    let output = run_at(&host.root, now, &["agent", "--env", env, "--host", name, "--once", "--json"]);
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    serde_json::from_str(text.lines().last().unwrap_or("null"))
+        .unwrap_or_else(|_| panic!("{name}: {text} {}", stderr_of(&output)))
+}
+
+fn at(hours: f64) -> String {
+    let base: jiff::Timestamp = "2025-10-12T13:30:00Z".parse().unwrap();
+    base.checked_add(jiff::SignedDuration::from_secs((hours * 3600.0) as i64)).unwrap().to_string()
+}
+
+/// Three hosts (one staging, two production), each its own workspace and target, each agent its
+/// own process: publish → staging converges → promotion to production refused before the soak →
+/// promoted after → both production hosts converge → a regression → the environment rolled back →
+/// every host converges back. Then a pointer edited in the database to a lower sequence, or to an
+/// unapproved release, is refused by the agent, which keeps what it runs.
+#[test]
+fn a_fleet_promotes_through_staging_and_rolls_production_back() {
+    let temp = tempfile::tempdir().unwrap();
+    for registry in registries(temp.path()) {
+        let store = format!("file://{}", temp.path().join("store").display());
+        let s = Setup::new("copy");
+        let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+        let fleet = fleet_toml(&store, &registry);
+        fs::write(s.ws.path("shipshape.toml"), format!("{config}{fleet}")).unwrap();
+        let hosts: Vec<(Host, &str, &str)> =
+            [("stage-1", "staging"), ("prod-1", "production"), ("prod-2", "production")]
+                .into_iter()
+                .map(|(name, env)| (Host::new(&s, name), name, env))
+                .collect();
+        let converge = |now: &str, env: &str| -> Vec<String> {
+            hosts
+                .iter()
+                .filter(|(_, _, e)| *e == env)
+                .map(|(h, name, e)| agent_once(h, e, name, now)["outcome"].as_str().unwrap().to_string())
+                .collect()
+        };
+
+        // Release A, published and promoted to staging.
+        let a = s.release(&at(0.0));
+        let a_id = release_id(&a);
+        json(&s.shipshape(&at(0.0), &["publish", &a_id, "--json"]));
+        let promoted = json(&s.shipshape(&at(0.0), &["promote", &a_id, "--to", "staging", "--yes", "--json"]));
+        assert_eq!((promoted["generation"].as_u64(), promoted["moved_by"].is_string()), (Some(1), true), "{registry}");
+        assert_eq!(converge(&at(0.0), "staging"), vec!["applied"], "{registry}");
+        assert_eq!(converge(&at(0.0), "production"), vec!["nothing_desired", "nothing_desired"]);
+        for (path, hash) in files_of(&a) {
+            assert_eq!(sha256sum(&hosts[0].0.target.join(&path)), hash);
+        }
+
+        // One hour later: production refuses, naming the soak.
+        assert_eq!(converge(&at(1.0), "staging"), vec!["in_sync"], "{registry}");
+        let output = s.shipshape(&at(1.0), &["promote", &a_id, "--to", "production", "--yes"]);
+        assert_eq!(output.status.code(), Some(1), "{registry}: {}", stderr_of(&output));
+        assert!(stderr_of(&output).contains("stage-1 ran it for 3600 s of the 7200 s soak"), "{}", stderr_of(&output));
+        // A staging host that stopped reporting does not vouch either.
+        let output = s.shipshape(&at(2.5), &["promote", &a_id, "--to", "production", "--yes"]);
+        assert!(stderr_of(&output).contains("(stale)"), "{}", stderr_of(&output));
+        // Reporting again after the soak: promoted; both production hosts converge.
+        converge(&at(2.5), "staging");
+        json(&s.shipshape(&at(2.5), &["promote", &a_id, "--to", "production", "--yes", "--json"]));
+        assert_eq!(converge(&at(2.5), "production"), vec!["applied", "applied"], "{registry}");
+
+        // Release B goes the same way.
+        let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+        s.ws.write("search_space.yaml", format!("# release B\n{space}").as_bytes());
+        let b = s.release(&at(3.0));
+        let b_id = release_id(&b);
+        json(&s.shipshape(&at(3.0), &["publish", &b_id, "--json"]));
+        json(&s.shipshape(&at(3.0), &["promote", &b_id, "--to", "staging", "--yes", "--json"]));
+        assert_eq!(converge(&at(3.0), "staging"), vec!["applied"]);
+        converge(&at(5.5), "staging");
+        json(&s.shipshape(&at(5.5), &["promote", &b_id, "--to", "production", "--yes", "--json"]));
+        assert_eq!(converge(&at(5.5), "production"), vec!["applied", "applied"]);
+        for (host, _, _) in &hosts[1..] {
+            for (path, hash) in files_of(&b) {
+                assert_eq!(sha256sum(&host.target.join(&path)), hash);
+            }
+        }
+        // Promoting the older A again is refused: going back is a rollback.
+        let output = s.shipshape(&at(5.6), &["promote", &a_id, "--to", "production", "--yes"]);
+        assert!(stderr_of(&output).contains("going back is a rollback"), "{}", stderr_of(&output));
+
+        // A regression in production: the environment goes back to its last known good, A.
+        let output =
+            s.shipshape(&at(6.0), &["rollback", "--env", "production", "--reason", "hit ratio regression", "--yes"]);
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("production rolled back to {a_id}")));
+        assert_eq!(converge(&at(6.0), "production"), vec!["rolled_back_to", "rolled_back_to"], "{registry}");
+        for (host, _, _) in &hosts[1..] {
+            for (path, hash) in files_of(&a) {
+                assert_eq!(sha256sum(&host.target.join(&path)), hash, "{registry}: {path} back to A");
+            }
+        }
+        let status = json(&s.shipshape(&at(6.0), &["status", "--env", "all", "--json"]));
+        let production = status.as_array().unwrap().iter().find(|e| e["environment"] == "production").unwrap();
+        assert_eq!(production["desired"]["release_id"], a_id.as_str());
+        assert_eq!(production["desired"]["action"], "rollback");
+        assert!(
+            production["hosts"].as_array().unwrap().iter().all(|h| h["in_sync"] == true && h["health"] == "healthy")
+        );
+
+        // The database edited by hand: staging's pointer set back to A (a lower sequence, not a
+        // rollback), then to an unapproved release. The agent refuses both and keeps B.
+        edit_pointer(&registry, temp.path(), "staging", &a_id, &fs::read(&a).unwrap(), "set");
+        let pass = agent_once(&hosts[0].0, "staging", "stage-1", &at(7.0));
+        assert_eq!(pass["outcome"], "refused", "{registry}: {pass}");
+        assert!(pass["message"].as_str().unwrap().contains("anti-rollback"), "{pass}");
+        assert_eq!(pass["running"], b_id.as_str());
+        s.ws.write("search_space.yaml", format!("# release C, never approved\n{space}").as_bytes());
+        let c = s.ws.release(&at(7.5), &["--type", "hotfix"]);
+        let c_id = release_id(&c);
+        json(&s.shipshape(&at(7.5), &["publish", &c_id, "--json"]));
+        edit_pointer(&registry, temp.path(), "staging", &c_id, &fs::read(&c).unwrap(), "set");
+        let pass = agent_once(&hosts[0].0, "staging", "stage-1", &at(7.6));
+        assert_eq!(pass["outcome"], "refused", "{pass}");
+        assert!(pass["message"].as_str().unwrap().contains("not trusted"), "{pass}");
+        for (path, hash) in files_of(&b) {
+            assert_eq!(sha256sum(&hosts[0].0.target.join(&path)), hash, "staging still runs B");
+        }
+        let status = s.shipshape(&at(7.6), &["status", "--env", "staging"]);
+        assert_eq!(status.status.code(), Some(1), "a refused host is not well");
+        assert!(String::from_utf8_lossy(&status.stdout).contains("refused"));
+    }
+}
+
+/// Move a pointer behind shipshape's back, as someone with write access to the database could.
+fn edit_pointer(registry: &str, dir: &Path, env: &str, release: &str, manifest: &[u8], action: &str) {
+    let digest = Digest::of(manifest).to_string();
+    let sql = "UPDATE environments SET release_id = $1, manifest_sha256 = $2, sequence = 1, action = $3, generation = generation + 1 WHERE name = $4";
+    match registry.strip_prefix("sqlite:") {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(dir.join(path)).unwrap();
+            conn.execute(&sql.replace('$', "?"), rusqlite::params![release, digest, action, env]).unwrap();
+        }
+        None => {
+            let mut client = postgres::Client::connect(registry, postgres::NoTls).unwrap();
+            client.execute(sql, &[&release, &digest, &action, &env]).unwrap();
+        }
+    }
+}
