@@ -91,7 +91,11 @@ impl Agent {
                 fleet.environments.iter().map(|e| e.name.0.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
-        let holder = format!("{}:{}", options.host, std::process::id());
+        // The claim's holder is this host workspace on this machine, not this process: an agent
+        // restarted after a crash takes its own claim back at once (SQLite's claims outlive the
+        // process until they expire; PostgreSQL's advisory locks end with the session).
+        let machine = shipshape_core::infra::user::host_name().unwrap_or_default();
+        let holder = format!("{}@{machine}:{}", options.host, workspace.root.display());
         Ok(Agent { workspace, options, fleet, registry: None, clock, running_since: None, holder })
     }
 
@@ -144,6 +148,14 @@ impl Agent {
     /// One reconcile pass. Never fails for the registry or the store being away: that is reported
     /// as `degraded` and the host keeps what it runs.
     pub fn reconcile(&mut self) -> Result<Pass> {
+        // A transaction a crash interrupted (this agent killed mid-apply, a power loss) is finished
+        // or undone first, exactly as `shipshape recover` would, so "what runs here" is true.
+        if !deploy::pending(&self.workspace)?.is_empty() {
+            let now = self.clock.now();
+            let target = deploy::Target::of(&self.workspace)?;
+            let _locks = deploy::lock(&self.workspace, &target, "agent", now)?;
+            deploy::recover(&self.workspace, &target, now)?;
+        }
         let running = self.running()?;
         let environment = self.options.environment.clone();
         let desired = match self.registry().and_then(|r| r.desired(&environment)) {

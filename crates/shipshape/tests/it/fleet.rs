@@ -415,3 +415,210 @@ fn edit_pointer(registry: &str, dir: &Path, env: &str, release: &str, manifest: 
         }
     }
 }
+
+/// An agent killed in the middle of applying a release (a crash before, and one after, the
+/// deploy's commit point) converges when it runs again.
+#[test]
+fn an_agent_killed_during_apply_converges_after_restart() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", temp.path().join("store").display());
+    let registry = format!("sqlite:{}", temp.path().join("fleet.db").display());
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    fs::write(s.ws.path("shipshape.toml"), format!("{config}{}", fleet_toml(&store, &registry))).unwrap();
+    let host = Host::new(&s, "stage-1");
+    let a = s.release(&at(0.0));
+    let a_id = release_id(&a);
+    json(&s.shipshape(&at(0.0), &["publish", &a_id, "--json"]));
+    json(&s.shipshape(&at(0.0), &["promote", &a_id, "--to", "staging", "--yes", "--json"]));
+    assert_eq!(agent_once(&host, "staging", "stage-1", &at(0.0))["outcome"], "applied");
+    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    for (n, point) in ["after-plan", "after-registry"].into_iter().enumerate() {
+        s.ws.write("search_space.yaml", format!("# change {n}\n{space}").as_bytes());
+        let now = at(1.0 + n as f64);
+        let next = s.release(&now);
+        let next_id = release_id(&next);
+        json(&s.shipshape(&now, &["publish", &next_id, "--json"]));
+        let desired = json(&s.shipshape(&now, &["status", "--env", "staging", "--json"]));
+        let generation = desired[0]["desired"]["generation"].as_u64().unwrap();
+        json(&s.shipshape(&now, &["promote", &next_id, "--to", "staging", "--yes", "--json"]));
+        let mut cmd = assert_cmd::Command::cargo_bin("shipshape").unwrap();
+        let crashed = cmd
+            .current_dir(&host.root)
+            .env("SHIPSHAPE_NOW", &now)
+            .env("SHIPSHAPE_FAILPOINT", point)
+            .args(["agent", "--env", "staging", "--host", "stage-1", "--once"])
+            .output()
+            .unwrap();
+        assert!(!crashed.status.success(), "{point}: the agent was killed");
+        let pass = agent_once(&host, "staging", "stage-1", &now);
+        let expected = if point == "after-plan" { "applied" } else { "in_sync" };
+        assert_eq!(pass["outcome"], expected, "{point}: {pass}");
+        assert_eq!(pass["generation"].as_u64(), Some(generation + 1));
+        for (path, hash) in files_of(&next) {
+            assert_eq!(sha256sum(&host.target.join(&path)), hash, "{point}: {path}");
+        }
+        let leftovers: Vec<_> = fs::read_dir(host.root.join("release/journal"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .collect();
+        assert!(leftovers.is_empty(), "{point}: an unfinished journal is left: {leftovers:?}");
+    }
+}
+
+/// A TCP proxy in front of PostgreSQL that a test can cut (connections reset, new ones refused)
+/// and restore: the registry "unreachable" as a network partition makes it.
+struct Proxy {
+    port: u16,
+    upstream: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Proxy {
+            port,
+            upstream: upstream.to_string(),
+            up: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            streams: Default::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: std::net::TcpListener) {
+        let (up, streams, upstream) = (self.up.clone(), self.streams.clone(), self.upstream.clone());
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            while up.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else { continue };
+                streams.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(100)); // the listener closes
+        for stream in self.streams.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        self.serve(listener);
+    }
+}
+
+/// A long-running agent against PostgreSQL: woken by the promotion's NOTIFY (not its 8-second
+/// timer); the registry cut away (a partition) — it keeps the release it runs and says it is
+/// degraded; the registry back — it reports again and follows the next promotion.
+#[test]
+fn a_running_agent_follows_notifications_and_survives_the_registry_going_away() {
+    let Ok(base) = std::env::var("SHIPSHAPE_TEST_POSTGRES") else {
+        eprintln!("SHIPSHAPE_TEST_POSTGRES is not set (scripts/test.sh starts PostgreSQL): not run");
+        return;
+    };
+    let temp = tempfile::tempdir().unwrap();
+    let registry = registries(temp.path()).pop().unwrap();
+    let upstream =
+        base.trim_start_matches("postgres://").split_once('@').unwrap().1.split('/').next().unwrap().to_string();
+    let proxy = Proxy::start(&upstream);
+    let proxied = registry.replace(&upstream, &format!("127.0.0.1:{}", proxy.port));
+    let store = format!("file://{}", temp.path().join("store").display());
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    fs::write(s.ws.path("shipshape.toml"), format!("{config}{}", fleet_toml(&store, &registry))).unwrap();
+    let host = Host::new(&s, "stage-1");
+    let host_config = fs::read_to_string(host.root.join("shipshape.toml")).unwrap().replace(&registry, &proxied);
+    fs::write(host.root.join("shipshape.toml"), host_config.replace("[fleet]\n", "[fleet]\ninterval = \"8s\"\n"))
+        .unwrap();
+
+    let now = jiff::Timestamp::now().to_string();
+    let a = s.release(&now);
+    let a_id = release_id(&a);
+    json(&s.shipshape(&now, &["publish", &a_id, "--json"]));
+    json(&s.shipshape(&now, &["promote", &a_id, "--to", "staging", "--yes", "--json"]));
+
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("shipshape"))
+        .current_dir(&host.root)
+        .args(["agent", "--env", "staging", "--host", "stage-1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, passes) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str(&line) {
+                let _ = lines.send(value);
+            }
+        }
+    });
+    let wait_for = |outcome: &str, release: Option<&str>, within: u64| -> (Value, std::time::Instant) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(within);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let pass = passes.recv_timeout(left).unwrap_or_else(|_| panic!("no `{outcome}` pass within {within} s"));
+            if pass["outcome"] == outcome && release.is_none_or(|r| pass["running"] == r) {
+                return (pass, std::time::Instant::now());
+            }
+        }
+    };
+    wait_for("applied", Some(&a_id), 30);
+
+    // A config-only change, promoted: the notification wakes the agent before its timer would.
+    let space = fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("# B\n{space}").as_bytes());
+    let now = jiff::Timestamp::now().to_string();
+    let b = s.release(&now);
+    let b_id = release_id(&b);
+    json(&s.shipshape(&now, &["publish", &b_id, "--json"]));
+    std::thread::sleep(std::time::Duration::from_secs(1)); // the agent is waiting again
+    let promoted = std::time::Instant::now();
+    json(&s.shipshape(&now, &["promote", &b_id, "--to", "staging", "--yes", "--json"]));
+    let (_, applied) = wait_for("applied", Some(&b_id), 30);
+    let latency = applied - promoted;
+    eprintln!("promotion to applied on the host: {latency:?}");
+    assert!(latency < std::time::Duration::from_secs(6), "woken by the notification, not the 8 s timer: {latency:?}");
+
+    // The registry goes away: the host keeps B and says so.
+    proxy.cut();
+    let (pass, _) = wait_for("degraded", None, 30);
+    assert_eq!(pass["running"], b_id.as_str());
+    assert!(pass["message"].as_str().unwrap().contains("keeping what runs here"), "{pass}");
+    for (path, hash) in files_of(&b) {
+        assert_eq!(sha256sum(&host.target.join(&path)), hash);
+    }
+    // Back: it reports again (the timer) and the registry sees it in sync.
+    proxy.restore();
+    wait_for("in_sync", Some(&b_id), 30);
+    let status = json(&s.shipshape(&jiff::Timestamp::now().to_string(), &["status", "--env", "staging", "--json"]));
+    let host_state = &status[0]["hosts"][0];
+    assert_eq!(
+        (host_state["observed"].as_str(), host_state["health"].as_str()),
+        (Some(b_id.as_str()), Some("healthy"))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
