@@ -2,7 +2,7 @@
 # Benchmarks against reference tools on the same files, in the same run, reported as ratios
 # (this machine is shared and noisy: ratios travel, absolute times do not).
 #
-#   scripts/bench.sh [audit|score|deploy|monitor]      (default: all benchmarks)
+#   scripts/bench.sh [audit|score|deploy|monitor|fleet]      (default: all but fleet)
 #
 # audit: `shipshape audit` over 1 x 1 GiB + 8 x 128 MiB files vs `openssl dgst -sha256` and
 #        `sha256sum` over the same files: the single large file, the whole set, and the shape of a
@@ -469,6 +469,72 @@ PY
   printf '  %-40s %8.4f s\n' "GET /healthz (the server's floor)" "$t_health" "GET / (the page)" "$t_page" "GET /api/v1/status" "$t_status" "GET /api/v1/alerts?limit=500" "$t_alerts"
 }
 
+# fleet: `shipshape publish` of 1 GiB + 200 small files to S3 (SeaweedFS on loopback, started by
+# scripts/services.sh) vs boto3 uploading the same files (its default transfer manager: multipart
+# above 8 MiB, 10 threads; the small files 8 at a time), and `shipshape fetch` into an empty host vs
+# boto3 downloading them. A fresh prefix each run, so nothing is skipped as already there.
+bench_fleet() {
+  [ -f "$BENCH_DIR/files/big.bin" ] || bench_audit >/dev/null
+  python3 -c 'import boto3' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check boto3 >/dev/null
+  # shellcheck source=scripts/services.sh
+  source scripts/services.sh >/dev/null
+  local d="$BENCH_DIR/fleet" runs=${RUNS:-3}
+  deploy_workspace "$d" copy
+  release_in "$d" 2025-10-12T19:00:00Z
+  local id
+  id=$(basename "$(ls "$d"/ws/release/manifests/release_*.yaml | grep -v approvals | tail -n 1)" .yaml)
+  local pubs=() fetches=() ups=() downs=()
+  for run in $(seq "$runs"); do
+    local fleet="[fleet]
+store = \"s3://shipshape-test/bench-$run\"
+[fleet.s3]
+endpoint = \"$SHIPSHAPE_TEST_S3\"
+allow_http = true"
+    sed -i '/^\[fleet/,$d' "$d/ws/shipshape.toml"
+    printf '%s\n' "$fleet" >>"$d/ws/shipshape.toml"
+    pubs+=("$(cd "$d/ws" && SHIPSHAPE_NOW=2025-10-12T19:00:00Z seconds "$BIN" -q publish "$id")")
+    rm -rf "$d/host" && mkdir -p "$d/host/release"
+    cp "$d/ws/release/allowed_signers" "$d/ws/release/policy.yaml" "$d/host/release/"
+    sed 's|^target = .*|target = "../host-prod"|' "$d/ws/shipshape.toml" >"$d/host/shipshape.toml"
+    fetches+=("$(cd "$d/host" && SHIPSHAPE_NOW=2025-10-12T19:00:00Z seconds "$BIN" -q fetch "$id")")
+    local times
+    times=$(python3 - "$SHIPSHAPE_TEST_S3" "$d/ws" "boto-$run" "$d/boto-down" <<'PY'
+import concurrent.futures, os, sys, time
+import boto3
+endpoint, root, prefix, down = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+files = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(root, "configs")) for f in fs]
+files += [os.path.join(root, "data/models/model.bin")]
+start = time.time()
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    list(pool.map(lambda f: s3.upload_file(f, "shipshape-test", prefix + "/" + os.path.relpath(f, root)), files))
+up = time.time() - start
+os.makedirs(down, exist_ok=True)
+start = time.time()
+def get(f):
+    target = os.path.join(down, os.path.relpath(f, root)); os.makedirs(os.path.dirname(target), exist_ok=True)
+    s3.download_file("shipshape-test", prefix + "/" + os.path.relpath(f, root), target)
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    list(pool.map(get, files))
+print("%.4f %.4f" % (up, time.time() - start))
+PY
+)
+    ups+=("${times% *}")
+    downs+=("${times#* }")
+    rm -rf "$d/boto-down"
+  done
+  local pub fetch up down
+  pub=$(median_of "${pubs[@]}"); fetch=$(median_of "${fetches[@]}"); up=$(median_of "${ups[@]}"); down=$(median_of "${downs[@]}")
+  echo
+  echo "fleet, 1 GiB + 200 files to and from S3 (SeaweedFS on loopback), median of $runs runs (seconds)"
+  printf '%-66s %10.3f\n' "shipshape publish (hashing as it uploads)" "$pub"
+  printf '%-66s %10.3f\n' "  boto3 upload_file of the same files" "$up"
+  echo "  publish vs boto3: $(ratio "$pub" "$up")x the time"
+  printf '%-66s %10.3f\n' "shipshape fetch into an empty host (checked against the manifest, verified)" "$fetch"
+  printf '%-66s %10.3f\n' "  boto3 download_file of the same files" "$down"
+  echo "  fetch vs boto3: $(ratio "$fetch" "$down")x the time"
+}
+
 deploy_workspace_small() { # dir: one config, one approver, [deploy] into ../prod, trailing baselines
   local dir=$1
   rm -rf "$dir" && mkdir -p "$dir/ws/configs" "$dir/ws/release"
@@ -489,6 +555,7 @@ case "$which" in
   score) bench_score ;;
   deploy) bench_deploy ;;
   monitor) bench_monitor ;;
+  fleet) bench_fleet ;;
   all) bench_audit; bench_score; bench_deploy; bench_monitor ;;
-  *) echo "unknown benchmark: $which (audit, score, deploy, monitor)"; exit 2 ;;
+  *) echo "unknown benchmark: $which (audit, score, deploy, monitor, fleet)"; exit 2 ;;
 esac

@@ -36,8 +36,6 @@ pub struct AgentOptions {
     pub environment: String,
     /// Its host name (unique in the environment).
     pub host: String,
-    /// The registry's password, when it needs one.
-    pub password: Option<String>,
 }
 
 /// What one pass did.
@@ -102,8 +100,8 @@ impl Agent {
     /// The registry, connecting (and claiming this host's name) when not connected.
     fn registry(&mut self) -> Result<&mut Registry> {
         if self.registry.is_none() {
-            let url = self.fleet.registry.clone().unwrap_or_default();
-            let mut registry = Registry::open(&url, &self.workspace.root, self.options.password.clone())?;
+            let mut registry = Registry::from_config(&self.fleet, &self.workspace.root)?
+                .ok_or_else(|| Error::Invalid("[fleet] names no registry".into()))?;
             let now = self.clock.now().unix_seconds();
             let ttl = 3 * self.fleet.interval.0.seconds().max(10);
             if !registry.claim_host(&self.options.environment, &self.options.host, &self.holder, now, ttl)? {

@@ -71,8 +71,72 @@ pub(crate) async fn get_metrics(State(state): State<Arc<AppState>>) -> Result<Re
                 }
             }
         }
+        fleet_gauges(&worker, &mut out);
         Ok(out)
     })
     .await??;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], result).into_response())
+}
+
+/// Per-host gauges of every environment, when the workspace has a `[fleet] registry`: in sync with
+/// the desired release, healthy, drift, heartbeat age; and whether the registry answered.
+fn fleet_gauges(state: &AppState, out: &mut String) {
+    let Ok(workspace) = shipshape_core::layout::Workspace::open(&state.root) else { return };
+    let Some(fleet) = workspace.config.fleet.clone() else { return };
+    if fleet.registry.is_none() {
+        return;
+    }
+    let now = state.clock.now().unix_seconds();
+    let label = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
+    let answer = (|| -> shipshape_fleet::error::Result<String> {
+        let Some(mut registry) = shipshape_fleet::registry::Registry::from_config(&fleet, &workspace.root)? else {
+            return Ok(String::new());
+        };
+        let mut text = String::new();
+        let gauges = [
+            ("shipshape_fleet_host_in_sync", "1 when the host runs its environment's desired release."),
+            ("shipshape_fleet_host_healthy", "1 when the host's last report is healthy and fresh."),
+            ("shipshape_fleet_host_drift", "1 when files in the host's target differ from its release."),
+            ("shipshape_fleet_host_heartbeat_age_seconds", "Seconds since the host's last report."),
+        ];
+        let mut rows: Vec<[String; 4]> = Vec::new();
+        let mut generations = String::new();
+        for pointer in registry.pointers()? {
+            generations.push_str(&format!(
+                "shipshape_fleet_pointer_generation{{environment=\"{}\",release_id=\"{}\"}} {}\n",
+                label(&pointer.environment),
+                label(&pointer.release_id),
+                pointer.generation
+            ));
+        }
+        let timeout = fleet.heartbeat_timeout.0.seconds();
+        for host in registry.hosts(None)? {
+            let desired = registry.desired(&host.environment)?.map(|p| p.release_id).unwrap_or_default();
+            let labels = format!("environment=\"{}\",host=\"{}\"", label(&host.environment), label(&host.host));
+            let age = now - host.heartbeat_at;
+            rows.push([
+                format!("{{{labels}}} {}", u8::from(!desired.is_empty() && host.release_id == desired)),
+                format!("{{{labels}}} {}", u8::from(host.health == "healthy" && age <= timeout)),
+                format!("{{{labels}}} {}", u8::from(host.drift)),
+                format!("{{{labels}}} {age}"),
+            ]);
+        }
+        for (i, (name, help)) in gauges.iter().enumerate() {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for row in &rows {
+                text.push_str(&format!("{name}{}\n", row[i]));
+            }
+        }
+        text.push_str("# HELP shipshape_fleet_pointer_generation Moves of each environment's desired-release pointer.\n# TYPE shipshape_fleet_pointer_generation gauge\n");
+        text.push_str(&generations);
+        Ok(text)
+    })();
+    out.push_str("# HELP shipshape_fleet_registry_up 1 when the fleet's registry answered this scrape.\n# TYPE shipshape_fleet_registry_up gauge\n");
+    match answer {
+        Ok(text) => {
+            out.push_str("shipshape_fleet_registry_up 1\n");
+            out.push_str(&text);
+        }
+        Err(_) => out.push_str("shipshape_fleet_registry_up 0\n"),
+    }
 }

@@ -325,6 +325,29 @@ impl Registry {
         Ok(registry)
     }
 
+    /// The registry `[fleet] registry` names, its password from `PGPASSWORD` or `password_file`
+    /// (relative to `root`); `None` when the config names none.
+    pub fn from_config(
+        fleet: &shipshape_core::config::FleetConfig,
+        root: &std::path::Path,
+    ) -> Result<Option<Registry>> {
+        let Some(url) = fleet.registry.as_deref() else { return Ok(None) };
+        let password = match std::env::var("PGPASSWORD") {
+            Ok(password) if !password.is_empty() => Some(password),
+            _ => match &fleet.password_file {
+                Some(file) => {
+                    let path = root.join(file);
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        Error::Invalid(format!("{}: reading [fleet] password_file: {e}", path.display()))
+                    })?;
+                    text.lines().next().map(str::to_string)
+                }
+                None => None,
+            },
+        };
+        Registry::open(url, root, password).map(Some)
+    }
+
     /// A registry over `sql` as it is (no migration): for tests of the migrations themselves.
     pub fn over(sql: Box<dyn Sql>) -> Registry {
         Registry { sql }

@@ -114,20 +114,6 @@ pub fn fetch(context: &Context, args: &FetchArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The registry's password: `PGPASSWORD`, else the first line of `[fleet] password_file`.
-fn password(workspace: &Workspace) -> anyhow::Result<Option<String>> {
-    if let Ok(password) = std::env::var("PGPASSWORD")
-        && !password.is_empty()
-    {
-        return Ok(Some(password));
-    }
-    let Some(file) = workspace.config.fleet.as_ref().and_then(|f| f.password_file.as_ref()) else { return Ok(None) };
-    let path = workspace.root.join(file);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("{}: reading [fleet] password_file", path.display()))?;
-    Ok(text.lines().next().map(str::to_string))
-}
-
 /// The workspace's fleet configuration, or why it has none.
 fn fleet_config(workspace: &Workspace) -> anyhow::Result<shipshape_core::config::FleetConfig> {
     workspace.config.fleet.clone().with_context(|| {
@@ -141,13 +127,12 @@ fn fleet_config(workspace: &Workspace) -> anyhow::Result<shipshape_core::config:
 /// The workspace's registry, from `[fleet] registry`.
 pub fn registry_of(workspace: &Workspace) -> anyhow::Result<shipshape_fleet::registry::Registry> {
     let fleet = fleet_config(workspace)?;
-    let url = fleet.registry.as_deref().with_context(|| {
+    shipshape_fleet::registry::Registry::from_config(&fleet, &workspace.root)?.with_context(|| {
         format!(
             "{}: [fleet] has no registry = \"…\" (postgres://user@host:port/database or sqlite:PATH)",
             workspace.config.path.display()
         )
-    })?;
-    Ok(shipshape_fleet::registry::Registry::open(url, &workspace.root, password(workspace)?)?)
+    })
 }
 
 /// `shipshape promote RELEASE --to ENV`.
@@ -312,8 +297,7 @@ pub fn agent(context: &Context, args: &crate::cli::AgentArgs) -> anyhow::Result<
         Some(host) => host.clone(),
         None => shipshape_core::infra::user::host_name().context("no host name: give --host NAME")?,
     };
-    let options =
-        shipshape_fleet::agent::AgentOptions { environment: args.env.clone(), host, password: password(&workspace)? };
+    let options = shipshape_fleet::agent::AgentOptions { environment: args.env.clone(), host };
     let mut agent = shipshape_fleet::agent::Agent::new(workspace, options, context.clock())?;
     let json = args.json;
     let mut log = |pass: &shipshape_fleet::agent::Pass| {

@@ -622,3 +622,52 @@ fn a_running_agent_follows_notifications_and_survives_the_registry_going_away() 
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `/metrics` of `shipshape serve` in a workspace with a fleet: per-host gauges of every environment.
+#[test]
+fn metrics_expose_every_host_of_the_fleet() {
+    use std::io::BufRead as _;
+    let temp = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", temp.path().join("store").display());
+    let registry = format!("sqlite:{}", temp.path().join("fleet.db").display());
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    fs::write(s.ws.path("shipshape.toml"), format!("{config}{}", fleet_toml(&store, &registry))).unwrap();
+    let host = Host::new(&s, "stage-1");
+    let a = s.release(&at(0.0));
+    let a_id = release_id(&a);
+    json(&s.shipshape(&at(0.0), &["publish", &a_id, "--json"]));
+    json(&s.shipshape(&at(0.0), &["promote", &a_id, "--to", "staging", "--yes", "--json"]));
+    assert_eq!(agent_once(&host, "staging", "stage-1", &at(0.0))["outcome"], "applied");
+    let token = s.ws.temp.path().join("token");
+    fs::write(&token, "0123456789abcdef0123456789abcdef-test\n").unwrap();
+    let mut child =
+        s.ws.std_cmd(&at(0.01))
+            .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
+            .arg(&token)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+    let (code, body) = crate::util::http::request(&address, "GET", "/metrics", &[], b"");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, 200);
+    for expected in [
+        "shipshape_fleet_registry_up 1",
+        "shipshape_fleet_host_in_sync{environment=\"staging\",host=\"stage-1\"} 1",
+        "shipshape_fleet_host_healthy{environment=\"staging\",host=\"stage-1\"} 1",
+        "shipshape_fleet_host_drift{environment=\"staging\",host=\"stage-1\"} 0",
+        "shipshape_fleet_host_heartbeat_age_seconds{environment=\"staging\",host=\"stage-1\"} 36",
+    ] {
+        assert!(body.lines().any(|l| l == expected), "missing `{expected}` in:\n{body}");
+    }
+    assert!(
+        body.contains(&format!(
+            "shipshape_fleet_pointer_generation{{environment=\"staging\",release_id=\"{a_id}\"}} 1"
+        ))
+    );
+}
