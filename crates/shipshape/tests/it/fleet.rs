@@ -671,3 +671,46 @@ fn metrics_expose_every_host_of_the_fleet() {
         ))
     );
 }
+
+/// Files changed under a host's target: reported as drift (and such a host does not vouch for a
+/// promotion); repaired by the agent when the environment says `repair_drift = true`.
+#[test]
+fn drift_on_a_host_is_reported_and_repaired_when_the_environment_says_so() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", temp.path().join("store").display());
+    let registry = format!("sqlite:{}", temp.path().join("fleet.db").display());
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    fs::write(s.ws.path("shipshape.toml"), format!("{config}{}", fleet_toml(&store, &registry))).unwrap();
+    let host = Host::new(&s, "stage-1");
+    let a = s.release(&at(0.0));
+    let a_id = release_id(&a);
+    json(&s.shipshape(&at(0.0), &["publish", &a_id, "--json"]));
+    json(&s.shipshape(&at(0.0), &["promote", &a_id, "--to", "staging", "--yes", "--json"]));
+    assert_eq!(agent_once(&host, "staging", "stage-1", &at(0.0))["outcome"], "applied");
+    let tampered = host.target.join("search_space.yaml");
+    crate::util::make_writable(&tampered);
+    fs::write(&tampered, "# edited on the host\n").unwrap();
+    let pass = agent_once(&host, "staging", "stage-1", &at(3.0));
+    assert_eq!(pass["outcome"], "drift", "{pass}");
+    assert!(pass["message"].as_str().unwrap().contains("search_space.yaml"), "{pass}");
+    assert_eq!(fs::read_to_string(&tampered).unwrap(), "# edited on the host\n", "reported, not repaired");
+    let output = s.shipshape(&at(3.0), &["promote", &a_id, "--to", "production", "--yes"]);
+    assert!(stderr_of(&output).contains("stage-1 has drift"), "{}", stderr_of(&output));
+    let status = s.shipshape(&at(3.0), &["status", "--env", "staging"]);
+    assert_eq!(status.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("DRIFT"));
+    // The environment repairs drift: the agent re-applies the release.
+    let config = fs::read_to_string(host.root.join("shipshape.toml")).unwrap();
+    fs::write(
+        host.root.join("shipshape.toml"),
+        config.replace("name = \"staging\"\n", "name = \"staging\"\nrepair_drift = true\n"),
+    )
+    .unwrap();
+    let pass = agent_once(&host, "staging", "stage-1", &at(3.1));
+    assert_eq!(pass["outcome"], "repaired", "{pass}");
+    for (path, hash) in files_of(&a) {
+        assert_eq!(sha256sum(&host.target.join(&path)), hash, "{path}");
+    }
+    assert_eq!(agent_once(&host, "staging", "stage-1", &at(3.2))["outcome"], "in_sync");
+}
