@@ -432,12 +432,16 @@ impl Registry {
         action: &str,
         who: &Who<'_>,
     ) -> Result<Pointer> {
+        self.in_transaction(|r| r.move_pointer_in(environment, expected, target, action, who))
+    }
+
+    /// Run `work` in one transaction: committed when it succeeds, rolled back when it fails.
+    fn in_transaction<T>(&mut self, work: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.sql.begin()?;
-        let result = self.move_pointer_in(environment, expected, target, action, who);
-        match result {
-            Ok(pointer) => {
+        match work(self) {
+            Ok(value) => {
                 self.sql.commit()?;
-                Ok(pointer)
+                Ok(value)
             }
             Err(e) => {
                 self.sql.rollback();
@@ -591,27 +595,29 @@ impl Registry {
 
     /// Store a host's report; a change of what it runs or of its health is a history event.
     pub fn report(&mut self, report: &HostReport) -> Result<()> {
-        self.sql.begin()?;
-        let result = (|| {
-            let before = self.sql.query(
-                &format!("SELECT {HOST_COLUMNS} FROM hosts WHERE environment = $1 AND host = $2"),
-                &[(&report.environment).into(), (&report.host).into()],
-            )?;
-            let before = before.first().map(|r| host(r));
-            let values: Vec<Value> = vec![
-                (&report.environment).into(),
-                (&report.host).into(),
-                (&report.release_id).into(),
-                report.sequence.into(),
-                report.generation.into(),
-                (&report.health).into(),
-                (&report.message).into(),
-                i64::from(report.drift).into(),
-                report.firing_alerts.into(),
-                report.running_since.into(),
-                report.heartbeat_at.into(),
-            ];
-            self.sql.execute(
+        self.in_transaction(|r| r.report_in(report))
+    }
+
+    fn report_in(&mut self, report: &HostReport) -> Result<()> {
+        let before = self.sql.query(
+            &format!("SELECT {HOST_COLUMNS} FROM hosts WHERE environment = $1 AND host = $2"),
+            &[(&report.environment).into(), (&report.host).into()],
+        )?;
+        let before = before.first().map(|r| host(r));
+        let values: Vec<Value> = vec![
+            (&report.environment).into(),
+            (&report.host).into(),
+            (&report.release_id).into(),
+            report.sequence.into(),
+            report.generation.into(),
+            (&report.health).into(),
+            (&report.message).into(),
+            i64::from(report.drift).into(),
+            report.firing_alerts.into(),
+            report.running_since.into(),
+            report.heartbeat_at.into(),
+        ];
+        self.sql.execute(
                 &format!(
                     "INSERT INTO hosts ({HOST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                      ON CONFLICT (environment, host) DO UPDATE SET release_id = $3, sequence = $4, generation = $5,
@@ -619,46 +625,40 @@ impl Registry {
                 ),
                 &values,
             )?;
-            let changed = before.as_ref().is_none_or(|b| {
-                b.release_id != report.release_id || b.health != report.health || b.drift != report.drift
-            });
-            if changed {
-                let kind = match (report.health.as_str(), report.drift) {
-                    (_, true) => "drift",
-                    ("healthy", _) if before.as_ref().is_some_and(|b| b.drift) => "repaired",
-                    ("healthy", _) => "applied",
-                    (other, _) => other,
-                };
-                let from = before.map(|b| b.release_id).unwrap_or_default();
-                self.record(
+        let changed = before
+            .as_ref()
+            .is_none_or(|b| b.release_id != report.release_id || b.health != report.health || b.drift != report.drift);
+        if changed {
+            let kind = match (report.health.as_str(), report.drift) {
+                (_, true) => "drift",
+                ("healthy", _) if before.as_ref().is_some_and(|b| b.drift) => "repaired",
+                ("healthy", _) => "applied",
+                (other, _) => other,
+            };
+            let from = before.map(|b| b.release_id).unwrap_or_default();
+            self.record(
+                &report.environment,
+                &report.host,
+                kind,
+                &report.release_id,
+                &from,
+                report.generation,
+                &report.host,
+                &report.message,
+                report.heartbeat_at,
+            )?;
+        }
+        if !report.release_id.is_empty() {
+            match report.health.as_str() {
+                "healthy" if report.firing_alerts == 0 && !report.drift => self.set_status(
                     &report.environment,
-                    &report.host,
-                    kind,
                     &report.release_id,
-                    &from,
-                    report.generation,
-                    &report.host,
-                    &report.message,
+                    report.sequence,
+                    "good",
                     report.heartbeat_at,
-                )?;
+                )?,
+                _ => {}
             }
-            if !report.release_id.is_empty() {
-                match report.health.as_str() {
-                    "healthy" if report.firing_alerts == 0 && !report.drift => self.set_status(
-                        &report.environment,
-                        &report.release_id,
-                        report.sequence,
-                        "good",
-                        report.heartbeat_at,
-                    )?,
-                    _ => {}
-                }
-            }
-            self.sql.commit()
-        })();
-        if let Err(e) = result {
-            self.sql.rollback();
-            return Err(e);
         }
         Ok(())
     }
