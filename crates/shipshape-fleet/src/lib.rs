@@ -9,6 +9,8 @@
 //!   own trust root → apply with the deploy engine → report.
 //! - [`promote`]: pointer moves with their policy: promotion after a soak, environment rollback to
 //!   the last known good release.
+//! - [`overview`]: every environment's desired release and every host's observed state, for
+//!   status, the dashboard and `/metrics`.
 //! - [`error`]: the fleet's error type and its exit-code kinds.
 //!
 //! The single-machine mode needs none of this: without `[fleet]` in `shipshape.toml` nothing here
@@ -16,6 +18,7 @@
 
 pub mod agent;
 pub mod error;
+pub mod overview;
 pub mod promote;
 pub mod registry;
 pub mod remote;

@@ -61,6 +61,8 @@ pub(crate) fn status_json(state: &AppState) -> shipshape_monitor::error::Result<
         "events_stored": monitor.db.event_count()?,
         "notifications_pending": pending,
         "notifications_failing": failing,
+        // The configured metrics, in configuration order (the dashboard draws one chart each).
+        "metrics": monitor.policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
     }))
 }
 
@@ -191,4 +193,36 @@ pub(crate) fn rollback_choices(
         })
         .collect();
     (default, candidates)
+}
+
+/// `GET /api/v1/fleet`: every environment's desired release and every host's observed state, when
+/// the workspace has a `[fleet] registry`. The registry being down is an answer (`up: false` and
+/// the error), not a failed request, so the dashboard can say so.
+pub(crate) async fn get_fleet(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
+    let worker = Arc::clone(&state);
+    let result = blocking(move || -> shipshape_monitor::error::Result<Value> {
+        let workspace = Workspace::open(&worker.root)?;
+        let Some(fleet) = workspace.config.fleet.clone().filter(|f| f.registry.is_some()) else {
+            return Ok(json!({ "configured": false, "environments": [] }));
+        };
+        let now = worker.clock.now().unix_seconds();
+        let answer = shipshape_fleet::registry::Registry::from_config(&fleet, &workspace.root).and_then(|registry| {
+            let Some(mut registry) = registry else { return Ok((String::new(), Vec::new())) };
+            let views = shipshape_fleet::overview::overview(&mut registry, &fleet, &[], now, 10)?;
+            Ok((registry.display(), views))
+        });
+        let heartbeat_timeout = fleet.heartbeat_timeout.0.seconds();
+        Ok(match answer {
+            Ok((registry, environments)) => json!({
+                "configured": true, "up": true, "registry": registry, "now": now,
+                "heartbeat_timeout_seconds": heartbeat_timeout, "environments": environments,
+            }),
+            Err(e) => json!({
+                "configured": true, "up": false, "error": e.to_string(), "now": now,
+                "heartbeat_timeout_seconds": heartbeat_timeout, "environments": [],
+            }),
+        })
+    })
+    .await??;
+    Ok(axum::Json(result))
 }

@@ -101,25 +101,24 @@ fn fleet_gauges(state: &AppState, out: &mut String) {
         ];
         let mut rows: Vec<[String; 4]> = Vec::new();
         let mut generations = String::new();
-        for pointer in registry.pointers()? {
-            generations.push_str(&format!(
-                "shipshape_fleet_pointer_generation{{environment=\"{}\",release_id=\"{}\"}} {}\n",
-                label(&pointer.environment),
-                label(&pointer.release_id),
-                pointer.generation
-            ));
-        }
-        let timeout = fleet.heartbeat_timeout.0.seconds();
-        for host in registry.hosts(None)? {
-            let desired = registry.desired(&host.environment)?.map(|p| p.release_id).unwrap_or_default();
-            let labels = format!("environment=\"{}\",host=\"{}\"", label(&host.environment), label(&host.host));
-            let age = now - host.heartbeat_at;
-            rows.push([
-                format!("{{{labels}}} {}", u8::from(!desired.is_empty() && host.release_id == desired)),
-                format!("{{{labels}}} {}", u8::from(host.health == "healthy" && age <= timeout)),
-                format!("{{{labels}}} {}", u8::from(host.drift)),
-                format!("{{{labels}}} {age}"),
-            ]);
+        for env in shipshape_fleet::overview::overview(&mut registry, &fleet, &[], now, 0)? {
+            if let Some(pointer) = &env.desired {
+                generations.push_str(&format!(
+                    "shipshape_fleet_pointer_generation{{environment=\"{}\",release_id=\"{}\"}} {}\n",
+                    label(&env.environment),
+                    label(&pointer.release_id),
+                    pointer.generation
+                ));
+            }
+            for host in &env.hosts {
+                let labels = format!("environment=\"{}\",host=\"{}\"", label(&env.environment), label(&host.host));
+                rows.push([
+                    format!("{{{labels}}} {}", u8::from(host.in_sync)),
+                    format!("{{{labels}}} {}", u8::from(host.health == "healthy" && !host.stale)),
+                    format!("{{{labels}}} {}", u8::from(host.drift)),
+                    format!("{{{labels}}} {}", host.heartbeat_age_seconds),
+                ]);
+            }
         }
         for (i, (name, help)) in gauges.iter().enumerate() {
             text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use crate::api::{get_alerts, get_releases, get_status, not_found, post_evaluate};
+use crate::api::{get_alerts, get_fleet, get_releases, get_status, not_found, post_evaluate};
 use crate::conn::{Limits, serve_connections};
 use crate::dashboard;
 use crate::ingest::post_events;
@@ -34,6 +34,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/status", get(get_status))
         .route("/api/v1/releases", get(get_releases))
         .route("/api/v1/alerts", get(get_alerts))
+        .route("/api/v1/fleet", get(get_fleet))
         .route("/api/v1/metrics/{name}", get(dashboard::get_metric))
         .route("/api/v1/alerts/stream", get(dashboard::alerts_stream))
         .route("/api/v1/analytics", get(dashboard::get_analytics))

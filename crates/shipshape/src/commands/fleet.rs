@@ -230,51 +230,31 @@ pub fn status(context: &Context, args: &crate::cli::StatusArgs) -> anyhow::Resul
         fleet.environment(&wanted).with_context(|| format!("no environment `{wanted}` in [[fleet.environments]]"))?;
         vec![wanted]
     };
-    let timeout = fleet.heartbeat_timeout.0.seconds();
-    let mut out = Vec::new();
-    for name in &names {
-        let desired = registry.desired(name)?;
-        let hosts = registry.hosts(Some(name))?;
-        let hosts: Vec<serde_json::Value> = hosts
-            .iter()
-            .map(|h| {
-                let age = now - h.heartbeat_at;
-                let in_sync = desired.as_ref().is_some_and(|d| d.release_id == h.release_id);
-                serde_json::json!({
-                    "host": h.host, "observed": h.release_id, "in_sync": in_sync, "health": h.health,
-                    "stale": age > timeout, "heartbeat_age_seconds": age, "drift": h.drift,
-                    "firing_alerts": h.firing_alerts, "generation": h.generation, "message": h.message,
-                })
-            })
-            .collect();
-        out.push(serde_json::json!({ "environment": name, "desired": desired, "hosts": hosts }));
-    }
+    let out = shipshape_fleet::overview::overview(&mut registry, &fleet, &names, now, 0)?;
     if args.json {
         super::print_json(&out)?;
         return super::ok();
     }
     let mut all_well = true;
     for env in &out {
-        let desired = env["desired"]["release_id"].as_str().unwrap_or("(nothing)");
-        println!(
-            "{}: desired {desired} (generation {}, {} by {})",
-            env["environment"].as_str().unwrap_or_default(),
-            env["desired"]["generation"].as_u64().unwrap_or(0),
-            env["desired"]["action"].as_str().unwrap_or("-"),
-            env["desired"]["moved_by"].as_str().unwrap_or("-")
-        );
-        for h in env["hosts"].as_array().into_iter().flatten() {
-            let well = h["in_sync"] == true && h["health"] == "healthy" && h["stale"] == false && h["drift"] == false;
-            all_well &= well;
+        match &env.desired {
+            Some(d) => println!(
+                "{}: desired {} (generation {}, {} by {})",
+                env.environment, d.release_id, d.generation, d.action, d.moved_by
+            ),
+            None => println!("{}: desired (nothing) (generation 0)", env.environment),
+        }
+        for h in &env.hosts {
+            all_well &= h.well;
             println!(
                 "  {:<16} {:<28} {:<9} heartbeat {:>5} s ago{}{}  {}",
-                h["host"].as_str().unwrap_or_default(),
-                h["observed"].as_str().filter(|s| !s.is_empty()).unwrap_or("(nothing)"),
-                h["health"].as_str().unwrap_or_default(),
-                h["heartbeat_age_seconds"],
-                if h["stale"] == true { " STALE" } else { "" },
-                if h["drift"] == true { " DRIFT" } else { "" },
-                h["message"].as_str().unwrap_or_default()
+                h.host,
+                if h.observed.is_empty() { "(nothing)" } else { h.observed.as_str() },
+                h.health,
+                h.heartbeat_age_seconds,
+                if h.stale { " STALE" } else { "" },
+                if h.drift { " DRIFT" } else { "" },
+                h.message
             );
         }
     }

@@ -155,10 +155,14 @@ fn serve(s: &Setup) -> Server {
 }
 
 fn serve_at(s: &Setup, bind: &str) -> Server {
+    serve_when(s, bind, NOW)
+}
+
+fn serve_when(s: &Setup, bind: &str, now: &str) -> Server {
     let token_file = s.ws.temp.path().join("operator.token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let mut child =
-        s.ws.std_cmd(NOW)
+        s.ws.std_cmd(now)
             .args(["serve", "--bind", bind, "--token-file"])
             .arg(&token_file)
             .stdout(Stdio::piped())
@@ -235,6 +239,8 @@ fn dashboard_in_a_real_browser() {
     driver.wait("return document.getElementById('live').className === 'on'", Duration::from_secs(10));
     driver.wait("return document.querySelectorAll('#charts svg').length === 3", Duration::from_secs(10));
     driver.wait("return document.querySelectorAll('#history tr').length >= 2", Duration::from_secs(10));
+    // Without [fleet] there is no environments panel.
+    assert_eq!(driver.script("return document.getElementById('fleet-section').hidden"), Value::Bool(true));
 
     // The firing intraday alerts are in the feed, and the charts have their evaluations.
     driver.wait(
@@ -362,4 +368,74 @@ fn state_changing_requests_need_token_csrf_and_same_origin() {
     assert_eq!(status, 200);
     assert!(bundle.contains("bundle.yaml"));
     assert_eq!(request(&server.address, "GET", "/healthz", &[], b""), (200, "ok\n".into()));
+}
+
+/// With `[fleet]`: the environments panel shows each environment's desired release and each host —
+/// in sync and healthy, or behind and stale — and follows a promotion without a reload.
+#[test]
+fn fleet_panel_in_a_real_browser() {
+    use crate::fleet::{Host, agent_once, at, fleet_toml, json, release_id};
+    let temp = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", temp.path().join("store").display());
+    let registry = format!("sqlite:{}", temp.path().join("fleet.db").display());
+    let s = Setup::new("copy");
+    let config = std::fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    std::fs::write(s.ws.path("shipshape.toml"), format!("{config}{}", fleet_toml(&store, &registry))).unwrap();
+    let (one, two) = (Host::new(&s, "stage-1"), Host::new(&s, "stage-2"));
+    let a = release_id(&s.release(&at(0.0)));
+    json(&s.shipshape(&at(0.0), &["publish", &a, "--json"]));
+    json(&s.shipshape(&at(0.0), &["promote", &a, "--to", "staging", "--yes", "--note", "first <b>cut</b>", "--json"]));
+    // stage-2 reported an hour before: it runs A but is stale by the time the dashboard looks.
+    assert_eq!(agent_once(&two, "staging", "stage-2", &at(0.0))["outcome"], "applied");
+    assert_eq!(agent_once(&one, "staging", "stage-1", &at(1.0))["outcome"], "applied");
+
+    let server = serve_when(&s, "127.0.0.1:0", &at(1.01));
+    let driver = Driver::start();
+    driver.go(&format!("http://{}/", server.address));
+    driver.wait("return !document.getElementById('fleet-section').hidden", Duration::from_secs(10));
+    driver.wait(
+        "return document.querySelectorAll('[data-environment=\"staging\"] tr[data-host]').length === 2",
+        Duration::from_secs(10),
+    );
+    let head = driver.text("[data-environment=staging] h3");
+    assert!(head.contains(&format!("desired {a} · generation 1 · promote by ")), "{head}");
+    assert!(head.contains("first <b>cut</b>"), "the note is shown as text: {head}");
+    assert_eq!(driver.script("return document.querySelectorAll('#fleet b').length"), json!(0));
+    let row = |host: &str| driver.text(&format!("[data-environment=staging] tr[data-host={host}]"));
+    assert!(
+        row("stage-1").contains(&a) && row("stage-1").contains("in sync") && row("stage-1").contains("healthy"),
+        "{}",
+        row("stage-1")
+    );
+    assert!(row("stage-2").contains("STALE"), "{}", row("stage-2"));
+    assert_eq!(driver.script("return document.querySelector('tr[data-host=stage-1]').dataset.well"), json!("true"));
+    assert_eq!(driver.script("return document.querySelector('tr[data-host=stage-2]').dataset.well"), json!("false"));
+    assert!(driver.text("[data-environment=production] h3").contains("no release yet"));
+    assert!(driver.text("[data-environment=production]").contains("promoted from staging after 2h 0m of soak"));
+
+    // A second release promoted to staging: the panel shows stage-1 behind within its refresh.
+    let space = std::fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    let b = release_id(&s.release(&at(1.0)));
+    json(&s.shipshape(&at(1.0), &["publish", &b, "--json"]));
+    json(&s.shipshape(&at(1.0), &["promote", &b, "--to", "staging", "--yes", "--json"]));
+    driver.wait(
+        &format!(
+            "return document.querySelector('[data-environment=staging] h3').textContent.includes({:?})",
+            format!("desired {b} · generation 2")
+        ),
+        Duration::from_secs(15),
+    );
+    assert!(row("stage-1").contains("behind"), "{}", row("stage-1"));
+    if let Ok(path) = std::env::var("SHIPSHAPE_SCREENSHOT_FLEET") {
+        driver.script("document.getElementById('fleet-section').scrollIntoView()");
+        std::fs::write(path, driver.screenshot()).unwrap();
+    }
+    let (code, body) = request(&server.address, "GET", "/api/v1/fleet", &[], b"");
+    assert_eq!(code, 200, "{body}");
+    let fleet: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(fleet["up"], true);
+    assert_eq!(fleet["environments"][0]["desired"]["release_id"], b.as_str());
+    assert_eq!(fleet["environments"][0]["hosts"][0]["in_sync"], false);
+    assert_eq!(fleet["environments"][0]["history"][0]["kind"], "promote");
 }

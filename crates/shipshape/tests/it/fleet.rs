@@ -36,13 +36,13 @@ fn with_fleet(config: &str, store: &str, s3: &str) -> String {
 }
 
 /// Another host: the team's config with its own target, its own trust root, nothing else.
-struct Host {
-    root: PathBuf,
-    target: PathBuf,
+pub(crate) struct Host {
+    pub(crate) root: PathBuf,
+    pub(crate) target: PathBuf,
 }
 
 impl Host {
-    fn new(s: &Setup, name: &str) -> Host {
+    pub(crate) fn new(s: &Setup, name: &str) -> Host {
         let root = s.ws.temp.path().join(name);
         let target = s.ws.temp.path().join(format!("{name}-target"));
         fs::create_dir_all(root.join("release")).unwrap();
@@ -62,7 +62,7 @@ impl Host {
     }
 }
 
-fn json(output: &Output) -> Value {
+pub(crate) fn json(output: &Output) -> Value {
     assert!(output.status.success(), "{}", stderr_of(output));
     serde_json::from_slice(&output.stdout).unwrap()
 }
@@ -76,7 +76,7 @@ fn published_setup(store: &str, s3: &str) -> (Setup, PathBuf) {
     (s, manifest)
 }
 
-fn release_id(manifest: &Path) -> String {
+pub(crate) fn release_id(manifest: &Path) -> String {
     manifest.file_stem().unwrap().to_string_lossy().into_owned()
 }
 
@@ -243,7 +243,7 @@ fn an_unapproved_release_is_fetched_but_not_trusted_by_the_host() {
 
 /// The fleet configuration every workspace of a test shares: the store, the registry, staging
 /// (anything may be promoted there) and production (2 hours in staging first).
-fn fleet_toml(store: &str, registry: &str) -> String {
+pub(crate) fn fleet_toml(store: &str, registry: &str) -> String {
     format!(
         "\n[fleet]\nstore = \"{store}\"\nregistry = \"{registry}\"\n\n[[fleet.environments]]\nname = \"staging\"\n\n[[fleet.environments]]\nname = \"production\"\nrequires = \"staging\"\nsoak = \"2h\"\n"
     )
@@ -273,14 +273,14 @@ fn run_at(dir: &Path, now: &str, args: &[&str]) -> Output {
 }
 
 /// One reconcile pass of the agent of `host` in `env`, at `now`: its pass as JSON.
-fn agent_once(host: &Host, env: &str, name: &str, now: &str) -> Value {
+pub(crate) fn agent_once(host: &Host, env: &str, name: &str, now: &str) -> Value {
     let output = run_at(&host.root, now, &["agent", "--env", env, "--host", name, "--once", "--json"]);
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     serde_json::from_str(text.lines().last().unwrap_or("null"))
         .unwrap_or_else(|_| panic!("{name}: {text} {}", stderr_of(&output)))
 }
 
-fn at(hours: f64) -> String {
+pub(crate) fn at(hours: f64) -> String {
     let base: jiff::Timestamp = "2025-10-12T13:30:00Z".parse().unwrap();
     base.checked_add(jiff::SignedDuration::from_secs((hours * 3600.0) as i64)).unwrap().to_string()
 }
@@ -624,9 +624,55 @@ fn a_running_agent_follows_notifications_and_survives_the_registry_going_away() 
 }
 
 /// `/metrics` of `shipshape serve` in a workspace with a fleet: per-host gauges of every environment.
+/// `GET path` from a `shipshape serve` of `s`'s workspace started at `now` (and stopped after).
+fn get_from_serve(s: &Setup, now: &str, path: &str) -> (u16, String) {
+    use std::io::BufRead as _;
+    let token = s.ws.temp.path().join("token");
+    fs::write(&token, "0123456789abcdef0123456789abcdef-test\n").unwrap();
+    let mut child =
+        s.ws.std_cmd(now)
+            .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
+            .arg(&token)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+    let answer = crate::util::http::request(&address, "GET", path, &[], b"");
+    let _ = child.kill();
+    let _ = child.wait();
+    answer
+}
+
+/// A registry that does not answer: the dashboard's fleet endpoint says so (with the error) rather
+/// than failing, and `/metrics` reports `shipshape_fleet_registry_up 0` beside everything else.
+#[test]
+fn an_unreachable_registry_is_reported_not_fatal() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = Setup::new("copy");
+    let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    let store = format!("file://{}", s.ws.temp.path().join("store").display());
+    let registry = format!("postgres://shipshape@127.0.0.1:{port}/fleet");
+    fs::write(s.ws.path("shipshape.toml"), format!("{config}{}", fleet_toml(&store, &registry))).unwrap();
+    let (code, body) = get_from_serve(&s, NOW, "/api/v1/fleet");
+    assert_eq!(code, 200, "{body}");
+    let fleet: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((fleet["configured"].clone(), fleet["up"].clone()), (Value::Bool(true), Value::Bool(false)), "{body}");
+    assert!(fleet["error"].as_str().unwrap().contains(&format!("127.0.0.1:{port}")), "{body}");
+    let (code, body) = get_from_serve(&s, NOW, "/metrics");
+    assert_eq!(code, 200);
+    assert!(body.lines().any(|l| l == "shipshape_fleet_registry_up 0"), "{body}");
+    assert!(body.contains("shipshape_events_stored "), "{body}");
+    // Without [fleet] the endpoint says the workspace has no fleet.
+    let plain = Setup::new("copy");
+    let (code, body) = get_from_serve(&plain, NOW, "/api/v1/fleet");
+    assert_eq!((code, serde_json::from_str::<Value>(&body).unwrap()["configured"].clone()), (200, Value::Bool(false)));
+}
+
 #[test]
 fn metrics_expose_every_host_of_the_fleet() {
-    use std::io::BufRead as _;
     let temp = tempfile::tempdir().unwrap();
     let store = format!("file://{}", temp.path().join("store").display());
     let registry = format!("sqlite:{}", temp.path().join("fleet.db").display());
@@ -639,22 +685,7 @@ fn metrics_expose_every_host_of_the_fleet() {
     json(&s.shipshape(&at(0.0), &["publish", &a_id, "--json"]));
     json(&s.shipshape(&at(0.0), &["promote", &a_id, "--to", "staging", "--yes", "--json"]));
     assert_eq!(agent_once(&host, "staging", "stage-1", &at(0.0))["outcome"], "applied");
-    let token = s.ws.temp.path().join("token");
-    fs::write(&token, "0123456789abcdef0123456789abcdef-test\n").unwrap();
-    let mut child =
-        s.ws.std_cmd(&at(0.01))
-            .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
-            .arg(&token)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
-    let (code, body) = crate::util::http::request(&address, "GET", "/metrics", &[], b"");
-    let _ = child.kill();
-    let _ = child.wait();
+    let (code, body) = get_from_serve(&s, &at(0.01), "/metrics");
     assert_eq!(code, 200);
     for expected in [
         "shipshape_fleet_registry_up 1",
