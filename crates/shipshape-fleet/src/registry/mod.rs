@@ -85,6 +85,11 @@ pub trait Sql: Send {
     fn begin(&mut self) -> Result<()>;
     /// Commit it.
     fn commit(&mut self) -> Result<()>;
+    /// Inside a transaction: wait for the schema lock, held until the transaction ends (SQLite's
+    /// `BEGIN IMMEDIATE` already serialises writers; PostgreSQL takes an advisory lock).
+    fn lock_schema(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Roll it back (errors ignored: the connection may be gone).
     fn rollback(&mut self);
     /// Inside a transaction: wake waiters on `channel` at commit.
@@ -360,46 +365,50 @@ impl Registry {
 
     /// The schema version.
     pub fn version(&mut self) -> Result<u32> {
-        self.sql.batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-        )?;
-        let rows = self.sql.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?;
-        Ok(rows.first().map_or(0, |r| r[0].int()) as u32)
+        self.schema(None)
     }
 
     /// Apply the migrations not applied yet, up to `MIGRATIONS.len()` (or `up_to`); the version after.
     pub fn migrate_to(&mut self, up_to: usize) -> Result<u32> {
-        let mut version = self.version()? as usize;
-        if version > MIGRATIONS.len() {
-            return Err(Error::Refused(format!(
-                "{}: schema version {version} is newer than this shipshape knows ({}): upgrade shipshape",
-                self.display(),
-                MIGRATIONS.len()
-            )));
-        }
-        while version < up_to.min(MIGRATIONS.len()) {
-            self.sql.begin()?;
-            let applied = (|| {
-                // Two processes migrating at once: the second finds the version taken and stops.
-                let taken = self
-                    .sql
-                    .query("SELECT 1 FROM schema_migrations WHERE version = $1", &[(version as i64 + 1).into()])?;
-                if taken.is_empty() {
+        self.schema(Some(up_to))
+    }
+
+    /// Read the schema version and, with `up_to`, apply the migrations missing below it — in one
+    /// transaction holding the backend's schema lock, so processes opening a fresh registry at
+    /// the same moment migrate it once (PostgreSQL's `CREATE TABLE IF NOT EXISTS` alone races).
+    fn schema(&mut self, up_to: Option<usize>) -> Result<u32> {
+        self.sql.begin()?;
+        let result = (|| {
+            self.sql.lock_schema()?;
+            self.sql.batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )?;
+            let rows = self.sql.query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?;
+            let mut version = rows.first().map_or(0, |r| r[0].int()) as usize;
+            if let Some(up_to) = up_to {
+                if version > MIGRATIONS.len() {
+                    return Err(Error::Refused(format!(
+                        "{}: schema version {version} is newer than this shipshape knows ({}): upgrade shipshape",
+                        self.display(),
+                        MIGRATIONS.len()
+                    )));
+                }
+                while version < up_to.min(MIGRATIONS.len()) {
                     self.sql.batch(&MIGRATIONS[version].replace("{id}", self.sql.id_column()))?;
+                    version += 1;
                     self.sql.execute(
                         "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                        &[(version as i64 + 1).into(), now_seconds().into()],
+                        &[(version as i64).into(), now_seconds().into()],
                     )?;
                 }
-                self.sql.commit()
-            })();
-            if let Err(e) = applied {
-                self.sql.rollback();
-                return Err(e);
             }
-            version = self.version()? as usize;
+            self.sql.commit()?;
+            Ok(version as u32)
+        })();
+        if result.is_err() {
+            self.sql.rollback();
         }
-        Ok(version as u32)
+        result
     }
 
     /// Apply every migration.

@@ -116,11 +116,19 @@ impl Sql for PgSql {
             .map(|row| {
                 (0..row.len())
                     .map(|i| match *row.columns()[i].type_() {
-                        Type::INT8 => Value::Int(row.get::<_, Option<i64>>(i).unwrap_or_default()),
-                        Type::INT4 => Value::Int(i64::from(row.get::<_, Option<i32>>(i).unwrap_or_default())),
-                        Type::INT2 => Value::Int(i64::from(row.get::<_, Option<i16>>(i).unwrap_or_default())),
-                        Type::BOOL => Value::Int(i64::from(row.get::<_, Option<bool>>(i).unwrap_or_default())),
-                        _ => Value::Text(row.get::<_, Option<String>>(i).unwrap_or_default()),
+                        // try_get: a column of a type the registry never selects (void, float…)
+                        // reads as empty rather than panicking.
+                        Type::INT8 => Value::Int(row.try_get::<_, Option<i64>>(i).ok().flatten().unwrap_or_default()),
+                        Type::INT4 => {
+                            Value::Int(i64::from(row.try_get::<_, Option<i32>>(i).ok().flatten().unwrap_or_default()))
+                        }
+                        Type::INT2 => {
+                            Value::Int(i64::from(row.try_get::<_, Option<i16>>(i).ok().flatten().unwrap_or_default()))
+                        }
+                        Type::BOOL => {
+                            Value::Int(i64::from(row.try_get::<_, Option<bool>>(i).ok().flatten().unwrap_or_default()))
+                        }
+                        _ => Value::Text(row.try_get::<_, Option<String>>(i).ok().flatten().unwrap_or_default()),
                     })
                     .collect()
             })
@@ -138,6 +146,11 @@ impl Sql for PgSql {
 
     fn begin(&mut self) -> Result<()> {
         self.client.batch_execute("BEGIN").map_err(self.error("starting a transaction"))
+    }
+
+    fn lock_schema(&mut self) -> Result<()> {
+        // One number for shipshape's schema lock; transaction-scoped, so it ends with COMMIT/ROLLBACK.
+        self.batch("SELECT pg_advisory_xact_lock(hashtextextended('shipshape schema', 0))")
     }
 
     fn commit(&mut self) -> Result<()> {

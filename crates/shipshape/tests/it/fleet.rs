@@ -745,3 +745,46 @@ fn drift_on_a_host_is_reported_and_repaired_when_the_environment_says_so() {
     }
     assert_eq!(agent_once(&host, "staging", "stage-1", &at(3.2))["outcome"], "in_sync");
 }
+
+/// Eight operators promote the same release at the same moment, each its own process: exactly one
+/// moves the pointer; every other is told the pointer moved meanwhile (exit 3) or that the release
+/// is already desired (exit 2) — none fails otherwise, and the history has one promotion.
+#[test]
+fn concurrent_promotions_exactly_one_wins() {
+    let temp = tempfile::tempdir().unwrap();
+    for registry in registries(temp.path()) {
+        let store = format!("file://{}", temp.path().join("store").display());
+        let s = Setup::new("copy");
+        let config = fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+        fs::write(s.ws.path("shipshape.toml"), format!("{config}{}", fleet_toml(&store, &registry))).unwrap();
+        let a = release_id(&s.release(&at(0.0)));
+        json(&s.shipshape(&at(0.0), &["publish", &a, "--json"]));
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                s.ws.std_cmd(&at(0.0))
+                    .args(["promote", &a, "--to", "staging", "--yes", "--note", &format!("operator {i}")])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        let codes: Vec<i32> = outputs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+        assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{registry}: {codes:?}");
+        for (code, output) in codes.iter().zip(&outputs) {
+            let text = stderr_of(output);
+            match code {
+                0 => {}
+                3 => assert!(text.contains("moved"), "{registry}: {text}"),
+                2 => assert!(text.contains("already the desired release"), "{registry}: {text}"),
+                _ => panic!("{registry}: exit {code}: {text}"),
+            }
+        }
+        let status = json(&s.shipshape(&at(0.0), &["status", "--env", "staging", "--json"]));
+        assert_eq!(status[0]["desired"]["generation"], 1, "{registry}");
+        assert_eq!(status[0]["desired"]["release_id"], a.as_str());
+        let winner = outputs.iter().position(|o| o.status.success()).unwrap();
+        assert_eq!(status[0]["desired"]["note"], format!("operator {winner}"));
+    }
+}
