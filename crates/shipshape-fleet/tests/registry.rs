@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use shipshape_fleet::error::Error;
-use shipshape_fleet::registry::{HostReport, MIGRATIONS, Registry, Target, Who};
+use shipshape_fleet::registry::{Access, HostReport, MIGRATIONS, Registry, Target, Who};
 
 /// A fresh, empty registry of each backend: (name, URL), with a directory for SQLite files.
 fn backends(dir: &Path) -> Vec<(String, String)> {
@@ -54,7 +54,7 @@ fn report(env: &str, host: &str, release: &str, sequence: u64, health: &str, at:
 }
 
 fn open(url: &str, dir: &Path) -> Registry {
-    Registry::open(url, dir, None).unwrap()
+    Registry::open(url, dir, &Access::default()).unwrap()
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn the_registry_story_holds_on_every_backend() {
             .map(|who| {
                 let (url, dir, barrier) = (url.clone(), dir.path().to_path_buf(), Arc::clone(&barrier));
                 std::thread::spawn(move || {
-                    let mut mine = Registry::open(&url, &dir, None).unwrap();
+                    let mut mine = Registry::open(&url, &dir, &Access::default()).unwrap();
                     let generation = mine.desired("staging").unwrap().unwrap().generation;
                     barrier.wait();
                     mine.move_pointer(
@@ -192,7 +192,7 @@ fn a_pointer_move_wakes_a_waiting_agent() {
         let mover_dir = dir.path().to_path_buf();
         let mover = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            let mut r = Registry::open(&mover_url, &mover_dir, None).unwrap();
+            let mut r = Registry::open(&mover_url, &mover_dir, &Access::default()).unwrap();
             r.move_pointer("production", 0, &target("release_a", 1), "set", &Who { by: "alice", note: "", at: 1 })
                 .unwrap();
         });
@@ -252,7 +252,7 @@ fn migrations_run_from_each_earlier_version() {
     drop(open(&url, dir.path()));
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)", []).unwrap();
-    let error = Registry::open(&url, dir.path(), None).err().unwrap();
+    let error = Registry::open(&url, dir.path(), &Access::default()).err().unwrap();
     assert!(error.to_string().contains("schema version 99 is newer than this shipshape knows"), "{error}");
 }
 
@@ -268,24 +268,62 @@ fn fresh_pg(url: &str, from: usize) -> String {
 fn open_at(url: &str, dir: &Path, version: usize) -> Registry {
     let sql: Box<dyn shipshape_fleet::registry::Sql> = match url.strip_prefix("sqlite:") {
         Some(path) => Box::new(shipshape_fleet::registry::sqlite::SqliteSql::open(&dir.join(path)).unwrap()),
-        None => Box::new(shipshape_fleet::registry::postgres::PgSql::connect(url, None).unwrap()),
+        None => Box::new(shipshape_fleet::registry::postgres::PgSql::connect(url, &Access::default()).unwrap()),
     };
     let mut registry = Registry::over(sql);
     registry.migrate_to(version).unwrap();
     registry
 }
 
-/// Bad input: a URL of another scheme, a password in the URL, a remote server without TLS.
+/// Bad input: a URL of another scheme, a password in the URL, a CA file that is missing or holds
+/// no certificate (checked before any connection).
 #[test]
 fn bad_registry_urls_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    for (url, expected) in [
-        ("mysql://db/x", "the registry is postgres://user@host:port/database or sqlite:PATH"),
-        ("postgres://u:secret@127.0.0.1/x", "the URL holds a password"),
-        ("postgres://u@db.example.com/x", "TLS to PostgreSQL is not supported yet"),
+    std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").unwrap();
+    let ca = |name: &str| Access { password: None, ca_file: Some(dir.path().join(name)) };
+    for (url, access, expected) in [
+        ("mysql://db/x", Access::default(), "the registry is postgres://user@host:port/database or sqlite:PATH"),
+        ("postgres://u:secret@127.0.0.1/x", Access::default(), "the URL holds a password"),
+        ("postgres://u@db.example.com/x", ca("missing.pem"), "missing.pem: reading [fleet] registry_ca_file"),
+        (
+            "postgres://u@127.0.0.1/x?sslmode=require",
+            ca("empty.pem"),
+            "empty.pem: [fleet] registry_ca_file holds no PEM certificate",
+        ),
     ] {
-        let error = Registry::open(url, dir.path(), None).err().unwrap();
+        let error = Registry::open(url, dir.path(), &access).err().unwrap();
         assert!(error.to_string().contains(expected), "{url}: {error}");
         assert!(!error.to_string().contains("secret"), "the password is never printed: {error}");
     }
+}
+
+/// TLS to PostgreSQL (the test server has a certificate for 127.0.0.1 from a CA made by
+/// scripts/services.sh): trusted through `registry_ca_file`, the session is encrypted and the
+/// registry works over it; the system's bundle does not know that CA, and a name the certificate
+/// does not carry (`localhost`) is refused — nothing falls back to plain text.
+#[test]
+fn tls_to_postgresql_is_verified() {
+    use shipshape_fleet::registry::postgres::PgSql;
+    let (Ok(base), Ok(ca)) = (std::env::var("SHIPSHAPE_TEST_POSTGRES"), std::env::var("SHIPSHAPE_TEST_POSTGRES_CA"))
+    else {
+        eprintln!("no PostgreSQL with TLS (scripts/services.sh starts one): skipped");
+        return;
+    };
+    let trusted = Access { password: None, ca_file: Some(ca.into()) };
+    let url = format!("{base}?sslmode=require");
+    let mut sql = PgSql::connect(&url, &trusted).unwrap();
+    assert!(sql.encrypted().unwrap(), "sslmode=require gives an encrypted session");
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = Registry::open(&url, dir.path(), &trusted).unwrap();
+    assert_eq!(registry.version().unwrap() as usize, MIGRATIONS.len());
+    registry.pointers().unwrap();
+    // Loopback without sslmode: plain text (the socket never leaves the host).
+    assert!(!PgSql::connect(&base, &Access::default()).unwrap().encrypted().unwrap());
+    // The system's CA bundle does not vouch for the test CA.
+    let error = PgSql::connect(&url, &Access::default()).err().unwrap().to_string();
+    assert!(error.contains("connecting over verified TLS") && error.contains("UnknownIssuer"), "{error}");
+    // The certificate names 127.0.0.1, not localhost.
+    let error = PgSql::connect(&url.replace("127.0.0.1", "localhost"), &trusted).err().unwrap().to_string();
+    assert!(error.contains("certificate not valid for name \"localhost\""), "{error}");
 }

@@ -16,6 +16,9 @@ pub struct FleetConfig {
     pub registry: Option<String>,
     /// A file holding the registry's password (its first line).
     pub password_file: Option<String>,
+    /// The CA certificate(s) (PEM) that signed the PostgreSQL server's certificate, for an
+    /// internal CA (default: the system's CA bundle). Relative to the workspace.
+    pub registry_ca_file: Option<String>,
     /// The remote store: `s3://bucket/prefix`, `file:///dir`, or a directory path (relative to the
     /// workspace). S3 credentials come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
     pub store: Option<String>,

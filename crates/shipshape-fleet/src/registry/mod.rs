@@ -308,15 +308,25 @@ fn host(row: &[Value]) -> HostReport {
     }
 }
 
+/// What connecting takes beyond the URL: the password (never in the URL) and the CA that signed
+/// the PostgreSQL server's certificate (None: the system's CA bundle).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The password, from `PGPASSWORD` or `[fleet] password_file`.
+    pub password: Option<String>,
+    /// `[fleet] registry_ca_file`, resolved.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
 /// The notification channel agents listen on.
 pub const CHANNEL: &str = "shipshape_fleet";
 
 impl Registry {
     /// Open the registry at `url` (`postgres://…` or `sqlite:PATH`, relative to `root`) and bring
     /// its schema up to date.
-    pub fn open(url: &str, root: &std::path::Path, password: Option<String>) -> Result<Registry> {
+    pub fn open(url: &str, root: &std::path::Path, access: &Access) -> Result<Registry> {
         let sql: Box<dyn Sql> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Box::new(postgres::PgSql::connect(url, password)?)
+            Box::new(postgres::PgSql::connect(url, access)?)
         } else if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.trim_start_matches("//");
             Box::new(sqlite::SqliteSql::open(&root.join(path))?)
@@ -350,7 +360,8 @@ impl Registry {
                 None => None,
             },
         };
-        Registry::open(url, root, password).map(Some)
+        let ca_file = fleet.registry_ca_file.as_ref().map(|file| root.join(file));
+        Registry::open(url, root, &Access { password, ca_file }).map(Some)
     }
 
     /// A registry over `sql` as it is (no migration): for tests of the migrations themselves.

@@ -3,12 +3,18 @@
 //! session advisory lock, released when the agent's connection ends.
 //!
 //! The password never sits in `shipshape.toml`: a URL with one is refused; it comes from
-//! `PGPASSWORD` or `[fleet] password_file`. TLS is not supported yet: a connection to anything but
-//! loopback needs `sslmode=disable` in the URL, said explicitly (or an SSH tunnel to loopback).
+//! `PGPASSWORD` or `[fleet] password_file`.
+//!
+//! TLS (rustls): a registry anywhere but loopback is reached over TLS whose certificate chain and
+//! host name are verified — against `[fleet] registry_ca_file` when given (an internal CA), else
+//! the system's CA bundle — unless the URL says `sslmode=disable` explicitly. `sslmode=require`
+//! asks for the same verified TLS on loopback too; libpq's unverified `require` does not exist
+//! here. Loopback without `sslmode` connects in plain text (the socket never leaves the host).
 
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use postgres::config::SslMode;
 use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::Type;
 use postgres::{Client, NoTls};
@@ -39,7 +45,7 @@ fn message(e: &postgres::Error) -> String {
 
 impl PgSql {
     /// Connect to `url` and `LISTEN` for pointer moves.
-    pub fn connect(url: &str, password: Option<String>) -> Result<PgSql> {
+    pub fn connect(url: &str, access: &super::Access) -> Result<PgSql> {
         let mut config =
             postgres::Config::from_str(url).map_err(|e| Error::Invalid(format!("{url}: not a PostgreSQL URL: {e}")))?;
         if config.get_password().is_some() {
@@ -53,19 +59,27 @@ impl PgSql {
             #[cfg(unix)]
             postgres::config::Host::Unix(_) => true,
         });
-        if !loopback && !url.contains("sslmode=disable") {
-            return Err(Error::Invalid(format!(
-                "{url}: TLS to PostgreSQL is not supported yet: connect through loopback (an SSH tunnel), or add sslmode=disable to the URL to accept a plaintext connection"
-            )));
-        }
-        if let Some(password) = password {
+        // The default mode is `prefer` (TLS if the server offers it, silently plain text if not):
+        // never used here. Off loopback it becomes verified TLS; on loopback, plain text.
+        let tls = match config.get_ssl_mode() {
+            SslMode::Disable => false,
+            SslMode::Require => true,
+            _ => !loopback,
+        };
+        if let Some(password) = access.password.clone() {
             config.password(password);
         }
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("shipshape");
-        let client = config.connect(NoTls).map_err(|e| Error::Registry {
+        let connected = if tls {
+            config.ssl_mode(SslMode::Require);
+            config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(url, access.ca_file.as_deref())?))
+        } else {
+            config.connect(NoTls)
+        };
+        let client = connected.map_err(|e| Error::Registry {
             registry: display.clone(),
-            action: "connecting",
+            action: if tls { "connecting over verified TLS" } else { "connecting" },
             message: message(&e),
         })?;
         let mut sql = PgSql { client, display };
@@ -73,9 +87,60 @@ impl PgSql {
         Ok(sql)
     }
 
+    /// The connection is encrypted (for status and tests).
+    pub fn encrypted(&mut self) -> Result<bool> {
+        let rows = self.query("SELECT ssl::int FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?;
+        Ok(rows.first().is_some_and(|r| r[0].int() == 1))
+    }
+
     fn error(&self, action: &'static str) -> impl Fn(postgres::Error) -> Error + '_ {
         move |e| Error::Registry { registry: self.display.clone(), action, message: message(&e) }
     }
+}
+
+/// A rustls client configuration trusting `ca_file` (PEM, every certificate in it) or, without
+/// one, the system's CA bundle.
+fn tls_config(url: &str, ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|iter| iter.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| Error::Invalid(format!("{}: reading [fleet] registry_ca_file: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{}: [fleet] registry_ca_file holds no PEM certificate",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    Error::Invalid(format!(
+                        "{}: [fleet] registry_ca_file: a certificate rustls refuses: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{url}: no CA certificate in the system bundle to verify the registry with: install ca-certificates, or set [fleet] registry_ca_file"
+                )));
+            }
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Invalid(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 fn params(values: &[Value]) -> Vec<Box<dyn postgres::types::ToSql + Sync>> {
