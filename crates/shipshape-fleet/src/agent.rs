@@ -378,16 +378,27 @@ impl Agent {
                     message: e.to_string(),
                 }),
             }
-            // Woken early by a notification; without a registry, the timer alone.
-            let waited = match self.registry.as_mut() {
-                Some(registry) => registry.wait(interval),
-                None => {
-                    std::thread::sleep(interval);
-                    Ok(false)
+            // Woken early by a notification; without a registry, the timer alone. Waited in slices
+            // of at most a second, so a stop is seen within one.
+            let until = std::time::Instant::now() + interval;
+            while !stop() {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
                 }
-            };
-            if waited.is_err() {
-                self.registry = None;
+                let slice = left.min(Duration::from_secs(1));
+                let waited = match self.registry.as_mut() {
+                    Some(registry) => registry.wait(slice),
+                    None => {
+                        std::thread::sleep(slice);
+                        Ok(false)
+                    }
+                };
+                match waited {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(_) => self.registry = None,
+                }
             }
         }
         Ok(())

@@ -298,6 +298,16 @@ pub fn agent(context: &Context, args: &crate::cli::AgentArgs) -> anyhow::Result<
             _ => ExitCode::SUCCESS,
         });
     }
-    agent.run(&|| false, &mut log)?;
+    // SIGTERM (systemd's stop) or Ctrl-C: the pass under way finishes — an apply is never cut
+    // short by a stop — and the agent exits 0 before the next one.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::spawn(move || {
+        runtime.block_on(super::serve::shutdown_signal());
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    agent.run(&|| stop.load(std::sync::atomic::Ordering::SeqCst), &mut log)?;
+    eprintln!("stopped: the last pass finished; the target runs what it ran");
     super::ok()
 }

@@ -619,8 +619,20 @@ fn a_running_agent_follows_notifications_and_survives_the_registry_going_away() 
         (host_state["observed"].as_str(), host_state["health"].as_str()),
         (Some(b_id.as_str()), Some("healthy"))
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    // systemd's stop: SIGTERM ends the agent cleanly (exit 0) within a second or two.
+    let stopping = std::time::Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopping.elapsed() < std::time::Duration::from_secs(10), "the agent ignored SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    for (path, hash) in files_of(&b) {
+        assert_eq!(sha256sum(&host.target.join(&path)), hash);
+    }
 }
 
 /// `/metrics` of `shipshape serve` in a workspace with a fleet: per-host gauges of every environment.
