@@ -28,8 +28,8 @@ pub use checklist::{BacktestConfig, ChecklistItem, ValidateConfig, check_checkli
 pub use deploy::{ApprovalsConfig, DeployConfig, DeployMode, PostDeployCheck};
 pub use fleet::{EnvironmentConfig, FleetConfig, S3Config};
 pub use monitoring::{
-    AutoRollbackConfig, BaselineSource, Detector, Direction, DropStyle, MetricConfig, MetricMode, ModePolicy,
-    MonitoringConfig, Session, SilenceConfig, SinkConfig, wildcard_match,
+    AutoRollbackConfig, BaselineSource, Detector, Direction, DropStyle, HttpSink, MetricConfig, MetricMode, ModePolicy,
+    MonitoringConfig, PagerDutySink, Session, SilenceConfig, SinkConfig, redacted_url, wildcard_match,
 };
 pub use retention::RetentionConfig;
 pub use values::{AtLeastOne, Fraction, PositiveDuration, PositiveFloat, PositiveInt, Slug};
@@ -265,9 +265,17 @@ impl Config {
                 SinkConfig::Jsonl { path: file } => {
                     check_relative(file).err().map(|rule| (file.as_str(), format!("unsafe path `{file}`: {rule}")))
                 }
-                SinkConfig::Webhook { url, .. } | SinkConfig::Alertmanager { url, .. } => {
-                    crate::infra::http::Url::parse(url).err().map(|reason| (url.as_str(), format!("`{url}`: {reason}")))
-                }
+                SinkConfig::Webhook(http)
+                | SinkConfig::Slack(http)
+                | SinkConfig::Teams(http)
+                | SinkConfig::Alertmanager(http) => http.problem().map(|reason| {
+                    let needle = http.url.as_deref().or(http.url_env.as_deref()).or(http.url_file.as_deref());
+                    (needle.unwrap_or("[[monitoring.sinks]]"), reason)
+                }),
+                SinkConfig::Pagerduty(pd) => pd.problem().map(|reason| {
+                    let needle = pd.routing_key_env.as_deref().or(pd.routing_key_file.as_deref());
+                    (needle.unwrap_or("pagerduty"), reason)
+                }),
             };
             if let Some((needle, message)) = problem {
                 let (line, column) = line_of(&text, needle);

@@ -409,36 +409,137 @@ pub enum SinkConfig {
         /// The file.
         path: String,
     },
-    /// A JSON `POST` of each notification to `url` (http://).
-    Webhook {
-        /// The endpoint to POST to.
-        url: String,
-        /// Per request.
-        #[serde(default = "default_sink_timeout")]
-        timeout: PositiveDuration,
-    },
+    /// A JSON `POST` of each notification (the notification object itself) to an endpoint.
+    Webhook(HttpSink),
+    /// A Slack incoming webhook (Block Kit message).
+    Slack(HttpSink),
+    /// A Microsoft Teams incoming webhook (an Adaptive Card message).
+    Teams(HttpSink),
+    /// PagerDuty's Events API v2: `trigger` on firing, `resolve` on resolution, one dedup key per
+    /// alert episode.
+    Pagerduty(PagerDutySink),
     /// Prometheus Alertmanager's `POST /api/v2/alerts` at `url` (its base, e.g. http://127.0.0.1:9093).
-    Alertmanager {
-        /// Base URL.
-        url: String,
-        /// Per request.
-        #[serde(default = "default_sink_timeout")]
-        timeout: PositiveDuration,
-    },
+    Alertmanager(HttpSink),
+}
+
+/// Where an HTTP(S) sink posts, and how. The URL is given once: in the file (`url`, for URLs that
+/// are no secret), or — for webhook URLs that are secrets (Slack's, Teams') — in an environment
+/// variable (`url_env`) or a file (`url_file`, its first line), read at delivery and never printed.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSink {
+    /// The endpoint (`https://…`, or `http://…`).
+    pub url: Option<String>,
+    /// An environment variable holding the endpoint.
+    pub url_env: Option<String>,
+    /// A file holding the endpoint (relative to the workspace).
+    pub url_file: Option<String>,
+    /// Per request (connect, send, answer).
+    #[serde(default = "default_sink_timeout")]
+    pub timeout: PositiveDuration,
+    /// CA certificate(s) (PEM) trusted for this endpoint instead of the system's bundle (an
+    /// internal CA). Relative to the workspace.
+    pub ca_file: Option<String>,
+    /// The sink's name in logs and the outbox (default: its kind and where its URL comes from,
+    /// never the URL's secret part).
+    pub name: Option<String>,
+}
+
+/// `kind = "pagerduty"`: the integration's routing key from an environment variable or a file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutySink {
+    /// An environment variable holding the routing (integration) key.
+    pub routing_key_env: Option<String>,
+    /// A file holding it (relative to the workspace; its first line).
+    pub routing_key_file: Option<String>,
+    /// The Events API endpoint.
+    #[serde(default = "default_pagerduty_url")]
+    pub url: String,
+    /// Per request.
+    #[serde(default = "default_sink_timeout")]
+    pub timeout: PositiveDuration,
+    /// CA certificate(s) (PEM) trusted instead of the system's bundle.
+    pub ca_file: Option<String>,
+    /// The sink's name in logs and the outbox (default `pagerduty:` and where the key comes from).
+    pub name: Option<String>,
 }
 
 fn default_sink_timeout() -> PositiveDuration {
     PositiveDuration(Duration(jiff::SignedDuration::from_secs(5)))
 }
 
+fn default_pagerduty_url() -> String {
+    "https://events.pagerduty.com/v2/enqueue".into()
+}
+
+/// Where a sink's secret (URL or key) comes from, as its default name says it.
+fn source_name(literal: Option<&str>, env: Option<&str>, file: Option<&str>) -> String {
+    match (literal, env, file) {
+        (_, Some(var), _) => format!("env:{var}"),
+        (_, _, Some(path)) => format!("file:{path}"),
+        (Some(url), _, _) => redacted_url(url),
+        _ => "unset".into(),
+    }
+}
+
+/// `url` as logs may show it: plain `http://` URLs whole (as they always were: a relay or
+/// Alertmanager on the network), `https://` ones as scheme and host only plus a short hash of the
+/// whole, so two sinks on one host stay apart and a path's token is never printed.
+pub fn redacted_url(url: &str) -> String {
+    if url.starts_with("http://") {
+        return url.to_string();
+    }
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+    let digest = crate::infra::hash::Digest::of(url.as_bytes()).hex();
+    format!("https://{host}/…#{}", &digest[..8])
+}
+
+impl HttpSink {
+    /// Exactly one of `url`, `url_env`, `url_file`; a literal URL must parse.
+    pub fn problem(&self) -> Option<String> {
+        let given = [self.url.is_some(), self.url_env.is_some(), self.url_file.is_some()];
+        match given.iter().filter(|g| **g).count() {
+            0 => Some("needs `url`, `url_env` or `url_file`".into()),
+            1 => self.url.as_deref().and_then(|url| crate::infra::http::check_url(url).err()),
+            _ => Some("give only one of `url`, `url_env`, `url_file`".into()),
+        }
+    }
+
+    fn source(&self) -> String {
+        source_name(self.url.as_deref(), self.url_env.as_deref(), self.url_file.as_deref())
+    }
+}
+
+impl PagerDutySink {
+    /// Exactly one of `routing_key_env`, `routing_key_file`; the URL must parse.
+    pub fn problem(&self) -> Option<String> {
+        match (&self.routing_key_env, &self.routing_key_file) {
+            (None, None) => {
+                Some("needs `routing_key_env` or `routing_key_file` (the key is a secret: never in this file)".into())
+            }
+            (Some(_), Some(_)) => Some("give only one of `routing_key_env`, `routing_key_file`".into()),
+            _ => crate::infra::http::check_url(&self.url).err(),
+        }
+    }
+}
+
 impl SinkConfig {
-    /// A short name for logs and the outbox: `log`, `jsonl:PATH`, `webhook:URL`, `alertmanager:URL`.
+    /// A short name for logs and the outbox: `log`, `jsonl:PATH`, `KIND:SOURCE` (e.g.
+    /// `slack:env:SLACK_WEBHOOK_URL`, `webhook:http://relay:8080/hook`), or the sink's `name`.
     pub fn name(&self) -> String {
         match self {
             SinkConfig::Log => "log".into(),
             SinkConfig::Jsonl { path } => format!("jsonl:{path}"),
-            SinkConfig::Webhook { url, .. } => format!("webhook:{url}"),
-            SinkConfig::Alertmanager { url, .. } => format!("alertmanager:{url}"),
+            SinkConfig::Webhook(s) => s.name.clone().unwrap_or_else(|| format!("webhook:{}", s.source())),
+            SinkConfig::Slack(s) => s.name.clone().unwrap_or_else(|| format!("slack:{}", s.source())),
+            SinkConfig::Teams(s) => s.name.clone().unwrap_or_else(|| format!("teams:{}", s.source())),
+            SinkConfig::Alertmanager(s) => s.name.clone().unwrap_or_else(|| format!("alertmanager:{}", s.source())),
+            SinkConfig::Pagerduty(s) => s.name.clone().unwrap_or_else(|| {
+                format!("pagerduty:{}", source_name(None, s.routing_key_env.as_deref(), s.routing_key_file.as_deref()))
+            }),
         }
     }
 }

@@ -15,6 +15,7 @@ mod docs;
 mod fleet;
 mod fuzz_ingest;
 mod gc;
+mod https_sinks;
 mod monitoring;
 mod openpgp;
 mod release_pipeline;

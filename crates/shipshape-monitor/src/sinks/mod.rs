@@ -1,11 +1,16 @@
-//! Notification sinks: the log, a JSON-lines file, a generic JSON webhook and Prometheus
-//! Alertmanager (`POST /api/v2/alerts`).
+//! Notification sinks: the log, a JSON-lines file, and over HTTPS (or HTTP) a generic JSON
+//! webhook, Slack, Microsoft Teams, PagerDuty (Events API v2) and Prometheus Alertmanager
+//! (`POST /api/v2/alerts`).
 //!
 //! Every notification is first written to the database's outbox, in the same transaction as the
 //! alert transition that caused it; delivery happens afterwards, per sink, and a failing sink is
 //! retried with exponential backoff (10 s, 20 s, 40 s, … at most an hour) without ever blocking
 //! evaluation or losing the record.
 
+mod http;
+pub mod payload;
+
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -13,7 +18,6 @@ use std::time::Duration;
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use shipshape_core::config::SinkConfig;
-use shipshape_core::infra::http::{Url, post_json};
 
 use crate::alert::{NotifyReason, Seconds};
 use crate::db::Db;
@@ -65,32 +69,6 @@ pub struct Notification {
     pub summary: String,
 }
 
-/// Alertmanager's v2 alert object.
-pub fn alertmanager_payload(n: &Notification) -> serde_json::Value {
-    serde_json::json!([{
-        "labels": {
-            "alertname": format!("shipshape_{}", n.metric),
-            "release_id": n.release_id,
-            "environment": n.environment,
-            "mode": n.mode,
-            "strategy": n.strategy,
-            "metric": n.metric,
-            "severity": n.severity,
-        },
-        "annotations": {
-            "summary": n.summary,
-            "value": n.value.map(|v| format!("{v:.4}")).unwrap_or_default(),
-            "baseline": n.baseline.map(|v| format!("{v:.4}")).unwrap_or_default(),
-            "threshold": format!("{}", n.threshold),
-            "samples": n.samples.to_string(),
-            "window": format!("{} .. {}", n.window_from, n.window_to),
-        },
-        "startsAt": n.started_at,
-        "endsAt": n.ends_at,
-        "generatorURL": format!("shipshape://alerts/{}", n.alert_id),
-    }])
-}
-
 /// What one delivery round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Delivery {
@@ -105,13 +83,28 @@ pub fn backoff(attempts: i64) -> Seconds {
     (10_i64 << attempts.clamp(0, 9)).min(3600)
 }
 
-fn send(sink: &SinkConfig, root: &Path, payload: &str, log: &mut dyn FnMut(&str)) -> std::result::Result<(), String> {
-    let check = |response: shipshape_core::infra::http::Response| {
-        if (200..300).contains(&response.status) {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}: {}", response.status, response.body.chars().take(200).collect::<String>()))
+/// HTTP clients built during one delivery round, by sink name (each holds its TLS setup).
+type Clients = HashMap<String, reqwest::blocking::Client>;
+
+fn send(
+    sink: &SinkConfig,
+    root: &Path,
+    payload: &str,
+    clients: &mut Clients,
+    log: &mut dyn FnMut(&str),
+) -> std::result::Result<(), String> {
+    let name = sink.name();
+    let notification = || serde_json::from_str::<Notification>(payload).map_err(|e| format!("{name}: {e}"));
+    let mut client = |ca_file: Option<&str>, timeout: &shipshape_core::config::PositiveDuration| {
+        if let Some(client) = clients.get(&name) {
+            return Ok(client.clone());
         }
+        let client = http::client(root, ca_file, timeout_of(timeout)).map_err(|e| format!("{name}: {e}"))?;
+        clients.insert(name.clone(), client.clone());
+        Ok::<_, String>(client)
+    };
+    let url_of = |s: &shipshape_core::config::HttpSink| {
+        http::secret(root, s.url.as_deref(), s.url_env.as_deref(), s.url_file.as_deref(), &format!("{name}: the URL"))
     };
     match sink {
         SinkConfig::Log => {
@@ -135,15 +128,33 @@ fn send(sink: &SinkConfig, root: &Path, payload: &str, log: &mut dyn FnMut(&str)
                 .and_then(|()| file.sync_data())
                 .map_err(|e| format!("{}: {e}", path.display()))
         }
-        SinkConfig::Webhook { url, timeout } => {
-            let url = Url::parse(url)?;
-            check(post_json(&url, payload.as_bytes(), timeout_of(timeout)).map_err(|e| format!("{url}: {e}"))?)
+        SinkConfig::Webhook(s) => {
+            http::post(&client(s.ca_file.as_deref(), &s.timeout)?, &url_of(s)?, &name, payload.to_string())
         }
-        SinkConfig::Alertmanager { url, timeout } => {
-            let url = Url::parse(url)?.join("/api/v2/alerts");
-            let notification: Notification = serde_json::from_str(payload).map_err(|e| e.to_string())?;
-            let body = alertmanager_payload(&notification).to_string();
-            check(post_json(&url, body.as_bytes(), timeout_of(timeout)).map_err(|e| format!("{url}: {e}"))?)
+        SinkConfig::Slack(s) => {
+            let body = payload::slack(&notification()?).to_string();
+            http::post(&client(s.ca_file.as_deref(), &s.timeout)?, &url_of(s)?, &name, body)
+        }
+        SinkConfig::Teams(s) => {
+            let body = payload::teams(&notification()?).to_string();
+            http::post(&client(s.ca_file.as_deref(), &s.timeout)?, &url_of(s)?, &name, body)
+        }
+        SinkConfig::Pagerduty(s) => {
+            let key = http::secret(
+                root,
+                None,
+                s.routing_key_env.as_deref(),
+                s.routing_key_file.as_deref(),
+                &format!("{name}: the routing key"),
+            )?;
+            let body = payload::pagerduty(&notification()?, &key).to_string();
+            http::post(&client(s.ca_file.as_deref(), &s.timeout)?, &s.url, &name, body)
+        }
+        SinkConfig::Alertmanager(s) => {
+            let base = url_of(s)?;
+            let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
+            let body = payload::alertmanager(&notification()?).to_string();
+            http::post(&client(s.ca_file.as_deref(), &s.timeout)?, &url, &name, body)
         }
     }
 }
@@ -153,7 +164,7 @@ fn timeout_of(timeout: &shipshape_core::config::PositiveDuration) -> Duration {
 }
 
 impl Notification {
-    fn reason_word(&self) -> &'static str {
+    pub(crate) fn reason_word(&self) -> &'static str {
         match self.reason {
             NotifyReason::Firing => "FIRING",
             NotifyReason::Repeat => "STILL FIRING",
@@ -174,6 +185,7 @@ pub fn deliver(
     log: &mut dyn FnMut(&str),
 ) -> Result<Delivery> {
     let mut delivery = Delivery::default();
+    let mut clients = Clients::new();
     loop {
         let due = db.due_notifications(wall_now, 256)?;
         if due.is_empty() {
@@ -181,7 +193,7 @@ pub fn deliver(
         }
         for row in &due {
             let result = match sinks.iter().find(|s| s.name() == row.sink) {
-                Some(sink) => send(sink, root, &row.payload, log),
+                Some(sink) => send(sink, root, &row.payload, &mut clients, log),
                 None => Err(format!("sink `{}` is no longer configured", row.sink)),
             };
             match result {
