@@ -19,8 +19,9 @@ pub(crate) async fn post_evaluate(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
-    check_post(&state, &headers)?;
+    let who = check_post(&state, &headers, crate::operators::Role::Operator)?;
     let worker = Arc::clone(&state);
+    eprintln!("evaluation requested by {}", who.name);
     Ok(axum::Json(blocking(move || worker.evaluate_now(&mut |line| eprintln!("{line}"))).await??))
 }
 

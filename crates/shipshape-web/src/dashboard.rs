@@ -297,7 +297,7 @@ pub(crate) async fn post_rollback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<Value>, ApiError> {
-    check_post(&state, &headers)?;
+    let who = check_post(&state, &headers, crate::operators::Role::Operator)?;
     let csrf = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !same(csrf, &state.csrf) {
         return Err(ApiError::new(
@@ -343,16 +343,21 @@ pub(crate) async fn post_rollback(
             None => "rolled back from the dashboard".into(),
         };
         let rollback =
-            deploy::RollbackRequest { to: Some(target.clone()), reason, by: "dashboard".into(), dry_run: false };
+            deploy::RollbackRequest { to: Some(target.clone()), reason, by: format!("{} via dashboard", who.name), dry_run: false };
         match deploy::rollback(&workspace, &rollback, now, &NoProgress, &mut |_| {}, &mut |_| Ok(true)) {
             Ok(deploy::RollbackOutcome::Done(plan)) => {
                 // The left release's alerts close as `superseded` now (the next evaluation would).
                 if let Err(e) = state_for_alerts.monitor().close_superseded(now) {
                     eprintln!("closing the previous release's alerts failed (the next evaluation will): {e}");
                 }
+                eprintln!(
+                    "rollback by {} via dashboard: {} -> {}",
+                    who.name, active.release_id, plan.to.release_id
+                );
                 Ok(json!({
                     "rolled_back_to": plan.to.release_id.to_string(),
                     "from": active.release_id.to_string(),
+                    "by": who.name,
                 }))
             }
             Ok(_) => Err(ApiError::conflict("the rollback was not applied")),

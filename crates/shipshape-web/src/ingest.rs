@@ -21,7 +21,7 @@ pub(crate) async fn post_events(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_post(&state, &headers)?;
+    check_post(&state, &headers, crate::operators::Role::Engine)?;
     state.counters.ingest_requests.fetch_add(1, Ordering::Relaxed);
     let csv =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));

@@ -29,6 +29,7 @@ mod dashboard;
 mod error;
 mod ingest;
 mod metrics;
+pub mod operators;
 mod serve;
 mod state;
 

@@ -35,6 +35,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/releases", get(get_releases))
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/fleet", get(get_fleet))
+        .route("/api/v1/whoami", get(crate::auth::whoami))
         .route("/api/v1/metrics/{name}", get(dashboard::get_metric))
         .route("/api/v1/alerts/stream", get(dashboard::alerts_stream))
         .route("/api/v1/analytics", get(dashboard::get_analytics))

@@ -37,7 +37,7 @@ pub struct AppState {
     pub(crate) monitor: Arc<Mutex<Monitor>>,
     pub(crate) ingest: Mutex<std::sync::mpsc::Sender<IngestJob>>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) token: String,
+    pub(crate) operators: crate::operators::Registry,
     pub(crate) csrf: String,
     pub(crate) counters: Counters,
     pub(crate) root: PathBuf,
@@ -79,11 +79,23 @@ pub fn read_token_file(path: &Path) -> shipshape_core::Result<String> {
 }
 
 impl AppState {
-    /// State over an open monitor.
+    /// State over an open monitor: operators from the workspace's `release/operators.toml`, plus
+    /// `token` (named `serve-token`).
     pub fn new(
         monitor: Monitor,
         clock: Arc<dyn Clock>,
         token: String,
+    ) -> shipshape_monitor::error::Result<Arc<AppState>> {
+        let path = crate::operators::default_path(&monitor.workspace.root);
+        AppState::with_operators(monitor, clock, token, path)
+    }
+
+    /// State over an open monitor, its operators read from `operators` (a TOML file).
+    pub fn with_operators(
+        monitor: Monitor,
+        clock: Arc<dyn Clock>,
+        token: String,
+        operators: PathBuf,
     ) -> shipshape_monitor::error::Result<Arc<AppState>> {
         let root = monitor.workspace.root.clone();
         let monitor = Arc::new(Mutex::new(monitor));
@@ -95,7 +107,7 @@ impl AppState {
             monitor,
             ingest: Mutex::new(sender),
             clock,
-            token,
+            operators: crate::operators::Registry::new(operators, token),
             csrf: random_hex(24)?,
             counters: Counters::default(),
             root,

@@ -154,6 +154,12 @@ pub enum Command {
         after_help = "Example:\n  shipshape agent --env production --host prod-1\n  shipshape agent --env staging --once --json\n\nA systemd unit is in docs/fleet.md."
     )]
     Agent(AgentArgs),
+    /// Named operators of `serve`: each with a role (viewer, engine, operator) and a token stored
+    /// only as an argon2id hash in release/operators.toml. `add` prints the new token once.
+    #[command(
+        after_help = "Example:\n  shipshape operator add alice --role operator\n  shipshape operator add trading-engine --role engine\n  shipshape operator list\n  shipshape operator remove alice\n\nRoles: viewer reads; engine reads and sends events; operator also evaluates and rolls back.\nRotating a token: remove, then add again (docs/runbooks/deployment.md)."
+    )]
+    Operator(OperatorArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  shipshape completions bash > ~/.local/share/bash-completion/completions/shipshape\n  shipshape completions zsh > ~/.zfunc/_shipshape"
@@ -443,6 +449,40 @@ pub struct PromoteArgs {
     pub json: bool,
 }
 
+/// `operator`.
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: OperatorAction,
+    /// The operators file (default: release/operators.toml in the workspace).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `operator add|remove|list`.
+#[derive(Debug, Subcommand)]
+pub enum OperatorAction {
+    /// Add an operator and print their new token (once: only its hash is kept).
+    Add {
+        /// Their name (letters, digits, `.`, `_`, `-`, `@`), as history and logs show it.
+        name: String,
+        /// viewer (reads), engine (reads, sends events) or operator (everything).
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
+    /// Remove an operator: their token stops working at once, also in a running `serve`.
+    Remove {
+        /// Their name.
+        name: String,
+    },
+    /// List the operators (names, roles, token ids, when added; never a token).
+    List,
+}
+
 /// `agent`.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -641,9 +681,13 @@ pub struct ServeArgs {
     #[arg(long, alias = "listen", default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub bind: std::net::SocketAddr,
     /// File holding the operator token (one line, at least 32 characters). Without it a token is
-    /// generated at start and printed once. Required to bind a non-loopback address.
+    /// generated at start and printed once. A non-loopback address needs it or named operators.
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// The named operators' file (`shipshape operator add`; default release/operators.toml),
+    /// re-read when it changes.
+    #[arg(long, value_name = "PATH")]
+    pub operators: Option<PathBuf>,
     /// Largest request body in bytes (larger batches get 413; a larger declared Content-Length is
     /// answered 413 before the body is read).
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]

@@ -10,6 +10,7 @@ pub mod gc;
 pub mod init;
 pub mod manifest;
 pub mod monitor;
+pub mod operator;
 pub mod score;
 pub mod serve;
 pub mod status;

@@ -13,14 +13,19 @@ use crate::context::Context;
 
 /// `shipshape serve [--bind ADDR] [--token-file PATH] [--max-body BYTES] [--eval-interval D]`.
 pub fn run(context: &Context, args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    if !args.bind.ip().is_loopback() && args.token_file.is_none() {
+    let workspace = context.workspace()?;
+    let operators = match &args.operators {
+        Some(path) => context.start_dir.join(path),
+        None => shipshape_web::operators::default_path(&workspace.root),
+    };
+    let named = shipshape_web::operators::load(&operators)?.operators.len();
+    if !args.bind.ip().is_loopback() && args.token_file.is_none() && named == 0 {
         return Err(Error::Usage(format!(
-            "--bind {}: not a loopback address; serving beyond this machine needs --token-file with the operator token",
+            "--bind {}: not a loopback address; serving beyond this machine needs named operators (`shipshape operator add NAME`) or --token-file",
             args.bind
         ))
         .into());
     }
-    let workspace = context.workspace()?;
     let eval_interval = match &args.eval_interval {
         Some(text) => text
             .parse::<ConfigDuration>()
@@ -36,7 +41,7 @@ pub fn run(context: &Context, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         None => (random_hex(32)?, true),
     };
     let monitor = Monitor::open(workspace)?;
-    let state = AppState::new(monitor, context.clock(), token.clone())?;
+    let state = AppState::with_operators(monitor, context.clock(), token.clone(), operators)?;
     let positive = |flag: &str, text: &str| -> anyhow::Result<Duration> {
         let seconds =
             text.parse::<ConfigDuration>().map_err(|e| Error::Usage(format!("{flag} `{text}`: {e}")))?.seconds();

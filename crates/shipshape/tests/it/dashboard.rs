@@ -218,6 +218,10 @@ fn dashboard_in_a_real_browser() {
         let at = format!("2025-10-13T{:02}:{:02}:00Z", 9 + minute / 60, minute % 60);
         assert!(s.shipshape(&at, &["evaluate", "--at", &at, "--no-deliver"]).status.success());
     }
+    // A named operator: the token field shows who you are, the history who rolled back.
+    let added = s.shipshape(NOW, &["operator", "add", "alice", "--role", "operator"]);
+    assert!(added.status.success(), "{}", stderr_of(&added));
+    let alice = String::from_utf8(added.stdout).unwrap().trim().to_string();
     let server = serve(&s);
     let url = format!("http://{}/", server.address);
     let driver = Driver::start();
@@ -270,8 +274,16 @@ fn dashboard_in_a_real_browser() {
     }
 
     // Rollback: the dialog names the release it restores and refuses a wrong typed id.
-    driver.type_into("#token-input", TOKEN);
+    driver.type_into("#token-input", "ss1.00000000.not-a-real-token");
     driver.click("#token-save");
+    driver
+        .wait("return document.querySelector('#token-state').textContent === 'token refused'", Duration::from_secs(10));
+    driver.type_into("#token-input", &alice);
+    driver.click("#token-save");
+    driver.wait(
+        "return document.querySelector('#token-state').textContent === 'signed in as alice (operator)'",
+        Duration::from_secs(10),
+    );
     driver.click("#rollback-open");
     assert_eq!(driver.text("#rollback-target"), a);
     // … and what it changes: the diff summary `shipshape diff` prints, and the artifact changed.
@@ -298,6 +310,7 @@ fn dashboard_in_a_real_browser() {
         .wait("return document.querySelector('#history').textContent.includes('<img src=x')", Duration::from_secs(10));
     assert_eq!(driver.script("return document.querySelectorAll('#history img').length"), json!(0));
     assert_eq!(driver.script("return window.pwned === undefined"), json!(true));
+    assert!(driver.text("#history").contains("alice via dashboard"), "{}", driver.text("#history"));
     assert_eq!(driver.text("#rollback-open"), "Roll back…");
 
     // The server restarts: the page's event stream reconnects by itself.
@@ -320,6 +333,89 @@ fn dashboard_in_a_real_browser() {
     driver
         .wait(&format!("return document.querySelector('#release-id').textContent === {a:?}"), Duration::from_secs(10));
     assert_eq!(driver.script("return document.documentElement.scrollWidth <= window.innerWidth"), json!(true));
+}
+
+/// Named operators end to end: `operator add` prints a token once and stores an argon2id hash;
+/// `whoami` names the token's owner; each role may do what it is for and is refused (403, naming
+/// the role) beyond it; `operator remove` ends a token at once in the running server; `list` never
+/// shows a token or a hash; bad names and roles are refused with nothing written.
+#[test]
+fn named_operators_have_roles_and_removal_takes_effect_at_once() {
+    let (s, a, b) = two_deployed();
+    let add = |name: &str, role: &str| {
+        let output = s.shipshape(NOW, &["operator", "add", name, "--role", role]);
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    let (alice, engine, viewer) = (add("alice", "operator"), add("engine-1", "engine"), add("vic", "viewer"));
+    let file = std::fs::read_to_string(s.ws.path("release/operators.toml")).unwrap();
+    for token in [&alice, &engine, &viewer] {
+        assert!(token.starts_with("ss1."), "{token}");
+        assert!(!file.contains(token.rsplit('.').next().unwrap()), "a token's secret in the file");
+    }
+    assert_eq!(file.matches("$argon2id$").count(), 3, "{file}");
+    let before = crate::util::snapshot(&s.ws.root);
+    for (args, needle) in [
+        (vec!["operator", "add", "alice"], "operator `alice` exists"),
+        (vec!["operator", "add", "bad name"], "operator name `bad name`"),
+        (vec!["operator", "add", "zed", "--role", "root"], "--role `root`: viewer, engine or operator"),
+        (vec!["operator", "remove", "nobody"], "no operator `nobody`"),
+    ] {
+        let output = s.shipshape(NOW, &args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(stderr_of(&output).contains(needle), "{args:?}: {}", stderr_of(&output));
+    }
+    crate::util::assert_same_tree(&before, &crate::util::snapshot(&s.ws.root), "refused operator commands");
+    let list: Value = serde_json::from_slice(&s.shipshape(NOW, &["operator", "list", "--json"]).stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert!(!list.to_string().contains("argon2") && !list.to_string().contains(&alice[8..]), "{list}");
+
+    let server = serve(&s);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (status, body) = request(&server.address, "GET", "/api/v1/whoami", &[("Authorization", &bearer(&alice))], b"");
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()),
+        (200, json!({"name": "alice", "role": "operator"}))
+    );
+    assert_eq!(request(&server.address, "GET", "/api/v1/whoami", &[("Authorization", "Bearer ss1.x.y")], b"").0, 401);
+    let events = events("intraday", 10, 0.6);
+    let post = |path: &str, token: &str, body: &[u8]| {
+        request(&server.address, "POST", path, &[("Authorization", &bearer(token))], body)
+    };
+    assert_eq!(post("/api/v1/events", &engine, events.as_bytes()).0, 200);
+    let (status, body) = post("/api/v1/events", &viewer, events.as_bytes());
+    assert_eq!(status, 403);
+    assert!(body.contains("vic is a viewer: this needs the engine role"), "{body}");
+    let (status, body) = post("/api/v1/evaluate", &engine, b"");
+    assert!(status == 403 && body.contains("needs the operator role"), "{status} {body}");
+    assert_eq!(post("/api/v1/evaluate", &alice, b"").0, 200);
+
+    // A rollback by alice is recorded as hers.
+    let page = request(&server.address, "GET", "/", &[], b"").1;
+    let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let rollback = json!({ "release_id": a, "note": "bad fills" }).to_string();
+    let (status, text) = request(
+        &server.address,
+        "POST",
+        "/api/v1/rollback",
+        &[("Authorization", &bearer(&alice)), ("X-CSRF-Token", &csrf)],
+        rollback.as_bytes(),
+    );
+    assert_eq!(status, 200, "{text}");
+    let history: Value = serde_json::from_slice(&s.shipshape(NOW, &["history", "--json"]).stdout).unwrap();
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["by"].as_str(), last["reason"].as_str()),
+        (Some("alice via dashboard"), Some("bad fills")),
+        "{last}"
+    );
+    let _ = b;
+
+    // Removed: refused at once by the running server.
+    assert!(s.shipshape(NOW, &["operator", "remove", "alice"]).status.success());
+    assert_eq!(request(&server.address, "GET", "/api/v1/whoami", &[("Authorization", &bearer(&alice))], b"").0, 401);
+    assert_eq!(post("/api/v1/evaluate", &alice, b"").0, 401);
+    assert_eq!(post("/api/v1/events", &engine, events.as_bytes()).0, 200, "the others still work");
 }
 
 #[test]

@@ -288,9 +288,18 @@ fn ingest_refuses_bad_input_and_stores_nothing() {
 #[test]
 fn invalid_monitoring_settings_are_refused_at_load() {
     for (extra, needle) in [
-        ("[[monitoring.sinks]]\nkind = \"webhook\"\nurl = \"ftp://hooks.example.com/x\"\n", "monitoring.sinks[2]: expected an https://"),
-        ("[[monitoring.sinks]]\nkind = \"slack\"\nurl = \"https://u:p@hooks.example.com/x\"\n", "credentials in the URL are refused"),
-        ("[[monitoring.sinks]]\nkind = \"slack\"\nurl_env = \"A\"\nurl_file = \"b\"\n", "give only one of `url`, `url_env`, `url_file`"),
+        (
+            "[[monitoring.sinks]]\nkind = \"webhook\"\nurl = \"ftp://hooks.example.com/x\"\n",
+            "monitoring.sinks[2]: expected an https://",
+        ),
+        (
+            "[[monitoring.sinks]]\nkind = \"slack\"\nurl = \"https://u:p@hooks.example.com/x\"\n",
+            "credentials in the URL are refused",
+        ),
+        (
+            "[[monitoring.sinks]]\nkind = \"slack\"\nurl_env = \"A\"\nurl_file = \"b\"\n",
+            "give only one of `url`, `url_env`, `url_file`",
+        ),
         ("[[monitoring.sinks]]\nkind = \"teams\"\n", "needs `url`, `url_env` or `url_file`"),
         ("[[monitoring.sinks]]\nkind = \"pagerduty\"\n", "needs `routing_key_env` or `routing_key_file`"),
         ("[[monitoring.sinks]]\nkind = \"pagerduty\"\nrouting_key = \"abc\"\n", "unknown field `routing_key`"),
