@@ -62,3 +62,25 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# The Python client (clients/python, docs/python.md): installed with pip into a fresh virtual
+# environment (which sees the system's pandas), type-checked with mypy --strict, and tested with
+# pytest against a real `shipshape serve` on loopback, started by the tests.
+echo "==> Python client: pip install, mypy --strict, pytest"
+python_env="$(mktemp -d)"
+trap 'rm -rf "$python_env"; stop_services' EXIT
+python3 -m venv --system-site-packages "$python_env/venv"
+"$python_env/venv/bin/python" -m pip install --quiet --disable-pip-version-check ./clients/python pytest mypy
+target_dir="$(cargo metadata --format-version 1 --no-deps --locked | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+cargo build --locked --quiet -p shipshape
+(
+  cd clients/python
+  "$python_env/venv/bin/python" -m mypy --strict --cache-dir "$python_env/mypy" src tests bench
+  SHIPSHAPE_BIN="$target_dir/debug/shipshape" "$python_env/venv/bin/python" -m pytest -q -p no:cacheprovider tests
+)
+# The oldest Python the client supports, when this machine has it (pyenv's 3.9): it must import.
+for old in /root/.pyenv/versions/3.9.*/bin/python3.9; do
+  if [ -x "$old" ]; then
+    PYTHONPATH=clients/python/src "$old" -c 'import shipshape_client; print("==> the client imports on Python", __import__("sys").version.split()[0])'
+  fi
+done

@@ -11,10 +11,7 @@ use crate::error::ApiError;
 use crate::operators::{Operator, Refusal, Role};
 use crate::state::AppState;
 
-/// Constant-time string comparison.
-pub(crate) fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub(crate) use crate::operators::same;
 
 /// The bearer token of a request, if any.
 fn bearer(headers: &HeaderMap) -> Option<&str> {

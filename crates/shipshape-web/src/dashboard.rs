@@ -240,9 +240,11 @@ pub(crate) async fn get_analytics(State(state): State<Arc<AppState>>) -> Result<
     Ok(axum::Json(result))
 }
 
-/// `GET /api/v1/alerts/stream`: Server-Sent Events. An `alerts` event carries every alert that
-/// changed (JSON array of alert rows), checked twice a second; the browser's `EventSource`
-/// reconnects by itself (`retry: 2000`) after a restart. Ends when the server shuts down.
+/// `GET /api/v1/alerts/stream`: Server-Sent Events, checked twice a second. An `alerts` event
+/// carries every alert that changed (JSON array of alert rows); a `release` event the active release
+/// (as `GET /api/v1/active` answers it, or `null`) whenever it changes — a deploy, a rollback from any
+/// process, the end of heightened monitoring. The browser's `EventSource` reconnects by itself
+/// (`retry: 2000`) after a restart. Ends when the server shuts down.
 pub(crate) async fn alerts_stream(
     State(state): State<Arc<AppState>>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
@@ -252,32 +254,60 @@ pub(crate) async fn alerts_stream(
         Ok(Ok(newest)) => newest,
         _ => 0,
     };
+    let release = active_now(Arc::clone(&state)).await.and_then(|(tag, _)| tag);
     let stop = state.stop.subscribe();
     let hello = Event::default().event("hello").retry(Duration::from_secs(2)).data(last.to_string());
     let first = futures_util::stream::once(async move { Ok::<_, Infallible>(hello) });
-    let updates = futures_util::stream::unfold((state, last, stop), |(state, mut last, mut stop)| async move {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = stop.changed() => return None,
-            }
-            if *stop.borrow() {
-                return None;
-            }
-            let worker = Arc::clone(&state);
-            let since = last;
-            let changed = tokio::task::spawn_blocking(move || worker.monitor().db.alerts_changed_since(since)).await;
-            if let Ok(Ok((newest, alerts))) = changed {
-                last = newest;
-                if !alerts.is_empty() {
-                    let data = serde_json::to_string(&alerts).unwrap_or_else(|_| "[]".into());
-                    let event = Event::default().event("alerts").id(newest.to_string()).data(data);
-                    return Some((Ok(event), (state, last, stop)));
+    let updates = futures_util::stream::unfold(
+        (state, last, release, stop),
+        |(state, mut last, mut release, mut stop)| async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.changed() => return None,
+                }
+                if *stop.borrow() {
+                    return None;
+                }
+                // A release change first: an engine reloads on it, and the alerts of the new release follow.
+                if let Some((tag, body)) = active_now(Arc::clone(&state)).await
+                    && tag != release
+                {
+                    release = tag;
+                    let event = Event::default().event("release").data(body.to_string());
+                    return Some((Ok(event), (state, last, release, stop)));
+                }
+                let worker = Arc::clone(&state);
+                let since = last;
+                let changed =
+                    tokio::task::spawn_blocking(move || worker.monitor().db.alerts_changed_since(since)).await;
+                if let Ok(Ok((newest, alerts))) = changed {
+                    last = newest;
+                    if !alerts.is_empty() {
+                        let data = serde_json::to_string(&alerts).unwrap_or_else(|_| "[]".into());
+                        let event = Event::default().event("alerts").id(newest.to_string()).data(data);
+                        return Some((Ok(event), (state, last, release, stop)));
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     Sse::new(futures_util::StreamExt::chain(first, updates)).keep_alive(KeepAlive::default())
+}
+
+/// The active release's fingerprint (`None` when nothing is active) and its JSON (`null` then);
+/// `None` altogether when it could not be read (a deploy mid-way: the next tick reads it again).
+async fn active_now(state: Arc<AppState>) -> Option<(Option<String>, Value)> {
+    let read = blocking(move || -> shipshape_core::Result<Option<(Value, String)>> {
+        let workspace = Workspace::open(&state.root)?;
+        crate::releases::active_json(&workspace, state.clock.now())
+    })
+    .await;
+    match read {
+        Ok(Ok(Some((body, tag)))) => Some((Some(tag), body)),
+        Ok(Ok(None)) => Some((None, Value::Null)),
+        _ => None,
+    }
 }
 
 #[derive(Deserialize)]

@@ -16,6 +16,7 @@
 //! - `auth`: the operator token and the same-origin rule.
 //! - `ingest`: `POST /api/v1/events`, queued to the writer.
 //! - `api`: the read endpoints, `POST /api/v1/evaluate`, the 404 fallback.
+//! - `releases`: what a trading engine reads — the active release (ETag-cached), one release by id.
 //! - `metrics`: `/metrics`.
 //! - `dashboard`: the page, its read-only views, the live alert stream, the guarded rollback.
 //! - `conn`: the accept loop and its [`Limits`] (header, idle and body timeouts, a connection limit
@@ -30,6 +31,7 @@ mod error;
 mod ingest;
 mod metrics;
 pub mod operators;
+mod releases;
 mod serve;
 mod state;
 

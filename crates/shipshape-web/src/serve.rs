@@ -33,6 +33,8 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/evaluate", post(post_evaluate))
         .route("/api/v1/status", get(get_status))
         .route("/api/v1/releases", get(get_releases))
+        .route("/api/v1/releases/{id}", get(crate::releases::get_release))
+        .route("/api/v1/active", get(crate::releases::get_active))
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/fleet", get(get_fleet))
         .route("/api/v1/whoami", get(crate::auth::whoami))

@@ -89,6 +89,35 @@ async fn every_endpoint() {
 
     let (_, _, body) = send(&app, get("/api/v1/releases")).await;
     assert_eq!(json(&body)["history"].as_array().unwrap().len(), 2);
+
+    // The engine's view: the active release with its artifacts, cached by ETag.
+    let response = app.router.clone().oneshot(get("/api/v1/active")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap();
+    let active = json(&String::from_utf8_lossy(&body));
+    assert_eq!(active["release_id"], app.b.as_str());
+    assert_eq!(active["mode"], "heightened");
+    let first = &active["artifacts"][0];
+    assert_eq!(first["sha256"].as_str().unwrap().len(), 64);
+    assert!(first["size"].as_u64().is_some() && first["path"].is_string());
+    let again = Request::get("/api/v1/active").header("if-none-match", &etag).body(Body::empty()).unwrap();
+    let (status, _, body) = send(&app, again).await;
+    assert_eq!((status, body.as_str()), (StatusCode::NOT_MODIFIED, ""));
+    let stale = Request::get("/api/v1/active").header("if-none-match", "\"other\"").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, stale).await.0, StatusCode::OK);
+    let (status, _, body) = send(&app, get("/api/v1/active?env=staging")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("staging"), "{body}");
+    assert_eq!(send(&app, get("/api/v1/active?bogus=1")).await.0, StatusCode::BAD_REQUEST);
+    let (status, _, body) = send(&app, get(&format!("/api/v1/releases/{}", app.a))).await;
+    assert_eq!(status, StatusCode::OK);
+    let release = json(&body);
+    assert_eq!(release["release_id"], app.a.as_str());
+    assert_eq!(release["history"][0]["action"], "deploy");
+    assert_eq!(release["manifest_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(send(&app, get("/api/v1/releases/release_20000101_000000")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(send(&app, get("/api/v1/releases/..%2Fshipshape")).await.0, StatusCode::NOT_FOUND);
     let (_, _, body) = send(&app, get("/api/v1/checks")).await;
     let checks = json(&body);
     assert_eq!(checks["target"]["in_sync"], true);
