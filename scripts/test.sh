@@ -75,7 +75,7 @@ target_dir="$(cargo metadata --format-version 1 --no-deps --locked | python3 -c 
 cargo build --locked --quiet -p shipshape
 (
   cd clients/python
-  "$python_env/venv/bin/python" -m mypy --strict --cache-dir "$python_env/mypy" src tests bench
+  "$python_env/venv/bin/python" -m mypy --strict --cache-dir "$python_env/mypy" src tests bench examples
   SHIPSHAPE_BIN="$target_dir/debug/shipshape" "$python_env/venv/bin/python" -m pytest -q -p no:cacheprovider tests
 )
 # The oldest Python the client supports, when this machine has it (pyenv's 3.9): it must import.

@@ -236,3 +236,39 @@ def test_bad_urls_are_refused_at_once() -> None:
     with pytest.raises(ShipshapeError) as unreachable:
         Client(f"http://127.0.0.1:{free_port()}", timeout=2).status()
     assert unreachable.value.status is None and unreachable.value.retryable
+
+
+def test_the_engine_example_reloads_on_deploy_and_rollback(server: Server, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "engine.py"
+    token = tmp_path / "engine.token"
+    token.write_text(server.engine_token + "\n")
+    start = Client(server.url).active_release()
+    assert start is not None
+    target = other_release(server.workspace, start.release_id)
+    engine = subprocess.Popen(
+        [sys.executable, str(example), "--url", server.url, "--token-file", str(token),
+         "--target", str(server.workspace / "production"), "--spool", str(tmp_path / "spool"), "--seconds", "8"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(2.5)
+    run(server.workspace, "deploy", target, "--yes", "-q")
+    time.sleep(2)
+    run(server.workspace, "rollback", "--yes", "-q")
+    out, err = engine.communicate(timeout=60)
+    assert engine.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"loaded {start.release_id} (")
+    assert f"reloaded {target} after a deploy (was {start.release_id})" in lines
+    assert f"reloaded {start.release_id} after a rollback (was {target})" in lines
+    assert "delivered=True" in lines[-1] and "'dropped': 0" in lines[-1]
+    # Events carry the release that made each decision: both releases traded.
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{server.workspace / 'data/monitoring/monitor.db'}?mode=ro", uri=True)
+    releases = {row[0] for row in db.execute("SELECT DISTINCT release_id FROM events WHERE id LIKE 'py-%'")}
+    db.close()
+    assert {start.release_id, target} <= releases

@@ -63,6 +63,8 @@ fn every_sh_block_in_the_docs_runs() {
                 .env("PATH", &path)
                 .env("SHIPSHAPE_NOW", "2025-10-12T19:00:00+05:30")
                 .env("WORKSPACE_PARENT", ws.temp.path())
+                // The source tree (docs/python.md runs the Python client from clients/python/src).
+                .env("SHIPSHAPE_SOURCE", Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
                 .output()
                 .unwrap();
             assert!(
