@@ -21,8 +21,11 @@ pub(crate) async fn post_evaluate(
 ) -> Result<axum::Json<Value>, ApiError> {
     let who = check_post(&state, &headers, crate::operators::Role::Operator)?;
     let worker = Arc::clone(&state);
-    eprintln!("evaluation requested by {}", who.name);
-    Ok(axum::Json(blocking(move || worker.evaluate_now(&mut |line| eprintln!("{line}"))).await??))
+    tracing::info!(target: "shipshape::monitor", operator = %who.name, "evaluation requested");
+    Ok(axum::Json(
+        blocking(move || worker.evaluate_now(&mut |line| tracing::info!(target: "shipshape::monitor", "{line}")))
+            .await??,
+    ))
 }
 
 pub(crate) fn status_json(state: &AppState) -> shipshape_monitor::error::Result<Value> {

@@ -426,7 +426,7 @@ pub(crate) async fn serve_connections(
                         | std::io::ErrorKind::ConnectionReset
                         | std::io::ErrorKind::Interrupted
                 ) {
-                    eprintln!("accepting a connection failed: {e}");
+                    tracing::warn!(target: "shipshape::http", error = %e, "accepting a connection failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 continue;

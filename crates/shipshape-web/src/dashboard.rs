@@ -378,11 +378,14 @@ pub(crate) async fn post_rollback(
             Ok(deploy::RollbackOutcome::Done(plan)) => {
                 // The left release's alerts close as `superseded` now (the next evaluation would).
                 if let Err(e) = state_for_alerts.monitor().close_superseded(now) {
-                    eprintln!("closing the previous release's alerts failed (the next evaluation will): {e}");
+                    tracing::warn!(target: "shipshape::monitor", error = %e, "closing the previous release's alerts failed (the next evaluation will)");
                 }
-                eprintln!(
-                    "rollback by {} via dashboard: {} -> {}",
-                    who.name, active.release_id, plan.to.release_id
+                tracing::info!(
+                    target: "shipshape::deploy",
+                    operator = %who.name,
+                    from = %active.release_id,
+                    to = %plan.to.release_id,
+                    "rollback via dashboard"
                 );
                 Ok(json!({
                     "rolled_back_to": plan.to.release_id.to_string(),

@@ -52,6 +52,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// What it says.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<shipshape_core::Error> for ApiError {
@@ -77,7 +82,7 @@ impl From<shipshape_monitor::error::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            eprintln!("{} {}", self.status.as_u16(), self.message);
+            tracing::error!(target: "shipshape::http", status = self.status.as_u16(), error = %self.message, "request failed");
         }
         let mut body = json!({ "error": self.message });
         if let (Some(body), Some(extra)) = (body.as_object_mut(), self.extra.as_object()) {

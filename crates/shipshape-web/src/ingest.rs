@@ -21,7 +21,7 @@ pub(crate) async fn post_events(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_post(&state, &headers, crate::operators::Role::Engine)?;
+    let who = check_post(&state, &headers, crate::operators::Role::Engine)?;
     state.counters.ingest_requests.fetch_add(1, Ordering::Relaxed);
     let csv =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
@@ -36,10 +36,18 @@ pub(crate) async fn post_events(
         Ok(report) => {
             state.counters.events_accepted.fetch_add(report.accepted, Ordering::Relaxed);
             state.counters.events_duplicate.fetch_add(report.duplicates, Ordering::Relaxed);
+            tracing::debug!(
+                target: "shipshape::ingest",
+                operator = %who.name,
+                accepted = report.accepted,
+                duplicates = report.duplicates,
+                "events stored"
+            );
             Ok((StatusCode::OK, axum::Json(report)).into_response())
         }
         Err((status, message, line)) => {
             state.counters.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(target: "shipshape::ingest", operator = %who.name, status = status.as_u16(), line, error = %message, "event batch refused");
             Err(ApiError::new(status, message).with(line.map_or(Value::Null, |line| json!({ "line": line }))))
         }
     }

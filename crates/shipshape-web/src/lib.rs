@@ -14,6 +14,7 @@
 //! - `state`: [`AppState`], what every handler shares — the monitor, the one group-committing
 //!   ingest writer and its queue, the `/metrics` counters — and `blocking` (work on the blocking pool).
 //! - `auth`: the operator token and the same-origin rule.
+//! - `access`: around every request — the viewer token for reads off loopback, the request log.
 //! - `ingest`: `POST /api/v1/events`, queued to the writer.
 //! - `api`: the read endpoints, `POST /api/v1/evaluate`, the 404 fallback.
 //! - `releases`: what a trading engine reads — the active release (ETag-cached), one release by id.
@@ -23,6 +24,7 @@
 //!   that closes the longest-idle connection to make room, 413 on a declared oversize body).
 //! - `serve`: [`router`] (testable without a socket) and [`serve`] (scheduler, delivery, shutdown).
 
+mod access;
 mod api;
 mod auth;
 mod conn;
@@ -35,6 +37,7 @@ mod releases;
 mod serve;
 mod state;
 
+pub use access::ReadAccess;
 pub use conn::Limits;
 pub use error::ApiError;
 pub use serve::{Settings, router, serve};

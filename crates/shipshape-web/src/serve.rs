@@ -50,10 +50,14 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/metrics", get(get_metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state);
+        .with_state(Arc::clone(&state));
     // Around the whole router, so the 405's `Allow` header (added as a route's answer leaves it)
     // is there to quote.
-    Router::new().fallback_service(routes).layer(axum::middleware::map_response(json_error_bodies))
+    // Outermost: the read check and the request log see every request and its final status.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::map_response(json_error_bodies))
+        .layer(axum::middleware::from_fn_with_state(state, crate::access::guard_and_log))
 }
 
 /// Every error is answered as JSON, as docs/api.md promises — also the ones axum makes itself
@@ -104,9 +108,9 @@ pub async fn serve(
                 tokio::select! {
                     _ = ticker.tick() => {
                         let worker = Arc::clone(&state);
-                        let result = tokio::task::spawn_blocking(move || worker.evaluate_now(&mut |line| eprintln!("{line}"))).await;
+                        let result = tokio::task::spawn_blocking(move || worker.evaluate_now(&mut |line| tracing::info!(target: "shipshape::monitor", "{line}"))).await;
                         if let Ok(Err(e)) = result {
-                            eprintln!("evaluation failed: {e}");
+                            tracing::error!(target: "shipshape::monitor", error = %e, "evaluation failed");
                         }
                     }
                     _ = stop.changed() => break,
@@ -124,7 +128,7 @@ pub async fn serve(
                 tokio::select! {
                     _ = ticker.tick() => {
                         let worker = Arc::clone(&state);
-                        let _ = tokio::task::spawn_blocking(move || worker.deliver(&mut |line| eprintln!("{line}"))).await;
+                        let _ = tokio::task::spawn_blocking(move || worker.deliver(&mut |line| tracing::info!(target: "shipshape::notify", "{line}"))).await;
                     }
                     _ = stop.changed() => break,
                 }
@@ -142,6 +146,9 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = scheduler.await;
     let _ = delivery.await;
-    let _ = tokio::task::spawn_blocking(move || state.deliver(&mut |line| eprintln!("{line}"))).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        state.deliver(&mut |line| tracing::info!(target: "shipshape::notify", "{line}"))
+    })
+    .await;
     result
 }

@@ -43,6 +43,8 @@ pub struct AppState {
     pub(crate) root: PathBuf,
     /// Set when the server shuts down (ends the event streams).
     pub(crate) stop: tokio::sync::watch::Sender<bool>,
+    /// Who may read.
+    pub(crate) read_access: crate::access::ReadAccess,
 }
 
 /// Random hex from the kernel.
@@ -90,12 +92,23 @@ impl AppState {
         AppState::with_operators(monitor, clock, token, path)
     }
 
-    /// State over an open monitor, its operators read from `operators` (a TOML file).
+    /// State over an open monitor, its operators read from `operators` (a TOML file); reads open.
     pub fn with_operators(
         monitor: Monitor,
         clock: Arc<dyn Clock>,
         token: String,
         operators: PathBuf,
+    ) -> shipshape_monitor::error::Result<Arc<AppState>> {
+        AppState::with_access(monitor, clock, token, operators, crate::access::ReadAccess::Open)
+    }
+
+    /// State over an open monitor, its operators read from `operators`, reads as `read_access` says.
+    pub fn with_access(
+        monitor: Monitor,
+        clock: Arc<dyn Clock>,
+        token: String,
+        operators: PathBuf,
+        read_access: crate::access::ReadAccess,
     ) -> shipshape_monitor::error::Result<Arc<AppState>> {
         let root = monitor.workspace.root.clone();
         let monitor = Arc::new(Mutex::new(monitor));
@@ -112,6 +125,7 @@ impl AppState {
             counters: Counters::default(),
             root,
             stop: tokio::sync::watch::channel(false).0,
+            read_access,
         }))
     }
 

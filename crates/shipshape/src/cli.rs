@@ -709,6 +709,49 @@ pub struct ServeArgs {
     /// room (503 when every connection has a request in flight).
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub max_connections: usize,
+    /// Who may read the API and the dashboard's data: `auto` (anyone on loopback; a token of any
+    /// role, `viewer` or above, on any other address), `token`, or `open`.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHO")]
+    pub read_auth: ReadAuth,
+    /// The request and state-change log on stderr: `text` (one line each) or `json` (one object each).
+    #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
+    pub log_format: LogFormat,
+    /// The least severe log records written.
+    #[arg(long, value_enum, default_value = "info", value_name = "LEVEL")]
+    pub log_level: LogLevel,
+}
+
+/// `serve --read-auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadAuth {
+    /// Open on loopback, a token elsewhere.
+    Auto,
+    /// Always a token.
+    Token,
+    /// Never a token (behind a proxy that authenticates, say).
+    Open,
+}
+
+/// `serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `serve --log-level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    /// Failures only.
+    Error,
+    /// Failures and warnings.
+    Warn,
+    /// Requests, state changes, evaluations, deliveries.
+    Info,
+    /// Also each stored event batch.
+    Debug,
 }
 
 /// `diff`.

@@ -6,9 +6,9 @@ use std::time::Duration;
 use shipshape_core::Error;
 use shipshape_core::infra::clock::Duration as ConfigDuration;
 use shipshape_monitor::monitor::Monitor;
-use shipshape_web::{AppState, Limits, Settings, random_hex, read_token_file};
+use shipshape_web::{AppState, Limits, ReadAccess, Settings, random_hex, read_token_file};
 
-use crate::cli::ServeArgs;
+use crate::cli::{LogFormat, LogLevel, ReadAuth, ServeArgs};
 use crate::context::Context;
 
 /// `shipshape serve [--bind ADDR] [--token-file PATH] [--max-body BYTES] [--eval-interval D]`.
@@ -40,8 +40,15 @@ pub fn run(context: &Context, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => (read_token_file(&context.start_dir.join(path))?, false),
         None => (random_hex(32)?, true),
     };
+    let read_access = match args.read_auth {
+        ReadAuth::Open => ReadAccess::Open,
+        ReadAuth::Token => ReadAccess::Token,
+        ReadAuth::Auto if args.bind.ip().is_loopback() => ReadAccess::Open,
+        ReadAuth::Auto => ReadAccess::Token,
+    };
+    init_logging(args.log_format, args.log_level);
     let monitor = Monitor::open(workspace)?;
-    let state = AppState::with_operators(monitor, context.clock(), token.clone(), operators)?;
+    let state = AppState::with_access(monitor, context.clock(), token.clone(), operators, read_access)?;
     let positive = |flag: &str, text: &str| -> anyhow::Result<Duration> {
         let seconds =
             text.parse::<ConfigDuration>().map_err(|e| Error::Usage(format!("{flag} `{text}`: {e}")))?.seconds();
@@ -88,6 +95,22 @@ pub fn run(context: &Context, args: &ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     super::ok()
+}
+
+/// `serve`'s log on stderr, through `tracing`: text lines or JSON objects, at `level` and above.
+fn init_logging(format: LogFormat, level: LogLevel) {
+    let level = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+    };
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(true);
+    // A second call (tests running serve twice in one process) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -535,3 +535,41 @@ fn fleet_panel_in_a_real_browser() {
     assert_eq!(fleet["environments"][0]["hosts"][0]["in_sync"], false);
     assert_eq!(fleet["environments"][0]["history"][0]["kind"], "promote");
 }
+
+#[test]
+fn the_dashboard_asks_for_a_token_when_reads_need_one() {
+    let (s, _a, b) = two_deployed();
+    let added = s.shipshape(NOW, &["operator", "add", "vera", "--role", "viewer"]);
+    assert!(added.status.success(), "{}", stderr_of(&added));
+    let vera = String::from_utf8(added.stdout).unwrap().trim().to_string();
+    let token_file = s.ws.temp.path().join("operator.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let mut child =
+        s.ws.std_cmd(NOW)
+            .args(["serve", "--bind", "127.0.0.1:0", "--read-auth", "token", "--token-file"])
+            .arg(&token_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let server = Server { address: line.trim().strip_prefix("listening on http://").unwrap().to_string(), child };
+    let driver = Driver::start();
+    driver.go(&format!("http://{}/", server.address));
+    driver.wait(
+        "return document.querySelector('#token-state').textContent.includes('needs a token to show anything')",
+        Duration::from_secs(10),
+    );
+    assert_ne!(driver.text("#release-id"), b, "nothing is shown without a token");
+    driver.type_into("#token-input", &vera);
+    driver.click("#token-save");
+    // The page reloads with the token: the release, and the live stream (its token in the query).
+    driver
+        .wait(&format!("return document.querySelector('#release-id').textContent === {b:?}"), Duration::from_secs(15));
+    driver.wait("return document.getElementById('live').className === 'on'", Duration::from_secs(10));
+    driver.wait(
+        "return document.querySelector('#token-state').textContent === 'signed in as vera (viewer)'",
+        Duration::from_secs(10),
+    );
+}

@@ -401,3 +401,84 @@ fn stop(server: &mut Server) {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Off loopback, reads need a token of any role (a viewer's), the page's shell and `/healthz` stay
+/// open, the event stream takes the token as a query parameter; `--read-auth open` opens reads
+/// again. Every request is logged as JSON with the operator's name and never a token.
+#[test]
+fn reads_need_a_viewer_token_off_loopback_and_requests_are_logged_as_json_without_secrets() {
+    let s = deployed();
+    let add = |name: &str, role: &str| {
+        let output = s.shipshape(LATER, &["operator", "add", name, "--role", role]);
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    let viewer = add("vera", "viewer");
+    let operator = add("olga", "operator");
+    let spawn = |extra: &[&str]| {
+        let mut child =
+            s.ws.std_cmd(LATER)
+                .args(["serve", "--bind", "0.0.0.0:0", "--log-format", "json"])
+                .args(extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().rsplit(':').next().unwrap().to_string();
+        (child, format!("127.0.0.1:{port}"))
+    };
+    let (mut child, address) = spawn(&[]);
+    let (status, body) = http(&address, "GET", "/api/v1/status", None, b"").unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("viewer"), "{body}");
+    assert_eq!(http(&address, "GET", "/api/v1/active", Some("ss1.nobody.secret"), b"").unwrap().0, 401);
+    let (status, body) = http(&address, "GET", "/api/v1/status", Some(&viewer), b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(http(&address, "GET", "/healthz", None, b"").unwrap().0, 200);
+    assert_eq!(http(&address, "GET", "/", None, b"").unwrap().0, 200);
+    // A viewer reads, and may not change anything.
+    assert_eq!(http(&address, "POST", "/api/v1/evaluate", Some(&viewer), b"").unwrap().0, 403);
+    assert_eq!(http(&address, "POST", "/api/v1/evaluate", Some(&operator), b"").unwrap().0, 200);
+    // The stream: refused without a token, served with one in the query string.
+    let stream = |query: &str| {
+        use std::io::{Read, Write};
+        let mut socket = std::net::TcpStream::connect(&address).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(socket, "GET /api/v1/alerts/stream{query} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut head = [0u8; 512];
+        let n = socket.read(&mut head).unwrap();
+        String::from_utf8_lossy(&head[..n]).into_owned()
+    };
+    assert!(stream("").starts_with("HTTP/1.1 401"));
+    assert!(stream(&format!("?access_token={viewer}")).starts_with("HTTP/1.1 200"));
+    terminate(&mut child);
+    let log = String::from_utf8(child.wait_with_output().unwrap().stderr).unwrap();
+    let records: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let request = |path: &str, status: u64| {
+        records.iter().find(|r| r["message"] == "request" && r["path"] == path && r["status"] == status).cloned()
+    };
+    let refused = request("/api/v1/status", 401).unwrap_or_else(|| panic!("{log}"));
+    assert_eq!((refused["method"].as_str(), refused["operator"].as_str()), (Some("GET"), Some("-")));
+    assert!(refused["duration_ms"].as_f64().is_some());
+    assert_eq!(request("/api/v1/status", 200).unwrap()["operator"], "vera");
+    assert_eq!(request("/api/v1/evaluate", 200).unwrap()["operator"], "olga");
+    assert_eq!(request("/api/v1/alerts/stream", 200).unwrap()["operator"], "vera");
+    assert!(records.iter().any(|r| r["message"] == "evaluation requested" && r["operator"] == "olga"), "{log}");
+    for secret in [&viewer, &operator] {
+        let tail = secret.rsplit('.').next().unwrap();
+        assert!(!log.contains(tail), "a token's secret reached the log:\n{log}");
+    }
+    // Reads opened by choice.
+    let (mut child, address) = spawn(&["--read-auth", "open"]);
+    assert_eq!(http(&address, "GET", "/api/v1/status", None, b"").unwrap().0, 200);
+    terminate(&mut child);
+    child.wait().unwrap();
+}
+
+/// SIGTERM, so the server shuts down gracefully and flushes its log.
+fn terminate(child: &mut Child) {
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
