@@ -72,7 +72,8 @@ trap 'rm -rf "$python_env"; stop_services' EXIT
 python3 -m venv --system-site-packages "$python_env/venv"
 "$python_env/venv/bin/python" -m pip install --quiet --disable-pip-version-check ./clients/python pytest mypy
 target_dir="$(cargo metadata --format-version 1 --no-deps --locked | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-cargo build --locked --quiet -p shipshape
+# The tests above built the binary (the integration tests run it); build it only if they did not.
+[ -x "$target_dir/debug/shipshape" ] || cargo build --locked --quiet --bin shipshape
 (
   cd clients/python
   "$python_env/venv/bin/python" -m mypy --strict --cache-dir "$python_env/mypy" src tests bench examples

@@ -179,6 +179,7 @@ def test_stream_announces_deploy_and_rollback(server: Server) -> None:
     run(server.workspace, "rollback", "--yes", "-q")
     back = seen.get(timeout=20)
     assert back.release is not None and back.release.release_id == start.release_id
+    assert back.release.activated_by == "rollback" and back.release.changed_by
     reader.join(timeout=10)
     # The ETag cache sees the change too.
     assert client.active_release() is not None

@@ -87,6 +87,12 @@ pub(crate) fn active_json(workspace: &Workspace, now: Time) -> shipshape_core::R
     };
     let path = info.manifest_path.under(&workspace.root);
     let loaded = shipshape_core::pipeline::manifest::load(&path)?;
+    // The history entry that made it active: who, and why (a rollback's note).
+    let change = registry::history(workspace)?
+        .into_iter()
+        .rev()
+        .find(|h| h.release_id == info.release_id && h.action.activates())
+        .map(|h| json!({ "at": h.at.instant().to_string(), "action": h.action.as_str(), "by": h.by, "reason": h.reason }));
     let body = json!({
         "release_id": info.release_id.to_string(),
         "release_type": loaded.manifest.release_type,
@@ -100,6 +106,7 @@ pub(crate) fn active_json(workspace: &Workspace, now: Time) -> shipshape_core::R
         "heightened_remaining_seconds": info.heightened_monitoring_end.since(&now).as_secs().max(0),
         "manifest_sha256": loaded.digest.hex(),
         "artifacts": artifacts(&loaded),
+        "change": change,
     });
     Ok(Some((body, fingerprint(&info))))
 }

@@ -88,6 +88,20 @@ class ActiveRelease:
         """Seconds of heightened monitoring left now (0 once it ended)."""
         return max(0.0, (self.heightened_until - datetime.now(timezone.utc)).total_seconds())
 
+    @property
+    def changed_by(self) -> Optional[str]:
+        """Who made it active (``alice via dashboard``, ``shipshape-monitor`` for an automatic rollback)."""
+        change = self.raw.get("change") or {}
+        by = change.get("by")
+        return str(by) if by is not None else None
+
+    @property
+    def change_reason(self) -> Optional[str]:
+        """Why, when the change recorded a reason (a rollback's note)."""
+        change = self.raw.get("change") or {}
+        reason = change.get("reason")
+        return str(reason) if reason is not None else None
+
     def artifact(self, path: str) -> Artifact:
         """The artifact at ``path`` (as the manifest names it); ``KeyError`` when there is none."""
         for artifact in self.artifacts:

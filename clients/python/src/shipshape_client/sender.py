@@ -219,7 +219,8 @@ class EventSender:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=max(1.0, timeout))
-        if not delivered:
+        # Still sending (a slow server)? It spools what it cannot send as it stops; else, here.
+        if not delivered and not self._thread.is_alive():
             left: List[Event] = []
             while self._queue:
                 left.append(self._queue.popleft())
@@ -400,7 +401,10 @@ class EventSender:
                 with self._lock:
                     self._in_flight = 0
                 return False
-            self._spool.consumed(end)
+            if end >= self._spool.size:
+                self._spool.clear()  # all delivered: emptied before anyone is told so
+            else:
+                self._spool.consumed(end)
             self._notify()
 
 
@@ -478,7 +482,9 @@ class _Spool:
         os.replace(temporary, self.offset_path)
 
     def clear(self) -> None:
-        if self.size and self.offset >= self.size:
+        """Everything delivered: empty the file (then forget the offset; a crash in between leaves
+        an offset past the end, read as 0)."""
+        if self.size:
             with open(self.path, "w"):
                 pass
             self.size = 0

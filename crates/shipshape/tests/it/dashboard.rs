@@ -312,6 +312,12 @@ fn dashboard_in_a_real_browser() {
     assert_eq!(driver.script("return window.pwned === undefined"), json!(true));
     assert!(driver.text("#history").contains("alice via dashboard"), "{}", driver.text("#history"));
     assert_eq!(driver.text("#rollback-open"), "Roll back…");
+    // The feed says it too, from the stream's release event: who, and the note as text.
+    driver.wait(
+        &format!("return [...document.querySelectorAll('#alerts li[data-release-change={a}]')].some(li => li.textContent.includes('rollback by alice via dashboard: <img src=x'))"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(driver.script("return document.querySelectorAll('#alerts img').length"), json!(0));
 
     // The server restarts: the page's event stream reconnects by itself.
     let address = server.address.clone();
