@@ -273,3 +273,23 @@ def test_the_engine_example_reloads_on_deploy_and_rollback(server: Server, tmp_p
     releases = {row[0] for row in db.execute("SELECT DISTINCT release_id FROM events WHERE id LIKE 'py-%'")}
     db.close()
     assert {start.release_id, target} <= releases
+
+
+def test_a_burst_from_four_threads_is_delivered_once_each(server: Server) -> None:
+    """The benchmark's load (bench/burst.py measures its latency); here only what must hold."""
+    before = len(server.events_in_order())
+    now = datetime.now(timezone.utc) - timedelta(minutes=1)
+    sender = EventSender(server.url, server.engine_token, source="burst")
+    threads = [
+        threading.Thread(target=lambda: [sender.record("intraday", "TCS", 1, 1, 0.001, ts=now) for _ in range(25_000)])
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sender.flush(timeout=120), sender.stats()
+    assert (sender.sent, sender.dropped, sender.duplicates) == (100_000, 0, 0)
+    sender.close()
+    stored = server.events_in_order()[before:]
+    assert len(stored) == 100_000 and len(set(stored)) == 100_000
