@@ -26,6 +26,7 @@
 
 pub mod alert;
 pub mod calibrate;
+pub mod canary;
 pub mod db;
 pub mod error;
 pub mod evaluate;

@@ -1,0 +1,303 @@
+//! Canary judgement: the candidate against the stable release, in the same market at the same time.
+//!
+//! Time is cut into blocks (an hour by default). In each block where both releases have samples,
+//! the metric is computed for each and their difference `d = candidate − stable` taken: trades within
+//! a block are correlated (the same market moves them), blocks much less so, so the blocks' differences
+//! are the observations. A market-wide change (a regime change moving both releases) cancels out of `d`.
+//!
+//! Over the `n` blocks so far, with mean `m` and sample standard deviation `s`, the
+//! [`half_width`] of an anytime-valid confidence sequence (the normal-mixture boundary of Robbins,
+//! in the asymptotic form of Waudby-Smith et al., *Time-uniform central limit theory*, 2021) bounds
+//! the true mean difference at every evaluation at once, so looking after each block does not inflate
+//! the error rates the way repeated fixed-sample tests would:
+//!
+//! ```text
+//! half-width(n) = s · sqrt( 2 (n ρ² + 1) / (n² ρ²) · ln( sqrt(n ρ² + 1) / α ) ),
+//! ρ² = (−2 ln α + ln(−2 ln α + 1)) / n*        (tightest at n* blocks)
+//! ```
+//!
+//! Two separate decisions per metric: **harm** when `m + half-width < −harm_margin` (the candidate
+//! is worse than the stable by more than the margin, with confidence 1 − α) and **non-inferior**
+//! when `m − half-width > −noninferiority_margin`. Fewer than two blocks, or no variation, is
+//! **inconclusive** — never a pass.
+
+use serde::{Deserialize, Serialize};
+use shipshape_metrics::metric::{MetricKind, SharpeUnit};
+use shipshape_metrics::stats::Stats;
+
+use crate::alert::Seconds;
+use crate::db::Db;
+use crate::error::Result;
+use crate::evaluate::MetricPolicy;
+
+/// How the comparison is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareSettings {
+    /// Block length in seconds.
+    pub block: Seconds,
+    /// Confidence of the sequence (e.g. 0.95: α = 0.05).
+    pub confidence: f64,
+    /// The number of blocks the boundary is tightest at.
+    pub tightest_at: f64,
+    /// Harm margin for ratios (hit ratio, precision), in the metric's unit (0.02 = 2 points).
+    pub harm_margin_ratio: f64,
+    /// Harm margin for return metrics (Sharpe per trade, mean return, win/loss).
+    pub harm_margin_return: f64,
+    /// Non-inferiority margin for ratios.
+    pub noninferiority_margin_ratio: f64,
+    /// Non-inferiority margin for return metrics.
+    pub noninferiority_margin_return: f64,
+}
+
+impl Default for CompareSettings {
+    fn default() -> Self {
+        CompareSettings {
+            block: 3600,
+            confidence: 0.95,
+            tightest_at: 24.0,
+            harm_margin_ratio: 0.02,
+            harm_margin_return: 0.05,
+            noninferiority_margin_ratio: 0.02,
+            noninferiority_margin_return: 0.05,
+        }
+    }
+}
+
+impl CompareSettings {
+    fn margins(&self, kind: MetricKind) -> (f64, f64) {
+        match kind {
+            MetricKind::HitRatio | MetricKind::Precision => (self.harm_margin_ratio, self.noninferiority_margin_ratio),
+            _ => (self.harm_margin_return, self.noninferiority_margin_return),
+        }
+    }
+}
+
+/// One metric's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The candidate is worse by more than the harm margin: abort.
+    Harm,
+    /// The candidate is not worse by more than the non-inferiority margin.
+    NonInferior,
+    /// Not enough evidence either way (no data is this, never a pass).
+    Inconclusive,
+}
+
+/// One metric compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The metric's name (`[[monitoring.metrics]]`).
+    pub metric: String,
+    /// Blocks where both releases had samples.
+    pub blocks: usize,
+    /// Samples of the candidate over those blocks (trades, longs for precision).
+    pub candidate_samples: u64,
+    /// Samples of the stable release over those blocks.
+    pub stable_samples: u64,
+    /// The candidate's value over the whole period, and the stable's (pooled, for people).
+    pub candidate_value: Option<f64>,
+    /// See `candidate_value`.
+    pub stable_value: Option<f64>,
+    /// Mean of the blocks' differences (candidate − stable).
+    pub difference: Option<f64>,
+    /// The confidence sequence's lower end.
+    pub low: Option<f64>,
+    /// Its upper end.
+    pub high: Option<f64>,
+    /// The harm margin applied.
+    pub harm_margin: f64,
+    /// The non-inferiority margin applied.
+    pub noninferiority_margin: f64,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// The normal-mixture confidence sequence's half-width after `n` observations of standard
+/// deviation `sd`, at two-sided level `alpha`, tightest near `n_star` observations.
+pub fn half_width(n: usize, sd: f64, alpha: f64, n_star: f64) -> f64 {
+    let n = n as f64;
+    let a = alpha.clamp(1e-12, 0.5);
+    let rho2 = (-2.0 * a.ln() + (-2.0 * a.ln() + 1.0).ln()) / n_star.max(1.0);
+    let inner = 2.0 * (n * rho2 + 1.0) / (n * n * rho2) * (((n * rho2 + 1.0).sqrt()) / a).ln();
+    sd * inner.max(0.0).sqrt()
+}
+
+/// Compare the pairs of per-block statistics `(candidate, stable)` for `kind`.
+pub fn compare_blocks(
+    metric: &str,
+    kind: MetricKind,
+    blocks: &[(Stats, Stats)],
+    settings: &CompareSettings,
+    unit: SharpeUnit,
+) -> Comparison {
+    let (harm_margin, noninferiority_margin) = settings.margins(kind);
+    let mut differences = Vec::new();
+    let (mut candidate_samples, mut stable_samples) = (0, 0);
+    let (mut pooled_candidate, mut pooled_stable) = (Stats::default(), Stats::default());
+    for (candidate, stable) in blocks {
+        pooled_candidate.merge(candidate);
+        pooled_stable.merge(stable);
+        let c = kind.compute(candidate, settings.confidence, unit);
+        let s = kind.compute(stable, settings.confidence, unit);
+        if let (Some(cv), Some(sv)) = (c.value, s.value) {
+            differences.push(cv - sv);
+            candidate_samples += c.samples;
+            stable_samples += s.samples;
+        }
+    }
+    let candidate_value = kind.compute(&pooled_candidate, settings.confidence, unit).value;
+    let stable_value = kind.compute(&pooled_stable, settings.confidence, unit).value;
+    let n = differences.len();
+    let mut out = Comparison {
+        metric: metric.to_string(),
+        blocks: n,
+        candidate_samples,
+        stable_samples,
+        candidate_value,
+        stable_value,
+        difference: None,
+        low: None,
+        high: None,
+        harm_margin,
+        noninferiority_margin,
+        verdict: Verdict::Inconclusive,
+    };
+    if n == 0 {
+        return out;
+    }
+    let mean = differences.iter().sum::<f64>() / n as f64;
+    out.difference = Some(mean);
+    if n < 2 {
+        return out;
+    }
+    let variance = differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+    let sd = variance.sqrt();
+    if !sd.is_finite() || sd <= 0.0 {
+        return out;
+    }
+    let width = half_width(n, sd, 1.0 - settings.confidence, settings.tightest_at);
+    let (low, high) = (mean - width, mean + width);
+    out.low = Some(low);
+    out.high = Some(high);
+    out.verdict = if high < -harm_margin {
+        Verdict::Harm
+    } else if low > -noninferiority_margin {
+        Verdict::NonInferior
+    } else {
+        Verdict::Inconclusive
+    };
+    out
+}
+
+/// Compare `candidate` with `stable` over `[from, to)` for every signal metric of `policies`
+/// (field metrics are not compared), reading the monitor's database block by block.
+pub fn compare(
+    db: &Db,
+    policies: &[MetricPolicy],
+    stable: &str,
+    candidate: &str,
+    from: Seconds,
+    to: Seconds,
+    settings: &CompareSettings,
+    unit: SharpeUnit,
+) -> Result<Vec<Comparison>> {
+    let block = settings.block.max(60);
+    let mut out = Vec::new();
+    for policy in policies.iter().filter(|p| !p.kind.is_field()) {
+        let mut pairs = Vec::new();
+        let mut start = from.div_euclid(block) * block;
+        while start < to {
+            let end = (start + block).min(to);
+            let lower = start.max(from);
+            let c = db.window_of(Some(candidate), &policy.strategies, lower, end)?;
+            let s = db.window_of(Some(stable), &policy.strategies, lower, end)?;
+            pairs.push((c, s));
+            start += block;
+        }
+        out.push(compare_blocks(&policy.name, policy.kind, &pairs, settings, unit));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use shipshape_metrics::event::Signal;
+
+    use super::*;
+
+    /// A block of `n` long trades with a share `right` of them right (deterministic spread).
+    fn block(n: usize, right: f64, phase: f64) -> Stats {
+        let mut stats = Stats::default();
+        for i in 0..n {
+            let hit = ((i as f64) * 0.618_033_988_75 + phase).fract() < right;
+            let (outcome, ret) = if hit { (Signal::Long, 0.004) } else { (Signal::Short, -0.004) };
+            stats.add(Signal::Long, outcome, ret);
+        }
+        stats
+    }
+
+    fn run(blocks: usize, candidate: f64, stable: f64, per_block: usize) -> Comparison {
+        let pairs: Vec<_> = (0..blocks)
+            .map(|b| {
+                // Block-to-block market noise moving both releases together.
+                let market = 0.05 * ((b as f64 * 1.7).sin());
+                (
+                    block(per_block, candidate + market, b as f64 * 0.37),
+                    block(per_block * 9, stable + market, b as f64 * 0.11),
+                )
+            })
+            .collect();
+        compare_blocks("hit", MetricKind::HitRatio, &pairs, &CompareSettings::default(), SharpeUnit::PerTrade)
+    }
+
+    #[test]
+    fn a_clearly_worse_candidate_is_harm() {
+        let c = run(12, 0.45, 0.56, 60);
+        assert_eq!(c.verdict, Verdict::Harm, "{c:?}");
+        assert!(c.high.unwrap() < -0.02);
+    }
+
+    #[test]
+    fn an_equal_candidate_becomes_non_inferior_with_enough_blocks_and_never_harm() {
+        let early = run(2, 0.56, 0.56, 60);
+        assert_ne!(early.verdict, Verdict::Harm);
+        let late = run(48, 0.56, 0.56, 200);
+        assert_eq!(late.verdict, Verdict::NonInferior, "{late:?}");
+    }
+
+    #[test]
+    fn no_data_or_one_block_is_inconclusive() {
+        let none = compare_blocks("hit", MetricKind::HitRatio, &[], &CompareSettings::default(), SharpeUnit::PerTrade);
+        assert_eq!((none.verdict, none.blocks), (Verdict::Inconclusive, 0));
+        let empty = vec![(Stats::default(), block(100, 0.5, 0.0)); 10];
+        let c = compare_blocks("hit", MetricKind::HitRatio, &empty, &CompareSettings::default(), SharpeUnit::PerTrade);
+        assert_eq!((c.verdict, c.blocks), (Verdict::Inconclusive, 0), "candidate silent: no pass");
+        assert_eq!(run(1, 0.3, 0.6, 100).verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn a_regime_change_moving_both_is_not_harm() {
+        // Both lose 10 % of their hit ratio halfway through: the differences stay near zero.
+        let pairs: Vec<_> = (0..24)
+            .map(|b| {
+                let level = if b < 12 { 0.56 } else { 0.56 * 0.9 };
+                (block(80, level, b as f64 * 0.21), block(720, level, b as f64 * 0.13))
+            })
+            .collect();
+        let c = compare_blocks("hit", MetricKind::HitRatio, &pairs, &CompareSettings::default(), SharpeUnit::PerTrade);
+        assert_ne!(c.verdict, Verdict::Harm, "{c:?}");
+    }
+
+    #[test]
+    fn the_half_width_shrinks_like_one_over_root_n_and_widens_with_confidence() {
+        let w = |n| half_width(n, 1.0, 0.05, 24.0);
+        assert!(w(10) > w(40) && w(40) > w(160));
+        let ratio = w(100) / w(400);
+        assert!((1.6..2.4).contains(&ratio), "{ratio}");
+        assert!(half_width(20, 1.0, 0.01, 24.0) > half_width(20, 1.0, 0.05, 24.0));
+        // Wider than the fixed-sample interval at the same n (the price of looking every time).
+        assert!(w(24) > 1.96 / 24f64.sqrt());
+    }
+}
