@@ -197,8 +197,7 @@ pub fn compare(
     policies: &[MetricPolicy],
     stable: &str,
     candidate: &str,
-    from: Seconds,
-    to: Seconds,
+    (from, to): (Seconds, Seconds),
     settings: &CompareSettings,
     unit: SharpeUnit,
 ) -> Result<Vec<Comparison>> {

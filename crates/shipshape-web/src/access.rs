@@ -13,16 +13,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::identify;
 use crate::error::ApiError;
 use crate::operators::Role;
-use crate::state::{AppState, blocking};
-
-/// Who may read (`GET`) the API and the pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadAccess {
-    /// Anyone who can connect (the default on loopback).
-    Open,
-    /// A token of any role (`viewer` or above): the default on any other address.
-    Token,
-}
+use crate::state::{AppState, ReadAccess, blocking};
 
 /// What stays open whatever [`ReadAccess`] says: the health check, and the page's shell (HTML with
 /// no data; everything it shows arrives through the API, with the token entered in it).

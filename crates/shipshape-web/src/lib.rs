@@ -37,8 +37,7 @@ mod releases;
 mod serve;
 mod state;
 
-pub use access::ReadAccess;
 pub use conn::Limits;
 pub use error::ApiError;
 pub use serve::{Settings, router, serve};
-pub use state::{AppState, random_hex, read_token_file};
+pub use state::{AppState, ReadAccess, random_hex, read_token_file};

@@ -19,6 +19,15 @@ use shipshape_monitor::monitor::{IngestOptions, IngestReport, Timeline};
 
 use crate::error::ApiError;
 
+/// Who may read (`GET`) the API and the pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAccess {
+    /// Anyone who can connect (the default on loopback).
+    Open,
+    /// A token of any role (`viewer` or above): the default on any other address.
+    Token,
+}
+
 /// Counters for `/metrics`.
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -44,7 +53,7 @@ pub struct AppState {
     /// Set when the server shuts down (ends the event streams).
     pub(crate) stop: tokio::sync::watch::Sender<bool>,
     /// Who may read.
-    pub(crate) read_access: crate::access::ReadAccess,
+    pub(crate) read_access: ReadAccess,
 }
 
 /// Random hex from the kernel.
@@ -99,7 +108,7 @@ impl AppState {
         token: String,
         operators: PathBuf,
     ) -> shipshape_monitor::error::Result<Arc<AppState>> {
-        AppState::with_access(monitor, clock, token, operators, crate::access::ReadAccess::Open)
+        AppState::with_access(monitor, clock, token, operators, ReadAccess::Open)
     }
 
     /// State over an open monitor, its operators read from `operators`, reads as `read_access` says.
@@ -108,7 +117,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         token: String,
         operators: PathBuf,
-        read_access: crate::access::ReadAccess,
+        read_access: ReadAccess,
     ) -> shipshape_monitor::error::Result<Arc<AppState>> {
         let root = monitor.workspace.root.clone();
         let monitor = Arc::new(Mutex::new(monitor));
