@@ -42,6 +42,7 @@
 //! | `data/monitoring/releases/` | [`registry`] | [`model::registry`] |
 //! | `<target>/.shipshape/` | [`deploy::target`], [`deploy::state`] | [`model::journal`] |
 
+pub mod canary;
 pub mod config;
 pub mod deploy;
 pub mod error;

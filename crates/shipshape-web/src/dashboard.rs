@@ -374,8 +374,13 @@ pub(crate) async fn post_rollback(
         };
         let rollback =
             deploy::RollbackRequest { to: Some(target.clone()), reason, by: format!("{} via dashboard", who.name), dry_run: false };
+        // A rollback during a canary aborts it first: capital back to the stable tree.
+        if let Some(aborted) = shipshape_core::canary::abort(&workspace, now, &format!("{} via dashboard", who.name), "the target is being rolled back")? {
+            tracing::info!(target: "shipshape::canary", operator = %who.name, candidate = %aborted.candidate, "canary aborted by a rollback");
+        }
         match deploy::rollback(&workspace, &rollback, now, &NoProgress, &mut |_| {}, &mut |_| Ok(true)) {
             Ok(deploy::RollbackOutcome::Done(plan)) => {
+                shipshape_core::canary::follow_target(&workspace, now, &plan.to.release_id, "rolled back from the dashboard")?;
                 // The left release's alerts close as `superseded` now (the next evaluation would).
                 if let Err(e) = state_for_alerts.monitor().close_superseded(now) {
                     tracing::warn!(target: "shipshape::monitor", error = %e, "closing the previous release's alerts failed (the next evaluation will)");

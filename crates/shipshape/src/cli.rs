@@ -160,6 +160,12 @@ pub enum Command {
         after_help = "Example:\n  shipshape operator add alice --role operator\n  shipshape operator add trading-engine --role engine\n  shipshape operator list\n  shipshape operator remove alice\n\nRoles: viewer reads; engine reads and sends events; operator also evaluates and rolls back.\nRotating a token: remove, then add again (docs/runbooks/deployment.md)."
     )]
     Operator(OperatorArgs),
+    /// Canary releases by capital share: the candidate trades a slice of capital beside the stable
+    /// release, compared with it in the same market, stepped up or aborted by the evidence.
+    #[command(
+        after_help = "Example:\n  shipshape canary start release_20251020_090000 --steps 10,25,50,100 --step-after 6h --min-trades 200 --yes\n  shipshape canary status\n  shipshape canary evaluate        # schedule it (serve does the same on its timer)\n  shipshape canary abort --note 'slippage on the candidate'\n\nThe engine reads <target>.allocation.yaml (docs/canary.md)."
+    )]
+    Canary(CanaryArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  shipshape completions bash > ~/.local/share/bash-completion/completions/shipshape\n  shipshape completions zsh > ~/.zfunc/_shipshape"
@@ -447,6 +453,62 @@ pub struct PromoteArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `canary`.
+#[derive(Debug, Args)]
+pub struct CanaryArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: CanaryAction,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `canary start|status|evaluate|promote|abort|log`.
+#[derive(Debug, Subcommand)]
+pub enum CanaryAction {
+    /// Start a canary of an approved release beside the active (stable) one.
+    Start {
+        /// The candidate: a release id or a manifest path.
+        release: PathBuf,
+        /// The candidate's capital shares in percent, step by step, ending at 100.
+        #[arg(long, default_value = "10,25,50,100", value_name = "PERCENTS")]
+        steps: String,
+        /// The least time a step lasts before it may advance: at least one full trading session.
+        #[arg(long, default_value = "4h", value_name = "DURATION")]
+        step_after: String,
+        /// The least candidate trades in a step before it may advance.
+        #[arg(long, default_value_t = 200, value_name = "N")]
+        min_trades: u64,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The canary under way: releases, fractions, the comparison per metric, the next decision.
+    Status,
+    /// Judge the candidate now: abort on harm, step up when non-inferior after the step's time and
+    /// trades, else hold.
+    Evaluate {
+        /// Judge as of this time (RFC 3339; default now).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// Step up now whatever the evidence says (recorded with who and why).
+    Promote {
+        /// Why (recorded).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Give all capital back to the stable release and end the canary (the stable is untouched).
+    Abort {
+        /// Why (recorded).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Every start, step, decision and end, with its statistics.
+    Log,
 }
 
 /// `operator`.

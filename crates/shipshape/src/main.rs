@@ -128,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Promote(args) => commands::fleet::promote(&context, &args),
         Command::Agent(args) => commands::fleet::agent(&context, &args),
         Command::Operator(args) => commands::operator::run(&context, &args),
+        Command::Canary(args) => commands::canary::run(&context, &args),
         Command::Fetch(args) => commands::fleet::fetch(&context, &args),
         Command::Status(args) if args.env.is_some() => commands::fleet::status(&context, &args),
         Command::Status(args) => commands::status::status(&context, &args),

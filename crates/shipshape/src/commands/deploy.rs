@@ -8,7 +8,7 @@ use shipshape_core::deploy::{self, DeployOutcome, Target};
 use shipshape_core::model::ids::ReleaseId;
 use shipshape_core::model::journal::Plan;
 use shipshape_core::pipeline::manifest::{self};
-use shipshape_core::{Error, registry};
+use shipshape_core::{Error, canary, registry};
 
 use crate::cli::{DeployArgs, RollbackArgs};
 use crate::context::Context;
@@ -94,6 +94,15 @@ pub fn deploy(context: &Context, args: &DeployArgs) -> anyhow::Result<ExitCode> 
             path
         }
     };
+    if !args.dry_run
+        && let Some(state) = canary::read_state(&canary::Paths::of(&workspace)?)?
+    {
+        return Err(Error::Usage(format!(
+            "a canary of {} is under way beside {}: let it finish, or `shipshape canary promote` / `shipshape canary abort` first",
+            state.candidate, state.stable
+        ))
+        .into());
+    }
     let progress = context.progress();
     let request = deploy::DeployRequest { manifest, by: deployer(), dry_run: args.dry_run };
     let outcome = deploy::deploy(
@@ -118,6 +127,7 @@ pub fn deploy(context: &Context, args: &DeployArgs) -> anyhow::Result<ExitCode> 
         }
         DeployOutcome::NotConfirmed(_) => bail!("not confirmed: nothing was deployed"),
         DeployOutcome::Done(plan) => {
+            canary::follow_target(&workspace, now, &plan.to.release_id, "deployed")?;
             let info = registry::get_active_release(&workspace, now)?;
             println!("deployed {} to {}", plan.to.release_id, plan.target.display());
             close_superseded_alerts(context, &workspace);
@@ -159,8 +169,19 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> anyhow::Result<ExitCo
         &mut |r| report_recovery(context, r),
         &mut |plan| {
             print_plan(plan);
-            confirm(&format!("Roll {} back to {}?", plan.target.display(), plan.to.release_id), args.yes)
-                .map_err(|e| Error::Usage(e.to_string()))
+            let yes = confirm(&format!("Roll {} back to {}?", plan.target.display(), plan.to.release_id), args.yes)
+                .map_err(|e| Error::Usage(e.to_string()))?;
+            // A rollback during a canary aborts the canary first (its capital back to the stable tree).
+            if yes
+                && let Some(aborted) =
+                    canary::abort(&workspace, context.now(), &deployer(), "the target is being rolled back")?
+            {
+                context.note(format!(
+                    "canary of {} aborted first: all capital back to {}",
+                    aborted.candidate, aborted.stable
+                ));
+            }
+            Ok(yes)
         },
     )?;
     match outcome {
@@ -171,6 +192,7 @@ pub fn rollback(context: &Context, args: &RollbackArgs) -> anyhow::Result<ExitCo
         }
         deploy::RollbackOutcome::NotConfirmed(_) => bail!("not confirmed: nothing was rolled back"),
         deploy::RollbackOutcome::Done(plan) => {
+            canary::follow_target(&workspace, context.now(), &plan.to.release_id, "rolled back")?;
             println!("rolled back to {} in {}", plan.to.release_id, plan.target.display());
             close_superseded_alerts(context, &workspace);
         }

@@ -3,6 +3,7 @@
 pub mod approve;
 pub mod audit;
 pub mod calibrate;
+pub mod canary;
 pub mod demo;
 pub mod deploy;
 pub mod fleet;

@@ -15,7 +15,7 @@ use shipshape_monitor::monitor::{IngestOptions, IngestReport, Monitor, Pass, Tim
 use crate::cli::{AlertStateArg, AlertsArgs, BaselineArg, EvaluateArgs, EventFormat, IngestArgs, ReplayArgs};
 use crate::context::Context;
 
-fn parse_time(flag: &str, text: &str) -> anyhow::Result<Time> {
+pub(crate) fn parse_time(flag: &str, text: &str) -> anyhow::Result<Time> {
     text.parse::<Time>().map_err(|e| Error::Usage(format!("{flag} `{text}`: {e}")).into())
 }
 

@@ -8,6 +8,7 @@ mod util;
 
 mod approvals;
 mod bad_input;
+mod canary;
 mod cli;
 mod dashboard;
 mod deploy;

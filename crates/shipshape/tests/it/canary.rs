@@ -1,0 +1,318 @@
+//! Canary releases: a simulated engine reads the allocation file and trades both releases at their
+//! fractions, an hour at a time; `shipshape canary evaluate` judges after each hour.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::util::{Setup, files_of, sha256sum, stderr_of, yaml_value};
+
+const DEPLOY: &str = "2025-10-13T08:00:00Z";
+
+/// `hours` after 09:00 on the day of the deploy.
+fn at(hours: f64) -> String {
+    let seconds = (hours * 3600.0).round() as i64;
+    let t = jiff::Timestamp::from_second(1_760_346_000 + seconds).unwrap(); // 2025-10-13T09:00:00Z
+    t.to_string()
+}
+
+struct Canary {
+    s: Setup,
+    a: String,
+    b: String,
+    b_manifest: PathBuf,
+}
+
+fn release_id(manifest: &Path) -> String {
+    yaml_value(manifest)["release_id"].as_str().unwrap().to_string()
+}
+
+/// A deployed (stable) and B approved beside it.
+fn setup() -> Canary {
+    setup_after(false)
+}
+
+/// The same, with an earlier release Z deployed before A when `earlier` (so A can be rolled back).
+fn setup_after(earlier: bool) -> Canary {
+    let s = Setup::new("copy");
+    if earlier {
+        let z = s.release("2025-10-13T07:00:00Z");
+        assert!(s.deploy("2025-10-13T07:00:00Z", &z).status.success());
+        let space = std::fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+        s.ws.write("search_space.yaml", format!("{space}# earlier\n").as_bytes());
+    }
+    let a_manifest = s.release(DEPLOY);
+    let output = s.deploy(DEPLOY, &a_manifest);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let space = std::fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    let b_manifest = s.release("2025-10-13T08:30:00Z");
+    Canary { a: release_id(&a_manifest), b: release_id(&b_manifest), b_manifest, s }
+}
+
+impl Canary {
+    fn allocation_path(&self) -> PathBuf {
+        self.s.target.with_file_name("prod.allocation.yaml")
+    }
+
+    fn allocation(&self) -> Value {
+        yaml_value(&self.allocation_path())
+    }
+
+    fn run(&self, now: &str, args: &[&str]) -> (i32, Value) {
+        let mut full = vec!["canary"];
+        full.extend_from_slice(args);
+        full.push("--json");
+        let output = self.s.shipshape(now, &full);
+        let code = output.status.code().unwrap_or(-1);
+        let value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        assert!(code == 0 || code == 4, "canary {args:?}: {}", stderr_of(&output));
+        (code, value)
+    }
+
+    /// The simulated engine: reads the allocation, trades `rate` trades an hour split by its
+    /// fractions, each release right with its own probability in `quality` (release id → hit
+    /// share), during `[from, from + 1h)`; ingests them.
+    fn trade_hour(&self, hour: f64, rate: usize, quality: &BTreeMap<String, f64>, seed: u64) {
+        let allocation = self.allocation();
+        let mut lines = String::new();
+        let mut i = 0u64;
+        for share in allocation["releases"].as_array().unwrap() {
+            let release = share["release_id"].as_str().unwrap();
+            let trades = (rate as f64 * share["fraction"].as_f64().unwrap()).round() as usize;
+            let Some(&right) = quality.get(release) else { continue };
+            // A seeded generator (xorshift64*): outcomes as random as a market's, and repeatable.
+            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (release.len() as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
+                ^ 0x2545_F491_4F6C_DD1D;
+            for c in release.bytes() {
+                state = (state ^ u64::from(c)).wrapping_mul(0x100_0000_01B3);
+            }
+            for k in 0..trades {
+                i += 1;
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                let u = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+                let hit = u < right;
+                let strategy = if k % 4 == 3 { "swing" } else { "intraday" };
+                let (outcome, ret) =
+                    if hit { (1, 0.004 + 0.001 * ((k % 5) as f64)) } else { (-1, -0.004 - 0.001 * ((k % 3) as f64)) };
+                let second = (k * 3599 / trades.max(1)) as f64;
+                let ts = at(hour + second / 3600.0);
+                lines.push_str(&format!(
+                    "{{\"id\":\"h{seed}-{release}-{k}\",\"ts\":\"{ts}\",\"strategy\":\"{strategy}\",\"symbol\":\"S{}\",\"signal\":1,\"outcome\":{outcome},\"return\":{ret},\"release_id\":\"{release}\"}}\n",
+                    k % 7
+                ));
+            }
+        }
+        let _ = i;
+        if lines.is_empty() {
+            return;
+        }
+        let file = self.s.ws.temp.path().join(format!("hour-{seed}.jsonl"));
+        std::fs::write(&file, lines).unwrap();
+        let output = self.s.shipshape(&at(hour + 1.0), &["ingest", file.to_str().unwrap()]);
+        assert!(output.status.success(), "{}", stderr_of(&output));
+    }
+
+    fn tree_of(&self, release: &str) -> PathBuf {
+        self.s.target.with_file_name("prod.canary").join(release)
+    }
+}
+
+fn quality(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+#[test]
+fn a_better_candidate_is_promoted_through_every_step_and_becomes_stable() {
+    let c = setup();
+    let (_, started) =
+        c.run(&at(0.0), &["start", &c.b, "--steps", "10,50,100", "--step-after", "3h", "--min-trades", "100", "--yes"]);
+    assert_eq!(started["outcome"], "started");
+    // The candidate's tree, complete and verified, beside the untouched stable target.
+    for (path, hash) in files_of(&c.b_manifest) {
+        assert_eq!(sha256sum(&c.tree_of(&c.b).join(&path)), hash, "{path}");
+    }
+    let allocation = c.allocation();
+    assert_eq!(allocation["generation"], 1);
+    let shares: Vec<(String, f64)> = allocation["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["release_id"].as_str().unwrap().to_string(), s["fraction"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(shares, vec![(c.a.clone(), 0.9), (c.b.clone(), 0.1)]);
+    let mut steps = Vec::new();
+    let mut promoted_at = None;
+    for hour in 0..80 {
+        c.trade_hour(f64::from(hour), 3000, &quality(&[(&c.a, 0.55), (&c.b, 0.64)]), hour as u64);
+        let (code, result) = c.run(&at(f64::from(hour) + 1.0), &["evaluate"]);
+        assert_eq!(code, 0, "{result}");
+        match result["outcome"].as_str().unwrap() {
+            "stepped" => steps.push((hour, result["to"].as_u64().unwrap())),
+            "promoted" => {
+                promoted_at = Some(hour);
+                break;
+            }
+            "hold" => {}
+            other => panic!("hour {hour}: {other}: {result}"),
+        }
+    }
+    eprintln!("steps {steps:?} promoted at {promoted_at:?}");
+    let promoted_at = promoted_at.unwrap_or_else(|| panic!("never promoted; steps {steps:?}"));
+    assert_eq!(steps.iter().map(|s| s.1).collect::<Vec<_>>(), vec![50], "{steps:?}");
+    assert!(steps[0].0 >= 2, "a step lasts at least --step-after: {steps:?}");
+    assert!(promoted_at >= steps[0].0 + 3);
+    // B is the stable release now: deployed to the target, the allocation names it alone.
+    let status: Value = serde_json::from_slice(&c.s.shipshape(&at(90.0), &["status", "--json"]).stdout).unwrap();
+    assert_eq!(status["active_release"]["release_id"], c.b.as_str());
+    let allocation = c.allocation();
+    assert_eq!(allocation["releases"].as_array().unwrap().len(), 1);
+    assert_eq!(allocation["releases"][0]["release_id"], c.b.as_str());
+    assert_eq!(allocation["releases"][0]["tree"], c.s.target.canonicalize().unwrap().to_str().unwrap());
+    assert!(!c.tree_of(&c.b).exists(), "the candidate's tree is removed once promoted");
+    let (_, log) = c.run(&at(90.0), &["log"]);
+    let actions: Vec<&str> = log.as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, vec!["start", "step", "promote"]);
+    let history = String::from_utf8(c.s.shipshape(&at(90.0), &["history"]).stdout).unwrap();
+    assert!(history.contains("shipshape-canary (canary)"), "{history}");
+}
+
+#[test]
+fn a_worse_candidate_is_aborted_and_the_stable_release_is_untouched() {
+    let c = setup();
+    let before = crate::util::snapshot(&c.s.target);
+    c.run(&at(0.0), &["start", &c.b, "--steps", "10,50,100", "--step-after", "3h", "--yes"]);
+    let mut aborted = None;
+    for hour in 0..24 {
+        c.trade_hour(f64::from(hour), 3000, &quality(&[(&c.a, 0.56), (&c.b, 0.44)]), hour as u64);
+        let (code, result) = c.run(&at(f64::from(hour) + 1.0), &["evaluate"]);
+        if result["outcome"] == "aborted" {
+            assert_eq!(code, 4);
+            assert!(result["reason"].as_str().unwrap().contains("candidate − stable"), "{result}");
+            aborted = Some(hour);
+            break;
+        }
+        assert_eq!(result["outcome"], "hold", "{result}");
+    }
+    let hour = aborted.expect("a candidate 12 points worse is aborted within a day");
+    assert!(hour <= 6, "aborted only after {hour} h");
+    let allocation = c.allocation();
+    assert_eq!(allocation["releases"].as_array().unwrap().len(), 1);
+    assert_eq!(allocation["releases"][0]["release_id"], c.a.as_str());
+    assert_eq!(allocation["releases"][0]["fraction"], 1.0);
+    assert!(!c.tree_of(&c.b).exists());
+    crate::util::assert_same_tree(&before, &crate::util::snapshot(&c.s.target), "the stable target");
+    let (_, status) = c.run(&at(30.0), &["status"]);
+    assert!(status["canary"].is_null());
+}
+
+#[test]
+fn no_candidate_events_never_promote_and_a_regime_change_moving_both_does_not_abort() {
+    let c = setup();
+    c.run(&at(0.0), &["start", &c.b, "--steps", "10,50,100", "--step-after", "1h", "--min-trades", "10", "--yes"]);
+    // The engine trades only the stable release (it never loaded the candidate): silence is no pass.
+    for hour in 0..6 {
+        c.trade_hour(f64::from(hour), 2000, &quality(&[(&c.a, 0.56)]), hour as u64);
+        let (_, result) = c.run(&at(f64::from(hour) + 1.0), &["evaluate"]);
+        assert_eq!(result["outcome"], "hold", "hour {hour}: {result}");
+        assert!(result["reason"].as_str().unwrap().contains("0 of 10 candidate trades"), "{result}");
+    }
+    // Now both trade; halfway, the market turns and both lose 10 % of their hit ratio.
+    for hour in 6..30 {
+        let level = if hour < 18 { 0.56 } else { 0.56 * 0.9 };
+        c.trade_hour(f64::from(hour), 3000, &quality(&[(&c.a, level), (&c.b, level)]), hour as u64);
+        let (code, result) = c.run(&at(f64::from(hour) + 1.0), &["evaluate"]);
+        assert_eq!(code, 0, "hour {hour}: a regime change is not the candidate's fault: {result}");
+        assert_ne!(result["outcome"], "aborted");
+    }
+    let (_, status) = c.run(&at(30.0), &["status"]);
+    assert!(!status["canary"].is_null(), "still under way: {status}");
+}
+
+#[test]
+fn a_rollback_during_a_canary_aborts_it_first_and_manual_overrides_are_recorded() {
+    let c = setup_after(true);
+    c.run(&at(0.0), &["start", &c.b, "--yes"]);
+    // A manual step up, with who and why.
+    let (_, stepped) = c.run(&at(0.5), &["promote", "--note", "desk lead's call"]);
+    assert_eq!((stepped["outcome"].as_str(), stepped["to"].as_u64()), (Some("stepped"), Some(25)));
+    assert_eq!(c.allocation()["generation"], 2);
+    // Bad input and a deploy during the canary change nothing.
+    let output = c.s.shipshape(&at(0.6), &["canary", "start", &c.b, "--yes"]);
+    assert_eq!(output.status.code(), Some(2));
+    crate::util::assert_one_line_error(&output, "under way");
+    let output = c.s.shipshape(&at(0.6), &["canary", "start", &c.b, "--steps", "10,5,100", "--yes"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = c.s.deploy(&at(0.6), &c.b_manifest);
+    assert_eq!(output.status.code(), Some(2));
+    crate::util::assert_one_line_error(&output, "canary");
+    assert_eq!(c.allocation()["generation"], 2);
+    // The rollback of the target: the canary is aborted first, then the allocation names the
+    // release the target holds after the rollback.
+    let output = c.s.shipshape(&at(1.0), &["rollback", "--yes"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains(&format!("canary of {} aborted first", c.b)), "{}", stderr_of(&output));
+    let status: Value = serde_json::from_slice(&c.s.shipshape(&at(1.0), &["status", "--json"]).stdout).unwrap();
+    let now_active = status["active_release"]["release_id"].as_str().unwrap().to_string();
+    assert_ne!(now_active, c.a);
+    let allocation = c.allocation();
+    assert_eq!(allocation["generation"], 4, "abort (3), then the rollback's release (4)");
+    assert_eq!(allocation["releases"].as_array().unwrap().len(), 1);
+    assert_eq!(allocation["releases"][0]["release_id"], now_active.as_str());
+    assert!(!c.tree_of(&c.b).exists());
+    let (_, log) = c.run(&at(2.0), &["log"]);
+    let records = log.as_array().unwrap();
+    let actions: Vec<&str> = records.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, vec!["start", "step", "abort"]);
+    assert_eq!(records[1]["reason"], "desk lead's call");
+    assert_eq!(records[2]["reason"], "the target is being rolled back");
+    let output = c.s.shipshape(&at(2.0), &["canary", "abort"]);
+    assert_eq!(output.status.code(), Some(2), "nothing to abort");
+}
+
+/// A crash at every point of an allocation change (building the tree, before and after the
+/// allocation is replaced) leaves an allocation the engine can read: the old generation or the new
+/// one, whose trees are complete.
+#[test]
+fn a_crash_at_every_step_of_an_allocation_change_leaves_a_consistent_allocation() {
+    for point in ["canary-materialise-file", "canary-before-allocation", "canary-after-allocation"] {
+        let c = setup();
+        let output =
+            c.s.ws
+                .cmd_at(&at(0.0))
+                .args(["canary", "start", &c.b, "--yes"])
+                .env("SHIPSHAPE_FAILPOINT", point)
+                .output()
+                .unwrap();
+        assert!(!output.status.success(), "{point}: the failpoint must abort");
+        let path = c.allocation_path();
+        if path.exists() {
+            let allocation = c.allocation();
+            let mut sum = 0.0;
+            for share in allocation["releases"].as_array().unwrap() {
+                sum += share["fraction"].as_f64().unwrap();
+                let tree = PathBuf::from(share["tree"].as_str().unwrap());
+                let release = share["release_id"].as_str().unwrap();
+                if release == c.b {
+                    for (file, hash) in files_of(&c.b_manifest) {
+                        assert_eq!(sha256sum(&tree.join(&file)), hash, "{point}: {file}");
+                    }
+                }
+            }
+            assert!((sum - 1.0).abs() < 1e-9, "{point}: {allocation}");
+        }
+        // Whatever the crash left, abort (or a new start after it) finishes in a consistent state.
+        let output = c.s.shipshape(&at(0.1), &["canary", "abort", "--json"]);
+        let code = output.status.code();
+        assert!(code == Some(0) || code == Some(2), "{point}: {}", stderr_of(&output));
+        let (_, started) = c.run(&at(0.2), &["start", &c.b, "--yes"]);
+        assert_eq!(started["outcome"], "started", "{point}");
+        for (file, hash) in files_of(&c.b_manifest) {
+            assert_eq!(sha256sum(&c.tree_of(&c.b).join(&file)), hash, "{point}: rebuilt {file}");
+        }
+    }
+}
