@@ -34,6 +34,7 @@ pub mod judge;
 pub mod monitor;
 pub mod policy;
 pub mod replay;
+pub mod rollout;
 pub mod silence;
 pub mod sinks;
 pub mod time_json;

@@ -112,6 +112,23 @@ pub async fn serve(
                         if let Ok(Err(e)) = result {
                             tracing::error!(target: "shipshape::monitor", error = %e, "evaluation failed");
                         }
+                        // A canary under way is judged on the same timer: abort, step up, or hold.
+                        let worker = Arc::clone(&state);
+                        let canary = tokio::task::spawn_blocking(move || {
+                            let workspace = shipshape_core::layout::Workspace::open(&worker.root)?;
+                            shipshape_monitor::rollout::evaluate(&workspace, worker.clock.now(), &shipshape_core::infra::hash::NoProgress)
+                        })
+                        .await;
+                        match canary {
+                            Ok(Ok(Some(outcome))) if outcome["outcome"] != "hold" => tracing::info!(
+                                target: "shipshape::canary",
+                                outcome = %outcome["outcome"].as_str().unwrap_or_default(),
+                                reason = %outcome["reason"].as_str().unwrap_or_default(),
+                                "canary decision"
+                            ),
+                            Ok(Err(e)) => tracing::error!(target: "shipshape::canary", error = %e, "canary evaluation failed"),
+                            _ => {}
+                        }
                     }
                     _ = stop.changed() => break,
                 }

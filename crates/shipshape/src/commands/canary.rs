@@ -5,13 +5,12 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 use shipshape_core::canary::{self, CanaryState, Paths};
-use shipshape_core::deploy::{self, DeployOutcome};
-use shipshape_core::infra::clock::{Duration as ConfigDuration, Time};
+use shipshape_core::deploy;
+use shipshape_core::infra::clock::Duration as ConfigDuration;
 use shipshape_core::layout::Workspace;
 use shipshape_core::pipeline::manifest;
 use shipshape_core::{Error, registry};
-use shipshape_monitor::canary::{CompareSettings, Comparison, Verdict};
-use shipshape_monitor::monitor::Monitor;
+use shipshape_monitor::rollout::{self, Decision};
 
 use crate::cli::{CanaryAction, CanaryArgs};
 use crate::commands::deploy::{confirm, deployer};
@@ -30,13 +29,24 @@ pub fn run(context: &Context, args: &CanaryArgs) -> anyhow::Result<ExitCode> {
                 Some(text) => super::monitor::parse_time("--at", text)?,
                 None => context.now(),
             };
-            evaluate(context, &workspace, now, args.json)
+            let progress = context.progress();
+            match rollout::evaluate(&workspace, now, progress.as_ref())? {
+                None => {
+                    Err(Error::Usage("no canary is under way: start one with `shipshape canary start RELEASE`".into())
+                        .into())
+                }
+                Some(outcome) => {
+                    report(args.json, &outcome)?;
+                    Ok(if outcome["outcome"] == "aborted" { ExitCode::from(4) } else { ExitCode::SUCCESS })
+                }
+            }
         }
         CanaryAction::Promote { note } => {
             let now = context.now();
             let (state, paths) = under_way(&workspace)?;
             let note = note.clone().unwrap_or_else(|| "promoted by hand".into());
-            let outcome = step_up(context, &workspace, &paths, state, now, &deployer(), &note, &[])?;
+            let progress = context.progress();
+            let outcome = rollout::step_up(&workspace, &paths, state, now, &deployer(), &note, &[], progress.as_ref())?;
             report(args.json, &outcome)
         }
         CanaryAction::Abort { note } => {
@@ -168,76 +178,6 @@ fn start(
     )
 }
 
-/// The comparison of the current step: `[step start, now)`.
-fn compare(workspace: &Workspace, state: &CanaryState, now: Time) -> anyhow::Result<(Vec<Comparison>, u64)> {
-    let monitor = Monitor::open(workspace.clone())?;
-    let from = state.step_started_at.unix_seconds();
-    let to = now.unix_seconds();
-    let settings = CompareSettings::default();
-    let comparisons = shipshape_monitor::canary::compare(
-        &monitor.db,
-        &monitor.policies,
-        state.stable.as_str(),
-        state.candidate.as_str(),
-        (from, to),
-        &settings,
-        monitor.unit(),
-    )?;
-    let patterns: Vec<String> = monitor.policies.iter().flat_map(|p| p.strategies.clone()).collect();
-    let trades = monitor.db.window_of(Some(state.candidate.as_str()), &patterns, from, to)?;
-    Ok((comparisons, trades.trades))
-}
-
-/// What the evidence says now.
-enum Decision {
-    Harm(String),
-    StepUp(String),
-    Hold(String),
-}
-
-fn decide(state: &CanaryState, comparisons: &[Comparison], trades: u64, now: Time) -> Decision {
-    if let Some(harm) = comparisons.iter().find(|c| c.verdict == Verdict::Harm) {
-        return Decision::Harm(format!(
-            "{}: candidate − stable = {:+.4} (confidence sequence {:+.4} … {:+.4}) is below −{} over {} blocks",
-            harm.metric,
-            harm.difference.unwrap_or_default(),
-            harm.low.unwrap_or_default(),
-            harm.high.unwrap_or_default(),
-            harm.harm_margin,
-            harm.blocks
-        ));
-    }
-    let elapsed = now.unix_seconds() - state.step_started_at.unix_seconds();
-    let mut waiting = Vec::new();
-    if elapsed < state.step_after_seconds {
-        waiting.push(format!("the step has run {} of {} s", elapsed.max(0), state.step_after_seconds));
-    }
-    if trades < state.min_trades {
-        waiting.push(format!("{trades} of {} candidate trades", state.min_trades));
-    }
-    if comparisons.is_empty() {
-        waiting.push("no metric to compare".into());
-    }
-    for c in comparisons.iter().filter(|c| c.verdict != Verdict::NonInferior) {
-        waiting.push(match c.low {
-            Some(low) => {
-                format!("{}: not yet non-inferior (lower bound {low:+.4} vs −{})", c.metric, c.noninferiority_margin)
-            }
-            None => format!("{}: inconclusive ({} blocks with both releases)", c.metric, c.blocks),
-        });
-    }
-    if waiting.is_empty() {
-        Decision::StepUp(format!(
-            "non-inferior on {} after {} candidate trades and {} s",
-            comparisons.iter().map(|c| c.metric.as_str()).collect::<Vec<_>>().join(", "),
-            trades,
-            elapsed
-        ))
-    } else {
-        Decision::Hold(waiting.join("; "))
-    }
-}
-
 fn status(context: &Context, workspace: &Workspace, json_out: bool) -> anyhow::Result<ExitCode> {
     let paths = Paths::of(workspace)?;
     let allocation = canary::read_allocation(&paths.allocation)?;
@@ -250,8 +190,8 @@ fn status(context: &Context, workspace: &Workspace, json_out: bool) -> anyhow::R
         return super::ok();
     };
     let now = context.now();
-    let (comparisons, trades) = compare(workspace, &state, now)?;
-    let decision = match decide(&state, &comparisons, trades, now) {
+    let (comparisons, trades) = rollout::compare(workspace, &state, now)?;
+    let decision = match rollout::decide(&state, &comparisons, trades, now) {
         Decision::Harm(why) => json!({ "next": "abort", "why": why }),
         Decision::StepUp(why) => json!({ "next": "step_up", "why": why }),
         Decision::Hold(why) => json!({ "next": "hold", "why": why }),
@@ -302,103 +242,6 @@ fn status(context: &Context, workspace: &Workspace, json_out: bool) -> anyhow::R
 
 fn fmt(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".into(), |v| format!("{v:+.4}"))
-}
-
-fn evaluate(context: &Context, workspace: &Workspace, now: Time, json_out: bool) -> anyhow::Result<ExitCode> {
-    let (state, paths) = under_way(workspace)?;
-    let (comparisons, trades) = compare(workspace, &state, now)?;
-    let stats = serde_json::to_value(&comparisons).unwrap_or(Value::Null);
-    match decide(&state, &comparisons, trades, now) {
-        Decision::Harm(why) => {
-            canary::abort(workspace, now, "shipshape-canary", &format!("harm: {why}"))?;
-            report(json_out, &json!({ "outcome": "aborted", "reason": why, "comparisons": stats }))?;
-            Ok(ExitCode::from(4))
-        }
-        Decision::StepUp(why) => {
-            let outcome = step_up(context, workspace, &paths, state, now, "shipshape-canary", &why, &comparisons)?;
-            report(json_out, &outcome)
-        }
-        Decision::Hold(why) => report(json_out, &json!({ "outcome": "hold", "reason": why, "comparisons": stats })),
-    }
-}
-
-/// One step up; from the last step below 100, the candidate becomes the stable release: the
-/// allocation gives it all the capital from its tree, then it is deployed to the target (journaled,
-/// checked, heightened monitoring), then the allocation names the target, then the tree goes.
-#[allow(clippy::too_many_arguments)]
-fn step_up(
-    context: &Context,
-    workspace: &Workspace,
-    paths: &Paths,
-    mut state: CanaryState,
-    now: Time,
-    by: &str,
-    why: &str,
-    comparisons: &[Comparison],
-) -> anyhow::Result<Value> {
-    let from = state.steps[state.step];
-    state.step += 1;
-    state.step_started_at = now;
-    let to = state.steps[state.step];
-    let generation = canary::next_generation(paths)?;
-    let stats = serde_json::to_value(comparisons).unwrap_or(Value::Null);
-    if to < 100 {
-        canary::write_state(paths, &state)?;
-        canary::write_allocation(
-            &paths.allocation,
-            &state.allocation(paths, generation, now, &format!("step {from} % -> {to} %")),
-        )?;
-        canary::log(
-            paths,
-            &json!({
-                "at": now.to_string(), "action": "step", "by": by, "reason": why, "stable": state.stable,
-                "candidate": state.candidate, "fraction": state.fraction(), "generation": generation, "comparisons": stats,
-            }),
-        )?;
-        return Ok(json!({ "outcome": "stepped", "from": from, "to": to, "generation": generation, "reason": why }));
-    }
-    // 100 %: the candidate's tree alone, then the deploy, then the target alone.
-    canary::write_state(paths, &state)?;
-    canary::write_allocation(
-        &paths.allocation,
-        &state.allocation(paths, generation, now, "promoting: the candidate trades all capital"),
-    )?;
-    let manifest = workspace.manifests_dir().join(format!("{}.yaml", state.candidate));
-    let request = deploy::DeployRequest { manifest, by: format!("{by} (canary)"), dry_run: false };
-    let progress = context.progress();
-    let outcome = deploy::deploy(workspace, &request, now, progress.as_ref(), &mut |_| {}, &mut |_| Ok(true))?;
-    match outcome {
-        DeployOutcome::Done(_) => {}
-        other => {
-            // The deploy failed its checks (and rolled back): abort, capital back to the stable.
-            let reason =
-                format!("the promoting deploy did not complete: {other:?}").chars().take(300).collect::<String>();
-            canary::abort(workspace, now, by, &reason)?;
-            return Ok(json!({ "outcome": "aborted", "reason": reason }));
-        }
-    }
-    let final_generation = generation + 1;
-    canary::write_allocation(
-        &paths.allocation,
-        &canary::Allocation::stable_only(
-            final_generation,
-            &state.candidate,
-            &paths.stable_tree,
-            now,
-            "canary promoted: the candidate is the stable release",
-        ),
-    )?;
-    canary::clear_state(paths)?;
-    canary::remove_tree(paths, &state.candidate)?;
-    canary::log(
-        paths,
-        &json!({
-            "at": now.to_string(), "action": "promote", "by": by, "reason": why, "stable": state.candidate,
-            "candidate": state.candidate, "previous_stable": state.stable, "fraction": 1.0,
-            "generation": final_generation, "comparisons": stats,
-        }),
-    )?;
-    Ok(json!({ "outcome": "promoted", "release": state.candidate, "generation": final_generation, "reason": why }))
 }
 
 fn report(json_out: bool, value: &Value) -> anyhow::Result<ExitCode> {

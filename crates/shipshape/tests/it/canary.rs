@@ -316,3 +316,34 @@ fn a_crash_at_every_step_of_an_allocation_change_leaves_a_consistent_allocation(
         }
     }
 }
+
+/// `serve` judges a canary on its evaluation timer: a harmful candidate is aborted with nobody
+/// running a command.
+#[test]
+fn serve_aborts_a_harmful_canary_by_itself() {
+    let c = setup();
+    c.run(&at(0.0), &["start", &c.b, "--steps", "10,50,100", "--step-after", "3h", "--yes"]);
+    for hour in 0..6 {
+        c.trade_hour(f64::from(hour), 3000, &quality(&[(&c.a, 0.56), (&c.b, 0.40)]), hour as u64);
+    }
+    let mut server =
+        c.s.ws
+            .std_cmd(&at(6.0))
+            .args(["serve", "--bind", "127.0.0.1:0", "--eval-interval", "1s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while c.allocation()["releases"].as_array().unwrap().len() != 1 {
+        assert!(std::time::Instant::now() < deadline, "serve did not abort the canary");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let output = server.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("canary decision") && log.contains("aborted"), "{log}");
+    assert_eq!(c.allocation()["releases"][0]["release_id"], c.a.as_str());
+    let (_, log) = c.run(&at(7.0), &["log"]);
+    assert_eq!(log.as_array().unwrap().last().unwrap()["by"], "shipshape-canary");
+}
