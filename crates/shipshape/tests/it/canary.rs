@@ -326,7 +326,7 @@ fn serve_aborts_a_harmful_canary_by_itself() {
     for hour in 0..6 {
         c.trade_hour(f64::from(hour), 3000, &quality(&[(&c.a, 0.56), (&c.b, 0.40)]), hour as u64);
     }
-    let mut server =
+    let server =
         c.s.ws
             .std_cmd(&at(6.0))
             .args(["serve", "--bind", "127.0.0.1:0", "--eval-interval", "1s"])
