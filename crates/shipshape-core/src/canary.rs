@@ -208,18 +208,7 @@ pub fn parse_steps(text: &str) -> std::result::Result<Vec<u32>, String> {
         .split(',')
         .map(|s| s.trim().parse::<u32>().map_err(|_| format!("`{}` is not a whole percentage", s.trim())))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    if steps.is_empty() || steps.iter().any(|s| *s == 0 || *s > 100) {
-        return Err("each step is a percentage from 1 to 100".into());
-    }
-    if steps.windows(2).any(|w| w[0] >= w[1]) {
-        return Err("steps must increase".into());
-    }
-    if steps.last() != Some(&100) {
-        return Err("the last step must be 100 (the candidate becomes the stable release)".into());
-    }
-    if steps.len() < 2 {
-        return Err("give at least one step below 100".into());
-    }
+    crate::config::check_steps(&steps)?;
     Ok(steps)
 }
 

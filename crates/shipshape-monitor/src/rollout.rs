@@ -17,7 +17,7 @@ pub fn compare(workspace: &Workspace, state: &CanaryState, now: Time) -> Result<
     let monitor = Monitor::open(workspace.clone())?;
     let from = state.step_started_at.unix_seconds();
     let to = now.unix_seconds();
-    let settings = CompareSettings::default();
+    let settings = settings_of(&workspace.config.canary);
     let comparisons = crate::canary::compare(
         &monitor.db,
         &monitor.policies,
@@ -30,6 +30,19 @@ pub fn compare(workspace: &Workspace, state: &CanaryState, now: Time) -> Result<
     let patterns: Vec<String> = monitor.policies.iter().flat_map(|p| p.strategies.clone()).collect();
     let trades = monitor.db.window_of(Some(state.candidate.as_str()), &patterns, from, to)?;
     Ok((comparisons, trades.trades))
+}
+
+/// The comparison's settings from `[canary]`.
+pub fn settings_of(config: &shipshape_core::config::CanaryConfig) -> CompareSettings {
+    CompareSettings {
+        block: config.block.0.seconds(),
+        confidence: config.confidence.0,
+        tightest_at: config.tightest_at.0,
+        harm_margin_ratio: config.harm_margin_ratio.0,
+        harm_margin_return: config.harm_margin_return.0,
+        noninferiority_margin_ratio: config.noninferiority_margin_ratio.0,
+        noninferiority_margin_return: config.noninferiority_margin_return.0,
+    }
 }
 
 /// What the evidence says now.

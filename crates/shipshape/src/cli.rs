@@ -473,15 +473,18 @@ pub enum CanaryAction {
     Start {
         /// The candidate: a release id or a manifest path.
         release: PathBuf,
-        /// The candidate's capital shares in percent, step by step, ending at 100.
-        #[arg(long, default_value = "10,25,50,100", value_name = "PERCENTS")]
-        steps: String,
-        /// The least time a step lasts before it may advance: at least one full trading session.
-        #[arg(long, default_value = "4h", value_name = "DURATION")]
-        step_after: String,
-        /// The least candidate trades in a step before it may advance.
-        #[arg(long, default_value_t = 200, value_name = "N")]
-        min_trades: u64,
+        /// The candidate's capital shares in percent, step by step, ending at 100 (default:
+        /// `[canary] steps`, 10,25,50,100).
+        #[arg(long, value_name = "PERCENTS")]
+        steps: Option<String>,
+        /// The least time a step lasts before it may advance: at least one full trading session
+        /// (default: `[canary] step_after`, 4h).
+        #[arg(long, value_name = "DURATION")]
+        step_after: Option<String>,
+        /// The least candidate trades in a step before it may advance (default: `[canary]
+        /// min_trades`, 200).
+        #[arg(long, value_name = "N")]
+        min_trades: Option<u64>,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,

@@ -17,6 +17,7 @@ use crate::error::{Error, Result, line_column};
 use crate::infra::clock::Duration;
 use crate::infra::paths::check_relative;
 
+mod canary;
 mod checklist;
 mod deploy;
 mod fleet;
@@ -24,6 +25,7 @@ mod monitoring;
 mod retention;
 mod values;
 
+pub use canary::{CanaryConfig, check_steps};
 pub use checklist::{BacktestConfig, ChecklistItem, ValidateConfig, check_checklist, load_checklist};
 pub use deploy::{ApprovalsConfig, DeployConfig, DeployMode, PostDeployCheck};
 pub use fleet::{EnvironmentConfig, FleetConfig, S3Config};
@@ -70,6 +72,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[fleet]`: several hosts, a remote store and a registry (absent: one machine).
     pub fleet: Option<FleetConfig>,
+    /// `[canary]`: how canaries are judged and stepped.
+    pub canary: CanaryConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,6 +98,8 @@ struct RawConfig {
     retention: RetentionConfig,
     #[serde(default)]
     fleet: Option<FleetConfig>,
+    #[serde(default)]
+    canary: CanaryConfig,
 }
 
 /// `[release]`: how manifests are made.
@@ -180,6 +186,7 @@ impl Config {
     /// Check config `text` that was read from `path`.
     pub fn parse(path: &Path, text: String) -> Result<Config> {
         let raw: RawConfig = parse_toml(path, &text)?;
+        check_steps(&raw.canary.steps).map_err(|e| Error::invalid(path, format!("canary.steps: {e}")))?;
         let mut artifacts = Vec::with_capacity(raw.artifacts.0.len());
         for (name, kind) in raw.artifacts.0 {
             let key = |field: &str| format!("artifacts.{name}.{field}");
@@ -389,6 +396,7 @@ impl Config {
             deploy: raw.deploy,
             retention: raw.retention,
             fleet: raw.fleet,
+            canary: raw.canary,
         })
     }
 

@@ -21,7 +21,12 @@ pub fn run(context: &Context, args: &CanaryArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
     match &args.action {
         CanaryAction::Start { release, steps, step_after, min_trades, yes } => {
-            start(context, &workspace, release, steps, step_after, *min_trades, *yes, args.json)
+            let config = &workspace.config.canary;
+            let steps =
+                steps.clone().unwrap_or_else(|| config.steps.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+            let step_after = step_after.clone().unwrap_or_else(|| config.step_after.0.to_string());
+            let min_trades = min_trades.unwrap_or(config.min_trades);
+            start(context, &workspace, release, &steps, &step_after, min_trades, *yes, args.json)
         }
         CanaryAction::Status => status(context, &workspace, args.json),
         CanaryAction::Evaluate { at } => {

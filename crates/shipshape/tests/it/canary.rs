@@ -347,3 +347,31 @@ fn serve_aborts_a_harmful_canary_by_itself() {
     let (_, log) = c.run(&at(7.0), &["log"]);
     assert_eq!(log.as_array().unwrap().last().unwrap()["by"], "shipshape-canary");
 }
+
+#[test]
+fn canary_settings_come_from_the_config_and_bad_ones_are_refused_naming_the_file() {
+    let c = setup();
+    let config = std::fs::read_to_string(c.s.ws.path("shipshape.toml")).unwrap();
+    std::fs::write(
+        c.s.ws.path("shipshape.toml"),
+        format!(
+            "{config}\n[canary]\nsteps = [5, 100]\nstep_after = \"90m\"\nmin_trades = 7\nharm_margin_ratio = 0.05\n"
+        ),
+    )
+    .unwrap();
+    let (_, started) = c.run(&at(0.0), &["start", &c.b, "--yes"]);
+    assert_eq!(started["fraction"], 0.05);
+    let (_, status) = c.run(&at(0.5), &["status"]);
+    assert_eq!(status["canary"]["step_after_seconds"], 5400);
+    assert_eq!(status["canary"]["min_trades"], 7);
+    c.run(&at(0.6), &["abort"]);
+    for (bad, says) in [("steps = [10, 5, 100]", "canary.steps: steps must increase"), ("margin = 0.1", "margin")] {
+        std::fs::write(c.s.ws.path("shipshape.toml"), format!("{config}\n[canary]\n{bad}\n")).unwrap();
+        let before = crate::util::snapshot(&c.s.ws.root);
+        let output = c.s.shipshape(&at(1.0), &["canary", "start", &c.b, "--yes"]);
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        crate::util::assert_one_line_error(&output, "shipshape.toml");
+        assert!(stderr_of(&output).contains(says), "{bad}: {}", stderr_of(&output));
+        crate::util::assert_same_tree(&before, &crate::util::snapshot(&c.s.ws.root), "the workspace");
+    }
+}
