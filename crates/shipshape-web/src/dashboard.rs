@@ -255,12 +255,14 @@ pub(crate) async fn alerts_stream(
         _ => 0,
     };
     let release = active_now(Arc::clone(&state)).await.and_then(|(tag, _)| tag);
+    let root = state.root.clone();
+    let canary_seen = blocking(move || crate::canary::log_length(&root)).await.ok().flatten().unwrap_or(0);
     let stop = state.stop.subscribe();
     let hello = Event::default().event("hello").retry(Duration::from_secs(2)).data(last.to_string());
     let first = futures_util::stream::once(async move { Ok::<_, Infallible>(hello) });
     let updates = futures_util::stream::unfold(
-        (state, last, release, stop),
-        |(state, mut last, mut release, mut stop)| async move {
+        (state, last, release, canary_seen, stop),
+        |(state, mut last, mut release, mut canary_seen, mut stop)| async move {
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -275,7 +277,17 @@ pub(crate) async fn alerts_stream(
                 {
                     release = tag;
                     let event = Event::default().event("release").data(body.to_string());
-                    return Some((Ok(event), (state, last, release, stop)));
+                    return Some((Ok(event), (state, last, release, canary_seen, stop)));
+                }
+                // Canary decisions (starts, steps, aborts, promotions), as they are logged.
+                let root = state.root.clone();
+                let seen = canary_seen;
+                if let Ok(records) = blocking(move || crate::canary::log_since(&root, seen)).await
+                    && !records.is_empty()
+                {
+                    canary_seen += records.len();
+                    let event = Event::default().event("canary").data(Value::Array(records).to_string());
+                    return Some((Ok(event), (state, last, release, canary_seen, stop)));
                 }
                 let worker = Arc::clone(&state);
                 let since = last;
@@ -286,7 +298,7 @@ pub(crate) async fn alerts_stream(
                     if !alerts.is_empty() {
                         let data = serde_json::to_string(&alerts).unwrap_or_else(|_| "[]".into());
                         let event = Event::default().event("alerts").id(newest.to_string()).data(data);
-                        return Some((Ok(event), (state, last, release, stop)));
+                        return Some((Ok(event), (state, last, release, canary_seen, stop)));
                     }
                 }
             }

@@ -18,6 +18,7 @@
 //! - `ingest`: `POST /api/v1/events`, queued to the writer.
 //! - `api`: the read endpoints, `POST /api/v1/evaluate`, the 404 fallback.
 //! - `releases`: what a trading engine reads — the active release (ETag-cached), one release by id.
+//! - `canary`: `GET /api/v1/canary`, the canary under way.
 //! - `metrics`: `/metrics`.
 //! - `dashboard`: the page, its read-only views, the live alert stream, the guarded rollback.
 //! - `conn`: the accept loop and its [`Limits`] (header, idle and body timeouts, a connection limit
@@ -27,6 +28,7 @@
 mod access;
 mod api;
 mod auth;
+mod canary;
 mod conn;
 mod dashboard;
 mod error;

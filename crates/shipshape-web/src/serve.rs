@@ -37,6 +37,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .route("/api/v1/active", get(crate::releases::get_active))
         .route("/api/v1/alerts", get(get_alerts))
         .route("/api/v1/fleet", get(get_fleet))
+        .route("/api/v1/canary", get(crate::canary::get_canary))
         .route("/api/v1/whoami", get(crate::auth::whoami))
         .route("/api/v1/metrics/{name}", get(dashboard::get_metric))
         .route("/api/v1/alerts/stream", get(dashboard::alerts_stream))

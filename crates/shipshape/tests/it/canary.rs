@@ -375,3 +375,56 @@ fn canary_settings_come_from_the_config_and_bad_ones_are_refused_naming_the_file
         crate::util::assert_same_tree(&before, &crate::util::snapshot(&c.s.ws.root), "the workspace");
     }
 }
+
+/// The dashboard's canary panel (both releases, fractions, each metric's comparison and the next
+/// decision) and the feed's live canary decisions, in a real browser.
+#[test]
+fn the_dashboard_shows_the_canary_and_its_decisions_live() {
+    use crate::dashboard::Driver;
+    use std::io::BufRead as _;
+    use std::time::Duration;
+    let c = setup();
+    c.run(&at(0.0), &["start", &c.b, "--steps", "10,50,100", "--step-after", "3h", "--yes"]);
+    for hour in 0..2 {
+        c.trade_hour(f64::from(hour), 3000, &quality(&[(&c.a, 0.56), (&c.b, 0.55)]), hour as u64);
+    }
+    let mut child =
+        c.s.ws
+            .std_cmd(&at(2.0))
+            .args(["serve", "--bind", "127.0.0.1:0", "--eval-interval", "1h"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+    let driver = Driver::start();
+    driver.go(&format!("http://{address}/"));
+    driver.wait("return !document.getElementById('canary-section').hidden", Duration::from_secs(10));
+    let head = driver.text("#canary-head");
+    assert!(head.contains(&c.b) && head.contains(&c.a) && head.contains("10 → 50 → 100"), "{head}");
+    assert!(
+        driver.text("#canary-fractions").contains("trades 10 % of capital"),
+        "{}",
+        driver.text("#canary-fractions")
+    );
+    driver.wait(
+        "return document.querySelectorAll('#canary-metrics tr[data-metric]').length === 3",
+        Duration::from_secs(10),
+    );
+    let row = driver.text("#canary-metrics tr[data-metric=intraday_hit_ratio]");
+    assert!(row.contains('[') && row.contains("2"), "the difference with its interval and the blocks: {row}");
+    assert!(driver.text("#canary-next").starts_with("next: hold"), "{}", driver.text("#canary-next"));
+    // An abort by hand appears in the feed at once, its note as text, and the panel goes.
+    let output = c.s.shipshape(&at(2.0), &["canary", "abort", "--note", "drill <b>now</b>"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    driver.wait(
+        "return [...document.querySelectorAll('#alerts li[data-canary=abort]')].some(li => li.textContent.includes('drill <b>now</b>'))",
+        Duration::from_secs(10),
+    );
+    assert_eq!(driver.script("return document.querySelectorAll('#alerts b').length"), serde_json::json!(0));
+    driver.wait("return document.getElementById('canary-section').hidden", Duration::from_secs(15));
+    let _ = child.kill();
+    let _ = child.wait();
+}

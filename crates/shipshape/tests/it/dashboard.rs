@@ -19,14 +19,14 @@ const B: &str = "2025-10-13T09:00:00Z";
 const NOW: &str = "2025-10-13T10:00:00Z";
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-browser-test";
 
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     address: String,
     session: String,
 }
 
 impl Driver {
-    fn start() -> Driver {
+    pub(crate) fn start() -> Driver {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -64,11 +64,11 @@ impl Driver {
         serde_json::from_str::<Value>(&text).unwrap()["value"].clone()
     }
 
-    fn go(&self, url: &str) {
+    pub(crate) fn go(&self, url: &str) {
         self.call("POST", "/url", json!({ "url": url }));
     }
 
-    fn script(&self, script: &str) -> Value {
+    pub(crate) fn script(&self, script: &str) -> Value {
         self.call("POST", "/execute/sync", json!({ "script": script, "args": [] }))
     }
 
@@ -88,7 +88,7 @@ impl Driver {
         self.call("POST", &format!("/element/{id}/value"), json!({ "text": text }));
     }
 
-    fn text(&self, css: &str) -> String {
+    pub(crate) fn text(&self, css: &str) -> String {
         self.script(&format!("const e = document.querySelector({css:?}); return e ? e.textContent : null;"))
             .as_str()
             .unwrap_or_default()
@@ -96,7 +96,7 @@ impl Driver {
     }
 
     /// Wait until `script` returns true; how long it took.
-    fn wait(&self, script: &str, limit: Duration) -> Duration {
+    pub(crate) fn wait(&self, script: &str, limit: Duration) -> Duration {
         let start = Instant::now();
         loop {
             if self.script(script) == Value::Bool(true) {

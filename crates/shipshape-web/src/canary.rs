@@ -1,0 +1,72 @@
+//! `GET /api/v1/canary`: the canary under way — both releases and their fractions, the comparison
+//! per metric with its confidence sequence, the next decision and when it may come — the
+//! allocation file, and the canary's latest log records.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use serde_json::{Value, json};
+use shipshape_core::canary::{self, Paths};
+use shipshape_core::layout::Workspace;
+use shipshape_monitor::rollout::{self, Decision};
+
+use crate::error::ApiError;
+use crate::state::{AppState, blocking};
+
+/// The canary's reading as JSON (`canary: null` when none is under way).
+pub(crate) fn canary_json(
+    workspace: &Workspace,
+    now: shipshape_core::infra::clock::Time,
+) -> shipshape_monitor::error::Result<Value> {
+    let paths = Paths::of(workspace)?;
+    let allocation = canary::read_allocation(&paths.allocation)?;
+    let log = canary::read_log(&paths)?;
+    let recent: Vec<Value> = log.iter().rev().take(20).cloned().collect();
+    let Some(state) = canary::read_state(&paths)? else {
+        return Ok(json!({ "canary": null, "allocation": allocation, "log": recent, "log_length": log.len() }));
+    };
+    let (comparisons, trades) = rollout::compare(workspace, &state, now)?;
+    let step_ends = state.step_started_at.unix_seconds() + state.step_after_seconds;
+    let decision = match rollout::decide(&state, &comparisons, trades, now) {
+        Decision::Harm(why) => json!({ "next": "abort", "why": why }),
+        Decision::StepUp(why) => json!({ "next": "step_up", "why": why }),
+        Decision::Hold(why) => json!({ "next": "hold", "why": why }),
+    };
+    Ok(json!({
+        "canary": state,
+        "fraction": state.fraction(),
+        "candidate_trades": trades,
+        "earliest_step_at": jiff::Timestamp::from_second(step_ends).ok().map(|t| t.to_string()),
+        "comparisons": comparisons,
+        "decision": decision,
+        "allocation": allocation,
+        "log": recent,
+        "log_length": log.len(),
+    }))
+}
+
+/// `GET /api/v1/canary`.
+pub(crate) async fn get_canary(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
+    let root = state.root.clone();
+    let clock = Arc::clone(&state.clock);
+    let value = blocking(move || -> shipshape_monitor::error::Result<Value> {
+        let workspace = Workspace::open(&root)?;
+        canary_json(&workspace, clock.now())
+    })
+    .await??;
+    Ok(axum::Json(value))
+}
+
+/// How many records the canary's log holds (the event stream announces new ones).
+pub(crate) fn log_length(root: &std::path::Path) -> Option<usize> {
+    let workspace = Workspace::open(root).ok()?;
+    let paths = Paths::of(&workspace).ok()?;
+    canary::read_log(&paths).ok().map(|l| l.len())
+}
+
+/// The log records after the first `from`.
+pub(crate) fn log_since(root: &std::path::Path, from: usize) -> Vec<Value> {
+    let Ok(workspace) = Workspace::open(root) else { return Vec::new() };
+    let Ok(paths) = Paths::of(&workspace) else { return Vec::new() };
+    canary::read_log(&paths).map(|l| l.into_iter().skip(from).collect()).unwrap_or_default()
+}
