@@ -293,3 +293,56 @@ def test_a_burst_from_four_threads_is_delivered_once_each(server: Server) -> Non
     sender.close()
     stored = server.events_in_order()[before:]
     assert len(stored) == 100_000 and len(set(stored)) == 100_000
+
+
+def test_the_canary_allocation_is_read_watched_and_streamed(server: Server) -> None:
+    from shipshape_client import read_allocation, watch_allocation
+
+    client = Client(server.url, server.engine_token)
+    start = client.active_release()
+    assert start is not None
+    candidate = other_release(server.workspace, start.release_id)
+    path = server.workspace / "production.allocation.yaml"
+    assert read_allocation(path) is None
+    assert client.canary()["canary"] is None
+    stream: "queue.Queue[StreamEvent]" = queue.Queue()
+
+    def follow() -> None:
+        for event in client.events(timeout=30):
+            if event.kind == "canary":
+                stream.put(event)
+                if any(r["action"] == "abort" for r in event.canary):
+                    return
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    import time
+
+    time.sleep(1.0)
+    run(server.workspace, "canary", "start", candidate, "--steps", "10,50,100", "--yes")
+    allocation = read_allocation(path)
+    assert allocation is not None and allocation.generation == 1
+    assert (allocation.stable.release_id, allocation.stable.fraction) == (start.release_id, 0.9)
+    assert allocation.candidate is not None and allocation.candidate.fraction == 0.1
+    # The candidate's tree holds exactly its release's bytes.
+    release = client.release(candidate)
+    for artifact in release.artifacts:
+        data = (allocation.candidate.tree / artifact.path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == artifact.sha256
+    assert client.canary()["canary"]["candidate"] == candidate
+    watcher = watch_allocation(path, interval=0.1, timeout=20)
+    assert next(watcher).generation == 1
+    run(server.workspace, "canary", "promote", "--note", "by hand")
+    stepped = next(watcher)
+    assert stepped.generation == 2 and stepped.candidate is not None and stepped.candidate.fraction == 0.5
+    run(server.workspace, "canary", "abort", "--note", "drill")
+    ended = next(watcher)
+    assert ended.generation == 3 and ended.candidate is None and ended.stable.fraction == 1.0
+    actions: List[str] = []
+    while len(actions) < 3:
+        actions += [r["action"] for r in stream.get(timeout=20).canary]
+    assert actions == ["start", "step", "abort"]
+    # Nothing of the canary is audited as a source.
+    run(server.workspace, "audit")
+    bundles = sorted((server.workspace / "release").glob("audit_*/bundle.yaml"))
+    assert ".canary" not in bundles[-1].read_text() and "allocation.yaml" not in bundles[-1].read_text()

@@ -4,7 +4,7 @@
 //! The stable release stays where every deploy puts it (the `[deploy]` target); a canary never
 //! touches it. The candidate is materialised, verified, under `<target>.canary/<release_id>/` —
 //! built in a temporary directory, fsynced, then renamed into place, so a tree that exists is
-//! complete. `<target>.allocation.yaml` says which trees trade which fraction of capital, with a
+//! complete. `<target>.allocation.yaml` (JSON, which is YAML too) says which trees trade which fraction of capital, with a
 //! generation number; it is replaced atomically (temporary file, fsync, rename, fsync of the
 //! directory), and only after the trees it names are complete. So an engine reading it after any
 //! crash sees the old generation or the new one, never a mix and never a half-built tree.
@@ -131,10 +131,10 @@ pub fn read_allocation(path: &Path) -> Result<Option<Allocation>> {
 
 /// Replace the allocation file atomically (old or new after a crash, never a mix).
 pub fn write_allocation(path: &Path, allocation: &Allocation) -> Result<()> {
-    let text = format!(
-        "# The capital allocation between the stable release and a canary. Written by shipshape; the trading\n# engine reads it and reloads when `generation` changes. Do not edit: use `shipshape canary`.\n{}",
-        crate::infra::yaml::to_string(allocation)?
-    );
+    // JSON, which is YAML too: an engine reads it with its language's JSON parser (Python's
+    // standard library has no YAML), or with a YAML one.
+    let mut text = serde_json::to_string_pretty(allocation).map_err(|e| Error::invalid(path, e.to_string()))?;
+    text.push('\n');
     if let Some(parent) = path.parent() {
         crate::infra::atomic::create_dir_all_durable(parent)?;
     }

@@ -179,11 +179,13 @@ class Alert:
 @dataclass(frozen=True)
 class StreamEvent:
     """One event of the live stream: ``kind`` is ``"release"`` (``release`` is the new active
-    release, ``None`` when nothing is active) or ``"alerts"`` (``alerts`` changed)."""
+    release, ``None`` when nothing is active), ``"alerts"`` (``alerts`` changed) or ``"canary"``
+    (``canary``: the canary's new log records — a start, a step, an abort, a promotion)."""
 
     kind: str
     release: Optional[ActiveRelease] = None
     alerts: List[Alert] = field(default_factory=list)
+    canary: List[Dict[str, Any]] = field(default_factory=list)
 
 
 ALERT_STATES = ("pending", "firing", "resolved", "cleared", "superseded")
@@ -250,6 +252,12 @@ class Client:
         result: Dict[str, Any] = self._http.json("GET", "/api/v1/status")
         return result
 
+    def canary(self) -> Dict[str, Any]:
+        """``GET /api/v1/canary``: the canary under way (``canary`` is ``None`` without one), both
+        releases' fractions, each metric's comparison, the next decision, the allocation."""
+        result: Dict[str, Any] = self._http.json("GET", "/api/v1/canary")
+        return result
+
     def events(self, reconnect: bool = True, timeout: Optional[float] = None) -> Iterator[StreamEvent]:
         """The live stream: yields a :class:`StreamEvent` for each release change and each batch of
         changed alerts, as they happen. With ``reconnect`` (the default) a dropped connection or a
@@ -277,6 +285,8 @@ class Client:
                         yield StreamEvent("release", release=release)
                     elif kind == "alerts":
                         yield StreamEvent("alerts", alerts=[Alert.from_json(a) for a in json.loads(data)])
+                    elif kind == "canary":
+                        yield StreamEvent("canary", canary=list(json.loads(data)))
                     elif kind == "hello":
                         # (Re)connected: the server announces changes from now on; one made before
                         # (while disconnected, or since the caller's baseline) is announced here.

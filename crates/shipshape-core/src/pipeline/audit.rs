@@ -83,9 +83,16 @@ pub fn inventory(workspace: &Workspace) -> Result<Vec<Candidate>> {
     // A deploy target inside the workspace holds deployed copies, not sources: never audit it.
     let target =
         config.deploy.as_ref().map(|d| Path::new(&d.target)).filter(|t| t.is_relative()).map(|t| t.to_path_buf());
+    // Nor a canary's trees and allocation beside it (`<target>.canary/`, `<target>.allocation.yaml`).
+    let beside = |suffix: &str| target.as_ref().map(|t| PathBuf::from(format!("{}{suffix}", t.display())));
+    let (canary_dir, allocation) = (beside(".canary"), beside(".allocation.yaml"));
     let walker = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter().filter_entry(|e| {
         let relative = e.path().strip_prefix(root).unwrap_or(e.path());
-        !(relative == Path::new(".git") || relative == Path::new(RELEASE_DIR) || target.as_deref() == Some(relative))
+        !(relative == Path::new(".git")
+            || relative == Path::new(RELEASE_DIR)
+            || target.as_deref() == Some(relative)
+            || canary_dir.as_deref() == Some(relative)
+            || allocation.as_deref() == Some(relative))
     });
     for entry in walker {
         let entry = entry.map_err(|e| {
