@@ -18,8 +18,8 @@
 //!
 //! Two separate decisions per metric: **harm** when `m + half-width < −harm_margin` (the candidate
 //! is worse than the stable by more than the margin, with confidence 1 − α) and **non-inferior**
-//! when `m − half-width > −noninferiority_margin`. Fewer than two blocks, or no variation, is
-//! **inconclusive** — never a pass.
+//! when `m − half-width > −noninferiority_margin`. Fewer than [`MIN_BLOCKS`] blocks, or no
+//! variation, is **inconclusive** — never a pass.
 
 use serde::{Deserialize, Serialize};
 use shipshape_metrics::metric::{MetricKind, SharpeUnit};
@@ -29,6 +29,9 @@ use crate::alert::Seconds;
 use crate::db::Db;
 use crate::error::Result;
 use crate::evaluate::MetricPolicy;
+
+/// The fewest blocks a verdict rests on.
+pub const MIN_BLOCKS: usize = 4;
 
 /// How the comparison is made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,7 +171,10 @@ pub fn compare_blocks(
     }
     let mean = differences.iter().sum::<f64>() / n as f64;
     out.difference = Some(mean);
-    if n < 2 {
+    // The boundary is asymptotic: with two or three blocks the sample deviation itself is too
+    // uncertain to lean on (it can come out near zero by chance), so no verdict before
+    // `MIN_BLOCKS` blocks.
+    if n < MIN_BLOCKS {
         return out;
     }
     let variance = differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
@@ -217,6 +223,96 @@ pub fn compare(
         out.push(compare_blocks(&policy.name, policy.kind, &pairs, settings, unit));
     }
     Ok(out)
+}
+
+/// What [`simulate`] found for one gap between the candidate and the stable release.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// How much worse the candidate's true hit ratio is (0 for an equal candidate).
+    pub gap: f64,
+    /// Share of runs aborted within the horizon.
+    pub aborted: f64,
+    /// Median and 90th percentile hours to the abort, over the runs that aborted.
+    pub abort_hours_median: Option<f64>,
+    /// See `abort_hours_median`.
+    pub abort_hours_p90: Option<f64>,
+    /// Share of runs shown non-inferior within the horizon (before any abort).
+    pub noninferior: f64,
+    /// Median hours to non-inferiority, over the runs that got there.
+    pub noninferior_hours_median: Option<f64>,
+    /// Runs.
+    pub trials: usize,
+}
+
+/// Predict a canary's decisions on a ratio metric (hit ratio, precision) by simulation: trades
+/// arrive as a Poisson process at `trades_per_hour`, a share `fraction` traded by the candidate;
+/// each is right with the stable's probability `baseline`, or `baseline − gap` for the candidate.
+/// After every block the judgement above runs on the blocks so far. Seeded and pure.
+pub fn simulate(
+    settings: &CompareSettings,
+    trades_per_hour: f64,
+    fraction: f64,
+    baseline: f64,
+    gap: f64,
+    hours: f64,
+    trials: usize,
+    seed: u64,
+) -> Prediction {
+    let block_hours = settings.block.max(60) as f64 / 3600.0;
+    let blocks = (hours / block_hours).ceil().max(1.0) as usize;
+    let (mut abort_at, mut ni_at) = (Vec::new(), Vec::new());
+    let mut rng = crate::calibrate::Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5DEE_CE66);
+    let draw = |rng: &mut crate::calibrate::Rng, n: u64, p: f64| {
+        let mut stats = Stats::default();
+        for _ in 0..n {
+            let right = rng.uniform() < p;
+            let (outcome, ret) = if right {
+                (shipshape_metrics::Signal::Long, 0.004)
+            } else {
+                (shipshape_metrics::Signal::Short, -0.004)
+            };
+            stats.add(shipshape_metrics::Signal::Long, outcome, ret);
+        }
+        stats
+    };
+    for _ in 0..trials {
+        let mut pairs = Vec::with_capacity(blocks);
+        let mut noninferior = None;
+        for b in 0..blocks {
+            let n_candidate = rng.poisson(trades_per_hour * fraction * block_hours);
+            let n_stable = rng.poisson(trades_per_hour * (1.0 - fraction) * block_hours);
+            let candidate = draw(&mut rng, n_candidate, (baseline - gap).clamp(0.0, 1.0));
+            let stable = draw(&mut rng, n_stable, baseline);
+            pairs.push((candidate, stable));
+            let c = compare_blocks("simulated", MetricKind::HitRatio, &pairs, settings, SharpeUnit::PerTrade);
+            let elapsed = (b + 1) as f64 * block_hours;
+            if c.verdict == Verdict::Harm {
+                abort_at.push(elapsed);
+                break;
+            }
+            if c.verdict == Verdict::NonInferior && noninferior.is_none() {
+                noninferior = Some(elapsed);
+            }
+        }
+        ni_at.extend(noninferior);
+    }
+    let quantile = |values: &mut Vec<f64>, q: f64| -> Option<f64> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        Some(values[((values.len() - 1) as f64 * q).round() as usize])
+    };
+    let share = |n: usize| n as f64 / trials.max(1) as f64;
+    Prediction {
+        gap,
+        aborted: share(abort_at.len()),
+        abort_hours_median: quantile(&mut abort_at, 0.5),
+        abort_hours_p90: quantile(&mut abort_at, 0.9),
+        noninferior: share(ni_at.len()),
+        noninferior_hours_median: quantile(&mut ni_at, 0.5),
+        trials,
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +383,20 @@ mod tests {
             .collect();
         let c = compare_blocks("hit", MetricKind::HitRatio, &pairs, &CompareSettings::default(), SharpeUnit::PerTrade);
         assert_ne!(c.verdict, Verdict::Harm, "{c:?}");
+    }
+
+    #[test]
+    fn simulation_aborts_large_gaps_fast_and_rarely_aborts_an_equal_candidate() {
+        let settings = CompareSettings::default();
+        let bad = simulate(&settings, 2000.0, 0.1, 0.56, 0.12, 48.0, 20, 1);
+        assert_eq!(bad.aborted, 1.0, "{bad:?}");
+        assert!(bad.abort_hours_p90.unwrap() <= 12.0, "{bad:?}");
+        let small = simulate(&settings, 2000.0, 0.1, 0.56, 0.04, 48.0, 20, 1);
+        assert!(small.abort_hours_median.unwrap_or(f64::INFINITY) > bad.abort_hours_median.unwrap(), "{small:?}");
+        let equal = simulate(&settings, 2000.0, 0.1, 0.56, 0.0, 48.0, 40, 2);
+        assert!(equal.aborted <= 0.05, "false aborts: {equal:?}");
+        assert!(equal.noninferior > 0.5, "{equal:?}");
+        assert_eq!(simulate(&settings, 2000.0, 0.1, 0.56, 0.12, 48.0, 20, 1), bad, "seeded: the same figures");
     }
 
     #[test]

@@ -427,6 +427,19 @@ pub struct CalibrateArgs {
     /// The first run's seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Predict a canary instead: the candidate trading this fraction of capital (0.1 = 10 %),
+    /// judged as `[canary]` says on a ratio metric — hours to an abort for each gap in `--gaps`,
+    /// hours to non-inferiority for an equal candidate, and its false aborts. Needs --trade-rate
+    /// and --baseline (or stored events and an active release to measure them from).
+    #[arg(long, value_name = "FRACTION")]
+    pub canary: Option<f64>,
+    /// With --canary: how much worse the candidate's hit ratio is, comma-separated absolute
+    /// gaps (default 0.02,0.05,0.1).
+    #[arg(long, value_name = "LIST")]
+    pub gaps: Option<String>,
+    /// With --canary: hours simulated per run.
+    #[arg(long, default_value_t = 48.0)]
+    pub canary_hours: f64,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,

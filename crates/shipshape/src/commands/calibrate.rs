@@ -36,6 +36,9 @@ pub fn run(context: &Context, args: &CalibrateArgs) -> anyhow::Result<ExitCode> 
         })?],
         None => policies.iter().filter(|p| outcomes(p.kind).is_some()).collect(),
     };
+    if let Some(fraction) = args.canary {
+        return canary(context, &workspace, args, fraction, &chosen);
+    }
     let hours_ok = args.hours > 0.0 && args.hours <= 24.0 * 90.0;
     let days_ok = (0.0..=3650.0).contains(&args.quiet_days);
     if !hours_ok || !days_ok {
@@ -269,4 +272,96 @@ fn print_detector(f: &DetectorFigures, configured: Detector, drop: DropKind) {
         "  false alarms in quiet operation: {:.2} per 30 days ({:.0} days simulated)",
         f.false_alarms_per_30_days, f.quiet_days
     );
+}
+
+/// `calibrate --canary FRACTION`: the canary's decision times for a trade rate and fraction.
+fn canary(
+    context: &Context,
+    workspace: &shipshape_core::layout::Workspace,
+    args: &CalibrateArgs,
+    fraction: f64,
+    chosen: &[&MetricPolicy],
+) -> anyhow::Result<ExitCode> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        bail!("--canary {fraction}: give the candidate's fraction of capital, above 0 and below 1 (0.1 = 10 %)");
+    }
+    if !(args.canary_hours > 0.0 && args.canary_hours <= 24.0 * 90.0) {
+        bail!("--canary-hours must lie in (0, 2160]");
+    }
+    let gaps: Vec<f64> = match &args.gaps {
+        Some(text) => text
+            .split(',')
+            .map(|g| g.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0 && *v < 1.0))
+            .collect::<Option<Vec<_>>>()
+            .with_context(|| format!("--gaps `{text}`: give absolute gaps from 0 to below 1, comma-separated"))?,
+        None => vec![0.02, 0.05, 0.1],
+    };
+    let ratio = chosen
+        .iter()
+        .find(|p| matches!(p.kind, shipshape_metrics::MetricKind::HitRatio | shipshape_metrics::MetricKind::Precision))
+        .context("--canary: no hit ratio or precision metric is configured to predict with")?;
+    let now = context.now();
+    let mut monitor = shipshape_monitor::monitor::Monitor::open(workspace.clone())?;
+    let baseline = match args.baseline {
+        Some(b) => Some(b),
+        None => match shipshape_core::registry::get_active_release(workspace, now)? {
+            Some(info) => monitor.baselines(&info)?.get(&ratio.name).copied().flatten(),
+            None => None,
+        },
+    }
+    .filter(|b| *b > 0.0 && *b < 1.0)
+    .context("--canary: give --baseline (the stable release's hit ratio, e.g. 0.55)")?;
+    let rate = args
+        .trade_rate
+        .filter(|r| *r > 0.0 && r.is_finite())
+        .context("--canary: give --trade-rate (trades per hour)")?;
+    let settings = shipshape_monitor::rollout::settings_of(&workspace.config.canary);
+    let mut rows = Vec::new();
+    for gap in gaps.iter().copied().chain(std::iter::once(0.0).filter(|_| !gaps.contains(&0.0))) {
+        rows.push(shipshape_monitor::canary::simulate(
+            &settings,
+            rate,
+            fraction,
+            baseline,
+            gap,
+            args.canary_hours,
+            args.trials as usize,
+            args.seed,
+        ));
+    }
+    if args.json {
+        super::print_json(&json!({
+            "metric": ratio.name, "fraction": fraction, "trades_per_hour": rate, "baseline": baseline,
+            "hours": args.canary_hours, "trials": args.trials, "seed": args.seed, "predictions": rows,
+        }))?;
+        return super::ok();
+    }
+    println!(
+        "canary at {:.0} % of {rate} trades/h, {} baseline {baseline}, {} runs of {} h, blocks of {} s:",
+        fraction * 100.0,
+        ratio.name,
+        args.trials,
+        args.canary_hours,
+        settings.block
+    );
+    let hours = |h: Option<f64>| h.map_or_else(|| "–".to_string(), |h| format!("{h:.0} h"));
+    for row in &rows {
+        if row.gap == 0.0 {
+            println!(
+                "  equal candidate: false aborts {:.0} %; non-inferior in {:.0} % of runs, median {}",
+                row.aborted * 100.0,
+                row.noninferior * 100.0,
+                hours(row.noninferior_hours_median)
+            );
+        } else {
+            println!(
+                "  {:.3} worse: aborted in {:.0} % of runs, median {}, 90 % within {}",
+                row.gap,
+                row.aborted * 100.0,
+                hours(row.abort_hours_median),
+                hours(row.abort_hours_p90)
+            );
+        }
+    }
+    super::ok()
 }
