@@ -225,6 +225,23 @@ pub fn compare(
     Ok(out)
 }
 
+/// What [`simulate`] runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CanaryScenario {
+    /// Trades per hour of both releases together (Poisson arrivals).
+    pub trades_per_hour: f64,
+    /// The candidate's share of them.
+    pub fraction: f64,
+    /// The stable release's true hit ratio.
+    pub baseline: f64,
+    /// Hours simulated per run.
+    pub hours: f64,
+    /// Runs.
+    pub trials: usize,
+    /// The first run's seed.
+    pub seed: u64,
+}
+
 /// What [`simulate`] found for one gap between the candidate and the stable release.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {
@@ -248,16 +265,8 @@ pub struct Prediction {
 /// arrive as a Poisson process at `trades_per_hour`, a share `fraction` traded by the candidate;
 /// each is right with the stable's probability `baseline`, or `baseline − gap` for the candidate.
 /// After every block the judgement above runs on the blocks so far. Seeded and pure.
-pub fn simulate(
-    settings: &CompareSettings,
-    trades_per_hour: f64,
-    fraction: f64,
-    baseline: f64,
-    gap: f64,
-    hours: f64,
-    trials: usize,
-    seed: u64,
-) -> Prediction {
+pub fn simulate(settings: &CompareSettings, scenario: &CanaryScenario, gap: f64) -> Prediction {
+    let CanaryScenario { trades_per_hour, fraction, baseline, hours, trials, seed } = *scenario;
     let block_hours = settings.block.max(60) as f64 / 3600.0;
     let blocks = (hours / block_hours).ceil().max(1.0) as usize;
     let (mut abort_at, mut ni_at) = (Vec::new(), Vec::new());
@@ -388,15 +397,23 @@ mod tests {
     #[test]
     fn simulation_aborts_large_gaps_fast_and_rarely_aborts_an_equal_candidate() {
         let settings = CompareSettings::default();
-        let bad = simulate(&settings, 2000.0, 0.1, 0.56, 0.12, 48.0, 20, 1);
+        let scenario = |trials, seed| CanaryScenario {
+            trades_per_hour: 2000.0,
+            fraction: 0.1,
+            baseline: 0.56,
+            hours: 48.0,
+            trials,
+            seed,
+        };
+        let bad = simulate(&settings, &scenario(20, 1), 0.12);
         assert_eq!(bad.aborted, 1.0, "{bad:?}");
         assert!(bad.abort_hours_p90.unwrap() <= 12.0, "{bad:?}");
-        let small = simulate(&settings, 2000.0, 0.1, 0.56, 0.04, 48.0, 20, 1);
+        let small = simulate(&settings, &scenario(20, 1), 0.04);
         assert!(small.abort_hours_median.unwrap_or(f64::INFINITY) > bad.abort_hours_median.unwrap(), "{small:?}");
-        let equal = simulate(&settings, 2000.0, 0.1, 0.56, 0.0, 48.0, 40, 2);
+        let equal = simulate(&settings, &scenario(40, 2), 0.0);
         assert!(equal.aborted <= 0.05, "false aborts: {equal:?}");
         assert!(equal.noninferior > 0.5, "{equal:?}");
-        assert_eq!(simulate(&settings, 2000.0, 0.1, 0.56, 0.12, 48.0, 20, 1), bad, "seeded: the same figures");
+        assert_eq!(simulate(&settings, &scenario(20, 1), 0.12), bad, "seeded: the same figures");
     }
 
     #[test]

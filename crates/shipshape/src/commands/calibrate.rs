@@ -318,16 +318,15 @@ fn canary(
     let settings = shipshape_monitor::rollout::settings_of(&workspace.config.canary);
     let mut rows = Vec::new();
     for gap in gaps.iter().copied().chain(std::iter::once(0.0).filter(|_| !gaps.contains(&0.0))) {
-        rows.push(shipshape_monitor::canary::simulate(
-            &settings,
-            rate,
+        let scenario = shipshape_monitor::canary::CanaryScenario {
+            trades_per_hour: rate,
             fraction,
             baseline,
-            gap,
-            args.canary_hours,
-            args.trials as usize,
-            args.seed,
-        ));
+            hours: args.canary_hours,
+            trials: args.trials as usize,
+            seed: args.seed,
+        };
+        rows.push(shipshape_monitor::canary::simulate(&settings, &scenario, gap));
     }
     if args.json {
         super::print_json(&json!({
