@@ -452,3 +452,28 @@ fn the_dashboard_shows_the_canary_and_its_decisions_live() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// An equal candidate is promoted — but only once the step has lasted its session and the
+/// candidate has made its minimum trades, and the evidence shows it no worse.
+#[test]
+fn an_equal_candidate_is_promoted_only_after_the_minimum_trades_and_session() {
+    let c = setup();
+    c.run(&at(0.0), &["start", &c.b, "--steps", "50,100", "--step-after", "6h", "--min-trades", "20000", "--yes"]);
+    let mut promoted = None;
+    for hour in 0..40 {
+        c.trade_hour(f64::from(hour), 6000, &quality(&[(&c.a, 0.56), (&c.b, 0.56)]), 1000 + hour as u64);
+        let (code, result) = c.run(&at(f64::from(hour) + 1.0), &["evaluate"]);
+        assert_eq!(code, 0, "an equal candidate is never aborted: {result}");
+        if result["outcome"] == "promoted" {
+            promoted = Some(hour + 1);
+            break;
+        }
+        assert_eq!(result["outcome"], "hold", "{result}");
+        if hour + 1 < 7 {
+            // 3,000 candidate trades an hour: 20,000 take seven hours, longer than the session.
+            assert!(result["reason"].as_str().unwrap().contains("candidate trades"), "{result}");
+        }
+    }
+    let hours = promoted.expect("an equal candidate is promoted within 40 hours at this rate");
+    assert!(hours >= 7, "promoted after {hours} h, before its minimum trades");
+}
