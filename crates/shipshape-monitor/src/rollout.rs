@@ -99,11 +99,54 @@ pub fn decide(state: &CanaryState, comparisons: &[Comparison], trades: u64, now:
     }
 }
 
+/// Finish a change a crash interrupted: when the allocation does not give the candidate the
+/// state's fraction from its complete tree (shipshape stopped between writing the state and the
+/// allocation), rebuild the tree if it is missing and write the allocation the state says.
+fn repair(
+    workspace: &Workspace,
+    paths: &Paths,
+    state: &CanaryState,
+    now: Time,
+    progress: &dyn Progress,
+) -> Result<Option<Value>> {
+    let allocation = canary::read_allocation(&paths.allocation)?;
+    let candidate_share = allocation.as_ref().and_then(|a| a.releases.iter().find(|s| s.role == "candidate"));
+    let tree = paths.candidate_tree(&state.candidate);
+    let consistent = candidate_share.is_some_and(|share| {
+        share.release_id == state.candidate && (share.fraction - state.fraction()).abs() < 1e-9 && share.tree == tree
+    }) && tree.is_dir();
+    if consistent {
+        return Ok(None);
+    }
+    let manifest = workspace.manifests_dir().join(format!("{}.yaml", state.candidate));
+    let (loaded, _) = shipshape_core::pipeline::verify::trusted(workspace, &manifest, now, progress)?;
+    canary::materialise(workspace, paths, &loaded)?;
+    let generation = canary::next_generation(paths)?;
+    canary::write_allocation(
+        &paths.allocation,
+        &state.allocation(paths, generation, now, "repaired after an interruption"),
+    )?;
+    canary::log(
+        paths,
+        &json!({
+            "at": now.to_string(), "action": "repair", "by": "shipshape-canary",
+            "reason": "the allocation did not match the canary (an interrupted change): rewritten",
+            "stable": state.stable, "candidate": state.candidate, "fraction": state.fraction(), "generation": generation,
+        }),
+    )?;
+    Ok(Some(
+        json!({ "outcome": "repaired", "generation": generation, "reason": "the allocation was rewritten for the canary under way" }),
+    ))
+}
+
 /// Judge the canary under way (if any) at `now` and act: abort on harm, step up, or hold. Returns
 /// what happened as JSON (`outcome`: `aborted`, `stepped`, `promoted`, `hold`), or `None` without a canary.
 pub fn evaluate(workspace: &Workspace, now: Time, progress: &dyn Progress) -> Result<Option<Value>> {
     let paths = Paths::of(workspace)?;
     let Some(state) = canary::read_state(&paths)? else { return Ok(None) };
+    if let Some(repaired) = repair(workspace, &paths, &state, now, progress)? {
+        return Ok(Some(repaired));
+    }
     let (comparisons, trades) = compare(workspace, &state, now)?;
     let stats = serde_json::to_value(&comparisons).unwrap_or(Value::Null);
     match decide(&state, &comparisons, trades, now) {

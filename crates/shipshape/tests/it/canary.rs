@@ -329,6 +329,21 @@ fn a_crash_at_every_step_of_an_allocation_change_leaves_a_consistent_allocation(
             }
             assert!((sum - 1.0).abs() < 1e-9, "{point}: {allocation}");
         }
+        // A canary recorded but its allocation not written: the next evaluation repairs it.
+        if point != "canary-materialise-file" {
+            // (After the allocation was written there is nothing to repair: the state came first.)
+            let expected = if point == "canary-before-allocation" { "repaired" } else { "hold" };
+            let (_, repaired) = c.run(&at(0.05), &["evaluate"]);
+            assert_eq!(repaired["outcome"], expected, "{point}: {repaired}");
+            let allocation = c.allocation();
+            assert_eq!(allocation["releases"][1]["release_id"], c.b.as_str(), "{point}");
+            assert_eq!(allocation["releases"][1]["fraction"], 0.1, "{point}");
+            for (file, hash) in files_of(&c.b_manifest) {
+                assert_eq!(sha256sum(&c.tree_of(&c.b).join(&file)), hash, "{point}: {file}");
+            }
+            let (_, held) = c.run(&at(0.06), &["evaluate"]);
+            assert_eq!(held["outcome"], "hold", "{point}: repaired once: {held}");
+        }
         // Whatever the crash left, abort (or a new start after it) finishes in a consistent state.
         let output = c.s.shipshape(&at(0.1), &["canary", "abort", "--json"]);
         let code = output.status.code();
