@@ -64,6 +64,8 @@ pub struct Agent {
     /// When the host started running its current release (for soak times).
     running_since: Option<(String, i64)>,
     holder: String,
+    /// The environment canary generation this host applied (reported).
+    canary_generation: u64,
 }
 
 impl Agent {
@@ -94,7 +96,16 @@ impl Agent {
         // process until they expire; PostgreSQL's advisory locks end with the session).
         let machine = shipshape_core::infra::user::host_name().unwrap_or_default();
         let holder = format!("{}@{machine}:{}", options.host, workspace.root.display());
-        Ok(Agent { workspace, options, fleet, registry: None, clock, running_since: None, holder })
+        Ok(Agent {
+            workspace,
+            options,
+            fleet,
+            registry: None,
+            clock,
+            running_since: None,
+            holder,
+            canary_generation: 0,
+        })
     }
 
     /// The registry, connecting (and claiming this host's name) when not connected.
@@ -229,7 +240,9 @@ impl Agent {
                 let running = self.running()?;
                 self.running_since = running.as_ref().map(|r| (r.0.clone(), now.unix_seconds()));
                 let outcome = if below { "rolled_back_to" } else { "applied" };
-                let message = format!("{outcome} {} ({} by {})", pointer.release_id, pointer.action, pointer.moved_by);
+                let canary = self.canary_pass(&running);
+                let message =
+                    format!("{outcome} {} ({} by {}){canary}", pointer.release_id, pointer.action, pointer.moved_by);
                 self.send(&running, generation, "healthy", &message, false)?;
                 Ok(Pass {
                     outcome: outcome.into(),
@@ -280,10 +293,11 @@ impl Agent {
                 message,
             });
         }
+        let canary = self.canary_pass(running);
         let (outcome, message, drift) = if differing.is_empty() {
-            ("in_sync", format!("runs {}", pointer.release_id), false)
+            ("in_sync", format!("runs {}{canary}", pointer.release_id), false)
         } else {
-            ("drift", format!("drift in {} (not repaired: repair_drift is off)", differing.join(", ")), true)
+            ("drift", format!("drift in {} (not repaired: repair_drift is off){canary}", differing.join(", ")), true)
         };
         self.send(running, generation, "healthy", &message, drift)?;
         Ok(Pass {
@@ -293,6 +307,117 @@ impl Agent {
             generation,
             message,
         })
+    }
+
+    /// Apply the environment's canary on this host beside the stable release it runs: the
+    /// candidate fetched (every byte checked), verified against this host's trust root, its tree
+    /// built complete, then the allocation written; without a canary, an allocation that still
+    /// names a candidate gives all capital back to the stable tree. Never fails the pass: what
+    /// happened is returned for the report (`""` when nothing changed).
+    fn canary_pass(&mut self, running: &Option<(String, u64)>) -> String {
+        match self.canary_apply(running) {
+            Ok(message) => message,
+            Err(e) => format!("; canary refused: {e}"),
+        }
+    }
+
+    fn canary_apply(&mut self, running: &Option<(String, u64)>) -> Result<String> {
+        use shipshape_core::canary;
+        let environment = self.options.environment.clone();
+        let row = self.registry()?.canary_any(&environment)?;
+        let paths = canary::Paths::of(&self.workspace)?;
+        let local = canary::read_allocation(&paths.allocation)?;
+        let now = self.clock.now();
+        let Some((stable, _)) = running.clone() else { return Ok(String::new()) };
+        let stable = ReleaseId::new(&stable).map_err(|e| Error::Invalid(e.to_string()))?;
+        let local_candidate = local.as_ref().and_then(|a| a.releases.iter().find(|s| s.role == "candidate").cloned());
+        match row.filter(|c| c.percent > 0 && c.release_id != stable.as_str()) {
+            Some(c) => {
+                let fraction = f64::from(c.percent) / 100.0;
+                let candidate = ReleaseId::new(&c.release_id).map_err(|e| Error::Invalid(e.to_string()))?;
+                let tree = paths.candidate_tree(&candidate);
+                let stable_matches = local
+                    .as_ref()
+                    .is_some_and(|a| a.releases.iter().any(|s| s.role == "stable" && s.release_id == stable));
+                if stable_matches
+                    && local_candidate
+                        .as_ref()
+                        .is_some_and(|s| s.release_id == candidate && (s.fraction - fraction).abs() < 1e-9)
+                    && tree.is_dir()
+                {
+                    self.canary_generation = c.generation;
+                    return Ok(String::new());
+                }
+                let store = RemoteStore::open(
+                    self.fleet.store.as_deref().unwrap_or_default(),
+                    &self.workspace.root,
+                    &self.fleet.s3,
+                )?;
+                store.fetch(&self.workspace, &c.release_id, &NoProgress)?;
+                let manifest = self.workspace.manifests_dir().join(format!("{}.yaml", c.release_id));
+                let (loaded, _) =
+                    shipshape_core::pipeline::verify::trusted(&self.workspace, &manifest, now, &NoProgress)?;
+                if loaded.digest.to_string() != c.manifest_sha256 {
+                    return Err(Error::Invalid(format!(
+                        "the canary names manifest {} but the store's {} hashes to {}",
+                        c.manifest_sha256, c.release_id, loaded.digest
+                    )));
+                }
+                if let Some(old) = local_candidate.as_ref().filter(|s| s.release_id != candidate) {
+                    // Another candidate before: its capital goes back first.
+                    let generation = canary::next_generation(&paths)?;
+                    let back = canary::Allocation::stable_only(
+                        generation,
+                        &stable,
+                        &paths.stable_tree,
+                        now,
+                        "canary replaced",
+                    );
+                    canary::write_allocation(&paths.allocation, &back)?;
+                    canary::remove_tree(&paths, &old.release_id)?;
+                }
+                canary::materialise(&self.workspace, &paths, &loaded)?;
+                let generation = canary::next_generation(&paths)?;
+                let allocation = canary::Allocation {
+                    schema_version: canary::ALLOCATION_SCHEMA,
+                    generation,
+                    updated_at: now,
+                    reason: format!(
+                        "canary of {environment} at {} % (registry generation {})",
+                        c.percent, c.generation
+                    ),
+                    releases: vec![
+                        canary::Share {
+                            role: "stable".into(),
+                            release_id: stable.clone(),
+                            tree: paths.stable_tree.clone(),
+                            fraction: 1.0 - fraction,
+                        },
+                        canary::Share { role: "candidate".into(), release_id: candidate, tree, fraction },
+                    ],
+                };
+                canary::write_allocation(&paths.allocation, &allocation)?;
+                self.canary_generation = c.generation;
+                Ok(format!("; canary {} at {} % (allocation generation {generation})", c.release_id, c.percent))
+            }
+            None => {
+                let ended = self.registry()?.canary_any(&environment)?.map_or(0, |c| c.generation);
+                self.canary_generation = ended;
+                let Some(old) = local_candidate else {
+                    // The allocation (if any) names the release the target holds.
+                    if canary::follow_target(&self.workspace, now, &stable, "the host runs it")? {
+                        return Ok(format!("; allocation names {stable}"));
+                    }
+                    return Ok(String::new());
+                };
+                let generation = canary::next_generation(&paths)?;
+                let back =
+                    canary::Allocation::stable_only(generation, &stable, &paths.stable_tree, now, "canary ended");
+                canary::write_allocation(&paths.allocation, &back)?;
+                canary::remove_tree(&paths, &old.release_id)?;
+                Ok(format!("; canary ended: all capital on {stable} (allocation generation {generation})"))
+            }
+        }
     }
 
     fn refused(&mut self, running: &Option<(String, u64)>, pointer: &Pointer, why: String) -> Result<Pass> {
@@ -354,6 +479,7 @@ impl Agent {
             firing_alerts,
             running_since: since,
             heartbeat_at: now,
+            canary_generation: self.canary_generation,
         };
         let result = self.registry().and_then(|r| r.report(&report));
         if result.is_err() {

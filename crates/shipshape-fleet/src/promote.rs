@@ -73,6 +73,39 @@ fn published(store: &RemoteStore, release: &str) -> Result<ReleaseIndex> {
     })
 }
 
+/// The environment's promotion policy for `release`: it ran in the required environment for the
+/// soak time, on every host, healthy, without drift and with no alert firing.
+fn check_soak(
+    registry: &mut Registry,
+    fleet: &FleetConfig,
+    policy: &shipshape_core::config::EnvironmentConfig,
+    environment: &str,
+    release: &str,
+    now: i64,
+) -> Result<()> {
+    if let Some(required) = &policy.requires {
+        let soak_seconds = policy.soak.0.seconds();
+        let verdicts = soak(registry, fleet, &required.0, release, soak_seconds, now)?;
+        if verdicts.is_empty() {
+            return Err(Error::Refused(format!(
+                "{environment} requires {release} to run in {} first, and no host reports there",
+                required.0
+            )));
+        }
+        let problems: Vec<String> =
+            verdicts.iter().filter(|v| !v.problem.is_empty()).map(|v| format!("{} {}", v.host, v.problem)).collect();
+        if !problems.is_empty() {
+            return Err(Error::Refused(format!(
+                "{environment} requires {release} to run in {} for {} on every host, healthy, without drift and with no alert firing: {}",
+                required.0,
+                policy.soak.0,
+                problems.join("; ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Make `release` the desired release of `environment`, if its policy holds.
 pub fn promote(
     registry: &mut Registry,
@@ -102,26 +135,7 @@ pub fn promote(
             )));
         }
     }
-    if let Some(required) = &policy.requires {
-        let soak_seconds = policy.soak.0.seconds();
-        let verdicts = soak(registry, fleet, &required.0, release, soak_seconds, now)?;
-        if verdicts.is_empty() {
-            return Err(Error::Refused(format!(
-                "{environment} requires {release} to run in {} first, and no host reports there",
-                required.0
-            )));
-        }
-        let problems: Vec<String> =
-            verdicts.iter().filter(|v| !v.problem.is_empty()).map(|v| format!("{} {}", v.host, v.problem)).collect();
-        if !problems.is_empty() {
-            return Err(Error::Refused(format!(
-                "{environment} requires {release} to run in {} for {} on every host, healthy, without drift and with no alert firing: {}",
-                required.0,
-                policy.soak.0,
-                problems.join("; ")
-            )));
-        }
-    }
+    check_soak(registry, fleet, policy, environment, release, now)?;
     let expected = current.map_or(0, |c| c.generation);
     registry.move_pointer(environment, expected, &target(&index), "promote", who)
 }
@@ -178,5 +192,96 @@ pub fn rollback(
         })?,
     };
     let index = published(store, &target_id)?;
+    // A rollback during a canary ends the canary first: every host gives its capital back.
+    if let Some(canary) = registry.canary(environment)? {
+        let candidate = Target {
+            release_id: canary.release_id.clone(),
+            manifest_sha256: canary.manifest_sha256.clone(),
+            sequence: canary.sequence,
+            chain: canary.chain.clone(),
+        };
+        let aborting = Who { by: who.by, note: "the environment is being rolled back", at: who.at };
+        registry.set_canary(environment, &candidate, &canary.steps, 0, "canary_abort", &aborting)?;
+    }
     registry.move_pointer(environment, current.generation, &target(&index), "rollback", who)
+}
+
+/// Start a canary of `release` in `environment` at the first of `steps` (percent, ending at 100):
+/// published, newer than the desired release in its chain, and allowed by the environment's
+/// promotion policy (soak in the required environment) as a promotion would be.
+pub fn canary_start(
+    registry: &mut Registry,
+    store: &RemoteStore,
+    fleet: &FleetConfig,
+    release: &str,
+    environment: &str,
+    steps: &[u32],
+    who: &Who<'_>,
+) -> Result<u64> {
+    let policy = fleet.environment(environment).ok_or_else(|| {
+        Error::Invalid(format!(
+            "no environment `{environment}` in [[fleet.environments]] (configured: {})",
+            fleet.environments.iter().map(|e| e.name.0.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    if let Some(c) = registry.canary(environment)? {
+        return Err(Error::Invalid(format!(
+            "a canary of {} is under way in {environment} at {} %: step it up or abort it first",
+            c.release_id, c.percent
+        )));
+    }
+    let current = registry.desired(environment)?.ok_or_else(|| {
+        Error::Invalid(format!("{environment} has no desired release: a canary trades beside one; promote one first"))
+    })?;
+    let index = published(store, release)?;
+    if current.release_id == release {
+        return Err(Error::Invalid(format!("{release} is already the desired release of {environment}")));
+    }
+    if current.chain == index.environment && current.sequence > index.sequence {
+        return Err(Error::Refused(format!(
+            "{release} (sequence {}) is older than {environment}'s {} (sequence {}): a canary tries a newer release",
+            index.sequence, current.release_id, current.sequence
+        )));
+    }
+    check_soak(registry, fleet, policy, environment, release, who.at)?;
+    let text: Vec<String> = steps.iter().map(u32::to_string).collect();
+    registry.set_canary(environment, &target(&index), &text.join(","), steps[0], "canary_start", who)
+}
+
+/// Step the environment's canary up; from the last step below 100 the candidate becomes the
+/// desired release (a pointer move, action `canary`) and the canary ends. Returns the new percent.
+pub fn canary_step(registry: &mut Registry, environment: &str, who: &Who<'_>) -> Result<u32> {
+    let canary = registry
+        .canary(environment)?
+        .ok_or_else(|| Error::Invalid(format!("no canary is under way in {environment}")))?;
+    let steps: Vec<u32> = canary.steps.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let next = steps.iter().copied().find(|s| *s > canary.percent).unwrap_or(100);
+    let candidate = Target {
+        release_id: canary.release_id.clone(),
+        manifest_sha256: canary.manifest_sha256.clone(),
+        sequence: canary.sequence,
+        chain: canary.chain.clone(),
+    };
+    if next >= 100 {
+        let expected = registry.desired(environment)?.map_or(0, |p| p.generation);
+        registry.finish_canary(environment, expected, &candidate, &canary.steps, who)?;
+        return Ok(100);
+    }
+    registry.set_canary(environment, &candidate, &canary.steps, next, "canary_step", who)?;
+    Ok(next)
+}
+
+/// End the environment's canary: every host's capital back on the desired release.
+pub fn canary_abort(registry: &mut Registry, environment: &str, who: &Who<'_>) -> Result<String> {
+    let canary = registry
+        .canary(environment)?
+        .ok_or_else(|| Error::Invalid(format!("no canary is under way in {environment}: nothing to abort")))?;
+    let candidate = Target {
+        release_id: canary.release_id.clone(),
+        manifest_sha256: canary.manifest_sha256.clone(),
+        sequence: canary.sequence,
+        chain: canary.chain.clone(),
+    };
+    registry.set_canary(environment, &candidate, &canary.steps, 0, "canary_abort", who)?;
+    Ok(canary.release_id)
 }

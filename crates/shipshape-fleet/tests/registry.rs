@@ -50,6 +50,7 @@ fn report(env: &str, host: &str, release: &str, sequence: u64, health: &str, at:
         firing_alerts: 0,
         running_since: at,
         heartbeat_at: at,
+        canary_generation: 0,
     }
 }
 

@@ -474,6 +474,10 @@ pub struct CanaryArgs {
     /// What to do.
     #[command(subcommand)]
     pub action: CanaryAction,
+    /// With `[fleet]`: the environment whose canary this is (a property of the environment in the
+    /// registry, applied by every host's agent) instead of this workspace's target.
+    #[arg(long, global = true, value_name = "ENV")]
+    pub env: Option<String>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,

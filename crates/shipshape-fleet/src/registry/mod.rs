@@ -162,7 +162,70 @@ pub const MIGRATIONS: &[&str] = &[
         holder TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     );",
+    // 3: an environment's canary (kept when it ends, percent 0, so generations only grow), and the
+    // canary generation each host applied.
+    "CREATE TABLE canaries (
+        environment TEXT PRIMARY KEY,
+        release_id TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        chain TEXT NOT NULL,
+        steps TEXT NOT NULL,
+        percent BIGINT NOT NULL,
+        generation BIGINT NOT NULL,
+        moved_by TEXT NOT NULL,
+        moved_at BIGINT NOT NULL,
+        note TEXT NOT NULL
+    );
+    ALTER TABLE hosts ADD COLUMN canary_generation BIGINT NOT NULL DEFAULT 0;",
 ];
+
+/// An environment's canary: a candidate trading `percent` of capital on every host beside the
+/// desired (stable) release. `percent` 0: none under way (the row stays so generations only grow).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CanaryPointer {
+    /// The environment.
+    pub environment: String,
+    /// The candidate (empty when none).
+    pub release_id: String,
+    /// Its manifest's hash (what agents fetch and check).
+    pub manifest_sha256: String,
+    /// Its sequence.
+    pub sequence: u64,
+    /// Its chain.
+    pub chain: String,
+    /// The steps, in percent (`10,25,50,100`).
+    pub steps: String,
+    /// The candidate's share now (0: no canary).
+    pub percent: u32,
+    /// Changes so far.
+    pub generation: u64,
+    /// Who changed it last.
+    pub moved_by: String,
+    /// When (unix seconds).
+    pub moved_at: i64,
+    /// Why.
+    pub note: String,
+}
+
+const CANARY_COLUMNS: &str =
+    "environment, release_id, manifest_sha256, sequence, chain, steps, percent, generation, moved_by, moved_at, note";
+
+fn canary_row(row: &[Value]) -> CanaryPointer {
+    CanaryPointer {
+        environment: row[0].text(),
+        release_id: row[1].text(),
+        manifest_sha256: row[2].text(),
+        sequence: row[3].int() as u64,
+        chain: row[4].text(),
+        steps: row[5].text(),
+        percent: row[6].int() as u32,
+        generation: row[7].int() as u64,
+        moved_by: row[8].text(),
+        moved_at: row[9].int(),
+        note: row[10].text(),
+    }
+}
 
 /// An environment's desired release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -229,6 +292,8 @@ pub struct HostReport {
     pub running_since: i64,
     /// When it reported (unix seconds).
     pub heartbeat_at: i64,
+    /// The canary generation (of the environment's canary) it applied: 0 before any.
+    pub canary_generation: u64,
 }
 
 /// One line of the history.
@@ -290,7 +355,7 @@ fn pointer(row: &[Value]) -> Pointer {
 
 const POINTER_COLUMNS: &str =
     "name, generation, release_id, manifest_sha256, sequence, chain, action, moved_by, moved_at, note";
-const HOST_COLUMNS: &str = "environment, host, release_id, sequence, generation, health, message, drift, firing_alerts, running_since, heartbeat_at";
+const HOST_COLUMNS: &str = "environment, host, release_id, sequence, generation, health, message, drift, firing_alerts, running_since, heartbeat_at, canary_generation";
 
 fn host(row: &[Value]) -> HostReport {
     HostReport {
@@ -305,6 +370,7 @@ fn host(row: &[Value]) -> HostReport {
         firing_alerts: row[8].int() as u64,
         running_since: row[9].int(),
         heartbeat_at: row[10].int(),
+        canary_generation: row[11].int() as u64,
     }
 }
 
@@ -636,12 +702,14 @@ impl Registry {
             report.firing_alerts.into(),
             report.running_since.into(),
             report.heartbeat_at.into(),
+            report.canary_generation.into(),
         ];
         self.sql.execute(
                 &format!(
-                    "INSERT INTO hosts ({HOST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    "INSERT INTO hosts ({HOST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                      ON CONFLICT (environment, host) DO UPDATE SET release_id = $3, sequence = $4, generation = $5,
-                       health = $6, message = $7, drift = $8, firing_alerts = $9, running_since = $10, heartbeat_at = $11"
+                       health = $6, message = $7, drift = $8, firing_alerts = $9, running_since = $10, heartbeat_at = $11,
+                       canary_generation = $12"
                 ),
                 &values,
             )?;
@@ -681,6 +749,88 @@ impl Registry {
             }
         }
         Ok(())
+    }
+
+    /// The environment's canary, when one is under way (percent above 0).
+    pub fn canary(&mut self, environment: &str) -> Result<Option<CanaryPointer>> {
+        Ok(self.canary_any(environment)?.filter(|c| c.percent > 0))
+    }
+
+    /// The environment's canary row, also an ended one (percent 0).
+    pub fn canary_any(&mut self, environment: &str) -> Result<Option<CanaryPointer>> {
+        let rows = self
+            .sql
+            .query(&format!("SELECT {CANARY_COLUMNS} FROM canaries WHERE environment = $1"), &[environment.into()])?;
+        Ok(rows.first().map(|r| canary_row(r)))
+    }
+
+    /// Start, step or end (`percent` 0) the environment's canary of `candidate` (with its `steps`),
+    /// recorded in the history as `kind` (`canary_start`, `canary_step`, `canary_abort`), agents
+    /// notified at commit. Returns the new generation.
+    pub fn set_canary(
+        &mut self,
+        environment: &str,
+        candidate: &Target,
+        steps: &str,
+        percent: u32,
+        kind: &str,
+        who: &Who<'_>,
+    ) -> Result<u64> {
+        self.in_transaction(|r| r.set_canary_in(environment, candidate, steps, percent, kind, who))
+    }
+
+    fn set_canary_in(
+        &mut self,
+        environment: &str,
+        candidate: &Target,
+        steps: &str,
+        percent: u32,
+        kind: &str,
+        who: &Who<'_>,
+    ) -> Result<u64> {
+        let generation = self.canary_any(environment)?.map_or(0, |c| c.generation) + 1;
+        let values: Vec<Value> = vec![
+            environment.into(),
+            (&candidate.release_id).into(),
+            (&candidate.manifest_sha256).into(),
+            candidate.sequence.into(),
+            (&candidate.chain).into(),
+            steps.into(),
+            u64::from(percent).into(),
+            generation.into(),
+            who.by.into(),
+            who.at.into(),
+            who.note.into(),
+        ];
+        self.sql.execute(
+            &format!(
+                "INSERT INTO canaries ({CANARY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (environment) DO UPDATE SET release_id = $2, manifest_sha256 = $3, sequence = $4,
+                   chain = $5, steps = $6, percent = $7, generation = $8, moved_by = $9, moved_at = $10, note = $11"
+            ),
+            &values,
+        )?;
+        let note = format!("{percent} %: {}", who.note);
+        self.record(environment, "", kind, &candidate.release_id, "", generation, who.by, &note, who.at)?;
+        self.sql.notify(CHANNEL)?;
+        Ok(generation)
+    }
+
+    /// Promote the canary: the pointer moves to the candidate (compare-and-swap on `expected`,
+    /// action `canary`) and the canary ends, in one transaction.
+    pub fn finish_canary(
+        &mut self,
+        environment: &str,
+        expected: u64,
+        candidate: &Target,
+        steps: &str,
+        who: &Who<'_>,
+    ) -> Result<Pointer> {
+        self.in_transaction(|r| {
+            let pointer = r.move_pointer_in(environment, expected, candidate, "canary", who)?;
+            r.set_canary_in(environment, candidate, steps, 0, "canary_promote", who)?;
+            Ok(pointer)
+        })
     }
 
     /// A failure of `release` on `host` (a post-deploy check, an automatic rollback): the release

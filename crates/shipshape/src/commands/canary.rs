@@ -19,6 +19,9 @@ use crate::context::Context;
 /// `shipshape canary …`.
 pub fn run(context: &Context, args: &CanaryArgs) -> anyhow::Result<ExitCode> {
     let workspace = context.workspace()?;
+    if let Some(env) = &args.env {
+        return fleet(context, &workspace, env, args);
+    }
     match &args.action {
         CanaryAction::Start { release, steps, step_after, min_trades, yes } => {
             let config = &workspace.config.canary;
@@ -85,6 +88,89 @@ pub fn run(context: &Context, args: &CanaryArgs) -> anyhow::Result<ExitCode> {
             super::ok()
         }
     }
+}
+
+/// `shipshape canary … --env ENV`: the environment's canary in the registry; every host's agent
+/// applies it (fetch, verify against its own trust root, build the tree, write its allocation) and
+/// reports the canary generation it runs. The judgement is the operator's here (`status` shows each
+/// host; `promote` steps up, `abort` ends it).
+fn fleet(context: &Context, workspace: &Workspace, env: &str, args: &CanaryArgs) -> anyhow::Result<ExitCode> {
+    use shipshape_fleet::promote;
+    use shipshape_fleet::registry::Who;
+    let mut registry = super::fleet::registry_of(workspace)?;
+    let now = context.now().unix_seconds();
+    let by = deployer();
+    let outcome = match &args.action {
+        CanaryAction::Start { release, steps, yes, .. } => {
+            let fleet = super::fleet::fleet_config(workspace)?;
+            let store = super::fleet::remote_store(workspace)?;
+            let text = steps.clone().unwrap_or_else(|| {
+                workspace.config.canary.steps.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            });
+            let steps = canary::parse_steps(&text).map_err(|e| Error::Usage(format!("--steps `{text}`: {e}")))?;
+            let release = release.to_string_lossy().into_owned();
+            if !confirm(&format!("Start a canary of {release} at {} % of capital in {env}?", steps[0]), *yes)? {
+                anyhow::bail!("not confirmed: no canary started");
+            }
+            let who = Who { by: &by, note: "canary started", at: now };
+            let generation = promote::canary_start(&mut registry, &store, &fleet, &release, env, &steps, &who)?;
+            json!({ "outcome": "started", "environment": env, "candidate": release, "fraction": f64::from(steps[0]) / 100.0, "generation": generation })
+        }
+        CanaryAction::Promote { note } => {
+            let note = note.clone().unwrap_or_else(|| "promoted by hand".into());
+            let who = Who { by: &by, note: &note, at: now };
+            let percent = promote::canary_step(&mut registry, env, &who)?;
+            if percent >= 100 {
+                json!({ "outcome": "promoted", "environment": env, "reason": note })
+            } else {
+                json!({ "outcome": "stepped", "environment": env, "to": percent, "reason": note })
+            }
+        }
+        CanaryAction::Abort { note } => {
+            let note = note.clone().unwrap_or_else(|| "aborted by hand".into());
+            let who = Who { by: &by, note: &note, at: now };
+            let candidate = promote::canary_abort(&mut registry, env, &who)?;
+            json!({ "outcome": "aborted", "environment": env, "candidate": candidate, "reason": note })
+        }
+        CanaryAction::Status | CanaryAction::Log => {
+            let canary = registry.canary(env)?;
+            let hosts: Vec<Value> = registry
+                .hosts(Some(env))?
+                .into_iter()
+                .map(|h| json!({ "host": h.host, "runs": h.release_id, "canary_generation": h.canary_generation, "message": h.message }))
+                .collect();
+            let history: Vec<_> =
+                registry.history(Some(env), 50)?.into_iter().filter(|e| e.kind.starts_with("canary")).collect();
+            let value = json!({ "environment": env, "canary": canary, "hosts": hosts, "history": history });
+            if args.json {
+                super::print_json(&value)?;
+            } else {
+                match &canary {
+                    Some(c) => println!(
+                        "canary of {} in {env} at {} % (steps {}), generation {}",
+                        c.release_id, c.percent, c.steps, c.generation
+                    ),
+                    None => println!("no canary under way in {env}"),
+                }
+                for h in &hosts {
+                    println!(
+                        "  {}: runs {}, canary generation {}",
+                        h["host"].as_str().unwrap_or_default(),
+                        h["runs"].as_str().unwrap_or_default(),
+                        h["canary_generation"]
+                    );
+                }
+            }
+            return super::ok();
+        }
+        CanaryAction::Evaluate { .. } => {
+            return Err(Error::Usage(
+                "--env: the fleet's canary is judged by its operators for now (`shipshape canary status --env`, then `promote` or `abort`); `canary evaluate` judges this workspace's own canary".into(),
+            )
+            .into());
+        }
+    };
+    report(args.json, &outcome)
 }
 
 fn under_way(workspace: &Workspace) -> anyhow::Result<(CanaryState, Paths)> {

@@ -115,7 +115,7 @@ pub fn fetch(context: &Context, args: &FetchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The workspace's fleet configuration, or why it has none.
-fn fleet_config(workspace: &Workspace) -> anyhow::Result<shipshape_core::config::FleetConfig> {
+pub(crate) fn fleet_config(workspace: &Workspace) -> anyhow::Result<shipshape_core::config::FleetConfig> {
     workspace.config.fleet.clone().with_context(|| {
         format!(
             "{}: no [fleet] section (registry, store, environments) — docs/fleet.md",

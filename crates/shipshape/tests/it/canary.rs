@@ -492,3 +492,134 @@ fn an_equal_candidate_is_promoted_only_after_the_minimum_trades_and_session() {
     let hours = promoted.expect("an equal candidate is promoted within 40 hours at this rate");
     assert!(hours >= 7, "promoted after {hours} h, before its minimum trades");
 }
+
+/// With the fleet the canary is a property of the environment in the registry: every host's agent
+/// fetches the candidate, verifies it against its own trust root, builds its tree beside the
+/// target and writes its allocation, and reports the canary generation it runs; a step up and the
+/// promotion (a pointer move) and an abort reach every host the same way. Against embedded SQLite
+/// and, when the test script started one, PostgreSQL.
+#[test]
+fn a_fleet_canary_reaches_every_host_and_is_promoted_or_aborted_by_pointer_moves() {
+    use crate::fleet::{Host, agent_once, at as fat, fleet_toml, json, registries};
+    let temp = tempfile::tempdir().unwrap();
+    for registry in registries(temp.path()) {
+        let store = format!("file://{}", temp.path().join(format!("store-{}", registry.len())).display());
+        let s = Setup::new("copy");
+        let config = std::fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+        std::fs::write(s.ws.path("shipshape.toml"), format!("{config}{}", fleet_toml(&store, &registry))).unwrap();
+        let hosts = [Host::new(&s, "stage-1"), Host::new(&s, "stage-2")];
+        let names = ["stage-1", "stage-2"];
+        let a_manifest = s.release(&fat(0.0));
+        let a = release_id(&a_manifest);
+        json(&s.shipshape(&fat(0.0), &["publish", &a, "--json"]));
+        json(&s.shipshape(&fat(0.0), &["promote", &a, "--to", "staging", "--yes", "--json"]));
+        for (host, name) in hosts.iter().zip(names) {
+            assert_eq!(agent_once(host, "staging", name, &fat(0.1))["outcome"], "applied", "{registry}");
+        }
+        let space = std::fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+        s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+        let b_manifest = s.release(&fat(1.0));
+        let b = release_id(&b_manifest);
+        json(&s.shipshape(&fat(1.0), &["publish", &b, "--json"]));
+        let started = json(&s.shipshape(
+            &fat(1.0),
+            &["canary", "start", &b, "--env", "staging", "--steps", "10,50,100", "--yes", "--json"],
+        ));
+        assert_eq!(started["generation"], 1, "{registry}");
+        let allocation_of = |host: &Host| {
+            yaml_value(
+                &host
+                    .target
+                    .with_file_name(format!("{}.allocation.yaml", host.target.file_name().unwrap().to_string_lossy())),
+            )
+        };
+        for (host, name) in hosts.iter().zip(names) {
+            let pass = agent_once(host, "staging", name, &fat(1.1));
+            assert!(pass["message"].as_str().unwrap().contains(&format!("canary {b} at 10 %")), "{registry}: {pass}");
+            let allocation = allocation_of(host);
+            assert_eq!(allocation["releases"][0]["release_id"], a.as_str());
+            assert_eq!(allocation["releases"][1]["release_id"], b.as_str());
+            assert_eq!(allocation["releases"][1]["fraction"], 0.1);
+            let tree = std::path::PathBuf::from(allocation["releases"][1]["tree"].as_str().unwrap());
+            for (file, hash) in files_of(&b_manifest) {
+                assert_eq!(sha256sum(&tree.join(&file)), hash, "{name}: {file}");
+            }
+            // The stable target still holds A exactly.
+            for (file, hash) in files_of(&a_manifest) {
+                assert_eq!(sha256sum(&host.target.join(&file)), hash, "{name}: {file}");
+            }
+        }
+        let status = json(&s.shipshape(&fat(1.2), &["canary", "status", "--env", "staging", "--json"]));
+        assert_eq!(status["canary"]["percent"], 10);
+        assert!(
+            status["hosts"].as_array().unwrap().iter().all(|h| h["canary_generation"] == 1),
+            "{registry}: {status}"
+        );
+        // A step up, then the promotion: the pointer moves to B, every host deploys it and its
+        // allocation names the target alone.
+        let stepped =
+            json(&s.shipshape(&fat(2.0), &["canary", "promote", "--env", "staging", "--note", "looks fine", "--json"]));
+        assert_eq!(stepped["to"], 50);
+        for (host, name) in hosts.iter().zip(names) {
+            agent_once(host, "staging", name, &fat(2.1));
+            assert_eq!(allocation_of(host)["releases"][1]["fraction"], 0.5, "{name}");
+        }
+        let promoted = json(&s.shipshape(&fat(3.0), &["canary", "promote", "--env", "staging", "--json"]));
+        assert_eq!(promoted["outcome"], "promoted");
+        for (host, name) in hosts.iter().zip(names) {
+            assert_eq!(agent_once(host, "staging", name, &fat(3.1))["outcome"], "applied", "{name}");
+            let allocation = allocation_of(host);
+            assert_eq!(allocation["releases"].as_array().unwrap().len(), 1, "{name}: {allocation}");
+            assert_eq!(allocation["releases"][0]["release_id"], b.as_str());
+            for (file, hash) in files_of(&b_manifest) {
+                assert_eq!(sha256sum(&host.target.join(&file)), hash, "{name}: {file}");
+            }
+            assert!(
+                !host
+                    .target
+                    .with_file_name(format!("{}.canary", host.target.file_name().unwrap().to_string_lossy()))
+                    .join(&b)
+                    .exists()
+            );
+        }
+        let fleet_status = json(&s.shipshape(&fat(3.2), &["status", "--env", "staging", "--json"]));
+        assert!(fleet_status.to_string().contains("canary"), "the pointer move is a canary promotion: {fleet_status}");
+        // A third release's canary, aborted: every host back to B alone.
+        s.ws.write("search_space.yaml", format!("{space}# tuned again\n").as_bytes());
+        let c_manifest = s.release(&fat(4.0));
+        let c = release_id(&c_manifest);
+        json(&s.shipshape(&fat(4.0), &["publish", &c, "--json"]));
+        json(&s.shipshape(&fat(4.0), &["canary", "start", &c, "--env", "staging", "--yes", "--json"]));
+        for (host, name) in hosts.iter().zip(names) {
+            agent_once(host, "staging", name, &fat(4.1));
+            assert_eq!(allocation_of(host)["releases"][1]["release_id"], c.as_str());
+        }
+        let refused = s.shipshape(&fat(4.2), &["canary", "start", &c, "--env", "staging", "--yes"]);
+        assert_eq!(refused.status.code(), Some(2), "one canary at a time: {}", stderr_of(&refused));
+        json(&s.shipshape(&fat(4.5), &["canary", "abort", "--env", "staging", "--note", "drill", "--json"]));
+        for (host, name) in hosts.iter().zip(names) {
+            let pass = agent_once(host, "staging", name, &fat(4.6));
+            assert!(pass["message"].as_str().unwrap().contains("canary ended"), "{name}: {pass}");
+            let allocation = allocation_of(host);
+            assert_eq!(allocation["releases"].as_array().unwrap().len(), 1);
+            assert_eq!(allocation["releases"][0]["release_id"], b.as_str());
+        }
+        let status = json(&s.shipshape(&fat(5.0), &["canary", "status", "--env", "staging", "--json"]));
+        let kinds: Vec<&str> =
+            status["history"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        // (`canary`: the pointer move of the promotion.)
+        assert_eq!(
+            kinds,
+            vec!["canary_abort", "canary_start", "canary_promote", "canary", "canary_step", "canary_start"],
+            "{registry}"
+        );
+        // A rollback of the environment during a canary ends the canary first.
+        json(&s.shipshape(&fat(5.0), &["canary", "start", &c, "--env", "staging", "--yes", "--json"]));
+        let output = s.shipshape(&fat(5.5), &["rollback", "--env", "staging", "--yes"]);
+        assert!(output.status.success(), "{registry}: {}", stderr_of(&output));
+        let status = json(&s.shipshape(&fat(5.6), &["canary", "status", "--env", "staging", "--json"]));
+        assert!(status["canary"].is_null(), "{registry}: {status}");
+        assert_eq!(status["history"][0]["kind"], "canary_abort");
+        assert!(status["history"][0]["note"].as_str().unwrap().contains("rolled back"), "{status}");
+    }
+}

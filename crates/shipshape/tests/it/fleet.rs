@@ -251,7 +251,7 @@ pub(crate) fn fleet_toml(store: &str, registry: &str) -> String {
 
 /// Registries to run a fleet story against: embedded SQLite always, PostgreSQL when the test
 /// script started one (a fresh database each).
-fn registries(temp: &Path) -> Vec<String> {
+pub(crate) fn registries(temp: &Path) -> Vec<String> {
     let mut out = vec![format!("sqlite:{}", temp.join("fleet.db").display())];
     if let Ok(base) = std::env::var("SHIPSHAPE_TEST_POSTGRES") {
         let name = format!(
