@@ -285,3 +285,59 @@ pub fn canary_abort(registry: &mut Registry, environment: &str, who: &Who<'_>) -
     registry.set_canary(environment, &candidate, &canary.steps, 0, "canary_abort", who)?;
     Ok(canary.release_id)
 }
+
+/// Judge the environment's canary from the events in `workspace`'s monitor (the engines of every
+/// host send theirs to its `serve`, each naming the release that decided): the same statistics and
+/// rules as a single machine's canary (`shipshape_monitor::rollout`), over the current step — since
+/// the canary's last change — with `[canary] step_after` and `min_trades`. Harm aborts the canary,
+/// non-inferiority steps it up (from the last step, a pointer move), else it holds. `None` without
+/// a canary.
+pub fn canary_evaluate(
+    registry: &mut Registry,
+    workspace: &shipshape_core::layout::Workspace,
+    environment: &str,
+    now: shipshape_core::infra::clock::Time,
+) -> Result<Option<serde_json::Value>> {
+    use shipshape_core::canary::CanaryState;
+    use shipshape_core::model::ids::ReleaseId;
+    use shipshape_monitor::rollout::{self, Decision};
+    let Some(canary) = registry.canary(environment)? else { return Ok(None) };
+    let Some(desired) = registry.desired(environment)? else { return Ok(None) };
+    let id = |text: &str| ReleaseId::new(text).map_err(|e| Error::Invalid(e.to_string()));
+    let steps: Vec<u32> = canary.steps.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let step_started = shipshape_core::infra::clock::Time::new(
+        jiff::Timestamp::from_second(canary.moved_at).map_err(|e| Error::Invalid(e.to_string()))?,
+        jiff::tz::Offset::UTC,
+    );
+    let config = &workspace.config.canary;
+    let state = CanaryState {
+        schema_version: 1,
+        stable: id(&desired.release_id)?,
+        candidate: id(&canary.release_id)?,
+        step: steps.iter().position(|s| *s == canary.percent).unwrap_or(0),
+        steps,
+        started_at: step_started,
+        step_started_at: step_started,
+        step_after_seconds: config.step_after.0.seconds(),
+        min_trades: config.min_trades,
+        started_by: canary.moved_by.clone(),
+    };
+    let (comparisons, trades) = rollout::compare(workspace, &state, now).map_err(|e| Error::Invalid(e.to_string()))?;
+    let stats = serde_json::to_value(&comparisons).unwrap_or(serde_json::Value::Null);
+    let at = now.unix_seconds();
+    Ok(Some(match rollout::decide(&state, &comparisons, trades, now) {
+        Decision::Harm(why) => {
+            let note = format!("harm: {why}");
+            canary_abort(registry, environment, &Who { by: "shipshape-canary", note: &note, at })?;
+            serde_json::json!({ "outcome": "aborted", "environment": environment, "reason": why, "comparisons": stats })
+        }
+        Decision::StepUp(why) => {
+            let percent = canary_step(registry, environment, &Who { by: "shipshape-canary", note: &why, at })?;
+            let outcome = if percent >= 100 { "promoted" } else { "stepped" };
+            serde_json::json!({ "outcome": outcome, "environment": environment, "to": percent, "reason": why, "comparisons": stats })
+        }
+        Decision::Hold(why) => {
+            serde_json::json!({ "outcome": "hold", "environment": environment, "reason": why, "comparisons": stats })
+        }
+    }))
+}

@@ -130,6 +130,12 @@ pub async fn serve(
                             Ok(Err(e)) => tracing::error!(target: "shipshape::canary", error = %e, "canary evaluation failed"),
                             _ => {}
                         }
+                        // With a fleet registry: each environment's canary, from the events here.
+                        let worker = Arc::clone(&state);
+                        let fleet = tokio::task::spawn_blocking(move || fleet_canaries(&worker)).await;
+                        if let Ok(Err(e)) = fleet {
+                            tracing::warn!(target: "shipshape::canary", error = %e, "fleet canary evaluation failed");
+                        }
                     }
                     _ = stop.changed() => break,
                 }
@@ -169,4 +175,30 @@ pub async fn serve(
     })
     .await;
     result
+}
+
+/// Judge every environment's canary (with `[fleet] registry`) from the events in this workspace.
+fn fleet_canaries(state: &AppState) -> Result<(), String> {
+    let workspace = shipshape_core::layout::Workspace::open(&state.root).map_err(|e| e.to_string())?;
+    let Some(fleet) = workspace.config.fleet.clone() else { return Ok(()) };
+    let Some(mut registry) =
+        shipshape_fleet::registry::Registry::from_config(&fleet, &workspace.root).map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    for environment in &fleet.environments {
+        let env = environment.name.0.as_str();
+        match shipshape_fleet::promote::canary_evaluate(&mut registry, &workspace, env, state.clock.now()) {
+            Ok(Some(outcome)) if outcome["outcome"] != "hold" => tracing::info!(
+                target: "shipshape::canary",
+                environment = env,
+                outcome = %outcome["outcome"].as_str().unwrap_or_default(),
+                reason = %outcome["reason"].as_str().unwrap_or_default(),
+                "fleet canary decision"
+            ),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{env}: {e}")),
+        }
+    }
+    Ok(())
 }

@@ -92,8 +92,8 @@ pub fn run(context: &Context, args: &CanaryArgs) -> anyhow::Result<ExitCode> {
 
 /// `shipshape canary … --env ENV`: the environment's canary in the registry; every host's agent
 /// applies it (fetch, verify against its own trust root, build the tree, write its allocation) and
-/// reports the canary generation it runs. The judgement is the operator's here (`status` shows each
-/// host; `promote` steps up, `abort` ends it).
+/// reports the canary generation it runs. `evaluate --env` (and `serve`'s timer) judges it from the
+/// events in this workspace's monitor; `promote` and `abort` override.
 fn fleet(context: &Context, workspace: &Workspace, env: &str, args: &CanaryArgs) -> anyhow::Result<ExitCode> {
     use shipshape_fleet::promote;
     use shipshape_fleet::registry::Who;
@@ -163,11 +163,16 @@ fn fleet(context: &Context, workspace: &Workspace, env: &str, args: &CanaryArgs)
             }
             return super::ok();
         }
-        CanaryAction::Evaluate { .. } => {
-            return Err(Error::Usage(
-                "--env: the fleet's canary is judged by its operators for now (`shipshape canary status --env`, then `promote` or `abort`); `canary evaluate` judges this workspace's own canary".into(),
-            )
-            .into());
+        CanaryAction::Evaluate { at } => {
+            let when = match at {
+                Some(text) => super::monitor::parse_time("--at", text)?,
+                None => context.now(),
+            };
+            let Some(outcome) = promote::canary_evaluate(&mut registry, workspace, env, when)? else {
+                return Err(Error::Usage(format!("no canary is under way in {env}")).into());
+            };
+            report(args.json, &outcome)?;
+            return Ok(if outcome["outcome"] == "aborted" { ExitCode::from(4) } else { ExitCode::SUCCESS });
         }
     };
     report(args.json, &outcome)

@@ -76,50 +76,68 @@ impl Canary {
     /// share), during `[from, from + 1h)`; ingests them.
     fn trade_hour(&self, hour: f64, rate: usize, quality: &BTreeMap<String, f64>, seed: u64) {
         let allocation = self.allocation();
-        let mut lines = String::new();
-        let mut i = 0u64;
-        for share in allocation["releases"].as_array().unwrap() {
-            let release = share["release_id"].as_str().unwrap();
-            let trades = (rate as f64 * share["fraction"].as_f64().unwrap()).round() as usize;
-            let Some(&right) = quality.get(release) else { continue };
-            // A seeded generator (xorshift64*): outcomes as random as a market's, and repeatable.
-            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                ^ (release.len() as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
-                ^ 0x2545_F491_4F6C_DD1D;
-            for c in release.bytes() {
-                state = (state ^ u64::from(c)).wrapping_mul(0x100_0000_01B3);
-            }
-            for k in 0..trades {
-                i += 1;
-                state ^= state >> 12;
-                state ^= state << 25;
-                state ^= state >> 27;
-                let u = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
-                let hit = u < right;
-                let strategy = if k % 4 == 3 { "swing" } else { "intraday" };
-                let (outcome, ret) =
-                    if hit { (1, 0.004 + 0.001 * ((k % 5) as f64)) } else { (-1, -0.004 - 0.001 * ((k % 3) as f64)) };
-                let second = (k * 3599 / trades.max(1)) as f64;
-                let ts = at(hour + second / 3600.0);
-                lines.push_str(&format!(
-                    "{{\"id\":\"h{seed}-{release}-{k}\",\"ts\":\"{ts}\",\"strategy\":\"{strategy}\",\"symbol\":\"S{}\",\"signal\":1,\"outcome\":{outcome},\"return\":{ret},\"release_id\":\"{release}\"}}\n",
-                    k % 7
-                ));
-            }
-        }
-        let _ = i;
-        if lines.is_empty() {
-            return;
-        }
-        let file = self.s.ws.temp.path().join(format!("hour-{seed}.jsonl"));
-        std::fs::write(&file, lines).unwrap();
-        let output = self.s.shipshape(&at(hour + 1.0), &["ingest", file.to_str().unwrap()]);
-        assert!(output.status.success(), "{}", stderr_of(&output));
+        let shares: Vec<(String, f64)> = allocation["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["release_id"].as_str().unwrap().to_string(), s["fraction"].as_f64().unwrap()))
+            .collect();
+        ingest_hour(&self.s, &shares, hour, rate, quality, seed, at);
     }
 
     fn tree_of(&self, release: &str) -> PathBuf {
         self.s.target.with_file_name("prod.canary").join(release)
     }
+}
+
+/// The simulated engine's hour: `rate` trades split by the `shares` (release, fraction), each
+/// release right with its probability in `quality` (none: it does not trade), timed from
+/// `clock(hour)`; ingested into `s`'s monitor.
+fn ingest_hour(
+    s: &Setup,
+    shares: &[(String, f64)],
+    hour: f64,
+    rate: usize,
+    quality: &BTreeMap<String, f64>,
+    seed: u64,
+    clock: fn(f64) -> String,
+) {
+    let mut lines = String::new();
+    for (release, fraction) in shares {
+        let release = release.as_str();
+        let trades = (rate as f64 * fraction).round() as usize;
+        let Some(&right) = quality.get(release) else { continue };
+        // A seeded generator (xorshift64*): outcomes as random as a market's, and repeatable.
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (release.len() as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
+            ^ 0x2545_F491_4F6C_DD1D;
+        for c in release.bytes() {
+            state = (state ^ u64::from(c)).wrapping_mul(0x100_0000_01B3);
+        }
+        for k in 0..trades {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let u = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+            let hit = u < right;
+            let strategy = if k % 4 == 3 { "swing" } else { "intraday" };
+            let (outcome, ret) =
+                if hit { (1, 0.004 + 0.001 * ((k % 5) as f64)) } else { (-1, -0.004 - 0.001 * ((k % 3) as f64)) };
+            let second = (k * 3599 / trades.max(1)) as f64;
+            let ts = clock(hour + second / 3600.0);
+            lines.push_str(&format!(
+                "{{\"id\":\"h{seed}-{release}-{k}\",\"ts\":\"{ts}\",\"strategy\":\"{strategy}\",\"symbol\":\"S{}\",\"signal\":1,\"outcome\":{outcome},\"return\":{ret},\"release_id\":\"{release}\"}}\n",
+                k % 7
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let file = s.ws.temp.path().join(format!("hour-{seed}.jsonl"));
+    std::fs::write(&file, lines).unwrap();
+    let output = s.shipshape(&clock(hour + 1.0), &["ingest", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
 }
 
 fn quality(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
@@ -622,4 +640,57 @@ fn a_fleet_canary_reaches_every_host_and_is_promoted_or_aborted_by_pointer_moves
         assert_eq!(status["history"][0]["kind"], "canary_abort");
         assert!(status["history"][0]["note"].as_str().unwrap().contains("rolled back"), "{status}");
     }
+}
+
+/// The fleet's canary judged from the events the engines of every host send to the builder's
+/// `serve` (here, ingested into its monitor): a harmful candidate is aborted in the registry, and
+/// the next agent pass gives each host's capital back.
+#[test]
+fn a_fleet_canary_is_judged_from_the_events_and_aborted_in_the_registry() {
+    use crate::fleet::{Host, agent_once, at as fat, fleet_toml, json};
+    let temp = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", temp.path().join("store").display());
+    let registry = format!("sqlite:{}", temp.path().join("fleet.db").display());
+    let s = Setup::new("copy");
+    let config = std::fs::read_to_string(s.ws.path("shipshape.toml")).unwrap();
+    std::fs::write(s.ws.path("shipshape.toml"), format!("{config}{}", fleet_toml(&store, &registry))).unwrap();
+    let host = Host::new(&s, "stage-1");
+    let a = release_id(&s.release(&fat(0.0)));
+    json(&s.shipshape(&fat(0.0), &["publish", &a, "--json"]));
+    json(&s.shipshape(&fat(0.0), &["promote", &a, "--to", "staging", "--yes", "--json"]));
+    agent_once(&host, "staging", "stage-1", &fat(0.1));
+    let space = std::fs::read_to_string(s.ws.path("search_space.yaml")).unwrap();
+    s.ws.write("search_space.yaml", format!("{space}# tuned\n").as_bytes());
+    let b = release_id(&s.release(&fat(1.0)));
+    json(&s.shipshape(&fat(1.0), &["publish", &b, "--json"]));
+    json(&s.shipshape(&fat(1.0), &["canary", "start", &b, "--env", "staging", "--steps", "10,100", "--yes", "--json"]));
+    agent_once(&host, "staging", "stage-1", &fat(1.1));
+    let shares = vec![(a.clone(), 0.9), (b.clone(), 0.1)];
+    let mut aborted = None;
+    for hour in 0..12 {
+        ingest_hour(
+            &s,
+            &shares,
+            1.0 + f64::from(hour),
+            3000,
+            &quality(&[(&a, 0.56), (&b, 0.40)]),
+            500 + hour as u64,
+            fat,
+        );
+        let output = s.shipshape(&fat(2.0 + f64::from(hour)), &["canary", "evaluate", "--env", "staging", "--json"]);
+        let result: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", stderr_of(&output)));
+        if result["outcome"] == "aborted" {
+            assert_eq!(output.status.code(), Some(4));
+            aborted = Some(hour);
+            break;
+        }
+        assert_eq!(result["outcome"], "hold", "{result}");
+    }
+    assert!(aborted.is_some(), "a candidate 16 points worse is aborted");
+    let status = json(&s.shipshape(&fat(20.0), &["canary", "status", "--env", "staging", "--json"]));
+    assert!(status["canary"].is_null(), "{status}");
+    assert_eq!(status["history"][0]["by"], "shipshape-canary");
+    assert!(status["history"][0]["note"].as_str().unwrap().contains("harm"), "{status}");
+    let pass = agent_once(&host, "staging", "stage-1", &fat(20.1));
+    assert!(pass["message"].as_str().unwrap().contains("canary ended"), "{pass}");
 }
