@@ -273,6 +273,15 @@ fn no_candidate_events_never_promote_and_a_regime_change_moving_both_does_not_ab
     }
     let (_, status) = c.run(&at(30.0), &["status"]);
     assert!(!status["canary"].is_null(), "still under way: {status}");
+    // The before/after watch of the stable release, on the same events, does see a regression:
+    // the market's turn reads as one there, and not in the canary's comparison.
+    let output = c.s.shipshape(&at(30.0), &["evaluate", "--at", &at(30.0), "--no-deliver", "--json"]);
+    let pass: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", stderr_of(&output)));
+    let pass = &pass["pass"];
+    assert_eq!(pass["release_id"], c.a.as_str());
+    let hit = pass["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == "intraday_hit_ratio").unwrap();
+    assert_eq!(hit["verdict"]["verdict"], "breach", "the watch sees the regime change as a regression: {hit}");
+    assert_eq!(hit["state"]["state"], "pending", "{hit}");
 }
 
 #[test]
