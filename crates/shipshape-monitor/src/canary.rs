@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 use shipshape_metrics::metric::{MetricKind, SharpeUnit};
-use shipshape_metrics::stats::Stats;
+use shipshape_metrics::stats::{FieldStats, Stats};
 
 use crate::alert::Seconds;
 use crate::db::Db;
@@ -50,6 +50,10 @@ pub struct CompareSettings {
     pub noninferiority_margin_ratio: f64,
     /// Non-inferiority margin for return metrics.
     pub noninferiority_margin_return: f64,
+    /// Harm margin for a producer's field metrics, relative to the stable's value (0.1 = 10 %).
+    pub harm_margin_field: f64,
+    /// Non-inferiority margin for field metrics, relative to the stable's value.
+    pub noninferiority_margin_field: f64,
 }
 
 impl Default for CompareSettings {
@@ -62,6 +66,8 @@ impl Default for CompareSettings {
             harm_margin_return: 0.05,
             noninferiority_margin_ratio: 0.02,
             noninferiority_margin_return: 0.05,
+            harm_margin_field: 0.1,
+            noninferiority_margin_field: 0.1,
         }
     }
 }
@@ -126,6 +132,19 @@ pub fn half_width(n: usize, sd: f64, alpha: f64, n_star: f64) -> f64 {
     sd * inner.max(0.0).sqrt()
 }
 
+/// One block's values of a metric: the candidate's and the stable's, with their samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockValues {
+    /// The candidate's value (`None`: too few samples in the block).
+    pub candidate: Option<f64>,
+    /// Its samples.
+    pub candidate_samples: u64,
+    /// The stable's value.
+    pub stable: Option<f64>,
+    /// Its samples.
+    pub stable_samples: u64,
+}
+
 /// Compare the pairs of per-block statistics `(candidate, stable)` for `kind`.
 pub fn compare_blocks(
     metric: &str,
@@ -135,22 +154,75 @@ pub fn compare_blocks(
     unit: SharpeUnit,
 ) -> Comparison {
     let (harm_margin, noninferiority_margin) = settings.margins(kind);
+    let (mut pooled_candidate, mut pooled_stable) = (Stats::default(), Stats::default());
+    let values: Vec<BlockValues> = blocks
+        .iter()
+        .map(|(candidate, stable)| {
+            pooled_candidate.merge(candidate);
+            pooled_stable.merge(stable);
+            let c = kind.compute(candidate, settings.confidence, unit);
+            let s = kind.compute(stable, settings.confidence, unit);
+            BlockValues { candidate: c.value, candidate_samples: c.samples, stable: s.value, stable_samples: s.samples }
+        })
+        .collect();
+    let pooled = (
+        kind.compute(&pooled_candidate, settings.confidence, unit).value,
+        kind.compute(&pooled_stable, settings.confidence, unit).value,
+    );
+    judge_blocks(metric, &values, pooled, (harm_margin, noninferiority_margin), false, settings)
+}
+
+/// Compare the pairs of per-block field statistics for a field metric (`field_mean`,
+/// `field_rate`): its margins are relative to the stable release's value over the step
+/// (`[canary] harm_margin_field`), and `lower_is_better` (slippage, rejects) flips the sign so
+/// that harm is always "worse".
+pub fn compare_field_blocks(
+    metric: &str,
+    kind: MetricKind,
+    blocks: &[(FieldStats, FieldStats)],
+    lower_is_better: bool,
+    settings: &CompareSettings,
+) -> Comparison {
+    let (mut pooled_candidate, mut pooled_stable) = (FieldStats::default(), FieldStats::default());
+    let values: Vec<BlockValues> = blocks
+        .iter()
+        .map(|(candidate, stable)| {
+            pooled_candidate.merge(candidate);
+            pooled_stable.merge(stable);
+            let c = kind.compute_field(candidate, settings.confidence);
+            let s = kind.compute_field(stable, settings.confidence);
+            BlockValues { candidate: c.value, candidate_samples: c.samples, stable: s.value, stable_samples: s.samples }
+        })
+        .collect();
+    let pooled = (
+        kind.compute_field(&pooled_candidate, settings.confidence).value,
+        kind.compute_field(&pooled_stable, settings.confidence).value,
+    );
+    let scale = pooled.1.map_or(0.0, f64::abs);
+    let margins = (settings.harm_margin_field * scale, settings.noninferiority_margin_field * scale);
+    judge_blocks(metric, &values, pooled, margins, lower_is_better, settings)
+}
+
+/// The confidence sequence over the blocks' differences and the verdict (see the module's text).
+fn judge_blocks(
+    metric: &str,
+    values: &[BlockValues],
+    (candidate_value, stable_value): (Option<f64>, Option<f64>),
+    (harm_margin, noninferiority_margin): (f64, f64),
+    lower_is_better: bool,
+    settings: &CompareSettings,
+) -> Comparison {
+    // In "higher is better" units: a lower-is-better metric's difference is flipped.
+    let sign = if lower_is_better { -1.0 } else { 1.0 };
     let mut differences = Vec::new();
     let (mut candidate_samples, mut stable_samples) = (0, 0);
-    let (mut pooled_candidate, mut pooled_stable) = (Stats::default(), Stats::default());
-    for (candidate, stable) in blocks {
-        pooled_candidate.merge(candidate);
-        pooled_stable.merge(stable);
-        let c = kind.compute(candidate, settings.confidence, unit);
-        let s = kind.compute(stable, settings.confidence, unit);
-        if let (Some(cv), Some(sv)) = (c.value, s.value) {
-            differences.push(cv - sv);
-            candidate_samples += c.samples;
-            stable_samples += s.samples;
+    for block in values {
+        if let (Some(cv), Some(sv)) = (block.candidate, block.stable) {
+            differences.push(sign * (cv - sv));
+            candidate_samples += block.candidate_samples;
+            stable_samples += block.stable_samples;
         }
     }
-    let candidate_value = kind.compute(&pooled_candidate, settings.confidence, unit).value;
-    let stable_value = kind.compute(&pooled_stable, settings.confidence, unit).value;
     let n = differences.len();
     let mut out = Comparison {
         metric: metric.to_string(),
@@ -196,8 +268,8 @@ pub fn compare_blocks(
     out
 }
 
-/// Compare `candidate` with `stable` over `[from, to)` for every signal metric of `policies`
-/// (field metrics are not compared), reading the monitor's database block by block.
+/// Compare `candidate` with `stable` over `[from, to)` for every metric of `policies` (signal and
+/// field metrics), reading the monitor's database block by block.
 pub fn compare(
     db: &Db,
     policies: &[MetricPolicy],
@@ -209,7 +281,25 @@ pub fn compare(
 ) -> Result<Vec<Comparison>> {
     let block = settings.block.max(60);
     let mut out = Vec::new();
-    for policy in policies.iter().filter(|p| !p.kind.is_field()) {
+    for policy in policies {
+        if let (true, Some(field)) = (policy.kind.is_field(), policy.field.as_deref()) {
+            let mut pairs = Vec::new();
+            let mut start = from.div_euclid(block) * block;
+            while start < to {
+                let end = (start + block).min(to);
+                let lower = start.max(from);
+                let c = db.field_window(Some(candidate), &policy.strategies, field, lower, end)?;
+                let s = db.field_window(Some(stable), &policy.strategies, field, lower, end)?;
+                pairs.push((c, s));
+                start += block;
+            }
+            let lower_is_better = policy.heightened.rule.lower_is_better;
+            out.push(compare_field_blocks(&policy.name, policy.kind, &pairs, lower_is_better, settings));
+            continue;
+        }
+        if policy.kind.is_field() {
+            continue;
+        }
         let mut pairs = Vec::new();
         let mut start = from.div_euclid(block) * block;
         while start < to {
@@ -414,6 +504,30 @@ mod tests {
         assert!(equal.aborted <= 0.05, "false aborts: {equal:?}");
         assert!(equal.noninferior > 0.5, "{equal:?}");
         assert_eq!(simulate(&settings, &scenario(20, 1), 0.12), bad, "seeded: the same figures");
+    }
+
+    #[test]
+    fn a_field_metric_where_lower_is_better_is_harm_when_the_candidate_is_higher() {
+        // Slippage in bps: the stable about 1.0, the candidate about 1.5 (worse: higher).
+        let block = |n: usize, mean: f64, phase: usize| {
+            let mut stats = FieldStats::default();
+            for i in 0..n {
+                stats.add(mean + 0.2 * (((i + phase) % 7) as f64 - 3.0) / 3.0);
+            }
+            stats
+        };
+        let pairs: Vec<_> =
+            (0..10).map(|b| (block(50, 1.5 + 0.01 * b as f64, b), block(450, 1.0 + 0.01 * b as f64, b + 3))).collect();
+        let settings = CompareSettings::default();
+        let worse = compare_field_blocks("slippage", MetricKind::FieldMean, &pairs, true, &settings);
+        assert_eq!(worse.verdict, Verdict::Harm, "{worse:?}");
+        assert!(
+            (worse.harm_margin - 0.1 * worse.stable_value.unwrap()).abs() < 1e-12,
+            "relative to the stable's value"
+        );
+        // The same numbers where higher is better: the candidate is better, never harm.
+        let better = compare_field_blocks("fill_rate", MetricKind::FieldMean, &pairs, false, &settings);
+        assert_eq!(better.verdict, Verdict::NonInferior, "{better:?}");
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub fn settings_of(config: &shipshape_core::config::CanaryConfig) -> CompareSett
         harm_margin_return: config.harm_margin_return.0,
         noninferiority_margin_ratio: config.noninferiority_margin_ratio.0,
         noninferiority_margin_return: config.noninferiority_margin_return.0,
+        harm_margin_field: config.harm_margin_field.0,
+        noninferiority_margin_field: config.noninferiority_margin_field.0,
     }
 }
 

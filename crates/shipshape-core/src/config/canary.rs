@@ -31,6 +31,11 @@ pub struct CanaryConfig {
     pub noninferiority_margin_ratio: PositiveFloat,
     /// … and for return metrics.
     pub noninferiority_margin_return: PositiveFloat,
+    /// For a producer's field metrics (`field_mean`, `field_rate`): harm when worse by more than
+    /// this share of the stable release's value (0.1 = 10 %; `direction = "lower"` respected) …
+    pub harm_margin_field: PositiveFloat,
+    /// … and non-inferior when no worse than this share.
+    pub noninferiority_margin_field: PositiveFloat,
 }
 
 impl Default for CanaryConfig {
@@ -46,6 +51,8 @@ impl Default for CanaryConfig {
             harm_margin_return: PositiveFloat(0.05),
             noninferiority_margin_ratio: PositiveFloat(0.02),
             noninferiority_margin_return: PositiveFloat(0.05),
+            harm_margin_field: PositiveFloat(0.1),
+            noninferiority_margin_field: PositiveFloat(0.1),
         }
     }
 }
