@@ -5,7 +5,7 @@ use serde::Serialize;
 use shipshape_core::config::FleetConfig;
 
 use crate::error::Result;
-use crate::registry::{HistoryEvent, Pointer, Registry};
+use crate::registry::{CanaryPointer, HistoryEvent, Pointer, Registry};
 
 /// One host as status shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,6 +34,8 @@ pub struct HostView {
     pub running_since: i64,
     /// In sync, healthy, fresh and without drift.
     pub well: bool,
+    /// The environment's canary generation it applied (0: never one).
+    pub canary_generation: u64,
 }
 
 /// One environment as status shows it.
@@ -49,6 +51,8 @@ pub struct EnvironmentView {
     pub repair_drift: bool,
     /// The desired release (None: never set).
     pub desired: Option<Pointer>,
+    /// The canary under way (None: none).
+    pub canary: Option<CanaryPointer>,
     /// Its hosts, by name.
     pub hosts: Vec<HostView>,
     /// The latest history events, newest first.
@@ -99,16 +103,19 @@ pub fn overview(
                     generation: h.generation,
                     message: h.message,
                     running_since: h.running_since,
+                    canary_generation: h.canary_generation,
                 }
             })
             .collect();
         let history = if history == 0 { Vec::new() } else { registry.history(Some(name), history)? };
+        let canary = registry.canary(name)?;
         out.push(EnvironmentView {
             environment: name.clone(),
             requires: config.requires.as_ref().map(|r| r.0.clone()),
             soak_seconds: config.soak.0.seconds().max(0) as u64,
             repair_drift: config.repair_drift,
             desired,
+            canary,
             hosts,
             history,
         });

@@ -244,6 +244,12 @@ pub fn status(context: &Context, args: &crate::cli::StatusArgs) -> anyhow::Resul
             ),
             None => println!("{}: desired (nothing) (generation 0)", env.environment),
         }
+        if let Some(c) = &env.canary {
+            println!(
+                "  canary {} at {} % (steps {}, generation {}, by {})",
+                c.release_id, c.percent, c.steps, c.generation, c.moved_by
+            );
+        }
         for h in &env.hosts {
             all_well &= h.well;
             println!(
@@ -256,6 +262,14 @@ pub fn status(context: &Context, args: &crate::cli::StatusArgs) -> anyhow::Resul
                 if h.drift { " DRIFT" } else { "" },
                 h.message
             );
+            if let Some(c) = &env.canary
+                && h.canary_generation != c.generation
+            {
+                println!(
+                    "  {:<16} has not applied canary generation {} yet (at {})",
+                    h.host, c.generation, h.canary_generation
+                );
+            }
         }
     }
     if all_well { super::ok() } else { Ok(ExitCode::from(crate::EXIT_CHECK_FAILED)) }

@@ -582,6 +582,37 @@ fn a_fleet_canary_reaches_every_host_and_is_promoted_or_aborted_by_pointer_moves
             status["hosts"].as_array().unwrap().iter().all(|h| h["canary_generation"] == 1),
             "{registry}: {status}"
         );
+        let fleet_status = json(&s.shipshape(&fat(1.2), &["status", "--env", "staging", "--json"]));
+        let staging = &fleet_status[0];
+        assert_eq!(staging["canary"]["release_id"], b.as_str(), "{fleet_status}");
+        assert!(staging["hosts"].as_array().unwrap().iter().all(|h| h["canary_generation"] == 1));
+        if registry.starts_with("sqlite:") {
+            // The dashboard's fleet panel says it too, in a real browser.
+            use std::io::BufRead as _;
+            let mut child =
+                s.ws.std_cmd(&fat(1.2))
+                    .args(["serve", "--bind", "127.0.0.1:0", "--eval-interval", "1h"])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+            let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+            let driver = crate::dashboard::Driver::start();
+            driver.go(&format!("http://{address}/"));
+            driver.wait(
+                "return document.querySelector('[data-canary-env=staging]') !== null",
+                std::time::Duration::from_secs(15),
+            );
+            let text = driver.text("[data-canary-env=staging]");
+            assert!(
+                text.contains(&format!("canary {b} at 10 %")) && text.contains("applied by 2 of 2 hosts"),
+                "{text}"
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         // A step up, then the promotion: the pointer moves to B, every host deploys it and its
         // allocation names the target alone.
         let stepped =
