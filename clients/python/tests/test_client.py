@@ -114,6 +114,8 @@ def test_a_wrong_token_spools_and_nothing_is_lost(workspace: Path, tmp_path: Pat
         sender.record("intraday", "TCS", 1, 1, 0.001)
         assert not sender.flush(timeout=2)
         assert sender.spooled == 1 and "401" in (sender.last_error or "")
+        with pytest.raises(RuntimeError, match="in use by another EventSender"):
+            EventSender(server.url, server.engine_token, spool=spool)
         sender.close(timeout=0.5)
         fixed = EventSender(server.url, server.engine_token, spool=spool)
         assert fixed.flush(timeout=30) and fixed.sent == 1

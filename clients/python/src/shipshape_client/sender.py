@@ -232,6 +232,8 @@ class EventSender:
             elif left:
                 with self._lock:
                     self.dropped += len(left)
+        if self._spool is not None and not self._thread.is_alive():
+            self._spool.release()
         return delivered
 
     def __enter__(self) -> "EventSender":
@@ -418,6 +420,17 @@ class _Spool:
         self.offset_path = path.with_name(path.name + ".offset")
         self.max_bytes = max_bytes
         path.parent.mkdir(parents=True, exist_ok=True)
+        # One writer per spool: a second sender on the same file is refused at once.
+        self._lock = open(path.with_name(path.name + ".lock"), "a+")
+        try:
+            import fcntl
+
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # not a POSIX system: no lock, one writer by convention
+            pass
+        except OSError:
+            self._lock.close()
+            raise RuntimeError(f"the spool {path} is in use by another EventSender (one writer per spool file)") from None
         self.offset = 0
         try:
             self.offset = int(self.offset_path.read_text().strip() or 0)
@@ -429,6 +442,10 @@ class _Spool:
 
     def pending_bytes(self) -> int:
         return self.size - self.offset
+
+    def release(self) -> None:
+        """Let another sender use the spool (the lock goes with the file's closing)."""
+        self._lock.close()
 
     def append(self, events: List[Event]) -> int:
         room = self.max_bytes - self.size
