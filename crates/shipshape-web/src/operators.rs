@@ -290,7 +290,10 @@ mod tests {
         let registry = Registry::new(path.clone(), "x".repeat(40));
         assert_eq!(registry.identify(&token).unwrap(), Operator { name: "alice".into(), role: Role::Operator });
         assert_eq!(registry.identify(&token).unwrap().name, "alice");
-        let wrong = format!("{}0", &token[..token.len() - 1]);
+        // The same token with its last character changed (to another one, whatever it was).
+        let last = if token.ends_with('0') { '1' } else { '0' };
+        let wrong = format!("{}{last}", &token[..token.len() - 1]);
+        assert_ne!(wrong, token);
         assert_eq!(registry.identify(&wrong), Err(Refusal::Unknown));
         assert_eq!(registry.identify("ss1.nope.nope"), Err(Refusal::Unknown));
         assert_eq!(registry.identify(&"x".repeat(40)).unwrap().name, "serve-token");
