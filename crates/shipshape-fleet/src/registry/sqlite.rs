@@ -32,9 +32,37 @@ impl SqliteSql {
             action: "opening",
             message: e.to_string(),
         })?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .and_then(|_| conn.pragma_update(None, "journal_mode", "WAL"))
-            .map_err(|e| Error::Registry { registry: display.clone(), action: "opening", message: e.to_string() })?;
+        let failed = |e: rusqlite::Error| Error::Registry {
+            registry: display.clone(),
+            action: "opening",
+            message: e.to_string(),
+        };
+        conn.busy_timeout(Duration::from_secs(10)).map_err(failed)?;
+        // Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is
+        // locked" at once (no busy handler) when processes open the new file together — eight
+        // concurrent `promote`s on a fresh registry do. Once one has switched it, the mode is
+        // persistent and the others only read it; so retry for up to 10 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mode: rusqlite::Result<String> =
+                conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).and_then(|mode: String| {
+                    if mode.eq_ignore_ascii_case("wal") {
+                        Ok(mode)
+                    } else {
+                        conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+                    }
+                });
+            match mode {
+                Ok(_) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(failed(e)),
+            }
+        }
         Ok(SqliteSql { conn, path: display })
     }
 
