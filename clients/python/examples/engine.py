@@ -61,7 +61,13 @@ class Engine:
 
     def follow(self) -> None:
         """Reload on every deploy and rollback (the stream reconnects by itself)."""
-        for event in self.client.events():
+        # `since`: a deploy between loading and connecting is announced too.
+        with self.lock:
+            loaded = self.current.release if self.current else None
+        for event in self.client.events(since=loaded):
+            if event.kind == "connected":
+                print("following deploys and rollbacks", flush=True)
+                continue
             if event.kind != "release" or event.release is None:
                 continue
             try:

@@ -161,9 +161,12 @@ def test_stream_announces_deploy_and_rollback(server: Server) -> None:
     assert start is not None
     target = other_release(server.workspace, start.release_id)
     seen: "queue.Queue[StreamEvent]" = queue.Queue()
+    connected = threading.Event()
 
     def follow() -> None:
-        for event in client.events(timeout=60):
+        for event in client.events(timeout=60, since=start):
+            if event.kind == "connected":
+                connected.set()
             if event.kind == "release":
                 seen.put(event)
                 if event.release is not None and event.release.release_id == start.release_id:
@@ -171,9 +174,7 @@ def test_stream_announces_deploy_and_rollback(server: Server) -> None:
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
-    import time
-
-    time.sleep(1.5)  # connected and past its first look
+    assert connected.wait(20), "the stream connects"
     run(server.workspace, "deploy", target, "--yes", "-q")
     deployed = seen.get(timeout=20)
     assert deployed.release is not None and deployed.release.release_id == target
@@ -254,16 +255,31 @@ def test_the_engine_example_reloads_on_deploy_and_rollback(server: Server, tmp_p
     target = other_release(server.workspace, start.release_id)
     engine = subprocess.Popen(
         [sys.executable, str(example), "--url", server.url, "--token-file", str(token),
-         "--target", str(server.workspace / "production"), "--spool", str(tmp_path / "spool"), "--seconds", "8"],
+         "--target", str(server.workspace / "production"), "--spool", str(tmp_path / "spool"), "--seconds", "12"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(2.5)
+    assert engine.stdout is not None
+    lines: List[str] = []
+
+    def wait_for(prefix: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = engine.stdout.readline().rstrip("\n") if engine.stdout else ""
+            if not line and engine.poll() is not None:
+                break
+            lines.append(line)
+            if line.startswith(prefix):
+                return
+        raise AssertionError(f"no `{prefix}` from the engine: {lines}")
+
+    wait_for("following deploys and rollbacks")
     run(server.workspace, "deploy", target, "--yes", "-q")
-    time.sleep(2)
+    wait_for(f"reloaded {target}")
     run(server.workspace, "rollback", "--yes", "-q")
+    wait_for(f"reloaded {start.release_id}")
     out, err = engine.communicate(timeout=60)
     assert engine.returncode == 0, err
-    lines = out.splitlines()
+    lines += out.splitlines()
     assert lines[0].startswith(f"loaded {start.release_id} (")
     assert f"reloaded {target} after a deploy (was {start.release_id})" in lines
     assert f"reloaded {start.release_id} after a rollback (was {target})" in lines
@@ -308,9 +324,12 @@ def test_the_canary_allocation_is_read_watched_and_streamed(server: Server) -> N
     assert read_allocation(path) is None
     assert client.canary()["canary"] is None
     stream: "queue.Queue[StreamEvent]" = queue.Queue()
+    connected = threading.Event()
 
     def follow() -> None:
         for event in client.events(timeout=30):
+            if event.kind == "connected":
+                connected.set()
             if event.kind == "canary":
                 stream.put(event)
                 if any(r["action"] == "abort" for r in event.canary):
@@ -318,9 +337,7 @@ def test_the_canary_allocation_is_read_watched_and_streamed(server: Server) -> N
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
-    import time
-
-    time.sleep(1.0)
+    assert connected.wait(20), "the stream connects"
     run(server.workspace, "canary", "start", candidate, "--steps", "10,50,100", "--yes")
     allocation = read_allocation(path)
     assert allocation is not None and allocation.generation == 1

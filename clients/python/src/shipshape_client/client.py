@@ -11,7 +11,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from ._http import ShipshapeError, Transport
 
@@ -179,8 +179,9 @@ class Alert:
 @dataclass(frozen=True)
 class StreamEvent:
     """One event of the live stream: ``kind`` is ``"release"`` (``release`` is the new active
-    release, ``None`` when nothing is active), ``"alerts"`` (``alerts`` changed) or ``"canary"``
-    (``canary``: the canary's new log records — a start, a step, an abort, a promotion)."""
+    release, ``None`` when nothing is active), ``"alerts"`` (``alerts`` changed), ``"canary"``
+    (``canary``: the canary's new log records — a start, a step, an abort, a promotion) or
+    ``"connected"`` (the stream is (re)connected: changes from now on are announced)."""
 
     kind: str
     release: Optional[ActiveRelease] = None
@@ -189,6 +190,13 @@ class StreamEvent:
 
 
 ALERT_STATES = ("pending", "firing", "resolved", "cleared", "superseded")
+
+
+class _Unset:
+    """No ``since`` given."""
+
+
+_UNSET = _Unset()
 
 
 class Client:
@@ -258,13 +266,22 @@ class Client:
         result: Dict[str, Any] = self._http.json("GET", "/api/v1/canary")
         return result
 
-    def events(self, reconnect: bool = True, timeout: Optional[float] = None) -> Iterator[StreamEvent]:
+    def events(
+        self,
+        reconnect: bool = True,
+        timeout: Optional[float] = None,
+        since: Union[ActiveRelease, None, _Unset] = _UNSET,
+    ) -> Iterator[StreamEvent]:
         """The live stream: yields a :class:`StreamEvent` for each release change and each batch of
-        changed alerts, as they happen. With ``reconnect`` (the default) a dropped connection or a
-        restarting server is retried every two seconds, and a release that changed while
-        disconnected is announced after the reconnect (no deploy is missed); without it, the
-        iterator ends when the connection does. ``timeout`` bounds the whole iteration."""
-        return self._events(reconnect, timeout, None)
+        changed alerts or canary decisions, as they happen, and ``kind == "connected"`` each time
+        the stream (re)connects — from then on nothing is missed. With ``reconnect`` (the default)
+        a dropped connection or a restarting server is retried every two seconds, and a release
+        that changed while disconnected is announced after the reconnect; without it, the iterator
+        ends when the connection does. ``since``: the release the caller has loaded (``None``:
+        nothing) — a change after it but before the stream connected is announced too, so an
+        engine that loads, then follows, misses no deploy. ``timeout`` bounds the whole iteration."""
+        baseline = None if isinstance(since, _Unset) else (since,)
+        return self._events(reconnect, timeout, baseline)
 
     def _events(
         self, reconnect: bool, timeout: Optional[float], baseline: Optional[Tuple[Optional[ActiveRelease]]]
@@ -295,6 +312,7 @@ class Client:
                             known = _key_of(current)
                             yield StreamEvent("release", release=current)
                         known, have_known = _key_of(current), True
+                        yield StreamEvent("connected")
             except (ShipshapeError, OSError, http.client.HTTPException):
                 if not reconnect:
                     return
