@@ -482,7 +482,9 @@ fn the_dashboard_shows_the_canary_and_its_decisions_live() {
     let row = driver.text("#canary-metrics tr[data-metric=intraday_hit_ratio]");
     assert!(row.contains('[') && row.ends_with('5'), "the difference with its interval and the blocks: {row}");
     assert!(driver.text("#canary-next").starts_with("next: hold"), "{}", driver.text("#canary-next"));
-    // An abort by hand appears in the feed at once, its note as text, and the panel goes.
+    // An abort by hand appears in the feed at once (once the live stream is connected), its note
+    // as text, and the panel goes.
+    driver.wait("return document.getElementById('live').className === 'on'", Duration::from_secs(10));
     let output = c.s.shipshape(&at(5.0), &["canary", "abort", "--note", "drill <b>now</b>"]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     driver.wait(
