@@ -194,12 +194,7 @@ pub fn rollback(
     let index = published(store, &target_id)?;
     // A rollback during a canary ends the canary first: every host gives its capital back.
     if let Some(canary) = registry.canary(environment)? {
-        let candidate = Target {
-            release_id: canary.release_id.clone(),
-            manifest_sha256: canary.manifest_sha256.clone(),
-            sequence: canary.sequence,
-            chain: canary.chain.clone(),
-        };
+        let candidate = canary.target();
         let aborting = Who { by: who.by, note: "the environment is being rolled back", at: who.at };
         registry.set_canary(environment, &candidate, &canary.steps, 0, "canary_abort", &aborting)?;
     }
@@ -256,12 +251,7 @@ pub fn canary_step(registry: &mut Registry, environment: &str, who: &Who<'_>) ->
         .ok_or_else(|| Error::Invalid(format!("no canary is under way in {environment}")))?;
     let steps: Vec<u32> = canary.steps.split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let next = steps.iter().copied().find(|s| *s > canary.percent).unwrap_or(100);
-    let candidate = Target {
-        release_id: canary.release_id.clone(),
-        manifest_sha256: canary.manifest_sha256.clone(),
-        sequence: canary.sequence,
-        chain: canary.chain.clone(),
-    };
+    let candidate = canary.target();
     if next >= 100 {
         let expected = registry.desired(environment)?.map_or(0, |p| p.generation);
         registry.finish_canary(environment, expected, &candidate, &canary.steps, who)?;
@@ -276,12 +266,7 @@ pub fn canary_abort(registry: &mut Registry, environment: &str, who: &Who<'_>) -
     let canary = registry
         .canary(environment)?
         .ok_or_else(|| Error::Invalid(format!("no canary is under way in {environment}: nothing to abort")))?;
-    let candidate = Target {
-        release_id: canary.release_id.clone(),
-        manifest_sha256: canary.manifest_sha256.clone(),
-        sequence: canary.sequence,
-        chain: canary.chain.clone(),
-    };
+    let candidate = canary.target();
     registry.set_canary(environment, &candidate, &canary.steps, 0, "canary_abort", who)?;
     Ok(canary.release_id)
 }
