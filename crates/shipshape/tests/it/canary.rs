@@ -447,24 +447,18 @@ fn canary_settings_come_from_the_config_and_bad_ones_are_refused_naming_the_file
 #[test]
 fn the_dashboard_shows_the_canary_and_its_decisions_live() {
     use crate::dashboard::Driver;
-    use std::io::BufRead as _;
     use std::time::Duration;
     let c = setup();
     c.run(&at(0.0), &["start", &c.b, "--steps", "10,50,100", "--step-after", "3h", "--yes"]);
     for hour in 0..5 {
         c.trade_hour(f64::from(hour), 3000, &quality(&[(&c.a, 0.56), (&c.b, 0.55)]), hour as u64);
     }
-    let mut child =
+    let (mut child, address) = crate::util::spawn_serve(
         c.s.ws
             .std_cmd(&at(5.0))
             .args(["serve", "--bind", "127.0.0.1:0", "--eval-interval", "1h"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+            .stderr(std::process::Stdio::null()),
+    );
     let driver = Driver::start();
     driver.go(&format!("http://{address}/"));
     driver.wait("return !document.getElementById('canary-section').hidden", Duration::from_secs(10));
@@ -590,17 +584,11 @@ fn a_fleet_canary_reaches_every_host_and_is_promoted_or_aborted_by_pointer_moves
         assert!(staging["hosts"].as_array().unwrap().iter().all(|h| h["canary_generation"] == 1));
         if registry.starts_with("sqlite:") {
             // The dashboard's fleet panel says it too, in a real browser.
-            use std::io::BufRead as _;
-            let mut child =
+            let (mut child, address) = crate::util::spawn_serve(
                 s.ws.std_cmd(&fat(1.2))
                     .args(["serve", "--bind", "127.0.0.1:0", "--eval-interval", "1h"])
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .unwrap();
-            let mut line = String::new();
-            std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-            let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+                    .stderr(std::process::Stdio::null()),
+            );
             let driver = crate::dashboard::Driver::start();
             driver.go(&format!("http://{address}/"));
             driver.wait(

@@ -5,7 +5,6 @@
 //! width, and the state-changing endpoints refusing requests without token, CSRF token or origin.
 //! Also saves a screenshot (`SHIPSHAPE_SCREENSHOT=path` copies it there, e.g. docs/img/dashboard.png).
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -161,17 +160,9 @@ fn serve_at(s: &Setup, bind: &str) -> Server {
 fn serve_when(s: &Setup, bind: &str, now: &str) -> Server {
     let token_file = s.ws.temp.path().join("operator.token");
     std::fs::write(&token_file, TOKEN).unwrap();
-    let mut child =
-        s.ws.std_cmd(now)
-            .args(["serve", "--bind", bind, "--token-file"])
-            .arg(&token_file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let address = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+    let (child, address) = crate::util::spawn_serve(
+        s.ws.std_cmd(now).args(["serve", "--bind", bind, "--token-file"]).arg(&token_file).stderr(Stdio::null()),
+    );
     Server { child, address }
 }
 
@@ -550,17 +541,13 @@ fn the_dashboard_asks_for_a_token_when_reads_need_one() {
     let vera = String::from_utf8(added.stdout).unwrap().trim().to_string();
     let token_file = s.ws.temp.path().join("operator.token");
     std::fs::write(&token_file, TOKEN).unwrap();
-    let mut child =
+    let (child, address) = crate::util::spawn_serve(
         s.ws.std_cmd(NOW)
             .args(["serve", "--bind", "127.0.0.1:0", "--read-auth", "token", "--token-file"])
             .arg(&token_file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let server = Server { address: line.trim().strip_prefix("listening on http://").unwrap().to_string(), child };
+            .stderr(Stdio::null()),
+    );
+    let server = Server { address, child };
     let driver = Driver::start();
     driver.go(&format!("http://{}/", server.address));
     driver.wait(

@@ -349,3 +349,13 @@ pub fn two_releases(s: &Setup, a_time: &str, b_time: &str) -> (PathBuf, PathBuf)
     let b = s.release(b_time);
     (a, b)
 }
+
+/// Start `shipshape serve …` (`command`, its arguments set) and wait until it listens: the child
+/// (stderr discarded unless the command says otherwise) and the address its first line names.
+pub fn spawn_serve(command: &mut Command) -> (std::process::Child, String) {
+    let mut child = command.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let address = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line}")).to_string();
+    (child, address)
+}
