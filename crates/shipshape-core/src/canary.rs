@@ -55,7 +55,7 @@ impl Paths {
             canary_dir: parent.join(format!("{name}.canary")),
             allocation: parent.join(format!("{name}.allocation.yaml")),
             state: registry.join("canary.yaml"),
-            log: registry.join("canary_log.jsonl"),
+            log: log_path(&workspace.root),
         })
     }
 
@@ -63,6 +63,11 @@ impl Paths {
     pub fn candidate_tree(&self, release: &ReleaseId) -> PathBuf {
         self.canary_dir.join(release.as_str())
     }
+}
+
+/// The canary's log of the workspace at `root` (it does not depend on the target).
+pub fn log_path(root: &Path) -> PathBuf {
+    root.join(crate::registry::REGISTRY_DIR).join("canary_log.jsonl")
 }
 
 /// One release in the allocation.

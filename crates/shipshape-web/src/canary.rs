@@ -57,16 +57,35 @@ pub(crate) async fn get_canary(State(state): State<Arc<AppState>>) -> Result<axu
     Ok(axum::Json(value))
 }
 
-/// How many records the canary's log holds (the event stream announces new ones).
-pub(crate) fn log_length(root: &std::path::Path) -> Option<usize> {
-    let workspace = Workspace::open(root).ok()?;
-    let paths = Paths::of(&workspace).ok()?;
-    canary::read_log(&paths).ok().map(|l| l.len())
+/// Where the canary's log ends now (bytes; 0 without one): the event stream announces what is
+/// appended after it.
+pub(crate) fn log_end(root: &std::path::Path) -> u64 {
+    std::fs::metadata(canary::log_path(root)).map_or(0, |m| m.len())
 }
 
-/// The log records after the first `from`.
-pub(crate) fn log_since(root: &std::path::Path, from: usize) -> Vec<Value> {
-    let Ok(workspace) = Workspace::open(root) else { return Vec::new() };
-    let Ok(paths) = Paths::of(&workspace) else { return Vec::new() };
-    canary::read_log(&paths).map(|l| l.into_iter().skip(from).collect()).unwrap_or_default()
+/// The records appended to the canary's log after byte `from`, and where they end. Only a stat
+/// when nothing was appended (the stream asks twice a second); a log cut shorter starts over at
+/// its end.
+pub(crate) fn log_since(root: &std::path::Path, from: u64) -> (Vec<Value>, u64) {
+    use std::io::{Read as _, Seek as _};
+    let path = canary::log_path(root);
+    let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+    if len <= from {
+        return (Vec::new(), len);
+    }
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(&path).and_then(|mut file| {
+        file.seek(std::io::SeekFrom::Start(from))?;
+        file.take(len - from).read_to_end(&mut bytes)
+    });
+    if read.is_err() {
+        return (Vec::new(), from);
+    }
+    // Whole lines only: a record being appended is read on the next tick.
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let records = bytes[..complete]
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<Value>(line).ok())
+        .collect();
+    (records, from + complete as u64)
 }

@@ -256,7 +256,7 @@ pub(crate) async fn alerts_stream(
     };
     let release = active_now(Arc::clone(&state)).await.and_then(|(tag, _)| tag);
     let root = state.root.clone();
-    let canary_seen = blocking(move || crate::canary::log_length(&root)).await.ok().flatten().unwrap_or(0);
+    let canary_seen = blocking(move || crate::canary::log_end(&root)).await.unwrap_or(0);
     let stop = state.stop.subscribe();
     let hello = Event::default().event("hello").retry(Duration::from_secs(2)).data(last.to_string());
     let first = futures_util::stream::once(async move { Ok::<_, Infallible>(hello) });
@@ -271,9 +271,11 @@ pub(crate) async fn alerts_stream(
                 if *stop.borrow() {
                     return None;
                 }
-                // A release change first: an engine reloads on it, and the alerts of the new release follow.
-                if let Some((tag, body)) = active_now(Arc::clone(&state)).await
+                // A release change first: an engine reloads on it, and the alerts of the new release
+                // follow. Each tick compares the fingerprint; the whole answer only when it changed.
+                if let Some(tag) = active_tag(Arc::clone(&state)).await
                     && tag != release
+                    && let Some((tag, body)) = active_now(Arc::clone(&state)).await
                 {
                     release = tag;
                     let event = Event::default().event("release").data(body.to_string());
@@ -282,12 +284,12 @@ pub(crate) async fn alerts_stream(
                 // Canary decisions (starts, steps, aborts, promotions), as they are logged.
                 let root = state.root.clone();
                 let seen = canary_seen;
-                if let Ok(records) = blocking(move || crate::canary::log_since(&root, seen)).await
-                    && !records.is_empty()
-                {
-                    canary_seen += records.len();
-                    let event = Event::default().event("canary").data(Value::Array(records).to_string());
-                    return Some((Ok(event), (state, last, release, canary_seen, stop)));
+                if let Ok((records, end)) = blocking(move || crate::canary::log_since(&root, seen)).await {
+                    canary_seen = end;
+                    if !records.is_empty() {
+                        let event = Event::default().event("canary").data(Value::Array(records).to_string());
+                        return Some((Ok(event), (state, last, release, canary_seen, stop)));
+                    }
                 }
                 let worker = Arc::clone(&state);
                 let since = last;
@@ -305,6 +307,17 @@ pub(crate) async fn alerts_stream(
         },
     );
     Sse::new(futures_util::StreamExt::chain(first, updates)).keep_alive(KeepAlive::default())
+}
+
+/// The active release's fingerprint alone (`None` inside: nothing active; `None`: unreadable now).
+async fn active_tag(state: Arc<AppState>) -> Option<Option<String>> {
+    blocking(move || -> shipshape_core::Result<Option<String>> {
+        let workspace = Workspace::open(&state.root)?;
+        crate::releases::active_tag(&workspace, state.clock.now())
+    })
+    .await
+    .ok()?
+    .ok()
 }
 
 /// The active release's fingerprint (`None` when nothing is active) and its JSON (`null` then);

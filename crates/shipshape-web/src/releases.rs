@@ -80,6 +80,12 @@ pub(crate) fn fingerprint(info: &ReleaseInfo) -> String {
     Digest::of(basis.as_bytes()).hex()[..32].to_string()
 }
 
+/// The active release's fingerprint alone (`None` when nothing is deployed): what the event
+/// stream compares each tick before building the whole answer.
+pub(crate) fn active_tag(workspace: &Workspace, now: Time) -> shipshape_core::Result<Option<String>> {
+    Ok(registry::get_active_release(workspace, now)?.map(|info| fingerprint(&info)))
+}
+
 /// The active release with its artifacts (`None` when nothing is deployed).
 pub(crate) fn active_json(workspace: &Workspace, now: Time) -> shipshape_core::Result<Option<(Value, String)>> {
     let Some(info) = registry::get_active_release(workspace, now)? else {
